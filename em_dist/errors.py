@@ -1,0 +1,71 @@
+"""The one exception tree of em_dist.
+
+Every error em_dist raises on purpose derives from :class:`EMError`, except misuse
+at a call site, which raises the built-in ``TypeError``/``ValueError``/``FileNotFoundError``
+a Python user expects.
+"""
+
+from __future__ import annotations
+
+
+class EMError(Exception):
+    """Base class of every em_dist error."""
+
+
+class RunFormatError(EMError):
+    """A run or artifact folder is missing, unreadable or of an unknown format version."""
+
+
+class RunFinishedError(EMError):
+    """The run was already finished; it takes no more data."""
+
+
+class NotLoggedInError(EMError):
+    """An operation needs a server, but neither ``em.login`` nor a config file gave one."""
+
+
+class ServerError(EMError):
+    """The server answered with an error; ``status_code`` and the server's message say which."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class AuthenticationError(ServerError):
+    """The server refused the API key (missing, wrong or revoked)."""
+
+
+class PermissionDeniedError(ServerError):
+    """The API key is valid but the object belongs to someone else."""
+
+
+class NotFoundError(ServerError):
+    """The server has no such folder, run or artifact."""
+
+
+class ConflictError(ServerError):
+    """The folder already holds a run of that name and ``conflict_strategy='error'`` was asked for."""
+
+
+class ServerUnreachableError(ServerError):
+    """The server could not be reached (refused, timed out, DNS) after retries."""
+
+
+class DistributedError(EMError):
+    """The distributed transport failed to set up; the run falls back to local-only recording."""
+
+
+__all__ = [
+    "EMError",
+    "RunFormatError",
+    "RunFinishedError",
+    "NotLoggedInError",
+    "ServerError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "ServerUnreachableError",
+    "DistributedError",
+]
