@@ -69,3 +69,10 @@ __all__ = [
     "ServerUnreachableError",
     "DistributedError",
 ]
+
+
+class EMWarning(UserWarning):
+    """Recoverable trouble (disk full, server down, lost rank): training goes on, the data is kept."""
+
+
+__all__.append("EMWarning")

@@ -1,0 +1,384 @@
+"""The Run: what a training script records, on any rank, without ever blocking or breaking training."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import lifecycle
+from ._warn import warn_once
+from .artifact import Artifact
+from .hparams import Hparams
+from .store import layout
+from .store.reader import load_artifact
+from .store.records import ArtifactRecord
+from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
+from .values import TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, normalize_type
+
+CONFLICT_STRATEGIES = ("skip", "error", "new", "replace")
+DEFAULT_DIST_TIMEOUT = 60.0
+_now = time.time
+
+
+class Run:
+    """One training run. Create it with :func:`em_dist.create_run`."""
+
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        labels: list[str] | None = None,
+        description: str = "",
+        folder: str = "default",
+        folder_id: str | None = None,
+        make_folder: bool = False,
+        conflict_strategy: str = "new",
+        auto_upload: bool = False,
+        dist_timeout: float | None = None,
+        flush_interval: float | None = None,
+        max_pending: int | None = None,
+    ) -> None:
+        self.name = layout.check_name(name, "run name")
+        self.labels = layout.check_labels(labels)
+        if not isinstance(description, str):
+            raise TypeError("description must be a string")
+        if conflict_strategy not in CONFLICT_STRATEGIES:
+            raise ValueError(f"conflict_strategy must be one of {CONFLICT_STRATEGIES}, got {conflict_strategy!r}")
+        if not isinstance(folder, str) or not folder:
+            raise ValueError("folder must be a non-empty folder path such as 'em-examples' or 'team/project'")
+        self.description = description
+        self.folder, self.folder_id, self.make_folder = folder, folder_id, bool(make_folder)
+        self.conflict_strategy = conflict_strategy
+        self.auto_upload = bool(auto_upload)
+        self.dist_timeout = _positive(dist_timeout, "dist_timeout", os.environ.get("EM_DIST_TIMEOUT"), DEFAULT_DIST_TIMEOUT)
+        interval = _positive(flush_interval, "flush_interval", os.environ.get("EM_FLUSH_INTERVAL"), DEFAULT_FLUSH_INTERVAL)
+
+        self.id = str(uuid.uuid4())
+        started = _now()
+        self.alternative_name = layout.alternative_name(self.name, started)
+        self.path: Path = (layout.run_parent_dir() / self.alternative_name).resolve()
+        self.start_timestamp = _iso(started)
+        self.end_timestamp: str | None = None
+        self.status = "Initializing"
+        self.status_reason: str | None = None
+        self.lost_ranks: list[int] = []
+        self.world: dict[str, Any] = {"size": 1, "rank": 0, "launcher": "none", "backend": None}
+        self.hparams = Hparams(on_change=self._hparams_changed)
+        self.platform: dict[str, Any] = {}
+        self.git: dict[str, Any] | None = None
+        self.uploads: list[Any] = []
+        self._artifacts: list[dict[str, Any]] = []
+        self._known_names: set[str] = set()
+        self._finish_lock = threading.Lock()
+        self._finished = False
+        self._auto_uploader: Any = None
+
+        self._sink = RunWriter(self.path, flush_interval=interval, max_pending=max_pending or DEFAULT_MAX_PENDING)
+        # ---- DISTRIBUTED SEAM ------------------------------------------------------------
+        # A sink has: ``buffer`` (deque that log() appends record tuples to), ``wake_at``,
+        # ``wake()``, ``set_meta(relpath, doc)``, ``flush(timeout)``, ``close(timeout)``.
+        # In a multi-rank job em_dist.dist replaces/wraps ``self._sink`` here: rank 0 keeps the
+        # RunWriter and feeds it other ranks' records (``RunWriter.submit``); other ranks get a
+        # sender sink that ships to rank 0. ``self.world`` is filled in here too.
+        # ----------------------------------------------------------------------------------
+        self._buffer = self._sink.buffer
+        self._wake_at = self._sink.wake_at
+
+        self._probe_platform()
+        self._save_meta()
+        self._sink.start()
+        if self.auto_upload:
+            self._start_auto_upload()
+        lifecycle.register(self)
+
+    # -- metrics ----------------------------------------------------------------------
+    def log(self, type: str, metrics: Mapping[str, Any], step: int, epoch: int | float | None = None) -> None:
+        """Record ``metrics`` of kind ``type`` at ``step``; returns at once (a background thread writes)."""
+        t = TYPE_ALIASES.get(type) if type.__class__ is str else None
+        if t is None:
+            t = normalize_type(type)
+        if step.__class__ is not int or step < 0:
+            step = check_step(step)
+        if epoch is not None and epoch.__class__ is not int:
+            epoch = check_epoch(epoch)
+        if metrics.__class__ is not dict and not isinstance(metrics, Mapping):
+            raise TypeError(f"log(metrics=...) must be a dict of name -> number, got {metrics.__class__.__name__}")
+        if not metrics:
+            raise ValueError("log(metrics=...) must hold at least one metric")
+        known = self._known_names
+        values = {}
+        for k, v in metrics.items():
+            if k not in known:
+                check_metric_name(k)
+                known.add(k)
+            c = v.__class__
+            values[k] = v if (c is float or c is int) else convert_value(k, v)
+        if self._finished:
+            warn_once(f"log-after-finish:{self.id}", f"em_dist: run {self.name!r} is finished; log() calls after finish() are ignored", 2)
+            return
+        buf = self._buffer
+        buf.append((t, step, epoch, _now(), values))
+        if len(buf) >= self._wake_at:
+            self._sink.wake()
+        if self.status == "Initializing":
+            self._set_status("Running")
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything logged so far is on disk (rank 0) or handed to the transport; True if it is."""
+        try:
+            return self._sink.flush(timeout)
+        except Exception as exc:
+            warn_once("flush", f"em_dist: flush failed: {exc!r}")
+            return False
+
+    # -- lineage ----------------------------------------------------------------------
+    def mark_input(self, artifact: Artifact | ArtifactRecord | str | os.PathLike) -> None:
+        """Record that this run consumed ``artifact`` (a dataflow edge artifact -> run)."""
+        self._mark(artifact, "input")
+
+    def mark_output(self, artifact: Artifact | ArtifactRecord | str | os.PathLike) -> None:
+        """Record that this run produced ``artifact`` (a dataflow edge run -> artifact)."""
+        self._mark(artifact, "output")
+
+    def _mark(self, artifact: Any, role: str) -> None:
+        if isinstance(artifact, (str, os.PathLike)):
+            artifact = load_artifact(artifact)
+        if not isinstance(artifact, (Artifact, ArtifactRecord)):
+            raise TypeError(f"mark_{role} takes an Artifact (from em.create_artifact) or a saved artifact path, got {type(artifact).__name__}")
+        entry = {"id": artifact.id, "name": artifact.name, "path": str(artifact.path), "role": role}
+        if entry not in self._artifacts:
+            self._artifacts.append(entry)
+            self._sink.set_meta(layout.ARTIFACTS_FILE, list(self._artifacts))
+
+    # -- end of the run ---------------------------------------------------------------
+    def finish(self) -> None:
+        """End the run as Succeeded: write everything and stop the background work."""
+        self._finish("Succeeded", None)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is None:
+            self.finish()
+        else:
+            self._finish("Failed", f"exception: {exc_type.__name__}: {exc}")
+        return False
+
+    def _finish(self, status: str, reason: str | None) -> None:
+        with self._finish_lock:
+            if self._finished:
+                return
+            self._finished = True
+        try:
+            self.status, self.status_reason = status, reason
+            self.end_timestamp = _iso(_now())
+            self._save_meta()
+            self._sink.close(self.dist_timeout)
+            if self._auto_uploader is not None:
+                self._auto_uploader.stop(timeout=self.dist_timeout)
+        except Exception as exc:  # finishing must never raise into the script
+            warn_once("finish", f"em_dist: finishing run {self.name!r} hit {exc!r}; the data on disk is kept")
+        finally:
+            lifecycle.unregister(self)
+
+    # -- upload -----------------------------------------------------------------------
+    def upload(
+        self,
+        folder: str | None = None,
+        make_folder: bool | None = None,
+        conflict_strategy: str | None = None,
+        *,
+        folder_id: str | None = None,
+        host: str | None = None,
+        api_key: str | None = None,
+    ) -> Any:
+        """Send the run with its hparams, platform, metrics and marked artifacts to the server (``em.login`` first).
+
+        A server that can't be reached is warned about, not raised: the run stays on disk and
+        ``em run upload -p <path>`` sends it later.
+        """
+        from .client.upload import upload_run
+        from .errors import ServerError, NotLoggedInError
+
+        strategy = conflict_strategy or self.conflict_strategy
+        if strategy not in CONFLICT_STRATEGIES:
+            raise ValueError(f"conflict_strategy must be one of {CONFLICT_STRATEGIES}, got {strategy!r}")
+        if not self._finished:
+            self.flush()
+        try:
+            result = upload_run(
+                self.path,
+                folder=folder if folder is not None else self.folder,
+                folder_id=folder_id if folder_id is not None else self.folder_id,
+                make_folder=self.make_folder if make_folder is None else bool(make_folder),
+                conflict_strategy=strategy,
+                host=host,
+                api_key=api_key,
+            )
+        except (ServerError, NotLoggedInError, OSError) as exc:
+            warn_once(
+                f"upload:{self.id}",
+                f"em_dist: upload of run {self.name!r} failed ({exc}); the run is kept at {self.path}. "
+                f"Retry with: em run upload -p {self.path}",
+                2,
+            )
+            return None
+        self.uploads.append(result)
+        return result
+
+    # -- internals --------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"Run(name={self.name!r}, status={self.status!r}, path={str(self.path)!r})"
+
+    def _set_status(self, status: str) -> None:
+        self.status = status
+        self._sink.set_meta(layout.RUN_FILE, self._run_doc())
+
+    def _hparams_changed(self, data: dict) -> None:
+        self._sink.set_meta(layout.HPARAMS_FILE, data)
+
+    def _run_doc(self) -> dict[str, Any]:
+        return {
+            "format_version": layout.FORMAT_VERSION,
+            "id": self.id,
+            "name": self.name,
+            "alternative_name": self.alternative_name,
+            "labels": self.labels,
+            "description": self.description,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "start_timestamp": self.start_timestamp,
+            "end_timestamp": self.end_timestamp,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "folder": self.folder,
+            "folder_id": self.folder_id,
+            "make_folder": self.make_folder,
+            "conflict_strategy": self.conflict_strategy,
+            "auto_upload": self.auto_upload,
+            "world": self.world,
+            "lost_ranks": self.lost_ranks,
+        }
+
+    def _save_meta(self) -> None:
+        self._sink.set_meta(layout.RUN_FILE, self._run_doc())
+        self._sink.set_meta(layout.HPARAMS_FILE, dict(self.hparams))
+        self._sink.set_meta(layout.PLATFORM_FILE, {"world": self.world, "ranks": {str(self.world.get("rank", 0)): self.platform}})
+        if self.git is not None:
+            self._sink.set_meta(layout.GIT_FILE, self.git)
+
+    def _probe_platform(self) -> None:
+        try:
+            from .platform import collect_git, collect_platform
+
+            self.platform = collect_platform(self.world.get("local_rank"))
+            self.git = collect_git()
+        except Exception as exc:  # a probe must never stop a run from starting
+            warn_once("platform", f"em_dist: platform probe failed ({exc!r}); the run goes on without it")
+
+    def _start_auto_upload(self) -> None:
+        try:
+            from .client.sync import AutoUploader
+
+            self._auto_uploader = AutoUploader(
+                self.path,
+                folder=self.folder,
+                folder_id=self.folder_id,
+                make_folder=self.make_folder,
+                conflict_strategy=self.conflict_strategy,
+            )
+            self._auto_uploader.start()
+        except Exception as exc:
+            warn_once("auto-upload", f"em_dist: auto_upload could not start ({exc}); the run is recorded locally only")
+            self._auto_uploader = None
+
+
+def create_run(
+    name: str = "default",
+    hparams: Mapping[str, Any] | None = None,
+    labels: list[str] | None = None,
+    description: str = "",
+    folder: str = "default",
+    make_folder: bool = False,
+    conflict_strategy: str = "new",
+    auto_upload: bool = False,
+    config_path: str | os.PathLike | None = None,
+    *,
+    folder_id: str | None = None,
+    dist_timeout: float | None = None,
+    flush_interval: float | None = None,
+    max_pending: int | None = None,
+) -> Run:
+    """Start a run: a local run folder now, every ``log()`` written in the background, uploadable later.
+
+    ``config_path`` names a YAML file with any of these keys; an argument left at its default
+    takes the file's value. Under a distributed launcher every rank calls this; rank 0 owns the run.
+    """
+    args = dict(
+        name=name, hparams=hparams, labels=labels, description=description, folder=folder,
+        make_folder=make_folder, conflict_strategy=conflict_strategy, auto_upload=auto_upload,
+    )
+    if config_path is not None:
+        args = _apply_config(args, Path(config_path))
+    run = Run(
+        args["name"],
+        labels=args["labels"],
+        description=args["description"],
+        folder=args["folder"],
+        folder_id=folder_id,
+        make_folder=args["make_folder"],
+        conflict_strategy=args["conflict_strategy"],
+        auto_upload=args["auto_upload"],
+        dist_timeout=dist_timeout,
+        flush_interval=flush_interval,
+        max_pending=max_pending,
+    )
+    if args["hparams"]:
+        run.hparams.update(args["hparams"])
+    return run
+
+
+_DEFAULTS = dict(
+    name="default", hparams=None, labels=None, description="", folder="default",
+    make_folder=False, conflict_strategy="new", auto_upload=False,
+)
+
+
+def _apply_config(args: dict[str, Any], path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise FileNotFoundError(f"create_run(config_path=...): no such file: {path}")
+    with open(path, encoding="utf-8") as f:
+        doc = yaml.safe_load(f) or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: the config file must be a YAML mapping of create_run arguments")
+    unknown = set(doc) - set(_DEFAULTS)
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_DEFAULTS)}")
+    return {k: (doc[k] if k in doc and args[k] == _DEFAULTS[k] else args[k]) for k in args}
+
+
+def _positive(value: Any, what: str, env: str | None, default: float) -> float:
+    if value is None and env:
+        try:
+            value = float(env)
+        except ValueError:
+            raise ValueError(f"the environment gives {what}={env!r}; it must be a number of seconds") from None
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{what} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat()

@@ -1,0 +1,193 @@
+"""Read a run or artifact folder back (docs/format.md): the API of tests, the CLI, the uploader and the console."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from ..errors import RunFormatError
+from ..values import decode_number
+from . import layout
+from .files import read_json
+from .records import ArtifactRecord, ArtifactRef, RunRecord
+
+STALE_HEARTBEAT_S = 60.0
+LIVE_STATUSES = ("Initializing", "Running")
+
+
+def load_run(path: str | os.PathLike) -> RunRecord:
+    """Open a saved run folder (a path, or an alternative name under ``$EM_RUN_PARENT_DIR``)."""
+    run_dir = _resolve(Path(path), layout.run_parent_dir(), layout.RUN_FILE)
+    meta = _read_versioned(run_dir / layout.RUN_FILE)
+    status, reason = effective_status(run_dir, meta)
+    rank_hparams = {}
+    for p in run_dir.glob("hparams-rank-*.json"):
+        try:
+            rank_hparams[int(p.stem.rsplit("-", 1)[1])] = read_json(p, {})
+        except (ValueError, json.JSONDecodeError):
+            continue
+    return RunRecord(
+        id=meta["id"],
+        name=meta["name"],
+        alternative_name=meta.get("alternative_name", run_dir.name),
+        path=str(run_dir.resolve()),
+        status=status,
+        status_reason=reason,
+        labels=list(meta.get("labels") or []),
+        description=meta.get("description") or "",
+        start_timestamp=meta.get("start_timestamp"),
+        end_timestamp=meta.get("end_timestamp"),
+        hparams=read_json(run_dir / layout.HPARAMS_FILE, {}),
+        rank_hparams=rank_hparams,
+        platform=read_json(run_dir / layout.PLATFORM_FILE, {}),
+        git=read_json(run_dir / layout.GIT_FILE, None),
+        world=meta.get("world") or {},
+        lost_ranks=list(meta.get("lost_ranks") or []),
+        artifacts=_artifact_refs(run_dir),
+        points=lambda: read_points(run_dir),
+    )
+
+
+def list_runs(parent_dir: str | os.PathLike | None = None) -> list[RunRecord]:
+    """Every readable run under ``parent_dir`` (default ``$EM_RUN_PARENT_DIR`` or ``.em/runs``), oldest first."""
+    parent = Path(parent_dir) if parent_dir is not None else layout.run_parent_dir()
+    runs = []
+    if parent.is_dir():
+        for child in parent.iterdir():
+            if (child / layout.RUN_FILE).is_file():
+                try:
+                    runs.append(load_run(child))
+                except (RunFormatError, OSError, ValueError, KeyError):
+                    continue  # a folder being created or damaged is not the caller's problem here
+    runs.sort(key=lambda r: r.start_timestamp or "")
+    return runs
+
+
+def load_artifact(path: str | os.PathLike) -> ArtifactRecord:
+    """Open a saved artifact folder (a path, or an alternative name under ``$EM_ARTIFACT_PARENT_DIR``)."""
+    art_dir = _resolve(Path(path), layout.artifact_parent_dir(), layout.ARTIFACT_FILE)
+    meta = _read_versioned(art_dir / layout.ARTIFACT_FILE)
+    return ArtifactRecord(
+        id=meta["id"],
+        name=meta["name"],
+        alternative_name=meta.get("alternative_name", art_dir.name),
+        path=str(art_dir.resolve()),
+        labels=list(meta.get("labels") or []),
+        description=meta.get("description") or "",
+        created_timestamp=meta.get("created_timestamp"),
+        files=list(meta.get("files") or []),
+        references=list(meta.get("references") or []),
+    )
+
+
+def read_points(run_dir: Path) -> list[dict]:
+    """Every metric point of every rank, flattened to one dict per (record, metric name)."""
+    points: list[dict] = []
+    metrics_dir = run_dir / layout.METRICS_DIR
+    files = sorted(metrics_dir.glob("rank-*.jsonl"), key=lambda p: int(p.stem.split("-", 1)[1])) if metrics_dir.is_dir() else []
+    for path in files:
+        rank = int(path.stem.split("-", 1)[1])
+        for rec in iter_records(path):
+            for name, value in rec["metrics"].items():
+                points.append(
+                    {
+                        "type": rec["type"],
+                        "name": name,
+                        "value": decode_number(value),
+                        "step": rec["step"],
+                        "epoch": rec.get("epoch"),
+                        "rank": rank,
+                        "time": rec.get("time"),
+                    }
+                )
+    return points
+
+
+def iter_records(path: Path):
+    """The complete JSON lines of one metrics file; a torn last line (crash mid-write) is skipped."""
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+def effective_status(run_dir: Path, meta: dict) -> tuple[str, str | None]:
+    """The status a reader should believe: a live status of a dead writer reads as Failed (crashed)."""
+    status = meta.get("status", "Initializing")
+    reason = meta.get("status_reason")
+    if status not in LIVE_STATUSES:
+        return status, reason
+    beat = read_json(run_dir / layout.HEARTBEAT_FILE, None) if (run_dir / layout.HEARTBEAT_FILE).exists() else None
+    pid = (beat or meta).get("pid")
+    host = (beat or meta).get("host")
+    last = (beat or {}).get("time") or _mtime(run_dir / layout.RUN_FILE)
+    if host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+        return "Failed", "crashed"
+    if time.time() - last > STALE_HEARTBEAT_S:
+        return "Failed", "crashed"
+    return status, reason
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is dead for our purposes
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _artifact_refs(run_dir: Path) -> list[ArtifactRef]:
+    refs = []
+    for item in read_json(run_dir / layout.ARTIFACTS_FILE, []) or []:
+        files: list[dict] = []
+        path = item.get("path")
+        if path:
+            art_path = Path(path) if Path(path).is_absolute() else run_dir / path
+            meta = read_json(art_path / layout.ARTIFACT_FILE, None) if art_path.is_dir() else None
+            if meta:
+                files = list(meta.get("files") or [])
+        refs.append(ArtifactRef(id=item["id"], name=item["name"], path=path, role=item["role"], files=files))
+    return refs
+
+
+def _resolve(path: Path, parent: Path, marker: str) -> Path:
+    if (path / marker).is_file():
+        return path
+    if not path.is_absolute() and (parent / path / marker).is_file():
+        return parent / path
+    raise RunFormatError(f"{path} is not a run or artifact folder: no {marker} found there (or under {parent})")
+
+
+def _read_versioned(path: Path) -> dict:
+    try:
+        meta = read_json(path)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunFormatError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise RunFormatError(f"{path} does not hold a JSON object")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > layout.FORMAT_VERSION:
+        raise RunFormatError(
+            f"{path} has format_version {version!r}; this em_dist reads version {layout.FORMAT_VERSION}. Upgrade em_dist."
+        )
+    return meta

@@ -1,0 +1,111 @@
+"""What a saved run reads back as: plain dataclasses shared by the local reader and the server client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+
+@dataclass
+class FileEntry:
+    """One file of an artifact."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class ArtifactRef:
+    """An artifact as a run sees it: which one, where, and whether the run consumed or produced it."""
+
+    id: str
+    name: str
+    path: str | None
+    role: str  # "input" | "output"
+    files: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class ArtifactRecord:
+    """A saved artifact."""
+
+    id: str
+    name: str
+    alternative_name: str
+    path: str | None
+    labels: list[str]
+    description: str
+    created_timestamp: str | None
+    files: list[dict]
+    references: list[dict]
+
+
+@dataclass
+class RunRecord:
+    """A saved run: metadata, hparams, platform, lineage and every metric point of every rank."""
+
+    id: str
+    name: str
+    alternative_name: str
+    path: str | None
+    status: str
+    status_reason: str | None = None
+    labels: list[str] = field(default_factory=list)
+    description: str = ""
+    start_timestamp: str | None = None
+    end_timestamp: str | None = None
+    hparams: dict = field(default_factory=dict)
+    rank_hparams: dict[int, dict] = field(default_factory=dict)
+    platform: dict = field(default_factory=dict)
+    git: dict | None = None
+    world: dict = field(default_factory=dict)
+    lost_ranks: list[int] = field(default_factory=list)
+    artifacts: list[ArtifactRef] = field(default_factory=list)
+    points: list[dict] | Callable[[], list[dict]] = field(default_factory=list, repr=False)
+
+    def _all_points(self) -> list[dict]:
+        if callable(self.points):
+            self.points = self.points()
+        return self.points
+
+    def metrics(self, type: str | None = None, name: str | None = None, rank: int | None = None) -> list[dict]:
+        """Metric points as dicts ``{type, name, value, step, epoch, rank, time}``, in logging order per rank."""
+        return [
+            p
+            for p in self._all_points()
+            if (type is None or p["type"] == type)
+            and (name is None or p["name"] == name)
+            and (rank is None or p["rank"] == rank)
+        ]
+
+    def ranks(self) -> list[int]:
+        """The ranks that reported at least one point."""
+        return sorted({p["rank"] for p in self._all_points()})
+
+    def cross_rank(self, type: str | None = None, name: str | None = None) -> list[dict]:
+        """Mean/min/max across ranks per (type, name, step): ``{type, name, step, mean, min, max, count, ranks}``."""
+        return aggregate_across_ranks(self.metrics(type=type, name=name))
+
+
+def aggregate_across_ranks(points: Iterable[dict]) -> list[dict]:
+    """Group points by (type, name, step); the last value a rank logged for a step counts."""
+    groups: dict[tuple[str, str, int], dict[int, Any]] = {}
+    for p in points:
+        groups.setdefault((p["type"], p["name"], p["step"]), {})[p["rank"]] = p["value"]
+    out = []
+    for (type_, name, step), by_rank in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+        values = list(by_rank.values())
+        out.append(
+            {
+                "type": type_,
+                "name": name,
+                "step": step,
+                "mean": sum(values) / len(values),
+                "min": min(values),
+                "max": max(values),
+                "count": len(values),
+                "ranks": sorted(by_rank),
+            }
+        )
+    return out

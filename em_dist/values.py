@@ -1,0 +1,169 @@
+"""Validation and conversion of what users pass to ``Run.log``.
+
+The hot path accepts Python ``int``/``float`` as they are; everything else goes
+through :func:`convert_value`. Device tensors are kept as tensors here and turned
+into numbers later, in bulk, by :func:`materialize` on the writer thread, so that
+``log()`` never synchronises a GPU.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+TYPE_ALIASES: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "validate": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+    "eval": "test",
+    "evaluate": "test",
+    "evaluation": "test",
+}
+
+
+def normalize_type(type_: Any) -> str:
+    """Map the SDK's type aliases to ``train``/``val``/``test``; keep any other string as a custom type."""
+    if not isinstance(type_, str):
+        raise TypeError(f"log(type=...) must be a string such as 'train', 'val' or 'test', got {type(type_).__name__}")
+    if not type_.strip():
+        raise ValueError("log(type=...) must not be empty; use 'train', 'val', 'test' or a custom name")
+    return TYPE_ALIASES.get(type_.lower(), type_)
+
+
+def check_metric_name(name: Any) -> None:
+    """Metric names are non-empty strings."""
+    if not isinstance(name, str):
+        raise TypeError(f"metric names must be strings, got {name!r} ({type(name).__name__})")
+    if not name.strip():
+        raise ValueError("metric names must not be empty")
+
+
+def check_step(step: Any) -> int:
+    """A step is a non-negative integer (Python or NumPy), never a bool or a float."""
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"log(step=...) must be a non-negative integer, got {step!r} ({type(step).__name__})")
+    step = int(step)
+    if step < 0:
+        raise ValueError(f"log(step=...) must be non-negative, got {step}")
+    return step
+
+
+def check_epoch(epoch: Any) -> int | float | None:
+    """An epoch is optional; when given it is a real number (fractional epochs are allowed)."""
+    if epoch is None:
+        return None
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Real):
+        raise TypeError(f"log(epoch=...) must be a number or None, got {epoch!r} ({type(epoch).__name__})")
+    return int(epoch) if isinstance(epoch, numbers.Integral) else float(epoch)
+
+
+class DeviceScalar:
+    """A one-element tensor on an accelerator, kept until the writer converts a batch at once."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: Any) -> None:
+        self.tensor = tensor
+
+
+def convert_value(key: str, value: Any) -> Any:
+    """Turn a metric value into an ``int``/``float`` (or a :class:`DeviceScalar`), or raise naming ``key``."""
+    cls = value.__class__
+    if cls is float or cls is int:
+        return value
+    if cls is bool:
+        return int(value)
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"metric {key!r}: value must be a number, got a string {value!r}")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    # torch tensors: duck-typed so that torch is never imported by us.
+    numel = getattr(value, "numel", None)
+    if callable(numel) and hasattr(value, "detach"):
+        if numel() != 1:
+            raise ValueError(f"metric {key!r}: a tensor value must hold exactly one element, got shape {tuple(value.shape)}")
+        device = getattr(value, "device", None)
+        if device is not None and getattr(device, "type", "cpu") != "cpu":
+            # clone: an async copy, so a later in-place update can't change what was logged.
+            return DeviceScalar(value.detach().clone())
+        return _number(key, value.detach().reshape(()).item())
+    # NumPy arrays and scalars.
+    size = getattr(value, "size", None)
+    if isinstance(size, int) and hasattr(value, "dtype") and hasattr(value, "item"):
+        if size != 1:
+            raise ValueError(f"metric {key!r}: an array value must hold exactly one element, got shape {getattr(value, 'shape', '?')}")
+        return _number(key, value.item())
+    # TensorFlow tensors (eager): .numpy() gives an ndarray or a scalar.
+    to_numpy = getattr(value, "numpy", None)
+    if callable(to_numpy):
+        return convert_value(key, to_numpy())
+    raise TypeError(
+        f"metric {key!r}: unsupported value type {cls.__name__}; "
+        "use a Python number or a one-element NumPy array / torch / TensorFlow tensor"
+    )
+
+
+def _number(key: str, value: Any) -> int | float:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, complex):
+        raise TypeError(f"metric {key!r}: complex values are not supported")
+    raise TypeError(f"metric {key!r}: unsupported element type {type(value).__name__}")
+
+
+def materialize(records: list) -> None:
+    """Replace every :class:`DeviceScalar` in ``records`` by a Python number, one device sync per batch.
+
+    A record is ``(type, step, epoch, time, metrics_dict)``; dicts are updated in place.
+    """
+    pending: list[tuple[dict, str, Any]] = []
+    for rec in records:
+        metrics = rec[4]
+        for key, value in metrics.items():
+            if value.__class__ is DeviceScalar:
+                pending.append((metrics, key, value.tensor))
+    if not pending:
+        return
+    try:
+        import torch  # only reached when the user logged torch tensors
+
+        by_device: dict[Any, list[int]] = {}
+        for i, (_, _, t) in enumerate(pending):
+            by_device.setdefault(t.device, []).append(i)
+        for idxs in by_device.values():
+            stacked = torch.stack([pending[i][2].reshape(()).to(torch.float64) for i in idxs])
+            for i, number in zip(idxs, stacked.cpu().tolist()):
+                metrics, key, t = pending[i]
+                metrics[key] = int(number) if not t.is_floating_point() and not t.is_complex() else number
+    except Exception:  # never lose the point: fall back to one conversion each
+        for metrics, key, t in pending:
+            try:
+                metrics[key] = t.reshape(()).item()
+            except Exception:
+                metrics[key] = float("nan")
+
+
+def encode_number(value: int | float) -> str:
+    """JSON text of a metric value; non-finite floats become the strings NaN / Infinity / -Infinity."""
+    if value.__class__ is float:
+        if value - value == 0.0:  # finite
+            return repr(value)
+        if value != value:
+            return '"NaN"'
+        return '"Infinity"' if value > 0 else '"-Infinity"'
+    return str(value)
+
+
+def decode_number(value: Any) -> int | float:
+    """Inverse of :func:`encode_number` for values read back from JSON."""
+    if isinstance(value, str):
+        return float(value.replace("Infinity", "inf"))
+    return value
