@@ -7,9 +7,7 @@
     run.finish()
 """
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Any as _Any
 
 from .artifact import Artifact, create_artifact
 from .errors import (
@@ -46,14 +44,14 @@ def logout() -> None:
     _logout()
 
 
-def upload(path: Any, folder: str = "default", make_folder: bool = False, conflict_strategy: str = "new", **kwargs: Any) -> Any:
+def upload(path: _Any, folder: str = "default", make_folder: bool = False, conflict_strategy: str = "new", **kwargs: _Any) -> _Any:
     """Upload a saved run folder, or every run under a parent folder, with its artifacts."""
     from .client.upload import upload as _upload
 
     return _upload(path, folder=folder, make_folder=make_folder, conflict_strategy=conflict_strategy, **kwargs)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name == "Client":  # imported on first use: the HTTP client is not needed to train
         from .client.read import Client
 

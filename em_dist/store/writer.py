@@ -56,7 +56,8 @@ class RunWriter:
         self._wake = threading.Event()
         self._stopping = False
         self._flushed = threading.Condition()
-        self._cycles = 0
+        self._cycles = 0  # cycles completed
+        self._started = 0  # cycles started
         self._dir_ready = False
         self._heartbeat = {"pid": os.getpid(), "host": socket.gethostname(), "time": 0.0}
         self._thread = threading.Thread(target=self._loop, name="em_dist-writer", daemon=True)
@@ -93,7 +94,7 @@ class RunWriter:
         if not self._thread.is_alive():
             return False
         with self._flushed:
-            target = self._cycles + 2
+            target = self._started + 1  # the first cycle that starts after this call
             self._wake.set()
             return self._flushed.wait_for(lambda: self._cycles >= target or not self._thread.is_alive(), timeout)
 
@@ -116,6 +117,8 @@ class RunWriter:
             self._wake.wait(self._interval)
             self._wake.clear()
             stopping = self._stopping
+            with self._flushed:
+                self._started += 1
             try:
                 self._cycle(final=stopping)
             except Exception as exc:  # the thread must outlive any surprise

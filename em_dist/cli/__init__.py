@@ -1,0 +1,1 @@
+"""The ``em`` command line: ``em run list|show|upload``, ``em login``, ``em server ...``, ``em console``."""

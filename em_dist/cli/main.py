@@ -1,0 +1,54 @@
+"""Entry point of the ``em`` command: builds the parser from one module per command group."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from ..errors import EMError
+
+# Each module exposes ``register(groups)``; ``groups`` maps a group name to its sub-parser collection.
+_COMMAND_MODULES = ("runs", "auth", "upload", "server", "console")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="em", description="em_dist: experiment tracking for distributed training")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    top.required = True
+    groups = {"top": top}
+    for group, help_text in (
+        ("run", "inspect and upload local runs"),
+        ("artifact", "upload local artifacts"),
+        ("server", "run the tracking server and manage its users"),
+    ):
+        p = top.add_parser(group, help=help_text, description=help_text)
+        sub = p.add_subparsers(dest=f"{group}_command", metavar="SUBCOMMAND")
+        sub.required = True
+        groups[group] = sub
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__package__}.{name}":
+                continue
+            raise
+        module.register(groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EMError as exc:
+        print(f"em: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("em: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

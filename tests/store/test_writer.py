@@ -1,0 +1,58 @@
+"""Disk trouble never reaches the training loop, and the data is kept until the disk is back."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+import em_dist as em
+from em_dist.store import layout
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full to produce a real ENOSPC")
+
+
+def test_disk_full_warns_once_keeps_data_and_recovers() -> None:
+    run = em.create_run(name="full", flush_interval=30)
+    metrics_path = layout.metrics_file(run.path, 0)
+    os.symlink("/dev/full", metrics_path)  # every write to it fails with ENOSPC, from the kernel
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(30):
+            run.log(type="train", metrics={"loss": float(step)}, step=step)
+            if step % 10 == 9:
+                run.flush()
+    disk_warnings = [w for w in caught if issubclass(w.category, em.EMWarning) and "cannot write" in str(w.message)]
+    assert len(disk_warnings) == 1, [str(w.message) for w in caught]
+    assert "No space left" in str(disk_warnings[0].message)
+    os.unlink(metrics_path)  # the disk is back
+    run.log(type="train", metrics={"loss": 30.0}, step=30)
+    run.finish()
+    assert [p["step"] for p in em.load_run(run.path).metrics()] == list(range(31))
+
+
+def test_unwritable_backlog_is_bounded_and_keeps_the_newest() -> None:
+    run = em.create_run(name="bounded", flush_interval=30, max_pending=100)
+    metrics_path = layout.metrics_file(run.path, 0)
+    os.symlink("/dev/full", metrics_path)
+    with pytest.warns(em.EMWarning):
+        for step in range(300):
+            run.log(type="train", metrics={"loss": 1.0}, step=step)
+            if step % 50 == 49:
+                run.flush()
+    os.unlink(metrics_path)
+    run.finish()
+    assert [p["step"] for p in em.load_run(run.path).metrics()] == list(range(200, 300))
+
+
+def test_unwritable_run_folder_does_not_raise(monkeypatch) -> None:
+    monkeypatch.setenv("EM_RUN_PARENT_DIR", "/proc/em_dist_cannot_write_here")
+    with pytest.warns(em.EMWarning, match="cannot write"):
+        run = em.create_run(name="readonly")
+        run.hparams["lr"] = 0.1
+        for step in range(10):
+            run.log(type="train", metrics={"loss": 1.0}, step=step)
+        run.flush(timeout=2)
+        run.finish()
+    assert run.status == "Succeeded"

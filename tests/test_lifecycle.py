@@ -1,0 +1,98 @@
+"""A run ends with the status its process deserves: finished, atexit, uncaught exception, or SIGKILL."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import em_dist as em
+from tests.conftest import PYTHON, python_env
+
+
+def _run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(body))
+    return subprocess.run([PYTHON, str(script)], env=python_env(), capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+def test_unfinished_run_is_finished_at_exit_as_succeeded(tmp_path, run_parent) -> None:
+    proc = _run_script(tmp_path, """
+        import em_dist as em
+        run = em.create_run(name="atexit")
+        for i in range(100):
+            run.log(type="train", metrics={"loss": i}, step=i)
+        """)
+    assert proc.returncode == 0, proc.stderr
+    [rec] = em.list_runs(run_parent)
+    assert rec.status == "Succeeded" and len(rec.metrics()) == 100
+
+
+def test_uncaught_exception_marks_the_run_failed(tmp_path, run_parent) -> None:
+    proc = _run_script(tmp_path, """
+        import em_dist as em
+        run = em.create_run(name="boom")
+        run.log(type="train", metrics={"loss": 1.0}, step=0)
+        raise ValueError("diverged")
+        """)
+    assert proc.returncode == 1 and "diverged" in proc.stderr  # the user's traceback is still printed
+    [rec] = em.list_runs(run_parent)
+    assert rec.status == "Failed" and "ValueError: diverged" in rec.status_reason
+    assert len(rec.metrics()) == 1
+
+
+def test_sigkill_leaves_a_readable_failed_run_with_every_point_older_than_1s(tmp_path, run_parent) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        import em_dist as em
+        run = em.create_run(name="killed")
+        run.hparams["lr"] = 0.1
+        for i in range(1000):
+            run.log(type="train", metrics={"loss": 1.0 / (i + 1)}, step=i)
+        t0 = time.monotonic()
+        step, said = 1000, False
+        while True:  # keep training (and logging) until killed
+            run.log(type="train", metrics={"loss": 0.0}, step=step)
+            step += 1
+            if not said and time.monotonic() - t0 >= 1.2:
+                print("READY", flush=True)
+                said = True
+            time.sleep(0.001)
+        """))
+    proc = subprocess.Popen([PYTHON, str(script)], env=python_env(), stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    [rec] = em.list_runs(run_parent)
+    assert rec.status == "Failed" and rec.status_reason == "crashed"
+    assert rec.hparams == {"lr": 0.1}
+    steps = [p["step"] for p in rec.metrics()]
+    assert steps[:1000] == list(range(1000))  # everything logged >= 1.2 s before the kill
+    assert steps == list(range(len(steps)))  # nothing torn, nothing duplicated
+
+
+def test_stale_heartbeat_of_a_live_status_reads_as_crashed(tmp_path) -> None:
+    import json
+    import os
+
+    run = em.create_run(name="stale")
+    run.log(type="train", metrics={"loss": 1.0}, step=0)
+    run.finish()
+    meta_path = run.path / "run.json"
+    meta = json.loads(meta_path.read_text())
+    meta.update(status="Running", host="another-host")
+    meta_path.write_text(json.dumps(meta))
+    beat = run.path / "heartbeat"
+    beat.write_text(json.dumps({"pid": 1, "host": "another-host", "time": time.time()}))
+    assert em.load_run(run.path).status == "Running"  # fresh heartbeat from elsewhere: believed
+    beat.write_text(json.dumps({"pid": 1, "host": "another-host", "time": time.time() - 3600}))
+    rec = em.load_run(run.path)
+    assert (rec.status, rec.status_reason) == ("Failed", "crashed")
+    assert json.loads(meta_path.read_text())["status"] == "Running"  # readers never rewrite
+    del os

@@ -1,0 +1,337 @@
+"""The Run API on one process: what a user logs is what load_run gives back."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import em_dist as em
+from em_dist.store import layout
+
+
+@pytest.mark.parametrize(
+    "alias, expected",
+    [
+        ("train", "train"), ("training", "train"),
+        ("val", "val"), ("validate", "val"), ("validation", "val"),
+        ("test", "test"), ("testing", "test"), ("eval", "test"), ("evaluate", "test"), ("evaluation", "test"),
+        ("Training", "train"), ("my_custom", "my_custom"),
+    ],
+)
+def test_type_aliases_are_normalised(alias: str, expected: str) -> None:
+    run = em.create_run(name="aliases")
+    run.log(type=alias, metrics={"loss": 1.5}, step=3)
+    run.finish()
+    [point] = em.load_run(run.path).metrics()
+    assert point["type"] == expected
+    assert point["value"] == 1.5 and point["step"] == 3 and point["epoch"] is None and point["rank"] == 0
+
+
+def test_every_point_comes_back_with_step_epoch_and_value() -> None:
+    run = em.create_run(name="points")
+    for step in range(50):
+        run.log(type="train", metrics={"loss": 1.0 / (step + 1), "acc": step / 50}, step=step, epoch=step // 10)
+    run.log(type="val", metrics={"loss": 0.25}, step=49, epoch=4.5)
+    run.finish()
+    rec = em.load_run(run.path)
+    assert rec.status == "Succeeded"
+    loss = rec.metrics(type="train", name="loss")
+    assert [p["step"] for p in loss] == list(range(50))
+    assert [p["value"] for p in loss] == [1.0 / (s + 1) for s in range(50)]
+    assert [p["epoch"] for p in loss] == [s // 10 for s in range(50)]
+    assert rec.metrics(type="val") == [
+        {"type": "val", "name": "loss", "value": 0.25, "step": 49, "epoch": 4.5, "rank": 0, "time": rec.metrics(type="val")[0]["time"]}
+    ]
+
+
+def test_numpy_torch_and_tensorflow_like_values() -> None:
+    torch = pytest.importorskip("torch")
+
+    class EagerTensor:  # the duck type of a TensorFlow eager tensor: .numpy() gives an ndarray
+        def __init__(self, v: float) -> None:
+            self._v = np.array([v], dtype=np.float32)
+
+        def numpy(self) -> np.ndarray:
+            return self._v
+
+    run = em.create_run(name="values")
+    run.log(
+        type="train",
+        metrics={
+            "np_scalar": np.float32(0.5),
+            "np_array": np.array([0.25]),
+            "np_int": np.int64(7),
+            "torch_0d": torch.tensor(1.5),
+            "torch_1elem": torch.tensor([2.5], requires_grad=True) * 1,
+            "torch_int": torch.tensor(3),
+            "tf_like": EagerTensor(4.5),
+            "flag": True,
+            "nan": float("nan"),
+            "inf": math.inf,
+            "ninf": -math.inf,
+        },
+        step=np.int64(1),
+    )
+    run.finish()
+    got = {p["name"]: p["value"] for p in em.load_run(run.path).metrics()}
+    assert got["np_scalar"] == 0.5 and got["np_array"] == 0.25 and got["np_int"] == 7
+    assert got["torch_0d"] == 1.5 and got["torch_1elem"] == 2.5 and got["torch_int"] == 3
+    assert got["tf_like"] == 4.5 and got["flag"] == 1
+    assert math.isnan(got["nan"]) and got["inf"] == math.inf and got["ninf"] == -math.inf
+    # every line is strict JSON (no bare NaN/Infinity tokens)
+    for line in layout.metrics_file(run.path, 0).read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+def test_logged_tensor_is_copied_not_referenced() -> None:
+    torch = pytest.importorskip("torch")
+    run = em.create_run(name="inplace")
+    acc = torch.tensor(1.0)
+    run.log(type="train", metrics={"acc": acc}, step=0)
+    acc += 100  # in-place update after log() must not change the logged value
+    run.finish()
+    assert em.load_run(run.path).metrics()[0]["value"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, fragment",
+    [
+        (dict(metrics={"loss": np.array([1.0, 2.0])}, step=1), ValueError, "'loss'"),
+        (dict(metrics={"loss": "0.3"}, step=1), TypeError, "'loss'"),
+        (dict(metrics={"": 1.0}, step=1), ValueError, "empty"),
+        (dict(metrics={3: 1.0}, step=1), TypeError, "3"),
+        (dict(metrics={"loss": 1.0}, step=-1), ValueError, "non-negative"),
+        (dict(metrics={"loss": 1.0}, step=1.5), TypeError, "step"),
+        (dict(metrics={"loss": 1.0}, step=True), TypeError, "step"),
+        (dict(metrics={"loss": 1.0}, step="1"), TypeError, "step"),
+        (dict(metrics=[("loss", 1.0)], step=1), TypeError, "dict"),
+        (dict(metrics={}, step=1), ValueError, "at least one"),
+        (dict(metrics={"loss": 1.0}, step=1, epoch="one"), TypeError, "epoch"),
+        (dict(metrics={"loss": 1.0}, step=1, type=""), ValueError, "type"),
+        (dict(metrics={"loss": 1.0}, step=1, type=None), TypeError, "type"),
+        (dict(metrics={"ok": 1.0, "bad": object()}, step=1), TypeError, "'bad'"),
+    ],
+)
+def test_bad_input_raises_at_the_call_and_writes_nothing(kwargs: dict, error: type, fragment: str) -> None:
+    run = em.create_run(name="bad")
+    kwargs.setdefault("type", "train")
+    with pytest.raises(error, match=fragment if fragment != "3" else None):
+        run.log(**kwargs)
+    run.log(type="train", metrics={"good": 1.0}, step=2)
+    run.finish()
+    points = em.load_run(run.path).metrics()
+    assert [(p["name"], p["step"]) for p in points] == [("good", 2)]
+
+
+def test_hparams_reach_disk_without_a_call() -> None:
+    run = em.create_run(name="hp", hparams={"seed": 1}, flush_interval=0.05)
+    run.hparams.update({"batch_size": 32, "optimizer": "Adam", "lr": 1e-3})
+    run.hparams["epochs"] = 10
+    run.hparams.update({"seed": 99}, override=False)
+    run.hparams.update(argparse.Namespace(dropout=0.5, layers=(64, 32)))
+    expected = {"seed": 1, "batch_size": 32, "optimizer": "Adam", "lr": 1e-3, "epochs": 10, "dropout": 0.5, "layers": [64, 32]}
+    assert dict(run.hparams) == expected and run.hparams["lr"] == 1e-3
+    path = run.path / layout.HPARAMS_FILE
+    assert _eventually(lambda: path.exists() and json.loads(path.read_text()) == expected)
+    run.finish()
+    assert em.load_run(run.path).hparams == expected
+
+
+def test_hparam_that_json_cannot_hold_is_stored_as_repr_with_one_warning() -> None:
+    run = em.create_run(name="hp-repr")
+
+    class Opt:
+        def __repr__(self) -> str:
+            return "Opt(momentum=0.9)"
+
+    with pytest.warns(em.EMWarning, match="repr"):
+        run.hparams["opt"] = Opt()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run.hparams["opt2"] = Opt()  # same type: no second warning
+    run.finish()
+    assert em.load_run(run.path).hparams == {"opt": "Opt(momentum=0.9)", "opt2": "Opt(momentum=0.9)"}
+
+
+def test_hparam_names_must_be_strings() -> None:
+    run = em.create_run(name="hp-bad")
+    with pytest.raises(TypeError):
+        run.hparams[1] = 2
+    with pytest.raises(ValueError):
+        run.hparams.update({"": 1})
+    run.finish()
+
+
+def test_lineage_and_artifact_files(tmp_path) -> None:
+    import hashlib
+
+    data = tmp_path / "model_state_dict.pt"
+    data.write_bytes(b"weights" * 1000)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "a.txt").write_text("a")
+    (tmp_path / "ckpt" / "sub").mkdir()
+    (tmp_path / "ckpt" / "sub" / "b.txt").write_text("bb")
+
+    producer = em.create_run(name="producer")
+    model = em.create_artifact(name="mnist_model", labels=["torch"], description="weights")
+    model.add_file(str(data))
+    model.add_dir(tmp_path / "ckpt")
+    model.add_reference("s3://bucket/data/train.csv")
+    producer.mark_output(model)
+    producer.finish()
+
+    consumer = em.create_run(name="consumer")
+    consumer.mark_input(model.path)  # a saved artifact by path works too
+    consumer.finish()
+
+    rec = em.load_run(producer.path)
+    [ref] = rec.artifacts
+    assert (ref.id, ref.name, ref.role) == (model.id, "mnist_model", "output")
+    files = {f["path"]: f for f in ref.files}
+    assert set(files) == {"model_state_dict.pt", "ckpt/a.txt", "ckpt/sub/b.txt"}
+    assert files["model_state_dict.pt"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert files["model_state_dict.pt"]["size"] == 7000
+    [cref] = em.load_run(consumer.path).artifacts
+    assert (cref.id, cref.role) == (model.id, "input")
+    art = em.load_artifact(model.path)
+    assert art.references == [{"uri": "s3://bucket/data/train.csv", "path": "train.csv"}]
+    assert (model.path / "files" / "ckpt" / "sub" / "b.txt").read_text() == "bb"
+
+
+def test_artifact_misuse_is_reported_at_the_call(tmp_path) -> None:
+    art = em.create_artifact(name="a")
+    with pytest.raises(FileNotFoundError):
+        art.add_file(tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError):
+        art.add_dir(tmp_path / "missing")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match=r"\.\."):
+        art.add_file(tmp_path / "f", obj_path="../escape")
+    with pytest.raises(ValueError):
+        art.add_file(tmp_path / "f", obj_path="/abs")
+    run = em.create_run(name="r")
+    with pytest.raises(TypeError):
+        run.mark_output("not-an-artifact-folder" and 42)
+    run.finish()
+
+
+def test_context_manager_marks_failed_and_reraises() -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        with em.create_run(name="ctx") as run:
+            run.log(type="train", metrics={"loss": 1.0}, step=0)
+            raise RuntimeError("boom")
+    rec = em.load_run(run.path)
+    assert rec.status == "Failed" and "RuntimeError: boom" in rec.status_reason
+    assert len(rec.metrics()) == 1
+    with em.create_run(name="ok") as run2:
+        run2.log(type="train", metrics={"loss": 1.0}, step=0)
+    assert em.load_run(run2.path).status == "Succeeded"
+
+
+def test_status_moves_initializing_running_succeeded() -> None:
+    run = em.create_run(name="status", flush_interval=0.05)
+    run_json = run.path / layout.RUN_FILE
+    assert _eventually(lambda: run_json.exists() and json.loads(run_json.read_text())["status"] == "Initializing")
+    run.log(type="train", metrics={"loss": 1.0}, step=0)
+    assert run.status == "Running"
+    assert _eventually(lambda: json.loads(run_json.read_text())["status"] == "Running")
+    run.finish()
+    rec = em.load_run(run.path)
+    assert rec.status == "Succeeded" and rec.end_timestamp is not None
+    run.finish()  # idempotent
+
+
+def test_log_after_finish_is_ignored_with_a_warning() -> None:
+    run = em.create_run(name="late")
+    run.finish()
+    with pytest.warns(em.EMWarning, match="finished"):
+        run.log(type="train", metrics={"loss": 1.0}, step=0)
+    assert em.load_run(run.path).metrics() == []
+
+
+def test_create_run_arguments_and_config_file(tmp_path) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("name: from_yaml\nlabels: [a, b]\ndescription: d\nhparams: {lr: 0.1}\nfolder: team/x\n")
+    run = em.create_run(config_path=cfg, description="explicit wins")
+    assert (run.name, run.labels, run.description, run.folder) == ("from_yaml", ["a", "b"], "explicit wins", "team/x")
+    assert run.hparams["lr"] == 0.1
+    assert run.path.name.startswith("from_yaml_")
+    run.finish()
+    for bad in (dict(name=""), dict(name="a/b"), dict(conflict_strategy="merge"), dict(labels="x"), dict(flush_interval=0)):
+        with pytest.raises((ValueError, TypeError)):
+            em.create_run(**bad)
+    cfg.write_text("nmae: typo\n")
+    with pytest.raises(ValueError, match="nmae"):
+        em.create_run(config_path=cfg)
+
+
+def test_alternative_name_and_folder_layout(run_parent) -> None:
+    import re
+
+    run = em.create_run(name="mnist_torch")
+    run.finish()
+    assert run.path.parent == run_parent.resolve()
+    assert re.fullmatch(r"mnist_torch_\d{6}_\d{6}_[a-z0-9]{6}", run.alternative_name)
+    rec = em.load_run(run.alternative_name)  # by alternative name under $EM_RUN_PARENT_DIR
+    assert rec.id == run.id
+    assert [r.id for r in em.list_runs()] == [run.id]
+
+
+def test_platform_and_world_recorded() -> None:
+    run = em.create_run(name="plat")
+    run.finish()
+    rec = em.load_run(run.path)
+    assert rec.world["size"] == 1
+    assert "0" in rec.platform["ranks"] and rec.platform["world"]["size"] == 1
+
+
+def test_load_run_refuses_newer_format(tmp_path) -> None:
+    run = em.create_run(name="fmt")
+    run.finish()
+    meta = json.loads((run.path / "run.json").read_text())
+    meta["format_version"] = 99
+    (run.path / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(em.RunFormatError, match="99"):
+        em.load_run(run.path)
+    with pytest.raises(em.RunFormatError):
+        em.load_run(tmp_path / "nowhere")
+
+
+def test_aimd_trial_facade() -> None:
+    trial = em.create_trial(trial_name="cnn_keras", folder_path="image_classification/mnist", make_folder=True)
+    trial.params.update({"lr": 0.01})
+    trial.params["batch"] = 64
+    trial.log(metrics_type="training", metrics={"loss": 0.7}, step=1, epoch=0)
+    trial.log(metrics_type="evaluation", metrics={"acc": 0.9}, step=1)
+    trial.finish()
+    rec = em.load_run(trial.path)
+    assert rec.name == "cnn_keras" and rec.hparams == {"lr": 0.01, "batch": 64}
+    assert [(p["type"], p["name"]) for p in rec.metrics()] == [("train", "loss"), ("test", "acc")]
+    meta = json.loads((trial.path / "run.json").read_text())
+    assert (meta["folder"], meta["make_folder"]) == ("image_classification/mnist", True)
+    t2 = em.create_trial("x", folder_path="p", folder_id="1234")
+    t2.finish()
+    assert json.loads((t2.path / "run.json").read_text())["folder_id"] == "1234"
+
+
+def test_public_surface_is_exactly_all() -> None:
+    public = {n for n in dir(em) if not n.startswith("_")}
+    modules = {"artifact", "errors", "hparams", "lifecycle", "run", "store", "trial", "values", "platform", "client", "dist", "cli"}
+    assert public - modules == set(em.__all__) - {"Client"}
+    assert em.Client is not None and "Client" in em.__all__
+
+
+def _eventually(cond, timeout: float = 5.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
