@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` and `make test`. Everything else here is what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+APT_PACKAGES := openmpi-bin libopenmpi-dev postgresql chromium chromium-driver
+
+.PHONY: demo test setup system-deps horovod bench clean
+
+demo: setup
+	$(PY) launch/demo.py
+
+test: setup system-deps horovod
+	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0 numpy
+	$(PIP) install -q -e '.[server,dev,mpi,progress]'
+	touch $@
+
+# OpenMPI, PostgreSQL and Chromium for the multi-process, database and browser tests.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+horovod: setup system-deps
+	PYTHON=$(PY) bash .ci/horovod.sh
+
+bench: setup
+	$(PIP) install -q -e '.[bench]'
+
+clean:
+	rm -rf $(VENV) .em test-output
