@@ -17,6 +17,7 @@ from ._warn import warn_once
 from .artifact import Artifact
 from .hparams import Hparams
 from .store import layout
+from .store.encode import LineEncoder, has_device_values
 from .store.reader import load_artifact
 from .store.records import ArtifactRecord
 from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
@@ -88,8 +89,13 @@ class Run:
         # RunWriter and feeds it other ranks' records (``RunWriter.submit``); other ranks get a
         # sender sink that ships to rank 0. ``self.world`` is filled in here too.
         # ----------------------------------------------------------------------------------
+        from .dist.attach import attach
+
+        self._sink = attach(self, self._sink)
         self._buffer = self._sink.buffer
         self._wake_at = self._sink.wake_at
+        self._encode_at = getattr(self._sink, "encode_at", None) or self._wake_at
+        self._encode = getattr(self._sink, "encode", None) or LineEncoder()
 
         self._probe_platform()
         self._save_meta()
@@ -124,9 +130,13 @@ class Run:
             warn_once(f"log-after-finish:{self.id}", f"em_dist: run {self.name!r} is finished; log() calls after finish() are ignored", 2)
             return
         buf = self._buffer
-        buf.append((t, step, epoch, _now(), values))
-        if len(buf) >= self._wake_at:
+        rec = (t, step, epoch, _now(), values)
+        n = len(buf)
+        if n >= self._wake_at:
+            if n >= self._encode_at and not has_device_values(rec):
+                rec = self._encode(rec)  # the writer is behind: hand it a finished line
             self._sink.wake()
+        buf.append(rec)
         if self.status == "Initializing":
             self._set_status("Running")
 
@@ -205,6 +215,8 @@ class Run:
         A server that can't be reached is warned about, not raised: the run stays on disk and
         ``em run upload -p <path>`` sends it later.
         """
+        if self.world.get("rank", 0) != 0:  # rank 0 uploads the one run of the job
+            return None
         from .client.upload import upload_run
         from .errors import ServerError, NotLoggedInError
 

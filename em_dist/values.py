@@ -9,7 +9,7 @@ into numbers later, in bulk, by :func:`materialize` on the writer thread, so tha
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Callable
 
 TYPE_ALIASES: dict[str, str] = {
     "train": "train",
@@ -73,40 +73,58 @@ class DeviceScalar:
 def convert_value(key: str, value: Any) -> Any:
     """Turn a metric value into an ``int``/``float`` (or a :class:`DeviceScalar`), or raise naming ``key``."""
     cls = value.__class__
-    if cls is float or cls is int:
-        return value
-    if cls is bool:
-        return int(value)
+    convert = _CONVERTERS.get(cls)
+    if convert is None:
+        convert = _CONVERTERS[cls] = _converter_for(value)
+    return convert(key, value)
+
+
+def _converter_for(value: Any) -> Callable[[str, Any], Any]:
+    """Pick, once per value class, how to convert it (duck-typed: torch/NumPy/TF are never imported)."""
+    if isinstance(value, bool):
+        return lambda key, v: int(v)
     if isinstance(value, (str, bytes)):
-        raise TypeError(f"metric {key!r}: value must be a number, got a string {value!r}")
+        return _reject_string
     if isinstance(value, numbers.Integral):
-        return int(value)
+        return lambda key, v: int(v)
     if isinstance(value, numbers.Real):
-        return float(value)
-    # torch tensors: duck-typed so that torch is never imported by us.
-    numel = getattr(value, "numel", None)
-    if callable(numel) and hasattr(value, "detach"):
-        if numel() != 1:
-            raise ValueError(f"metric {key!r}: a tensor value must hold exactly one element, got shape {tuple(value.shape)}")
-        device = getattr(value, "device", None)
-        if device is not None and getattr(device, "type", "cpu") != "cpu":
-            # clone: an async copy, so a later in-place update can't change what was logged.
-            return DeviceScalar(value.detach().clone())
-        return _number(key, value.detach().reshape(()).item())
-    # NumPy arrays and scalars.
-    size = getattr(value, "size", None)
-    if isinstance(size, int) and hasattr(value, "dtype") and hasattr(value, "item"):
-        if size != 1:
-            raise ValueError(f"metric {key!r}: an array value must hold exactly one element, got shape {getattr(value, 'shape', '?')}")
-        return _number(key, value.item())
-    # TensorFlow tensors (eager): .numpy() gives an ndarray or a scalar.
-    to_numpy = getattr(value, "numpy", None)
-    if callable(to_numpy):
-        return convert_value(key, to_numpy())
+        return lambda key, v: float(v)
+    if callable(getattr(value, "numel", None)) and hasattr(value, "detach"):
+        return _from_tensor
+    if isinstance(getattr(value, "size", None), int) and hasattr(value, "dtype") and hasattr(value, "item"):
+        return _from_array
+    if callable(getattr(value, "numpy", None)):
+        return lambda key, v: convert_value(key, v.numpy())  # TensorFlow eager tensors
+    return _reject_unsupported
+
+
+def _reject_string(key: str, value: Any) -> Any:
+    raise TypeError(f"metric {key!r}: value must be a number, got a string {value!r}")
+
+
+def _reject_unsupported(key: str, value: Any) -> Any:
     raise TypeError(
-        f"metric {key!r}: unsupported value type {cls.__name__}; "
+        f"metric {key!r}: unsupported value type {value.__class__.__name__}; "
         "use a Python number or a one-element NumPy array / torch / TensorFlow tensor"
     )
+
+
+def _from_tensor(key: str, value: Any) -> Any:
+    if value.numel() != 1:
+        raise ValueError(f"metric {key!r}: a tensor value must hold exactly one element, got shape {tuple(value.shape)}")
+    if getattr(value, "is_cpu", True):
+        return _number(key, value.item())
+    # clone: an async device copy, so a later in-place update can't change what was logged.
+    return DeviceScalar(value.detach().clone())
+
+
+def _from_array(key: str, value: Any) -> Any:
+    if value.size != 1:
+        raise ValueError(f"metric {key!r}: an array value must hold exactly one element, got shape {getattr(value, 'shape', '?')}")
+    return _number(key, value.item())
+
+
+_CONVERTERS: dict[type, Callable[[str, Any], Any]] = {}
 
 
 def _number(key: str, value: Any) -> int | float:
@@ -126,6 +144,8 @@ def materialize(records: list) -> None:
     """
     pending: list[tuple[dict, str, Any]] = []
     for rec in records:
+        if rec.__class__ is str:  # already encoded on the training thread
+            continue
         metrics = rec[4]
         for key, value in metrics.items():
             if value.__class__ is DeviceScalar:

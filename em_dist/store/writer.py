@@ -21,14 +21,16 @@ from typing import Any, TextIO
 from filelock import FileLock
 
 from .._warn import warn_once
-from ..values import encode_number, materialize
+from ..values import materialize
 from . import layout
+from .encode import LineEncoder
 from .files import write_json_atomic
 
-Record = tuple  # (type, step, epoch, time, metrics: dict[str, int | float])
+Record = tuple  # (type, step, epoch, time, metrics: dict[str, int | float]), or its encoded line
 
 DEFAULT_FLUSH_INTERVAL = 0.5
 DEFAULT_MAX_PENDING = 1_000_000
+CHUNK = 20_000  # records encoded and written per step of a cycle: bounds the writer's own memory
 
 
 class RunWriter:
@@ -43,7 +45,11 @@ class RunWriter:
     ) -> None:
         self.run_dir = run_dir
         self.buffer: deque[Record] = deque(maxlen=max_pending)
-        self.wake_at = min(20_000, max(1, max_pending // 2))
+        self.wake_at = min(CHUNK, max(1, max_pending // 2))
+        self.encode_at = min(50_000, max(1, max_pending // 2))
+        """Past this backlog ``log()`` encodes its record itself, so a writer starved of the GIL by a
+        tight logging loop can't let the queue (and memory) grow without bound."""
+        self.encode = LineEncoder()
         self._max_pending = max_pending
         self._interval = flush_interval
         self._remote: deque[tuple[int, list[Record]]] = deque()
@@ -52,7 +58,6 @@ class RunWriter:
         self._unwritten: dict[int, list[str]] = {}
         self._unwritten_count = 0
         self._files: dict[int, TextIO] = {}
-        self._names: dict[str, str] = {}
         self._wake = threading.Event()
         self._stopping = False
         self._flushed = threading.Condition()
@@ -131,16 +136,20 @@ class RunWriter:
 
     def _cycle(self, final: bool = False) -> None:
         buf = self.buffer
-        batch = [buf.popleft() for _ in range(len(buf))]
-        if batch:
-            materialize(batch)
-            self._queue_lines(0, batch)
-        remote = self._remote
-        while remote:
-            rank, records = remote.popleft()
-            self._queue_lines(rank, records)
-        if not self._ensure_dir():
-            return
+        chunks = len(buf) // CHUNK + 1  # bounded: a producer faster than us can't keep us here
+        for _ in range(chunks):
+            batch = [buf.popleft() for _ in range(min(CHUNK, len(buf)))]
+            if batch:
+                materialize(batch)
+                self._queue_lines(0, batch)
+            remote = self._remote
+            while remote:
+                rank, records = remote.popleft()
+                self._queue_lines(rank, records)
+            if not self._ensure_dir():
+                return
+            if not self._write_lines(final=False) or not buf:
+                break
         self._write_lines(final)
         self._write_meta()
         self._heartbeat["time"] = time.time()
@@ -149,10 +158,10 @@ class RunWriter:
         except OSError:
             pass  # the line and metadata writes above already warned about this disk
 
-    def _queue_lines(self, rank: int, records: list[Record]) -> None:
-        encode = self._encode
+    def _queue_lines(self, rank: int, records: list) -> None:
+        encode = self.encode
         lines = self._unwritten.setdefault(rank, [])
-        lines.extend(encode(r) for r in records)
+        lines.extend([r if r.__class__ is str else encode(r) for r in records])
         self._unwritten_count += len(records)
         if self._unwritten_count > self._max_pending:
             self._drop_oldest()
@@ -172,20 +181,9 @@ class RunWriter:
             if excess <= 0:
                 break
 
-    def _name(self, name: str) -> str:
-        enc = self._names.get(name)
-        if enc is None:
-            enc = self._names[name] = json.dumps(name)
-        return enc
-
-    def _encode(self, rec: Record) -> str:
-        type_, step, epoch, t, metrics = rec
-        name = self._name
-        body = ",".join([f"{name(k)}:{encode_number(v)}" for k, v in metrics.items()])
-        ep = "null" if epoch is None else encode_number(epoch)
-        return f'{{"type":{name(type_)},"step":{step},"epoch":{ep},"time":{t!r},"metrics":{{{body}}}}}\n'
-
-    def _write_lines(self, final: bool) -> None:
+    def _write_lines(self, final: bool) -> bool:
+        """Append every unwritten line; False if the disk refused some (they stay queued)."""
+        ok = True
         for rank, lines in self._unwritten.items():
             if not lines:
                 continue
@@ -202,12 +200,14 @@ class RunWriter:
             except (OSError, ValueError) as exc:
                 self._disk_trouble(exc)
                 self._close_file(rank)
+                ok = False
                 continue
             self._unwritten_count -= len(lines)
             lines.clear()
         if final:
             for rank in list(self._files):
                 self._close_file(rank)
+        return ok
 
     def _close_file(self, rank: int) -> None:
         f = self._files.pop(rank, None)
