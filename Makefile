@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-APT_PACKAGES := openmpi-bin libopenmpi-dev postgresql chromium chromium-driver
+APT_PACKAGES := openmpi-bin libopenmpi-dev postgresql chromium chromium-driver cmake g++
 
 .PHONY: demo test setup system-deps horovod bench clean
 

@@ -18,6 +18,8 @@ from .store import layout
 from .store.files import write_json_atomic
 
 _CHUNK = 1 << 20
+ON_CREATE: list = []
+"""Called with each new Artifact; a non-zero rank's live run uses it to ship the artifact to rank 0."""
 
 
 class Artifact:
@@ -37,6 +39,11 @@ class Artifact:
         self.references: list[dict[str, str]] = []
         self._lock = threading.Lock()
         self._save()
+        for hook in list(ON_CREATE):
+            try:
+                hook(self)
+            except Exception:  # a hook must never stop an artifact from being made
+                pass
 
     def __repr__(self) -> str:
         return f"Artifact(name={self.name!r}, files={len(self.files)}, path={str(self.path)!r})"

@@ -100,7 +100,7 @@ class Run:
         self._probe_platform()
         self._save_meta()
         self._sink.start()
-        if self.auto_upload:
+        if self.auto_upload and self.world.get("rank", 0) == 0:  # rank 0 uploads the one run of the job
             self._start_auto_upload()
         lifecycle.register(self)
 

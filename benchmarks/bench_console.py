@@ -1,0 +1,150 @@
+"""Console timings for a run with 1,000,000 points of one metric.
+
+Builds the run with the public API, uploads it with the real client to a real server
+(``em server start`` on a free port, temporary data dir), then measures:
+
+- the server time of the downsampled series request the Metrics tab makes
+  (``GET /runs/{id}/metrics?points=2000``; the server's own ``server_ms`` and the
+  client's wall time), and of the ``x=time`` variant the console adds;
+- in headless Chromium (Debian ``/usr/bin/chromium`` through Playwright): time from
+  navigation start to the loss chart drawn on the run's Metrics tab, cold (charting
+  library not cached) and warm (reload).
+
+Not a test: run it by hand::
+
+    /work/venv/bin/python benchmarks/bench_console.py [--points 1000000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("EM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def make_run(points: int) -> Path:
+    import em_dist as em
+
+    run = em.create_run(name="bench-1m")
+    for step in range(points):
+        run.log(type="train", metrics={"loss": 1.0 / (step + 1) + (step % 100) * 1e-4}, step=step, epoch=step // 10_000)
+    run.finish()
+    return Path(run.path)
+
+
+def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "em_dist.cli.main", "server", "start", "--port", "0",
+                             "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if select.select([proc.stdout], [], [], 0.5)[0]:
+            line = proc.stdout.readline().decode()
+            if line.startswith("em server listening on "):
+                return proc, line.split()[-1]
+            if not line:
+                break
+    proc.kill()
+    raise SystemExit("the server did not start")
+
+
+def timed_get(session, url: str, repeat: int) -> tuple[float, float, int]:
+    """Median client wall ms, median server_ms, points returned."""
+    wall, server, n = [], [], 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        body = session.get(url, timeout=120).json()
+        wall.append((time.perf_counter() - t0) * 1000)
+        server.append(body.get("server_ms", float("nan")))
+        n = sum(len(s["values"]) for s in body["series"])
+    return statistics.median(wall), statistics.median(server), n
+
+
+def browser_times(url: str, key: str, run_id: str, repeat: int) -> tuple[float, list[float]]:
+    from playwright.sync_api import sync_playwright
+
+    chart = '.chart[data-metric="train/loss"][data-rendered]'
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.add_cookies([{"name": "em_session", "value": key, "url": url}])
+        page = context.new_page()
+        page.goto(f"{url}/#/run/{run_id}/metrics")
+        page.wait_for_selector(chart, timeout=60_000)
+        cold = page.evaluate("performance.now()")
+        warm = []
+        for _ in range(repeat):
+            page.reload()
+            page.wait_for_selector(chart, timeout=60_000)
+            warm.append(page.evaluate("performance.now()"))
+        browser.close()
+    return cold, warm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    import requests
+
+    tmp = Path(tempfile.mkdtemp(prefix="em-bench-console-"))
+    os.environ["EM_RUN_PARENT_DIR"] = str(tmp / "runs")
+    os.environ["EM_ARTIFACT_PARENT_DIR"] = str(tmp / "artifacts")
+    t0 = time.perf_counter()
+    run_dir = make_run(args.points)
+    print(f"logged {args.points:,} points in {time.perf_counter() - t0:.1f} s")
+
+    proc, url = start_server(tmp / "server")
+    try:
+        from em_dist.client.upload import upload_run
+        from em_dist.server import admin
+        from em_dist.server.config import ServerConfig
+        from em_dist.server.db import open_database
+
+        db = open_database(ServerConfig.build(tmp / "server"))
+        key = admin.add_user(db, "bench")
+        db.dispose()
+        t0 = time.perf_counter()
+        result = upload_run(run_dir, host=url, api_key=key)
+        print(f"uploaded {result.metrics_sent / 1e6:.1f} MB of metrics in {time.perf_counter() - t0:.1f} s")
+
+        http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {key}"
+        base = f"{url}/api/v1/runs/{result.server_run_id}"
+        rows = [
+            ("GET /runs/{id}/metrics?points=2000 (x = step)", f"{base}/metrics?type=train&name=loss&points=2000"),
+            ("GET /console/runs/{id}/metrics/xy?x=time&points=2000",
+             f"{url}/api/v1/console/runs/{result.server_run_id}/metrics/xy?type=train&name=loss&points=2000&x=time"),
+            ("GET /runs/{id}/metrics (all points, for scale)", f"{base}/metrics?type=train&name=loss"),
+        ]
+        print(f"\n{'request':<58} {'server ms':>10} {'wall ms':>10} {'points':>10}")
+        for label, target in rows:
+            wall, server, n = timed_get(http, target, 1 if "all points" in label else args.repeat)
+            print(f"{label:<58} {server:>10.1f} {wall:>10.1f} {n:>10,}")
+
+        cold, warm = browser_times(url, key, result.server_run_id, args.repeat)
+        print(f"\nbrowser: navigation start -> loss chart drawn ({args.points:,} points, downsampled on the server)")
+        print(f"  cold (charting library fetched): {cold:8.0f} ms")
+        print(f"  warm (reload), median of {len(warm)}:    {statistics.median(warm):8.0f} ms")
+        target = statistics.median(warm) <= 1500
+        print(f"  target 'renders in about a second' (warm <= 1.5 s): {'PASS' if target else 'FAIL'}")
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+if __name__ == "__main__":
+    main()

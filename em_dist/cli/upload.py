@@ -1,0 +1,78 @@
+"""``em run upload`` and ``em artifact upload``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import EMError
+
+
+class _NothingToUpload(EMError):
+    """No run or artifact folder matched the arguments."""
+
+
+def _add_target_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("-p", "--path", default=None, help=f"{what} folder to upload")
+    p.add_argument("-n", "--name", default=None, help=f"upload every {what} with this name under the parent folder")
+    p.add_argument("-d", "--dir", default=None, help=f"parent folder of {what}s (default ${'EM_RUN_PARENT_DIR' if what == 'run' else 'EM_ARTIFACT_PARENT_DIR'})")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--folder", default="default", help="server folder path (default 'default')")
+    where.add_argument("--folder-id", default=None, help="server folder id (wins over a path)")
+    p.add_argument("--make-folder", action="store_true", help="create missing folder levels")
+    p.add_argument("-H", "--host", default=None, help="server (default: em login / $EM_HOST)")
+    p.add_argument("-k", "--api-key", default=None, help="API key (default: em login / $EM_API_KEY)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(groups: dict) -> None:
+    p = groups["run"].add_parser("upload", help="upload saved runs with their artifacts",
+                                 description="Upload saved runs (resumable: only what the server lacks is sent).")
+    _add_target_args(p, "run")
+    p.add_argument("--conflict-strategy", choices=("skip", "error", "new", "replace"), default="new",
+                   help="when the folder holds another run of that name (default new)")
+    p.set_defaults(func=_run_upload)
+    p = groups["artifact"].add_parser("upload", help="upload saved artifacts",
+                                      description="Upload saved artifacts (files the server has are not sent again).")
+    _add_target_args(p, "artifact")
+    p.set_defaults(func=_artifact_upload)
+
+
+def _targets(args: argparse.Namespace, marker: str, parent: Path) -> list[Path]:
+    if args.path:
+        return [Path(args.path)]
+    base = Path(args.dir) if args.dir else parent
+    if not base.is_dir():
+        raise _NothingToUpload(f"no folder {base}")
+    found = sorted(p for p in base.iterdir() if (p / marker).is_file())
+    if args.name:
+        import json
+
+        found = [p for p in found if json.loads((p / marker).read_text(encoding="utf-8")).get("name") == args.name]
+    if not found:
+        raise _NothingToUpload(f"nothing to upload under {base}" + (f" named {args.name!r}" if args.name else ""))
+    return found
+
+
+def _run_upload(args: argparse.Namespace) -> int:
+    from ..client.upload import upload_run
+    from ..store import layout
+
+    for path in _targets(args, layout.RUN_FILE, layout.run_parent_dir()):
+        r = upload_run(path, folder=args.folder, folder_id=args.folder_id, make_folder=args.make_folder,
+                       conflict_strategy=args.conflict_strategy, host=args.host, api_key=args.api_key,
+                       progress=not args.no_progress)
+        state = "skipped (name taken)" if r.skipped else f"{r.bytes_sent} bytes sent"
+        print(f"{path}: run {r.server_run_id} in folder {r.folder!r}: {state}")
+    return 0
+
+
+def _artifact_upload(args: argparse.Namespace) -> int:
+    from ..client.upload import upload_artifact
+    from ..store import layout
+
+    for path in _targets(args, layout.ARTIFACT_FILE, layout.artifact_parent_dir()):
+        r = upload_artifact(path, folder=args.folder, folder_id=args.folder_id, make_folder=args.make_folder,
+                            host=args.host, api_key=args.api_key, progress=not args.no_progress)
+        print(f"{path}: artifact {r.artifact_id}: {r.files} files, {r.blobs_sent} new blobs, {r.bytes_sent} bytes sent")
+    return 0

@@ -1,0 +1,132 @@
+"""``em.Client``: read runs, metrics, artifacts and lineage back from a server."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from em_dist.client.auth import client_for
+from em_dist.store.records import ArtifactRef, RunRecord
+
+_NONFINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _number(v: Any) -> Any:
+    return _NONFINITE.get(v, v) if isinstance(v, str) else v
+
+
+@dataclass
+class RemoteArtifact:
+    """An artifact on the server: metadata and files; ``read``/``download`` fetch content."""
+
+    id: str
+    name: str
+    alternative_name: str
+    labels: list[str]
+    description: str
+    created_timestamp: str | None
+    files: list[dict]
+    references: list[dict]
+    folder_id: str | None = None
+    _client: Any = field(default=None, repr=False, compare=False)
+
+    def read(self, path: str) -> bytes:
+        """The bytes of one file (whole, in memory: use ``download`` for big files)."""
+        return self._client._http.request("GET", f"/artifacts/{self.id}/files/{path}").content
+
+    def download(self, dest: str | os.PathLike) -> Path:
+        """Write every file under ``dest`` (streamed); returns ``dest``."""
+        root = Path(dest)
+        for f in self.files:
+            target = root / f["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            response = self._client._http.request("GET", f"/artifacts/{self.id}/files/{f['path']}", stream=True)
+            with open(target, "wb") as fh:
+                for block in response.iter_content(1024 * 1024):
+                    fh.write(block)
+        return root
+
+
+class Client:
+    """Read access to an em server (host and key as for upload: arguments, login, env, config)."""
+
+    def __init__(self, host: str | None = None, api_key: str | None = None, timeout: float = 60.0) -> None:
+        self._http = client_for(host, api_key, timeout=timeout)
+
+    def me(self) -> dict:
+        """The user behind the API key."""
+        return self._http.get_json("/me")
+
+    def folders(self) -> list[dict]:
+        """Folders the key can see: ``{id, name, path, parent_id, owner, permission}``."""
+        return self._http.get_json("/folders")
+
+    def runs(self, folder: str | None = "default", *, folder_id: str | None = None) -> list[dict]:
+        """Run summaries in a folder (by path or id)."""
+        return self._http.get_json("/runs", folder=folder, folder_id=folder_id)
+
+    def run(self, run_id: str) -> RunRecord:
+        """A run with every metric point, as the same ``RunRecord`` that ``em.load_run`` gives."""
+        d = self._http.get_json(f"/runs/{run_id}")
+        return RunRecord(
+            id=d["id"],
+            name=d["name"],
+            alternative_name=d["alternative_name"],
+            path=None,
+            status=d["status"],
+            status_reason=d["status_reason"],
+            labels=d["labels"],
+            description=d["description"],
+            start_timestamp=d["start_timestamp"],
+            end_timestamp=d["end_timestamp"],
+            hparams=d["hparams"],
+            rank_hparams={int(k): v for k, v in (d.get("hparams_ranks") or {}).items()},
+            platform=d["platform"],
+            git=d["git"],
+            world=d["world"],
+            lost_ranks=d["lost_ranks"],
+            artifacts=[ArtifactRef(id=a["id"], name=a["name"], path=None, role=a["role"], files=a["files"]) for a in d["artifacts"]],
+            points=self._points(run_id),
+        )
+
+    def metrics(self, run_id: str, *, type: str | None = None, name: str | None = None, rank: int | None = None,
+                points: int | None = None) -> dict:
+        """Raw series columns (``points=N`` downsamples keeping min/max per bucket)."""
+        return self._http.get_json(f"/runs/{run_id}/metrics", type=type, name=name, rank=rank, points=points)
+
+    def metric_names(self, run_id: str) -> list[dict]:
+        """Every series of a run with count and last value."""
+        return self._http.get_json(f"/runs/{run_id}/metrics/names")
+
+    def aggregate(self, run_id: str, type: str, name: str, points: int | None = None) -> dict:
+        """Cross-rank mean/min/max per step of one metric."""
+        return self._http.get_json(f"/runs/{run_id}/metrics/aggregate", type=type, name=name, points=points)
+
+    def _points(self, run_id: str) -> list[dict]:
+        out = []
+        for s in self.metrics(run_id)["series"]:
+            for step, value, when, epoch in zip(s["steps"], s["values"], s["times"], s["epochs"]):
+                out.append({"type": s["type"], "name": s["name"], "value": _number(value), "step": step,
+                            "epoch": epoch, "rank": s["rank"], "time": when})
+        return out
+
+    def artifact(self, artifact_id: str) -> RemoteArtifact:
+        """An artifact's metadata and file list."""
+        d = self._http.get_json(f"/artifacts/{artifact_id}")
+        return RemoteArtifact(d["id"], d["name"], d["alternative_name"], d["labels"], d["description"],
+                              d["created_timestamp"], d["files"], d["references"], d.get("folder_id"), self)
+
+    def lineage(self, node_id: str, depth: int = 3) -> dict:
+        """The graph around a run or artifact: ``{root, nodes: [...], edges: [{source, target, role}]}``."""
+        return self._http.get_json(f"/lineage/{node_id}", depth=depth)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,62 @@
+// The REST API the upload client uses, called with the session cookie.
+
+export class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+export const API = '/api/v1';
+
+export async function api(path, { method = 'GET', headers = {}, body } = {}) {
+  const init = { method, headers: { Accept: 'application/json', ...headers }, credentials: 'same-origin' };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers['Content-Type'] = 'application/json';
+  }
+  const response = await fetch(API + path, init);
+  if (response.status === 204) return null;
+  let data = null;
+  try { data = await response.json(); } catch { data = null; }
+  if (!response.ok) {
+    const message = (data && data.detail) || `${response.status} ${response.statusText}`;
+    const error = new ApiError(response.status, message);
+    if (response.status === 401) window.dispatchEvent(new CustomEvent('em:unauthorized'));
+    throw error;
+  }
+  return data;
+}
+
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null) q.set(k, v);
+  return q.toString();
+}
+
+export async function signIn(key) {
+  const response = await fetch(`${API}/session`, {
+    method: 'POST', credentials: 'same-origin', headers: { Authorization: `Bearer ${key}` },
+  });
+  if (!response.ok) {
+    let detail = `${response.status}`;
+    try { detail = (await response.json()).detail || detail; } catch { /* keep the status */ }
+    throw new ApiError(response.status, detail);
+  }
+  return response.json();
+}
+
+export const signOut = () => api('/session', { method: 'DELETE' });
+export const session = () => api('/session');
+export const me = () => api('/me');
+export const folders = () => api('/folders');
+export const folderRuns = (id) => api(`/folders/${encodeURIComponent(id)}/runs`);
+export const folderArtifacts = (id) => api(`/folders/${encodeURIComponent(id)}/artifacts`);
+export const run = (id) => api(`/runs/${encodeURIComponent(id)}`);
+export const artifact = (id) => api(`/artifacts/${encodeURIComponent(id)}`);
+export const lineage = (id, depth = 2) => api(`/lineage/${encodeURIComponent(id)}?depth=${depth}`);
+export const metricNames = (id) => api(`/runs/${encodeURIComponent(id)}/metrics/names`);
+export const metrics = (id, params) => api(`/runs/${encodeURIComponent(id)}/metrics?${query(params)}`);
+export const aggregate = (id, params) => api(`/runs/${encodeURIComponent(id)}/metrics/aggregate?${query(params)}`);
+export const metricsXY = (id, params) => api(`/console/runs/${encodeURIComponent(id)}/metrics/xy?${query(params)}`);
+
+export function fileUrl(artifactId, path) {
+  return `${API}/artifacts/${encodeURIComponent(artifactId)}/files/${path.split('/').map(encodeURIComponent).join('/')}`;
+}

@@ -1,0 +1,128 @@
+// The run page: header, tabs, and the Overview, Hparams and Artifacts tabs.
+
+import * as api from '../api.js';
+import { clear, durationSeconds, fmtBytes, fmtDuration, fmtTime, fmtValue, h, labels, link, statusBadge } from '../dom.js';
+import { renderDataflow } from '../dataflow.js';
+import { renderMetrics } from './metrics.js';
+import { renderPlatform } from './platform.js';
+
+const TABS = [
+  ['overview', 'Overview'], ['platform', 'Platform'], ['metrics', 'Metrics'],
+  ['hparams', 'Hparams'], ['artifacts', 'Artifacts'], ['dataflow', 'Dataflow'],
+];
+
+export const isLive = (run) => run.status === 'Running' || run.status === 'Initializing';
+
+export async function renderRun(page, ctx, runId, tab, params) {
+  const run = await api.run(runId);
+  ctx.crumbs(...ctx.folderPath(run.folder_id), h('span', {}, run.name));
+  const body = h('div', { id: 'tab-body', dataset: { tab } });
+  const header = h('div', { class: 'toolbar' });
+  const drawHeader = (r) => clear(header, h('h1', { style: 'margin:0' }, r.name), statusBadge(r.status, r.lost_ranks, r.status_reason),
+    h('span', { class: 'muted' }, `world size ${r.world_size}`), labels(r.labels));
+  drawHeader(run);
+  clear(page, header,
+    h('nav', { class: 'tabs', role: 'tablist' }, TABS.map(([key, text]) => h('a', {
+      href: `#/run/${runId}/${key}`, role: 'tab', class: key === tab ? 'active' : '', dataset: { tab: key } }, text))),
+    body);
+  if (isLive(run)) {
+    ctx.every(3000, async () => {
+      const fresh = await api.run(runId).catch(() => null);
+      if (fresh && ctx.alive()) drawHeader(fresh);
+    });
+  }
+  switch (tab) {
+    case 'platform': return renderPlatform(body, run);
+    case 'metrics': return renderMetrics(body, ctx, run, params);
+    case 'hparams': return renderHparams(body, run);
+    case 'artifacts': return renderArtifacts(body, run);
+    case 'dataflow': return renderDataflow(body, runId);
+    default: return renderOverview(body, run);
+  }
+}
+
+function kv(pairs) {
+  return h('dl', { class: 'kv' }, pairs.filter(([, v]) => v !== undefined).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v ?? '—')]));
+}
+
+function rank0(run) {
+  const ranks = (run.platform && run.platform.ranks) || {};
+  return ranks['0'] || Object.values(ranks)[0] || run.platform || {};
+}
+
+function renderOverview(body, run) {
+  const world = run.world || {};
+  const p0 = rank0(run);
+  const git = run.git || null;
+  const command = Array.isArray(p0.command) ? p0.command.join(' ') : p0.command;
+  clear(body,
+    h('div', { class: 'panel' }, h('h2', { style: 'margin-top:0' }, 'Run'), kv([
+      ['Status', statusBadge(run.status, run.lost_ranks, run.status_reason)],
+      ['Reason', run.status_reason || undefined],
+      ['Lost ranks', run.lost_ranks && run.lost_ranks.length ? run.lost_ranks.join(', ') : undefined],
+      ['Started', fmtTime(run.start_timestamp)],
+      ['Ended', fmtTime(run.end_timestamp)],
+      ['Duration', fmtDuration(durationSeconds(run.start_timestamp, run.end_timestamp))],
+      ['Labels', run.labels && run.labels.length ? labels(run.labels) : '—'],
+      ['Description', run.description || '—'],
+      ['Folder', link(`#/folder/${run.folder_id}`, run.folder)],
+      ['Local name', run.alternative_name || '—'],
+      ['Owner', run.owner || undefined],
+      ['Id', h('code', {}, run.id)],
+    ])),
+    h('div', { class: 'panel' }, h('h2', { style: 'margin-top:0' }, 'Launch'), kv([
+      ['Launcher', world.launcher || '—'],
+      ['World size', String(world.size ?? run.world_size)],
+      ['Backend', world.backend || '—'],
+      ['Transport', world.transport || undefined],
+      ['Host (rank 0)', p0.host || (run.extra && run.extra.host) || '—'],
+      ['Command', command ? h('code', {}, command) : '—'],
+      ['Working dir', p0.cwd ? h('code', {}, p0.cwd) : undefined],
+    ])),
+    h('div', { class: 'panel' }, h('h2', { style: 'margin-top:0' }, 'Git'), git ? kv([
+      ['Commit', h('code', {}, git.commit || '—')], ['Branch', git.branch || '—'],
+      ['Dirty', git.dirty === undefined ? '—' : String(git.dirty)], ['Remote', git.remote || '—'],
+    ]) : h('p', { class: 'muted' }, 'Not started inside a git work tree.')));
+}
+
+function renderHparams(body, run) {
+  const ranks = Object.keys(run.hparams_ranks || {}).sort((a, b) => a - b);
+  const search = h('input', { type: 'search', id: 'hparam-search', placeholder: 'search hyperparameters' });
+  const table = h('table', { id: 'hparams-table' });
+  const keys = [...new Set([...Object.keys(run.hparams || {}), ...ranks.flatMap((r) => Object.keys(run.hparams_ranks[r]))])].sort();
+  const draw = () => {
+    const needle = search.value.trim().toLowerCase();
+    const shown = keys.filter((k) => !needle || k.toLowerCase().includes(needle) || fmtValue((run.hparams || {})[k]).toLowerCase().includes(needle));
+    clear(table,
+      h('tr', {}, h('th', {}, 'Name'), h('th', {}, ranks.length ? 'Value (rank 0)' : 'Value'), ranks.map((r) => h('th', {}, `rank ${r}`))),
+      shown.map((k) => h('tr', { class: ranks.some((r) => k in run.hparams_ranks[r]) ? 'diff' : '' },
+        h('td', {}, h('code', {}, k)), h('td', {}, fmtValue((run.hparams || {})[k])),
+        ranks.map((r) => h('td', {}, k in run.hparams_ranks[r] ? fmtValue(run.hparams_ranks[r][k]) : '')))),
+      shown.length ? null : h('tr', {}, h('td', { colspan: 2 + ranks.length, class: 'muted' }, keys.length ? 'No match.' : 'No hyperparameters recorded.')));
+  };
+  search.addEventListener('input', draw);
+  draw();
+  clear(body, h('div', { class: 'toolbar' }, search,
+    ranks.length ? h('span', { class: 'muted' }, 'highlighted: a rank set a different value than rank 0') : null), table);
+}
+
+export function filesTable(artifactId, files) {
+  return h('table', { class: 'files' },
+    h('tr', {}, h('th', {}, 'File'), h('th', {}, 'Size'), h('th', {}, 'sha256'), h('th', {}, '')),
+    files.map((f) => h('tr', {},
+      h('td', {}, h('code', {}, f.path)), h('td', { class: 'num' }, fmtBytes(f.size)),
+      h('td', {}, h('code', { title: f.sha256 }, f.sha256)),
+      h('td', {}, h('a', { href: api.fileUrl(artifactId, f.path), download: f.path.split('/').pop() }, 'download')))),
+    files.length ? null : h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No files.')));
+}
+
+function renderArtifacts(body, run) {
+  const arts = run.artifacts || [];
+  clear(body, arts.length ? ['output', 'input'].map((role) => {
+    const list = arts.filter((a) => a.role === role);
+    return list.length ? [h('h2', {}, role === 'output' ? 'Outputs' : 'Inputs'), list.map((a) => h('div', { class: 'panel', dataset: { artifactId: a.id } },
+      h('div', { class: 'toolbar' }, h('strong', {}, a.stored === false ? a.name : link(`#/artifact/${a.id}`, a.name)),
+        a.stored === false ? h('span', { class: 'muted' }, 'not uploaded to this server') : null),
+      filesTable(a.id, a.files || [])))] : null;
+  }) : h('p', { class: 'muted' }, 'This run marked no input or output artifacts.'));
+}

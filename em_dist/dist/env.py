@@ -1,0 +1,135 @@
+"""Where this process sits in a job: rank, world size, local rank, node, launcher.
+
+Read from an engine the user already initialised (torch.distributed, Horovod,
+mpi4py, looked up in ``sys.modules``) and else from the launcher's environment
+variables. Detection never imports or initialises anything: importing mpi4py alone
+starts MPI, and touching torch.distributed must stay the user's decision.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WorldInfo:
+    """This process's place in the job. A plain single process is rank 0 of 1."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    node_rank: int = 0
+    launcher: str = "none"  # torchrun | mpirun | slurm | horovod | env | none
+    source: str = "none"  # what told us: torch.distributed | horovod | mpi4py | env | none
+
+    @property
+    def distributed(self) -> bool:
+        """True when the job has more than one process."""
+        return self.world_size > 1
+
+    @property
+    def nodes(self) -> int | None:
+        """Number of nodes, when every node runs the same number of processes."""
+        if self.local_world_size >= 1 and self.world_size % self.local_world_size == 0:
+            return self.world_size // self.local_world_size
+        return None
+
+
+def _int(env: Mapping[str, str], *names: str) -> int | None:
+    for name in names:
+        value = env.get(name)
+        if value is not None and value.strip().lstrip("-").isdigit():
+            return int(value)
+    return None
+
+
+def launcher_name(env: Mapping[str, str] | None = None) -> str:
+    """Which launcher started this process, judged from its environment."""
+    env = os.environ if env is None else env
+    if "TORCHELASTIC_RUN_ID" in env:
+        return "torchrun"
+    if "HOROVOD_RANK" in env:
+        return "horovod"
+    if "OMPI_COMM_WORLD_RANK" in env or "PMIX_RANK" in env or "PMI_RANK" in env:
+        return "srun" if "SLURM_STEP_ID" in env else "mpirun"
+    if "SLURM_STEP_ID" in env and "SLURM_PROCID" in env:
+        return "srun"
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return "env"
+    return "none"
+
+
+def _from_env(env: Mapping[str, str]) -> WorldInfo | None:
+    # One tuple per launcher family: (rank, size, local rank, local size, node) variable names.
+    families = (
+        ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK"),
+        ("HOROVOD_RANK", "HOROVOD_SIZE", "HOROVOD_LOCAL_RANK", "HOROVOD_LOCAL_SIZE", "HOROVOD_CROSS_RANK"),
+        ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+         "OMPI_COMM_WORLD_LOCAL_SIZE", "OMPI_COMM_WORLD_NODE_RANK"),
+        ("PMIX_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "SLURM_NODEID"),
+        ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "SLURM_NODEID"),
+        # SLURM_NTASKS is also set in an sbatch script's single batch process; only a step counts.
+        ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_STEP_TASKS_PER_NODE", "SLURM_NODEID"),
+    )
+    for rank_v, size_v, local_v, local_size_v, node_v in families:
+        rank, size = _int(env, rank_v), _int(env, size_v)
+        if rank is None or size is None or size < 1 or not 0 <= rank < size:
+            continue
+        local = _int(env, local_v)
+        local_size = _int(env, local_size_v)
+        if local_size is None or local_size < 1:
+            local_size = size if local is None else max(local + 1, 1)
+        return WorldInfo(
+            rank=rank,
+            world_size=size,
+            local_rank=local if local is not None else rank,
+            local_world_size=local_size,
+            node_rank=_int(env, node_v) or 0,
+            launcher=launcher_name(env),
+            source="env",
+        )
+    return None
+
+
+def _from_engines() -> tuple[int, int, str] | None:
+    """(rank, size, engine) from an engine the user initialised, else None. Never initialises one."""
+    tdist = sys.modules.get("torch.distributed")
+    try:
+        if tdist is not None and tdist.is_available() and tdist.is_initialized():
+            return tdist.get_rank(), tdist.get_world_size(), "torch.distributed"
+    except Exception:  # noqa: BLE001 - a half-initialised engine just does not count
+        pass
+    for name in ("horovod.torch", "horovod.tensorflow", "horovod.keras"):
+        hvd = sys.modules.get(name)
+        try:
+            if hvd is not None and hvd.is_initialized():
+                return hvd.rank(), hvd.size(), "horovod"
+        except Exception:  # noqa: BLE001
+            pass
+    mpi = sys.modules.get("mpi4py.MPI")
+    try:
+        if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+            comm = mpi.COMM_WORLD
+            return comm.Get_rank(), comm.Get_size(), "mpi4py"
+    except Exception:  # noqa: BLE001
+        pass
+    return None
+
+
+def detect_world(env: Mapping[str, str] | None = None) -> WorldInfo:
+    """Describe this process's place in the job; a plain process is ``WorldInfo()`` (rank 0 of 1)."""
+    env = os.environ if env is None else env
+    from_env = _from_env(env)
+    engine = _from_engines()
+    if engine is None:
+        return from_env or WorldInfo()
+    rank, size, source = engine
+    if from_env is not None and (from_env.rank, from_env.world_size) == (rank, size):
+        return WorldInfo(**{**from_env.__dict__, "source": source})
+    launcher = launcher_name(env)
+    return WorldInfo(rank=rank, world_size=size, local_rank=rank, local_world_size=size,
+                     launcher=launcher, source=source)

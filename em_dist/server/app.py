@@ -1,0 +1,71 @@
+"""The FastAPI application factory: API under ``/api/v1``, ``/`` left for the console."""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from em_dist.server import migrate
+from em_dist.server.blobs import BlobStore
+from em_dist.server.config import ServerConfig
+from em_dist.server.db import open_database
+from em_dist.server.limits import BodyLimitMiddleware
+from em_dist.server.routes import api_router
+
+API_PREFIX = "/api/v1"
+_STREAMED = re.compile(r"^/api/v1/(blobs/[^/]+|runs/[^/]+/metrics/[^/]+)$")
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return 400, "malformed JSON body"
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return 422, f"{where or 'request'}: {first.get('msg', 'invalid value')}"
+
+
+def create_app(config: ServerConfig, *, run_migrations: bool = True) -> FastAPI:
+    """Build the server app for ``config`` (migrating the database first by default)."""
+    if run_migrations:
+        migrate.upgrade(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        yield
+        app.state.db.dispose()
+
+    app = FastAPI(
+        title="em_dist tracking server",
+        version="1",
+        docs_url="/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.db = open_database(config)
+    app.state.blobs = BlobStore(config.blob_dir)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, message = _validation_message(exc)
+        errors = json.loads(json.dumps(exc.errors(), default=str))
+        return JSONResponse(status_code=status, content={"detail": message, "errors": errors})
+
+    app.include_router(api_router, prefix=API_PREFIX)
+    from em_dist.console.mount import mount_console  # the web console at "/", on the same API
+
+    mount_console(app)
+    app.add_middleware(BodyLimitMiddleware, limit=config.max_json_bytes, exempt=lambda p: bool(_STREAMED.match(p)))
+    return app

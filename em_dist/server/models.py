@@ -1,0 +1,192 @@
+"""SQLAlchemy 2 models of the tracking server.
+
+Metric points are not rows: each series (run, rank, type, name) holds a few chunk rows
+whose columns are packed little-endian numpy arrays, and ``RankOffset`` remembers how
+many bytes of each rank's ``metrics/rank-<r>.jsonl`` were ingested (idempotent resume).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def new_id() -> str:
+    """A fresh UUID4 string, the id of server-side objects."""
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every server table."""
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    revoked: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Folder(Base):
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("owner_id", "path", name="uq_folder_owner_path"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("folders.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(String(1000))
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class FolderShare(Base):
+    __tablename__ = "folder_shares"
+
+    folder_id: Mapped[str] = mapped_column(
+        ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    permission: Mapped[str] = mapped_column(String(8))  # "view" | "edit"
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(500), index=True)
+    local_name: Mapped[str] = mapped_column(String(500))
+    alternative_name: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(32))
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    labels: Mapped[list] = mapped_column(JSON, default=list)
+    description: Mapped[str] = mapped_column(Text, default="")
+    start_timestamp: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    end_timestamp: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hparams: Mapped[dict] = mapped_column(JSON, default=dict)
+    hparams_ranks: Mapped[dict] = mapped_column(JSON, default=dict)
+    platform: Mapped[dict] = mapped_column(JSON, default=dict)
+    git: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    world: Mapped[dict] = mapped_column(JSON, default=dict)
+    lost_ranks: Mapped[list] = mapped_column(JSON, default=list)
+    extra: Mapped[dict] = mapped_column(JSON, default=dict)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class RankOffset(Base):
+    __tablename__ = "rank_offsets"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    lines: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class MetricSeries(Base):
+    __tablename__ = "metric_series"
+    __table_args__ = (UniqueConstraint("run_id", "rank", "type", "name", name="uq_series"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(500))
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class MetricChunk(Base):
+    __tablename__ = "metric_chunks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    series_id: Mapped[int] = mapped_column(
+        ForeignKey("metric_series.id", ondelete="CASCADE"), index=True
+    )
+    n: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[bytes] = mapped_column(LargeBinary)
+    values: Mapped[bytes] = mapped_column(LargeBinary)
+    times: Mapped[bytes] = mapped_column(LargeBinary)
+    epochs: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Blob(Base):
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(500))
+    alternative_name: Mapped[str] = mapped_column(String(500))
+    labels: Mapped[list] = mapped_column(JSON, default=list)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_timestamp: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    references: Mapped[list] = mapped_column(JSON, default=list)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ArtifactFile(Base):
+    __tablename__ = "artifact_files"
+
+    artifact_id: Mapped[str] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+
+
+class LineageEdge(Base):
+    """A run's use of an artifact: role ``output`` (run -> artifact) or ``input`` (artifact -> run).
+
+    ``artifact_id`` is not a foreign key: a run may name an artifact the server does not hold.
+    """
+
+    __tablename__ = "lineage_edges"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    artifact_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(8), primary_key=True)
+    artifact_name: Mapped[str] = mapped_column(String(500), default="")

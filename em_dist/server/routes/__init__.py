@@ -1,0 +1,13 @@
+"""One router per resource, all mounted under ``/api/v1``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from em_dist.server.routes import artifacts, blobs, folders, lineage, me, metrics, runs
+
+api_router = APIRouter()
+for _module in (me, folders, runs, metrics, blobs, artifacts, lineage):
+    api_router.include_router(_module.router)
+
+__all__ = ["api_router"]

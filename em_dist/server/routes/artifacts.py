@@ -1,0 +1,84 @@
+"""Artifacts: register one whose blobs are uploaded, read it, download its files."""
+
+from __future__ import annotations
+
+import posixpath
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse, JSONResponse
+from sqlalchemy import delete, select
+
+from em_dist.server import folders
+from em_dist.server.deps import Blobs, CurrentUser, ReadSession, WriteSession
+from em_dist.server.lookup import get_artifact
+from em_dist.server.models import Artifact, ArtifactFile, Blob, Folder
+from em_dist.server.schemas import ArtifactUpload
+from em_dist.server.views import artifact_view
+
+router = APIRouter(tags=["artifacts"])
+
+
+def check_object_path(path: str) -> str:
+    """Refuse absolute paths, ``..``, backslashes and empty segments in an artifact object path."""
+    if (
+        path.startswith("/")
+        or "\\" in path
+        or "\x00" in path
+        or (len(path) > 1 and path[1] == ":")
+        or any(part in ("", ".", "..") for part in path.split("/"))
+        or posixpath.normpath(path) != path
+    ):
+        raise HTTPException(400, f"invalid artifact file path {path!r}: must be relative, without '..' or empty parts")
+    return path
+
+
+@router.put("/artifacts/{artifact_id}")
+def upsert_artifact(artifact_id: str, body: ArtifactUpload, user: CurrentUser, session: WriteSession, blobs: Blobs):  # type: ignore[no-untyped-def]
+    """Create or update an artifact and its file list. Every file's blob must be uploaded first
+    (``PUT /blobs/{sha256}``); otherwise 409 with ``missing`` and nothing is stored."""
+    if not 1 <= len(artifact_id) <= 36:
+        raise HTTPException(400, "an artifact id is a UUID")
+    paths = [check_object_path(f.path) for f in body.files]
+    if len(set(paths)) != len(paths):
+        raise HTTPException(400, "an artifact lists the same file path twice")
+    hashes = {f.sha256 for f in body.files}
+    held = {b.sha256: b.size for b in session.scalars(select(Blob).where(Blob.sha256.in_(hashes)))} if hashes else {}
+    missing = sorted(h for h in hashes if h not in held or not blobs.exists(h))
+    if missing:
+        return JSONResponse(status_code=409, content={"detail": f"{len(missing)} blob(s) not uploaded yet", "missing": missing})
+    for f in body.files:
+        if held[f.sha256] != f.size:
+            raise HTTPException(400, f"file {f.path!r}: size {f.size} but its blob has {held[f.sha256]} bytes")
+    artifact = session.get(Artifact, artifact_id)
+    if artifact is None:
+        folder = folders.resolve(session, user, path=body.folder, folder_id=body.folder_id, make=body.make_folder)
+        artifact = Artifact(id=artifact_id, folder_id=folder.id, owner_id=folder.owner_id)
+        session.add(artifact)
+    else:
+        folders.require(session, user, session.get(Folder, artifact.folder_id), "edit")
+    meta = body.artifact
+    artifact.name, artifact.alternative_name = meta.name, meta.alternative_name
+    artifact.labels, artifact.description = meta.labels, meta.description
+    artifact.created_timestamp, artifact.references = meta.created_timestamp, meta.references
+    session.flush()
+    session.execute(delete(ArtifactFile).where(ArtifactFile.artifact_id == artifact_id))
+    session.add_all(ArtifactFile(artifact_id=artifact_id, path=f.path, size=f.size, sha256=f.sha256) for f in body.files)
+    session.commit()
+    return artifact_view(session, artifact)
+
+
+@router.get("/artifacts/{artifact_id}")
+def read_artifact(artifact_id: str, user: CurrentUser, session: ReadSession) -> dict:
+    """Artifact detail with its files (path, size, sha256)."""
+    return artifact_view(session, get_artifact(session, user, artifact_id))
+
+
+@router.get("/artifacts/{artifact_id}/files/{path:path}")
+def download_file(artifact_id: str, path: str, user: CurrentUser, session: ReadSession, blobs: Blobs) -> FileResponse:
+    """The bytes of one artifact file."""
+    get_artifact(session, user, artifact_id)
+    row = session.get(ArtifactFile, (artifact_id, path))
+    if row is None:
+        raise HTTPException(404, f"artifact {artifact_id} has no file {path!r}")
+    return FileResponse(blobs.path(row.sha256), media_type="application/octet-stream",
+                        filename=posixpath.basename(path), headers={"X-Content-SHA256": row.sha256})

@@ -1,0 +1,128 @@
+"""Metrics: chunk ingestion by byte offset, series queries with downsampling, cross-rank aggregates."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from em_dist.server import metric_store
+from em_dist.server.deps import Config, CurrentUser, ReadSession
+from em_dist.server.lookup import get_run
+from em_dist.server.models import User
+from em_dist.server.views import json_epochs, json_floats
+
+router = APIRouter(tags=["metrics"])
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"metrics chunk over {limit} bytes; send smaller chunks")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/runs/{run_id}/metrics/{rank}")
+async def ingest_metrics(
+    run_id: str, rank: int, request: Request, user: CurrentUser, config: Config, offset: int = Query(ge=0)
+) -> dict:
+    """Append raw JSON lines of ``metrics/rank-<rank>.jsonl`` starting at byte ``offset``.
+
+    Body: the bytes (``application/x-ndjson``), complete lines only. Bytes the server
+    already holds are acknowledged and skipped; a gap is a 409 whose body carries the
+    server's ``offset``. Returns the new ``offset``, ``lines`` held and ``points`` added.
+    """
+    if rank < 0:
+        raise HTTPException(400, "rank must be >= 0")
+    data = await _read_limited(request, config.max_metrics_chunk_bytes)
+    return await run_in_threadpool(_ingest_sync, request, run_id, rank, offset, data, user)
+
+
+def _ingest_sync(request: Request, run_id: str, rank: int, offset: int, data: bytes, user: User) -> dict | JSONResponse:
+    with request.app.state.db.write_session() as session:
+        get_run(session, user, run_id, need="edit")
+        try:
+            result = metric_store.ingest(session, run_id, rank, offset, data)
+        except metric_store.IngestError as exc:
+            session.rollback()
+            raise HTTPException(400, str(exc)) from None
+        except metric_store.OffsetConflict as exc:
+            session.rollback()
+            return JSONResponse(status_code=409, content={"detail": str(exc), "offset": exc.offset})
+        session.commit()
+    return {"offset": result.offset, "lines": result.lines, "points": result.points}
+
+
+@router.get("/runs/{run_id}/metrics/names")
+def metric_names(run_id: str, user: CurrentUser, session: ReadSession) -> list[dict]:
+    """Every series of the run: type, name, rank, point count, last step and value."""
+    get_run(session, user, run_id)
+    return [
+        {"type": s.type, "name": s.name, "rank": s.rank, "count": s.count, "last_step": s.last_step,
+         "last_value": s.last_value}
+        for s in metric_store.find_series(session, run_id)
+    ]
+
+
+@router.get("/runs/{run_id}/metrics")
+def read_metrics(
+    run_id: str,
+    user: CurrentUser,
+    session: ReadSession,
+    type: str | None = None,
+    name: str | None = None,
+    rank: int | None = None,
+    points: int | None = Query(default=None, ge=2, le=1_000_000),
+) -> dict:
+    """Series matching the filters as columns (steps, values, times, epochs).
+
+    With ``points=N`` each series is downsampled to at most N points, keeping the min
+    and max of each bucket (times and epochs are then left out). ``server_ms`` says how
+    long the query took on the server.
+    """
+    started = time.perf_counter()
+    get_run(session, user, run_id)
+    out = []
+    for series in metric_store.find_series(session, run_id, type=type, name=name, rank=rank):
+        data = metric_store.load_series(session, series, full=points is None)
+        entry = {"type": data.type, "name": data.name, "rank": data.rank, "count": int(len(data.steps))}
+        if points is None:
+            entry.update(steps=data.steps.tolist(), values=json_floats(data.values),
+                         times=data.times.tolist(), epochs=json_epochs(data.epochs))
+        else:
+            idx = metric_store.downsample_indices(data.values, points)
+            entry.update(steps=data.steps[idx].tolist(), values=json_floats(data.values[idx]))
+        out.append(entry)
+    return {"series": out, "server_ms": round((time.perf_counter() - started) * 1000, 3)}
+
+
+@router.get("/runs/{run_id}/metrics/aggregate")
+def aggregate_metrics(
+    run_id: str,
+    user: CurrentUser,
+    session: ReadSession,
+    type: str = Query(min_length=1),
+    name: str = Query(min_length=1),
+    points: int | None = Query(default=None, ge=2, le=1_000_000),
+) -> dict:
+    """Cross-rank aggregate of one metric: per step the mean, min and max over ranks (and count)."""
+    get_run(session, user, run_id)
+    parts = [metric_store.load_series(session, s, full=False)
+             for s in metric_store.find_series(session, run_id, type=type, name=name)]
+    agg = metric_store.aggregate_across_ranks(parts)
+    idx = metric_store.downsample_indices(agg["mean"], points or 0)
+    return {
+        "type": type,
+        "name": name,
+        "ranks": sorted(p.rank for p in parts),
+        "steps": agg["steps"][idx].tolist(),
+        "mean": json_floats(agg["mean"][idx]),
+        "min": json_floats(agg["min"][idx]),
+        "max": json_floats(agg["max"][idx]),
+        "count": agg["count"][idx].tolist(),
+    }

@@ -1,0 +1,130 @@
+"""Runs: upsert from an upload, detail, artifacts, and per-rank upload offsets."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter, HTTPException
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from em_dist.server import folders
+from em_dist.server.deps import CurrentUser, ReadSession, WriteSession
+from em_dist.server.lookup import get_run
+from em_dist.server.models import Folder, LineageEdge, RankOffset, Run, User
+from sqlalchemy.exc import IntegrityError
+
+from em_dist.server.schemas import RunMeta, RunUpload
+from em_dist.server.views import run_artifacts, run_detail
+
+router = APIRouter(tags=["runs"])
+
+
+def _offsets(session: Session, run_id: str) -> dict[str, int]:
+    rows = session.scalars(select(RankOffset).where(RankOffset.run_id == run_id).order_by(RankOffset.rank))
+    return {str(r.rank): r.offset for r in rows}
+
+
+def _resolve_name(session: Session, body: RunUpload, folder: Folder, run_id: str) -> tuple[str | None, bool]:
+    """The name the new run takes in ``folder`` under the conflict strategy; (None, True) = skip."""
+    name = body.run.name
+    clash = session.scalars(select(Run).where(Run.folder_id == folder.id, Run.name == name, Run.id != run_id)).all()
+    if not clash:
+        return name, False
+    strategy = body.conflict_strategy
+    if strategy == "skip":
+        return None, True
+    if strategy == "error":
+        raise HTTPException(409, f"folder {folder.path!r} already holds a run named {name!r} (conflict_strategy='error')")
+    if strategy == "replace":
+        session.execute(delete(Run).where(Run.id.in_([r.id for r in clash])))
+        return name, False
+    return body.run.alternative_name or f"{name}_{run_id[:8]}", False
+
+
+def _apply(run: Run, body: RunUpload) -> None:
+    meta = body.run.model_dump()
+    extra = {k: v for k, v in meta.items() if k not in RunMeta.model_fields}
+    run.local_name = body.run.name
+    run.alternative_name = body.run.alternative_name
+    run.status = body.run.status
+    run.status_reason = body.run.status_reason
+    run.labels = body.run.labels
+    run.description = body.run.description
+    run.start_timestamp = body.run.start_timestamp
+    run.end_timestamp = body.run.end_timestamp
+    run.world = body.run.world
+    run.lost_ranks = body.run.lost_ranks
+    run.extra = extra
+    run.hparams = body.hparams
+    run.hparams_ranks = body.hparams_ranks
+    run.platform = body.platform
+    run.git = body.git
+    run.updated = dt.datetime.now(dt.timezone.utc)
+
+
+@router.put("/runs/{run_id}")
+def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSession) -> dict:
+    """Create or update a run (metadata, hparams, platform, git, lineage edges).
+
+    A run is identified by its id: a second upload updates it in place, in the folder
+    it went to first. A *different* run with the same name in the folder is handled by
+    ``conflict_strategy``. Returns the bytes held per rank so the client resumes metrics.
+    """
+    if not 1 <= len(run_id) <= 36:
+        raise HTTPException(400, "a run id is a UUID")
+    run = session.get(Run, run_id)
+    created = run is None
+    if run is None:
+        folder = folders.resolve(session, user, path=body.folder, folder_id=body.folder_id, make=body.make_folder)
+        name, skipped = _resolve_name(session, body, folder, run_id)
+        if skipped:
+            session.rollback()
+            return {"id": run_id, "folder_id": folder.id, "folder": folder.path, "name": body.run.name,
+                    "skipped": True, "created": False, "offsets": {}}
+        run = Run(id=run_id, folder_id=folder.id, owner_id=folder.owner_id, name=name)
+        session.add(run)
+    else:
+        folder = session.get(Folder, run.folder_id)
+        folders.require(session, user, folder, "edit")
+    _apply(run, body)
+    session.flush()
+    for link in body.artifacts:
+        edge = session.get(LineageEdge, (run_id, link.id, link.role))
+        if edge is None:
+            session.add(LineageEdge(run_id=run_id, artifact_id=link.id, role=link.role, artifact_name=link.name))
+    for rank in body.ranks:
+        if session.get(RankOffset, (run_id, rank)) is None:
+            try:
+                with session.begin_nested():
+                    session.add(RankOffset(run_id=run_id, rank=rank, offset=0, lines=0))
+            except IntegrityError:  # a concurrent upload of the same run added it
+                pass
+    session.commit()
+    return {"id": run.id, "folder_id": folder.id, "folder": folder.path, "name": run.name,
+            "skipped": False, "created": created, "offsets": _offsets(session, run_id)}
+
+
+@router.get("/runs/{run_id}")
+def read_run(run_id: str, user: CurrentUser, session: ReadSession) -> dict:
+    """Run detail: metadata, hparams (and per-rank differences), platform per rank, git, artifacts."""
+    run, folder = get_run(session, user, run_id)
+    detail = run_detail(session, run, folder)
+    owner = session.get(User, run.owner_id)
+    detail["owner"] = owner.name if owner else None
+    detail["offsets"] = _offsets(session, run_id)
+    return detail
+
+
+@router.get("/runs/{run_id}/artifacts")
+def read_run_artifacts(run_id: str, user: CurrentUser, session: ReadSession) -> list[dict]:
+    """The run's input and output artifacts, with their files."""
+    get_run(session, user, run_id)
+    return run_artifacts(session, run_id)
+
+
+@router.get("/runs/{run_id}/offsets")
+def read_offsets(run_id: str, user: CurrentUser, session: ReadSession) -> dict[str, int]:
+    """Bytes of each rank's ``metrics/rank-<r>.jsonl`` the server holds."""
+    get_run(session, user, run_id)
+    return _offsets(session, run_id)

@@ -1,0 +1,100 @@
+"""Request bodies of the write endpoints (pydantic models; a wrong type is a 422)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ConflictStrategy = Literal["skip", "error", "new", "replace"]
+
+
+class FolderSpec(BaseModel):
+    """Where an upload goes: ``folder_id`` wins over ``folder`` (a path); neither means ``default``."""
+
+    folder: str | None = None
+    folder_id: str | None = None
+    make_folder: bool = False
+
+
+class RunMeta(BaseModel):
+    """The fields of ``run.json`` the server keeps (unknown keys go to ``extra``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=500)
+    alternative_name: str = Field(default="", max_length=500)
+    status: str = Field(default="Running", max_length=32)
+    status_reason: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    description: str = ""
+    start_timestamp: str | None = None
+    end_timestamp: str | None = None
+    world: dict[str, Any] = Field(default_factory=dict)
+    lost_ranks: list[int] = Field(default_factory=list)
+
+
+class ArtifactLink(BaseModel):
+    """A run's use of an artifact (from ``artifacts.json``)."""
+
+    id: str = Field(min_length=1, max_length=36)
+    name: str = ""
+    role: Literal["input", "output"]
+
+
+class RunUpload(FolderSpec):
+    """``PUT /runs/{id}``: create or update a run's metadata."""
+
+    conflict_strategy: ConflictStrategy = "new"
+    run: RunMeta
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    hparams_ranks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    platform: dict[str, Any] = Field(default_factory=dict)
+    git: dict[str, Any] | None = None
+    artifacts: list[ArtifactLink] = Field(default_factory=list)
+    ranks: list[int] = Field(default_factory=list)
+
+
+class FileEntry(BaseModel):
+    """One file of an artifact: object path, size and content hash."""
+
+    path: str = Field(min_length=1, max_length=1000)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ArtifactMeta(BaseModel):
+    """The fields of ``artifact.json`` the server keeps."""
+
+    name: str = Field(min_length=1, max_length=500)
+    alternative_name: str = Field(default="", max_length=500)
+    labels: list[str] = Field(default_factory=list)
+    description: str = ""
+    created_timestamp: str | None = None
+    references: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ArtifactUpload(FolderSpec):
+    """``PUT /artifacts/{id}``: an artifact whose blobs are all on the server already."""
+
+    artifact: ArtifactMeta
+    files: list[FileEntry] = Field(default_factory=list)
+
+
+class BlobQuery(BaseModel):
+    """``POST /blobs/missing``: which of these hashes does the server lack?"""
+
+    sha256: list[str] = Field(max_length=100_000)
+
+
+class FolderCreate(BaseModel):
+    """``POST /folders``: create a folder path (missing levels too)."""
+
+    path: str = Field(min_length=1, max_length=1000)
+
+
+class ShareCreate(BaseModel):
+    """``POST /folders/{id}/shares``: give another user view or edit access."""
+
+    user: str
+    permission: Literal["view", "edit"]

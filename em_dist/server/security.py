@@ -1,0 +1,28 @@
+"""API keys: generation and hashing.
+
+A key is ``em_`` + 32 random bytes (urlsafe base64, 256 bits of entropy). The server
+stores only its SHA-256 hex digest: with that much entropy a fast hash is enough, and a
+leaked database does not reveal usable keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+KEY_PREFIX = "em_"
+
+
+def generate_key() -> str:
+    """A new random API key."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    """The stored form of ``key``: its SHA-256 hex digest."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def key_prefix(key: str) -> str:
+    """The first characters of a key, kept in clear so users can tell their keys apart."""
+    return key[:10]

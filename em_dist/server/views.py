@@ -1,0 +1,125 @@
+"""JSON shapes of stored objects, shared by the routes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from em_dist.server.models import Artifact, ArtifactFile, Folder, LineageEdge, MetricSeries, Run, User
+
+
+def json_number(x: float) -> float | str:
+    """A float for JSON: non-finite values become ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
+    if math.isfinite(x):
+        return x
+    return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+
+
+def json_floats(values: np.ndarray) -> list:
+    """A float array as a JSON-safe list (see :func:`json_number`)."""
+    if np.isfinite(values).all():
+        return values.tolist()
+    return [json_number(v) for v in values.tolist()]
+
+
+def json_epochs(epochs: np.ndarray) -> list:
+    """Epochs as JSON: NaN (none given) becomes null, whole numbers become ints."""
+    out: list = []
+    for e in epochs.tolist():
+        if math.isnan(e):
+            out.append(None)
+        elif e.is_integer():
+            out.append(int(e))
+        else:
+            out.append(e)
+    return out
+
+
+def folder_view(folder: Folder, owner: User | None, permission: str) -> dict[str, Any]:
+    return {
+        "id": folder.id,
+        "name": folder.name,
+        "path": folder.path,
+        "parent_id": folder.parent_id,
+        "owner": owner.name if owner else None,
+        "permission": permission,
+    }
+
+
+def latest_metrics(session: Session, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Per run, ``{"type/name": last value}`` of the lowest rank that logged each series."""
+    out: dict[str, dict[str, Any]] = {rid: {} for rid in run_ids}
+    if not run_ids:
+        return out
+    rows = session.scalars(
+        select(MetricSeries).where(MetricSeries.run_id.in_(run_ids)).order_by(MetricSeries.rank.desc())
+    )
+    for s in rows:
+        out[s.run_id][f"{s.type}/{s.name}"] = s.last_value
+    return out
+
+
+def run_summary(run: Run, latest: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "name": run.name,
+        "alternative_name": run.alternative_name,
+        "folder_id": run.folder_id,
+        "status": run.status,
+        "status_reason": run.status_reason,
+        "labels": run.labels,
+        "start_timestamp": run.start_timestamp,
+        "end_timestamp": run.end_timestamp,
+        "world_size": (run.world or {}).get("size", 1),
+        "lost_ranks": run.lost_ranks,
+        "latest": latest,
+    }
+
+
+def artifact_view(session: Session, artifact: Artifact) -> dict[str, Any]:
+    files = session.scalars(
+        select(ArtifactFile).where(ArtifactFile.artifact_id == artifact.id).order_by(ArtifactFile.path)
+    )
+    return {
+        "id": artifact.id,
+        "name": artifact.name,
+        "alternative_name": artifact.alternative_name,
+        "folder_id": artifact.folder_id,
+        "labels": artifact.labels,
+        "description": artifact.description,
+        "created_timestamp": artifact.created_timestamp,
+        "references": artifact.references,
+        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
+    }
+
+
+def run_artifacts(session: Session, run_id: str) -> list[dict[str, Any]]:
+    """The run's lineage edges with each artifact's files when the server holds it."""
+    out = []
+    for edge in session.scalars(select(LineageEdge).where(LineageEdge.run_id == run_id).order_by(LineageEdge.role)):
+        artifact = session.get(Artifact, edge.artifact_id)
+        view = artifact_view(session, artifact) if artifact else {"id": edge.artifact_id, "name": edge.artifact_name, "files": []}
+        view["role"] = edge.role
+        view["stored"] = artifact is not None
+        out.append(view)
+    return out
+
+
+def run_detail(session: Session, run: Run, folder: Folder) -> dict[str, Any]:
+    return {
+        **run_summary(run, {}),
+        "local_name": run.local_name,
+        "folder": folder.path,
+        "description": run.description,
+        "hparams": run.hparams,
+        "hparams_ranks": run.hparams_ranks,
+        "platform": run.platform,
+        "git": run.git,
+        "world": run.world,
+        "extra": run.extra,
+        "artifacts": run_artifacts(session, run.id),
+    }

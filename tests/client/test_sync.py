@@ -1,0 +1,50 @@
+"""``create_run(auto_upload=True)``: the run reaches the server while it trains."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+import em_dist as em
+from tests.server.harness import wait_for
+from tests.server.runs import assert_same_run
+
+
+def _points_on_server(url: str, key: str, run_id: str) -> int:
+    r = requests.get(f"{url}/api/v1/runs/{run_id}/metrics/names", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    return sum(s["count"] for s in r.json()) if r.status_code == 200 else 0
+
+
+def test_auto_upload_syncs_while_training(server, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, key = server.add_user()
+    monkeypatch.setenv("EM_AUTO_UPLOAD_INTERVAL", "0.2")
+    em.login(host=server.url, api_key=key)
+    try:
+        run = em.create_run(name="live", auto_upload=True, folder="live", make_folder=True)
+        run.hparams["lr"] = 0.5
+        for step in range(10):
+            run.log(type="train", metrics={"loss": 1.0 / (step + 1)}, step=step)
+        wait_for(lambda: _points_on_server(server.url, key, run.id) >= 10, timeout=30, what="background sync")
+        client = em.Client()
+        assert client.run(run.id).status == "Running"
+        for step in range(10, 25):
+            run.log(type="train", metrics={"loss": 1.0 / (step + 1)}, step=step)
+        run.finish()  # the last pass runs inside finish()
+        assert client.run(run.id).status == "Succeeded"
+        assert_same_run(client, run.path)
+    finally:
+        em.logout()
+
+
+def test_auto_upload_without_login_warns_and_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EM_AUTO_UPLOAD_INTERVAL", "0.05")
+    from em_dist.client.sync import AutoUploader
+
+    with pytest.warns(RuntimeWarning, match="auto_upload stopped"):
+        run = em.create_run(name="offline")
+        uploader = AutoUploader(run.path, folder="default", folder_id=None, make_folder=False, conflict_strategy="new")
+        uploader.start()
+        run.log(type="train", metrics={"loss": 1.0}, step=0)
+        run.finish()
+        uploader.stop(timeout=10)
+    assert uploader.passes == 0

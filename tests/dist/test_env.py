@@ -1,0 +1,73 @@
+"""Rank/world detection from launcher environments, and engine choice; no processes needed."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+
+from em_dist.dist.env import WorldInfo, detect_world
+from em_dist.dist.select import engine_for
+
+TORCHRUN = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "1",
+            "MASTER_ADDR": "node0", "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "abc"}
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({}, WorldInfo()),
+    (TORCHRUN, WorldInfo(3, 8, 1, 2, 1, "torchrun", "env")),
+    ({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+      "OMPI_COMM_WORLD_LOCAL_SIZE": "4", "OMPI_COMM_WORLD_NODE_RANK": "0"}, WorldInfo(1, 4, 1, 4, 0, "mpirun", "env")),
+    ({"HOROVOD_RANK": "2", "HOROVOD_SIZE": "4", "HOROVOD_LOCAL_RANK": "0", "HOROVOD_LOCAL_SIZE": "2",
+      "HOROVOD_CROSS_RANK": "1"}, WorldInfo(2, 4, 0, 2, 1, "horovod", "env")),
+    ({"PMI_RANK": "5", "PMI_SIZE": "6"}, WorldInfo(5, 6, 5, 6, 0, "mpirun", "env")),
+    ({"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "4", "SLURM_LOCALID": "1", "SLURM_STEP_TASKS_PER_NODE": "2",
+      "SLURM_NODEID": "1", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "4"}, WorldInfo(3, 4, 1, 2, 1, "srun", "env")),
+    # an sbatch script's one batch process: SLURM_NTASKS but no job step -> not distributed
+    ({"SLURM_PROCID": "0", "SLURM_NTASKS": "4", "SLURM_JOB_ID": "7"}, WorldInfo()),
+    ({"RANK": "9", "WORLD_SIZE": "2"}, WorldInfo()),  # nonsense is ignored, not trusted
+])
+def test_detect_world_from_launcher_env(env, expected):
+    assert detect_world(env) == expected
+
+
+def test_world_nodes():
+    assert WorldInfo(0, 8, 0, 4).nodes == 2 and WorldInfo().nodes == 1 and not WorldInfo().distributed
+
+
+def test_single_process_engine_is_none():
+    assert engine_for(WorldInfo()) is None
+
+
+def test_plain_process_run_is_exactly_single_process(tmp_path, monkeypatch):
+    for name in list(TORCHRUN) + ["OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_RANK", "PMIX_RANK"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EM_RUN_PARENT_DIR", str(tmp_path))
+    import em_dist as em
+    from em_dist.store.writer import RunWriter
+
+    before = signal.getsignal(signal.SIGTERM)
+    run = em.create_run(name="single")
+    try:
+        assert isinstance(run._sink, RunWriter)
+        assert run.world["size"] == 1
+        assert signal.getsignal(signal.SIGTERM) is before
+        assert not [t for t in threading.enumerate() if t.name.startswith(("em_dist-p2p", "em_dist-forward"))]
+        run.log(type="train", metrics={"loss": 1.0}, step=0)
+    finally:
+        run.finish()
+    rec = em.load_run(run.path)
+    assert rec.ranks() == [0] and rec.world["size"] == 1
+
+
+def test_engine_choice_never_initialises_anything(monkeypatch):
+    for name in ("TORCHELASTIC_USE_AGENT_STORE", "MASTER_PORT", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    mpi_world = WorldInfo(1, 2, 1, 2, 0, "mpirun", "env")
+    # an MPI job whose script has not started MPI (yet): wait for the script, never import mpi4py
+    assert engine_for(mpi_world) == "later"
+    assert engine_for(WorldInfo(1, 2, 1, 2, 0, "horovod", "env")) == "horovod"
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    assert engine_for(WorldInfo(1, 2, 1, 2, 0, "torchrun", "env")) == "torch"

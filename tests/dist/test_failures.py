@@ -1,0 +1,124 @@
+"""Rank failures never hang the job: kill -9 of a peer, of rank 0, and SIGTERM from the launcher."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from ._launch import (
+    check_gathered,
+    job_env,
+    kill_all,
+    metric_lines,
+    result,
+    spawn_env_job,
+    the_run,
+    torchrun_cmd,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+STEPS, EXTRA = 40, 7
+RANK1_LINES = STEPS + EXTRA + 1  # train points + the val point
+
+
+def _train_points_complete(rec, ranks) -> None:
+    for r in ranks:
+        n = STEPS + r * EXTRA
+        pts = rec.metrics(type="train", name="v", rank=r)
+        assert [p["value"] for p in pts] == [r * 1_000_000 + s for s in range(n)], f"rank {r}"
+
+
+def _waiting(tmp_path, ranks):
+    return all((result(tmp_path, r) or {}).get("waiting") for r in ranks)
+
+
+def test_kill9_of_a_peer_rank0_finishes_and_records_the_lost_rank(tmp_path):
+    go = tmp_path / "go"
+    procs = spawn_env_job(2, job_env(tmp_path), "--init", "before", "--wait-file", str(go), "--timeout", "20")
+    try:
+        wait_for(lambda: _waiting(tmp_path, [0, 1]), 60, "both ranks to log their points")
+        wait_for(lambda: metric_lines(tmp_path, 1) >= RANK1_LINES, 10, "rank 1's points in rank 0's run")
+        procs[1].kill()
+        procs[1].wait(10)
+        go.touch()
+        wait_for(lambda: "finish_s" in (result(tmp_path, 0) or {}), 30, "rank 0 to finish")
+    finally:
+        kill_all(procs)
+    assert result(tmp_path, 0)["finish_s"] < 20
+    rec = the_run(tmp_path)
+    assert rec.status == "Failed" and rec.status_reason == "lost ranks: [1]"
+    assert rec.lost_ranks == [1]
+    _train_points_complete(rec, [0, 1])
+
+
+def test_kill9_of_rank0_other_ranks_leave_finish_within_the_timeout(tmp_path):
+    go = tmp_path / "go"
+    procs = spawn_env_job(2, job_env(tmp_path), "--init", "before", "--wait-file", str(go), "--timeout", "10")
+    try:
+        wait_for(lambda: _waiting(tmp_path, [0, 1]), 60, "both ranks to log their points")
+        procs[0].kill()
+        procs[0].wait(10)
+        go.touch()
+        wait_for(lambda: "finish_s" in (result(tmp_path, 1) or {}), 30, "rank 1 to finish")
+        procs[1].wait(30)
+    finally:
+        kill_all(procs)
+    assert result(tmp_path, 1)["finish_s"] < 10
+
+
+def test_an_exception_on_a_peer_fails_the_run_with_its_reason(tmp_path):
+    # create_run before init_process_group in a plain RANK/WORLD_SIZE launch: em_dist waits for the group
+    procs = spawn_env_job(2, job_env(tmp_path), "--init", "after", "--raise-rank", "1")
+    try:
+        for p in procs:
+            p.wait(60)
+    finally:
+        kill_all(procs)
+    rec = the_run(tmp_path)
+    assert rec.status == "Failed" and rec.status_reason == "rank 1: exception: RuntimeError: boom"
+    assert rec.lost_ranks == []
+    check_gathered(rec, 2, STEPS, EXTRA)
+
+
+def test_torchrun_kill9_of_a_rank_leaves_a_failed_run_with_everything_received(tmp_path):
+    go = tmp_path / "go"
+    agent = subprocess.Popen(torchrun_cmd(2, "--wait-file", str(go), "--timeout", "20"), env=job_env(tmp_path),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _waiting(tmp_path, [0, 1]), 60, "both ranks to log their points")
+        wait_for(lambda: metric_lines(tmp_path, 1) >= RANK1_LINES, 10, "rank 1's points in rank 0's run")
+        os.kill(result(tmp_path, 1)["pid"], signal.SIGKILL)
+        agent.wait(60)  # torchrun then stops rank 0 with SIGTERM
+    finally:
+        kill_all([agent])
+    rec = the_run(tmp_path)
+    assert rec.status == "Failed"
+    assert rec.status_reason.startswith("signal: SIGTERM") and "lost ranks: [1]" in rec.status_reason
+    assert rec.lost_ranks == [1]
+    _train_points_complete(rec, [0, 1])
+
+
+def test_sigterm_to_the_job_marks_the_run_failed_and_chains_user_handlers(tmp_path):
+    go = tmp_path / "go"
+    agent = subprocess.Popen(torchrun_cmd(2, "--wait-file", str(go), "--user-handler", "--timeout", "20"),
+                             env=job_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _waiting(tmp_path, [0, 1]), 60, "both ranks to log their points")
+        wait_for(lambda: metric_lines(tmp_path, 1) >= RANK1_LINES, 10, "rank 1's points in rank 0's run")
+        t0 = time.monotonic()
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(60)
+        assert time.monotonic() - t0 < 20
+    finally:
+        kill_all([agent])
+    rec = the_run(tmp_path)
+    assert rec.status == "Failed" and rec.status_reason.startswith("signal: SIGTERM")
+    _train_points_complete(rec, [0, 1])
+    for r in (0, 1):  # the handler the script installed still ran, after em_dist's
+        assert (tmp_path / "out" / f"user-handler-{r}").exists()

@@ -1,0 +1,78 @@
+"""Real torchrun jobs (gloo, CPU): every rank's records arrive exactly once in rank 0's one run."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ._launch import check_gathered, job_env, result, run_job, the_run, torchrun_cmd
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _ok(proc) -> None:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+
+@pytest.mark.parametrize("nproc,init", [(2, "after"), (4, "before")])
+def test_gathers_every_rank_while_training_uses_the_default_group(tmp_path, nproc, init):
+    env = job_env(tmp_path)
+    proc = run_job(torchrun_cmd(nproc, "--init", init, "--allreduce", "3", "--artifact"), env)
+    _ok(proc)
+    rec = the_run(tmp_path)
+    check_gathered(rec, nproc, steps=40, extra=7)
+    assert rec.status == "Succeeded" and rec.lost_ranks == []
+    assert rec.world["size"] == nproc and rec.world["launcher"] == "torchrun"
+    assert rec.world["backend"] == "gloo" and rec.world["transport"] == "gloo"
+    # platform: one entry per rank
+    assert sorted(rec.platform["ranks"], key=int) == [str(r) for r in range(nproc)]
+    assert rec.platform["world"]["size"] == nproc
+    assert all(rec.platform["ranks"][str(r)]["local_rank"] == r for r in range(nproc))
+    # hparams belong to rank 0; a different value elsewhere is kept per rank
+    assert rec.hparams == {"lr": 0.01, "batch_size": 32, "seed": 1000}
+    assert rec.rank_hparams == {r: {"seed": 1000 + r} for r in range(1, nproc)}
+    # artifacts of every rank are in rank 0's run
+    names = sorted(a.name for a in rec.artifacts if a.role == "output")
+    assert names == sorted(f"rank{r}-log" for r in range(nproc))
+    import em_dist
+
+    for a in rec.artifacts:
+        art = em_dist.load_artifact(a.path)
+        assert [f["path"] for f in art.files] == [f"log-rank-{a.name[4]}.txt"]
+        assert art.files[0]["size"] == len(f"rank {a.name[4]}\n") * 20000
+    # cross-rank view
+    cross = rec.cross_rank(type="train", name="v")
+    first = [c for c in cross if c["step"] == 0][0]
+    assert first["count"] == nproc and first["min"] == 0 and first["max"] == (nproc - 1) * 1_000_000
+    for r in range(nproc):
+        assert result(tmp_path, r)["finish_s"] < 5
+
+
+def test_rank0_only_style_neither_hangs_nor_errors(tmp_path):
+    env = job_env(tmp_path)
+    proc = run_job(torchrun_cmd(2, "--rank0-only", "--allreduce", "1"), env)
+    _ok(proc)
+    rec = the_run(tmp_path)
+    check_gathered(rec, 1, steps=40, extra=7, ranks=[0])
+    assert rec.status == "Succeeded"
+    assert rec.world["absent_ranks"] == [1]
+    assert result(tmp_path, 0)["finish_s"] < 6  # the join grace, never the 20 s dist timeout
+
+
+def test_ddp_example_runs_with_no_rank_guards(tmp_path):
+    example = Path(__file__).resolve().parents[2] / "examples" / "ddp" / "train_mnist_ddp.py"
+    env = job_env(tmp_path)
+    cmd = torchrun_cmd(2, "--epochs", "1", "--train-size", "320", "--test-size", "64", "--log-every", "2",
+                       script=example)
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=150)
+    _ok(proc)
+    rec = the_run(tmp_path)
+    assert rec.status == "Succeeded" and rec.ranks() == [0, 1]
+    for r in (0, 1):
+        assert len(rec.metrics(type="train", name="loss", rank=r)) == 2  # 4 steps per rank, every 2nd
+        assert len(rec.metrics(type="val", name="accuracy", rank=r)) == 1
+        assert len(rec.metrics(type="test", name="accuracy", rank=r)) == 1
+    assert [a.name for a in rec.artifacts] == ["mnist_ddp_saved_model"] * 2
+    assert rec.hparams["world_size"] == 2 and rec.rank_hparams == {}
