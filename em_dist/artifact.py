@@ -13,13 +13,12 @@ from typing import Any
 
 from filelock import FileLock
 
+from . import lifecycle
 from ._warn import warn_once
 from .store import layout
 from .store.files import write_json_atomic
 
 _CHUNK = 1 << 20
-ON_CREATE: list = []
-"""Called with each new Artifact; a non-zero rank's live run uses it to ship the artifact to rank 0."""
 
 
 class Artifact:
@@ -39,11 +38,9 @@ class Artifact:
         self.references: list[dict[str, str]] = []
         self._lock = threading.Lock()
         self._save()
-        for hook in list(ON_CREATE):
-            try:
-                hook(self)
-            except Exception:  # a hook must never stop an artifact from being made
-                pass
+        run = lifecycle.current()
+        if run is not None:  # on a non-zero rank the live run ships it to rank 0
+            run._artifact_created(self)
 
     def __repr__(self) -> str:
         return f"Artifact(name={self.name!r}, files={len(self.files)}, path={str(self.path)!r})"

@@ -52,6 +52,10 @@ class ServerUnreachableError(ServerError):
     """The server could not be reached (refused, timed out, DNS) after retries."""
 
 
+class CommandError(EMError):
+    """An ``em`` command could not do what was asked (nothing to upload, missing extras, a bad admin request)."""
+
+
 class DistributedError(EMError):
     """The distributed transport failed to set up; the run falls back to local-only recording."""
 
@@ -67,6 +71,7 @@ __all__ = [
     "NotFoundError",
     "ConflictError",
     "ServerUnreachableError",
+    "CommandError",
     "DistributedError",
 ]
 

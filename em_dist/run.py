@@ -167,6 +167,15 @@ class Run:
             self._artifacts.append(entry)
             self._sink.set_meta(layout.ARTIFACTS_FILE, list(self._artifacts))
 
+    def _artifact_created(self, artifact: Artifact) -> None:
+        """Tell the sink about an artifact made while this run is live (non-zero ranks ship it)."""
+        hook = getattr(self._sink, "artifact_created", None)
+        if hook is not None:
+            try:
+                hook(artifact.path)
+            except Exception as exc:
+                warn_once("artifact-ship", f"em_dist: artifact {artifact.name!r} will not reach rank 0 ({exc!r})")
+
     # -- end of the run ---------------------------------------------------------------
     def finish(self) -> None:
         """End the run as Succeeded: write everything and stop the background work."""

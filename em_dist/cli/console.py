@@ -7,13 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import EMError
+from ..errors import CommandError
 
 READY_LINE = "em console at {url}"
 
-
-class _ConsoleFailed(EMError):
-    """The local console could not start (message for the user)."""
 
 
 def register(groups: dict) -> None:
@@ -29,13 +26,13 @@ def register(groups: dict) -> None:
 def _console(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     if not root.exists():
-        raise _ConsoleFailed(f"no run folder {root}: run a training script first (its runs land in .em/runs)")
+        raise CommandError(f"no run folder {root}: run a training script first (its runs land in .em/runs)")
     if (root / "artifacts").is_dir() and not os.environ.get("EM_ARTIFACT_PARENT_DIR"):
         os.environ["EM_ARTIFACT_PARENT_DIR"] = str((root / "artifacts").resolve())
     try:
         from ..console.local import LocalConsole
     except ImportError as exc:  # pragma: no cover - depends on installed extras
-        raise _ConsoleFailed(f"the console needs the server extras: pip install 'em-dist[server]' ({exc})") from None
+        raise CommandError(f"the console needs the server extras: pip install 'em-dist[server]' ({exc})") from None
 
     def ready(url: str) -> None:
         sys.stdout.write(READY_LINE.format(url=url) + "\n")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from typing import Sequence
 
 from ..errors import EMError
+from . import auth, console, runs, server, upload
 
 # Each module exposes ``register(groups)``; ``groups`` maps a group name to its sub-parser collection.
-_COMMAND_MODULES = ("runs", "auth", "upload", "server", "console")
+_COMMAND_MODULES = (runs, auth, upload, server, console)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = p.add_subparsers(dest=f"{group}_command", metavar="SUBCOMMAND")
         sub.required = True
         groups[group] = sub
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__package__}.{name}":
-                continue
-            raise
+    for module in _COMMAND_MODULES:
         module.register(groups)
     return parser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import EMError
+from ..errors import CommandError
 
 
 def _add_store_args(p: argparse.ArgumentParser) -> None:
@@ -43,15 +43,12 @@ def register(groups: dict) -> None:
     p.set_defaults(func=_key_revoke)
 
 
-class _AdminFailed(EMError):
-    """An admin command failed (message for the user)."""
-
 
 def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     try:
         from ..server.config import ServerConfig
     except ImportError as exc:  # pragma: no cover - depends on installed extras
-        raise _AdminFailed(f"the server needs its extras: pip install 'em-dist[server]' ({exc})") from None
+        raise CommandError(f"the server needs its extras: pip install 'em-dist[server]' ({exc})") from None
     return ServerConfig.build(args.data_dir, args.db)
 
 
@@ -72,7 +69,7 @@ def _admin(args: argparse.Namespace, action: str, value: str) -> str:
     try:
         return getattr(admin, action)(db, value)
     except admin.AdminError as exc:
-        raise _AdminFailed(str(exc)) from None
+        raise CommandError(str(exc)) from None
     finally:
         db.dispose()
 

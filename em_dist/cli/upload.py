@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import EMError
+from ..errors import CommandError
 
-
-class _NothingToUpload(EMError):
-    """No run or artifact folder matched the arguments."""
 
 
 def _add_target_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -43,14 +40,14 @@ def _targets(args: argparse.Namespace, marker: str, parent: Path) -> list[Path]:
         return [Path(args.path)]
     base = Path(args.dir) if args.dir else parent
     if not base.is_dir():
-        raise _NothingToUpload(f"no folder {base}")
+        raise CommandError(f"no folder {base}")
     found = sorted(p for p in base.iterdir() if (p / marker).is_file())
     if args.name:
         import json
 
         found = [p for p in found if json.loads((p / marker).read_text(encoding="utf-8")).get("name") == args.name]
     if not found:
-        raise _NothingToUpload(f"nothing to upload under {base}" + (f" named {args.name!r}" if args.name else ""))
+        raise CommandError(f"nothing to upload under {base}" + (f" named {args.name!r}" if args.name else ""))
     return found
 
 

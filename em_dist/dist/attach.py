@@ -53,22 +53,8 @@ def attach(run: Any, writer: RunWriter) -> Any:
         sink = RootSink(writer, channel, run)
     else:
         sink = PeerSink(channel, world.rank, writer)
-        _watch_artifacts(sink)
     _watch_signals(run, sink)
     return sink
-
-
-def _watch_artifacts(sink: PeerSink) -> None:
-    try:
-        from .. import artifact
-
-        hooks = getattr(artifact, "ON_CREATE", None)
-        if hooks is not None:
-            hook = lambda a: sink.artifact_created(a.path)  # noqa: E731
-            hooks.append(hook)
-            sink.on_close.append(lambda: hooks.remove(hook))
-    except Exception:  # noqa: BLE001
-        pass
 
 
 def _watch_signals(run: Any, sink: Any) -> None:
