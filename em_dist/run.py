@@ -118,14 +118,16 @@ class Run:
             raise TypeError(f"log(metrics=...) must be a dict of name -> number, got {metrics.__class__.__name__}")
         if not metrics:
             raise ValueError("log(metrics=...) must hold at least one metric")
+        values = dict(metrics)  # a copy: the caller may reuse its dict
         known = self._known_names
-        values = {}
-        for k, v in metrics.items():
-            if k not in known:
+        if not known.issuperset(values):
+            for k in values:
                 check_metric_name(k)
-                known.add(k)
+            known.update(values)
+        for k, v in values.items():
             c = v.__class__
-            values[k] = v if (c is float or c is int) else convert_value(k, v)
+            if c is not float and c is not int:
+                values[k] = convert_value(k, v)  # same key: no resize during iteration
         if self._finished:
             warn_once(f"log-after-finish:{self.id}", f"em_dist: run {self.name!r} is finished; log() calls after finish() are ignored", 2)
             return
@@ -135,7 +137,8 @@ class Run:
         if n >= self._wake_at:
             if n >= self._encode_at and not has_device_values(rec):
                 rec = self._encode(rec)  # the writer is behind: hand it a finished line
-            self._sink.wake()
+            if not n & 1023:  # wake the writer early, but not on every call of a long backlog
+                self._sink.wake()
         buf.append(rec)
         if self.status == "Initializing":
             self._set_status("Running")
