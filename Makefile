@@ -10,7 +10,7 @@ APT_PACKAGES := openmpi-bin libopenmpi-dev postgresql chromium chromium-driver c
 demo: setup
 	$(PY) launch/demo.py
 
-test: setup system-deps horovod
+test: system-deps setup horovod
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 setup: $(VENV)/.installed
