@@ -17,6 +17,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from em_dist.errors import EMWarning
 from em_dist.store import layout
 from em_dist.store.files import read_json, write_json_atomic
 from em_dist.store.reader import load_run
@@ -46,7 +47,7 @@ def take(run_dir: Path) -> RunSnapshot:
     try:
         lock.acquire()
     except Timeout:
-        warnings.warn(f"em_dist: {run_dir / layout.LOCK_FILE} stayed busy; uploading without it", stacklevel=3)
+        warnings.warn(f"em_dist: {run_dir / layout.LOCK_FILE} stayed busy; uploading without it", EMWarning, stacklevel=3)
         lock = None  # type: ignore[assignment]
     try:
         record = load_run(run_dir)
@@ -88,7 +89,7 @@ def record_upload(run_dir: Path, entry: dict[str, Any]) -> None:
             uploads.append({**entry, "time": time.time()})
             write_json_atomic(path, {"uploads": uploads}, durable=False)
     except (Timeout, OSError, json.JSONDecodeError) as exc:
-        warnings.warn(f"em_dist: could not record the upload in {path}: {exc}", stacklevel=3)
+        warnings.warn(f"em_dist: could not record the upload in {path}: {exc}", EMWarning, stacklevel=3)
 
 
 def read_uploads(run_dir: str | os.PathLike) -> list[dict]:

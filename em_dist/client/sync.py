@@ -13,7 +13,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from em_dist.errors import AuthenticationError, NotLoggedInError, PermissionDeniedError
+from em_dist.errors import AuthenticationError, EMWarning, NotLoggedInError, PermissionDeniedError
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 5.0
@@ -93,4 +93,4 @@ class AutoUploader:
     def _warn(self, message: str) -> None:
         if not self._warned:
             self._warned = True
-            warnings.warn(f"em_dist: {message}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"em_dist: {message}", EMWarning, stacklevel=2)

@@ -40,7 +40,7 @@ def test_auto_upload_without_login_warns_and_never_raises(monkeypatch: pytest.Mo
     monkeypatch.setenv("EM_AUTO_UPLOAD_INTERVAL", "0.05")
     from em_dist.client.sync import AutoUploader
 
-    with pytest.warns(RuntimeWarning, match="auto_upload stopped"):
+    with pytest.warns(em.EMWarning, match="auto_upload stopped"):
         run = em.create_run(name="offline")
         uploader = AutoUploader(run.path, folder="default", folder_id=None, make_folder=False, conflict_strategy="new")
         uploader.start()
@@ -48,3 +48,21 @@ def test_auto_upload_without_login_warns_and_never_raises(monkeypatch: pytest.Mo
         run.finish()
         uploader.stop(timeout=10)
     assert uploader.passes == 0
+
+
+def test_upload_to_a_dead_server_warns_keeps_the_run_and_never_raises(fresh_server) -> None:
+    """The server dies before the script's final ``run.upload()``: a warning with the retry command, no exception."""
+    srv = fresh_server
+    _, key = srv.add_user()
+    em.login(host=srv.url, api_key=key)
+    try:
+        run = em.create_run(name="server_gone")
+        for step in range(5):
+            run.log(type="train", metrics={"loss": float(step)}, step=step)
+        run.finish()
+        srv.stop()
+        with pytest.warns(em.EMWarning, match="em run upload -p"):
+            assert run.upload(folder="x", make_folder=True) is None
+        assert len(em.load_run(run.path).metrics()) == 5
+    finally:
+        em.logout()
