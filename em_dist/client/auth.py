@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from filelock import FileLock, Timeout
 
 from em_dist.client.http import HttpClient
+from em_dist._warn import warn_once
 from em_dist.errors import NotLoggedInError
 
 DEFAULT_LOGIN_TIMEOUT = 10.0
@@ -49,10 +51,16 @@ def _read_config() -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-def _write_config(doc: dict) -> None:
+def _config_lock() -> FileLock:
+    """Serialises read-modify-write of the config file across processes (every rank of a job may log in)."""
     path = config_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    return FileLock(str(path.with_name(path.name + ".lock")), timeout=30)
+
+
+def _write_config(doc: dict) -> None:
+    path = config_path()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         yaml.safe_dump(doc, fh, default_flow_style=False)
@@ -99,16 +107,21 @@ def login(
         client.close()
     with _lock:
         _current = creds
-        doc = _read_config()
-        doc.update(host=creds.host, api_key=creds.api_key)
-        _write_config(doc)
+        try:
+            with _config_lock():
+                doc = _read_config()
+                doc.update(host=creds.host, api_key=creds.api_key)
+                _write_config(doc)
+        except (OSError, Timeout) as exc:  # the login holds for this process anyway
+            warn_once("config-write", f"em_dist: could not save the login to {config_path()} ({exc}); "
+                      "it holds for this process only")
     return creds
 
 
 def logout() -> None:
     """Forget the login of this process and remove host and key from the config file."""
     global _current
-    with _lock:
+    with _lock, _config_lock():
         _current = None
         doc = _read_config()
         if doc.pop("api_key", None) is not None or doc.pop("host", None) is not None:

@@ -50,3 +50,20 @@ def test_env_and_ais_host_alias(server, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("EM_HOST")
     em.login(ais_host=server.url)  # key from the environment, host from the SDK's old spelling
     assert yaml.safe_load(auth.config_path().read_text())["host"] == server.url
+
+
+def test_every_rank_may_log_in_at_once(server) -> None:
+    """All ranks of a job run the script's ``em.login``: concurrent writes of the config file must not fail."""
+    import subprocess
+
+    from tests.conftest import PYTHON, python_env
+
+    _, key = server.add_user()
+    code = f"import em_dist as em\nfor _ in range(20): em.login(host={server.url!r}, api_key={key!r})\n"
+    procs = [subprocess.Popen([PYTHON, "-c", code], env=python_env(), stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    from em_dist.client.auth import config_path
+
+    assert config_path().stat().st_mode & 0o777 == 0o600
+    assert key in config_path().read_text()
