@@ -126,8 +126,8 @@ def main() -> None:
         base = f"{url}/api/v1/runs/{result.server_run_id}"
         rows = [
             ("GET /runs/{id}/metrics?points=2000 (x = step)", f"{base}/metrics?type=train&name=loss&points=2000"),
-            ("GET /console/runs/{id}/metrics/xy?x=time&points=2000",
-             f"{url}/api/v1/console/runs/{result.server_run_id}/metrics/xy?type=train&name=loss&points=2000&x=time"),
+            ("GET /runs/{id}/metrics?x=time&points=2000",
+             f"{url}/api/v1/runs/{result.server_run_id}/metrics?type=train&name=loss&points=2000&x=time"),
             ("GET /runs/{id}/metrics (all points, for scale)", f"{base}/metrics?type=train&name=loss"),
         ]
         print(f"\n{'request':<58} {'server ms':>10} {'wall ms':>10} {'points':>10}")

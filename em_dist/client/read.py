@@ -92,9 +92,9 @@ class Client:
         )
 
     def metrics(self, run_id: str, *, type: str | None = None, name: str | None = None, rank: int | None = None,
-                points: int | None = None) -> dict:
-        """Raw series columns (``points=N`` downsamples keeping min/max per bucket)."""
-        return self._http.get_json(f"/runs/{run_id}/metrics", type=type, name=name, rank=rank, points=points)
+                points: int | None = None, x: str = "step") -> dict:
+        """Raw series columns (``points=N`` downsamples keeping min/max per bucket; ``x`` adds epochs or times)."""
+        return self._http.get_json(f"/runs/{run_id}/metrics", type=type, name=name, rank=rank, points=points, x=x)
 
     def metric_names(self, run_id: str) -> list[dict]:
         """Every series of a run with count and last value."""

@@ -16,7 +16,6 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from em_dist.console import vendor
-from em_dist.console.api_extra import router as extra_router
 from em_dist.server.deps import CurrentUser
 
 SESSION_COOKIE = "em_session"
@@ -108,7 +107,6 @@ def mount_console(app: FastAPI, *, auto_session_key: str | None = None) -> None:
         return
     app.state.console_mounted = True
     app.include_router(_session_router(), prefix=_API)
-    app.include_router(extra_router, prefix=_API)
     app.add_middleware(_CookieReadOnly)
     index = STATIC_DIR / "index.html"
 

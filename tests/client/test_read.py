@@ -58,6 +58,11 @@ def test_downsampled_series_keeps_min_and_max(server) -> None:
     assert max(small["values"]) == max(full["values"]) and 777 in small["steps"]
     assert min(small["values"]) == min(full["values"])
     assert small["steps"] == sorted(small["steps"])
+    by_time = client.metrics(run_id, type="train", name="loss", rank=0, points=100, x="time")["series"][0]
+    assert by_time["steps"] == small["steps"] and len(by_time["times"]) == len(small["steps"])
+    assert by_time["times"] == [full["times"][full["steps"].index(s)] for s in small["steps"]]
+    by_epoch = client.metrics(run_id, type="train", name="loss", rank=0, points=100, x="epoch")["series"][0]
+    assert by_epoch["epochs"] == [full["epochs"][full["steps"].index(s)] for s in small["steps"]]
     agg = client.aggregate(run_id, "train", "loss")
     assert agg["ranks"] == [0, 1, 2, 3] and len(agg["steps"]) == 1000
     i = agg["steps"].index(10)

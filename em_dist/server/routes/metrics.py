@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -78,18 +79,20 @@ def read_metrics(
     name: str | None = None,
     rank: int | None = None,
     points: int | None = Query(default=None, ge=2, le=1_000_000),
+    x: Literal["step", "epoch", "time"] = "step",
 ) -> dict:
     """Series matching the filters as columns (steps, values, times, epochs).
 
     With ``points=N`` each series is downsampled to at most N points, keeping the min
-    and max of each bucket (times and epochs are then left out). ``server_ms`` says how
-    long the query took on the server.
+    and max of each bucket; only ``steps`` and ``values`` come back then, plus ``epochs``
+    or ``times`` at the same points when ``x=epoch`` / ``x=time`` asks for a chart's x
+    axis. ``server_ms`` says how long the query took on the server.
     """
     started = time.perf_counter()
     get_run(session, user, run_id)
     out = []
     for series in metric_store.find_series(session, run_id, type=type, name=name, rank=rank):
-        data = metric_store.load_series(session, series, full=points is None)
+        data = metric_store.load_series(session, series, full=points is None or x != "step")
         entry = {"type": data.type, "name": data.name, "rank": data.rank, "count": int(len(data.steps))}
         if points is None:
             entry.update(steps=data.steps.tolist(), values=json_floats(data.values),
@@ -97,6 +100,10 @@ def read_metrics(
         else:
             idx = metric_store.downsample_indices(data.values, points)
             entry.update(steps=data.steps[idx].tolist(), values=json_floats(data.values[idx]))
+            if x == "epoch":
+                entry["epochs"] = json_epochs(data.epochs[idx])
+            elif x == "time":
+                entry["times"] = data.times[idx].tolist()
         out.append(entry)
     return {"series": out, "server_ms": round((time.perf_counter() - started) * 1000, 3)}
 

@@ -55,7 +55,6 @@ export const lineage = (id, depth = 2) => api(`/lineage/${encodeURIComponent(id)
 export const metricNames = (id) => api(`/runs/${encodeURIComponent(id)}/metrics/names`);
 export const metrics = (id, params) => api(`/runs/${encodeURIComponent(id)}/metrics?${query(params)}`);
 export const aggregate = (id, params) => api(`/runs/${encodeURIComponent(id)}/metrics/aggregate?${query(params)}`);
-export const metricsXY = (id, params) => api(`/console/runs/${encodeURIComponent(id)}/metrics/xy?${query(params)}`);
 
 export function fileUrl(artifactId, path) {
   return `${API}/artifacts/${encodeURIComponent(artifactId)}/files/${path.split('/').map(encodeURIComponent).join('/')}`;

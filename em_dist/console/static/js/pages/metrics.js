@@ -29,10 +29,11 @@ export async function fetchMetric(runId, group, axis) {
   const base = { type: group.type, name: group.name, points: POINTS };
   const wantBand = group.ranks.length > 1;
   const [data, agg] = await Promise.all([
-    axis === 'step' ? api.metrics(runId, base) : api.metricsXY(runId, { ...base, x: axis }),
+    api.metrics(runId, { ...base, x: axis }),
     wantBand ? api.aggregate(runId, base) : Promise.resolve(null),
   ]);
-  const series = data.series.map((s) => ({ rank: s.rank, count: s.count, steps: s.steps, x: axis === 'step' ? s.steps : s.x, y: s.values }));
+  const column = { step: 'steps', epoch: 'epochs', time: 'times' }[axis];
+  const series = data.series.map((s) => ({ rank: s.rank, count: s.count, steps: s.steps, x: s[column], y: s.values }));
   let band = null;
   if (agg) {
     let x = agg.steps;
