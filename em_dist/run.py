@@ -17,7 +17,7 @@ from ._warn import warn_once
 from .artifact import Artifact
 from .hparams import Hparams
 from .store import layout
-from .store.encode import LineEncoder, has_device_values
+from .store.encode import has_device_values
 from .store.reader import load_artifact
 from .store.records import ArtifactRecord
 from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
@@ -84,7 +84,8 @@ class Run:
         self._sink = RunWriter(self.path, flush_interval=interval, max_pending=max_pending or DEFAULT_MAX_PENDING)
         # ---- DISTRIBUTED SEAM ------------------------------------------------------------
         # A sink has: ``buffer`` (deque that log() appends record tuples to), ``wake_at``,
-        # ``wake()``, ``set_meta(relpath, doc)``, ``flush(timeout)``, ``close(timeout)``.
+        # ``encode_at`` and ``encode`` (backlog thresholds and the line encoder), ``wake()``,
+        # ``set_meta(relpath, doc)``, ``flush(timeout)``, ``close(timeout)``.
         # In a multi-rank job em_dist.dist replaces/wraps ``self._sink`` here: rank 0 keeps the
         # RunWriter and feeds it other ranks' records (``RunWriter.submit``); other ranks get a
         # sender sink that ships to rank 0. ``self.world`` is filled in here too.
@@ -94,8 +95,8 @@ class Run:
         self._sink = attach(self, self._sink)
         self._buffer = self._sink.buffer
         self._wake_at = self._sink.wake_at
-        self._encode_at = getattr(self._sink, "encode_at", None) or self._wake_at
-        self._encode = getattr(self._sink, "encode", None) or LineEncoder()
+        self._encode_at = self._sink.encode_at
+        self._encode = self._sink.encode
 
         self._probe_platform()
         self._save_meta()
