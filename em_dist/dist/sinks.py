@@ -19,7 +19,7 @@ from typing import Any
 
 from .._warn import warn_once
 from ..store import layout
-from ..store.writer import RunWriter
+from ..store.writer import CycleClock, RunWriter
 from ..values import materialize
 from .channel import Channel
 from .p2p import PEER_JOIN_GRACE
@@ -191,8 +191,7 @@ class PeerSink:
         self._end: tuple[Any, Any] = (None, None)
         self._abandon = threading.Event()
         self._created: list[Path] = []
-        self._drained = threading.Condition()
-        self._cycles = 0
+        self._clock = CycleClock()
         self._thread = threading.Thread(target=self._loop, name=f"em_dist-forward-{rank}", daemon=True)
 
     def start(self) -> None:
@@ -222,10 +221,7 @@ class PeerSink:
         """Wait until what was logged so far is handed to the channel."""
         if not self._thread.is_alive():
             return False
-        with self._drained:
-            target = self._cycles + 2
-            self._wake.set()
-            return self._drained.wait_for(lambda: self._cycles >= target or not self._thread.is_alive(), timeout)
+        return self._clock.wait_next(self._wake, self._thread, timeout)
 
     def close(self, timeout: float = 30.0) -> bool:
         if self.signalled:
@@ -250,6 +246,7 @@ class PeerSink:
             self._wake.wait(FORWARD_INTERVAL)
             self._wake.clear()
             stopping = self._stopping
+            self._clock.begin()
             try:
                 self._forward()
                 if stopping:
@@ -258,9 +255,7 @@ class PeerSink:
                     self._ship_artifacts()
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any surprise
                 warn_once("forward", f"em_dist: rank {self.rank} could not forward records ({exc!r})")
-            with self._drained:
-                self._cycles += 1
-                self._drained.notify_all()
+            self._clock.end()
             if stopping:
                 return
 

@@ -33,6 +33,35 @@ DEFAULT_MAX_PENDING = 1_000_000
 CHUNK = 20_000  # records encoded and written per step of a cycle: bounds the writer's own memory
 
 
+class CycleClock:
+    """Counts a background thread's work cycles so ``flush`` can wait for the first one that starts after it.
+
+    Shared by the run writer (rank 0) and the peers' forwarder: a flush must cover
+    everything logged before the call, and no more than one extra cycle.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._started = 0
+        self._done = 0
+
+    def begin(self) -> None:
+        with self._cond:
+            self._started += 1
+
+    def end(self) -> None:
+        with self._cond:
+            self._done += 1
+            self._cond.notify_all()
+
+    def wait_next(self, wake: threading.Event, thread: threading.Thread, timeout: float) -> bool:
+        """Wake the thread and wait until a cycle that started after this call has ended."""
+        with self._cond:
+            target = self._started + 1
+            wake.set()
+            return self._cond.wait_for(lambda: self._done >= target or not thread.is_alive(), timeout)
+
+
 class RunWriter:
     """Owns the files of one run folder and writes them off the training thread."""
 
@@ -60,9 +89,7 @@ class RunWriter:
         self._files: dict[int, TextIO] = {}
         self._wake = threading.Event()
         self._stopping = False
-        self._flushed = threading.Condition()
-        self._cycles = 0  # cycles completed
-        self._started = 0  # cycles started
+        self._clock = CycleClock()
         self._dir_ready = False
         self._heartbeat = {"pid": os.getpid(), "host": socket.gethostname(), "time": 0.0}
         self._thread = threading.Thread(target=self._loop, name="em_dist-writer", daemon=True)
@@ -98,10 +125,7 @@ class RunWriter:
         """Wait until everything logged before this call is written (or ``timeout`` passes)."""
         if not self._thread.is_alive():
             return False
-        with self._flushed:
-            target = self._started + 1  # the first cycle that starts after this call
-            self._wake.set()
-            return self._flushed.wait_for(lambda: self._cycles >= target or not self._thread.is_alive(), timeout)
+        return self._clock.wait_next(self._wake, self._thread, timeout)
 
     def close(self, timeout: float = 30.0) -> bool:
         """Write everything, fsync and stop the thread; False if that took longer than ``timeout``."""
@@ -122,15 +146,12 @@ class RunWriter:
             self._wake.wait(self._interval)
             self._wake.clear()
             stopping = self._stopping
-            with self._flushed:
-                self._started += 1
+            self._clock.begin()
             try:
                 self._cycle(final=stopping)
             except Exception as exc:  # the thread must outlive any surprise
                 warn_once("writer-crash", f"em_dist: the run writer hit {exc!r}; it keeps the data and retries")
-            with self._flushed:
-                self._cycles += 1
-                self._flushed.notify_all()
+            self._clock.end()
             if stopping:
                 return
 
