@@ -23,7 +23,6 @@ from .store.records import ArtifactRecord
 from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
 from .values import TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, normalize_type
 
-CONFLICT_STRATEGIES = ("skip", "error", "new", "replace")
 DEFAULT_DIST_TIMEOUT = 60.0
 _now = time.time
 
@@ -50,8 +49,7 @@ class Run:
         self.labels = layout.check_labels(labels)
         if not isinstance(description, str):
             raise TypeError("description must be a string")
-        if conflict_strategy not in CONFLICT_STRATEGIES:
-            raise ValueError(f"conflict_strategy must be one of {CONFLICT_STRATEGIES}, got {conflict_strategy!r}")
+        layout.check_conflict_strategy(conflict_strategy)
         if not isinstance(folder, str) or not folder:
             raise ValueError("folder must be a non-empty folder path such as 'em-examples' or 'team/project'")
         self.description = description
@@ -233,9 +231,7 @@ class Run:
         from .client.upload import upload_run
         from .errors import ServerError, NotLoggedInError
 
-        strategy = conflict_strategy or self.conflict_strategy
-        if strategy not in CONFLICT_STRATEGIES:
-            raise ValueError(f"conflict_strategy must be one of {CONFLICT_STRATEGIES}, got {strategy!r}")
+        strategy = layout.check_conflict_strategy(conflict_strategy or self.conflict_strategy)
         if not self._finished:
             self.flush()
         try:

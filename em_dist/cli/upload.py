@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import CommandError
+from ..store import layout
 
 
 
@@ -26,7 +27,7 @@ def register(groups: dict) -> None:
     p = groups["run"].add_parser("upload", help="upload saved runs with their artifacts",
                                  description="Upload saved runs (resumable: only what the server lacks is sent).")
     _add_target_args(p, "run")
-    p.add_argument("--conflict-strategy", choices=("skip", "error", "new", "replace"), default="new",
+    p.add_argument("--conflict-strategy", choices=layout.CONFLICT_STRATEGIES, default="new",
                    help="when the folder holds another run of that name (default new)")
     p.set_defaults(func=_run_upload)
     p = groups["artifact"].add_parser("upload", help="upload saved artifacts",

@@ -20,7 +20,6 @@ from em_dist.errors import RunFormatError, ServerError
 from em_dist.store import layout
 from em_dist.store.reader import load_artifact
 
-CONFLICT_STRATEGIES = ("skip", "error", "new", "replace")
 CHUNK_BYTES = 4 * 1024 * 1024
 _BLOB_READ = 1024 * 1024
 
@@ -89,11 +88,6 @@ class _CountingFile:
 
     def close(self) -> None:
         self._fh.close()
-
-
-def _check_strategy(strategy: str) -> None:
-    if strategy not in CONFLICT_STRATEGIES:
-        raise ValueError(f"conflict_strategy must be one of {CONFLICT_STRATEGIES}, got {strategy!r}")
 
 
 def _folder_spec(folder: str | None, folder_id: str | None, make_folder: bool) -> dict[str, Any]:
@@ -218,7 +212,7 @@ def upload_run(
     ``record=False`` leaves the run folder's ``uploads.json`` alone (the local console's
     private server must not appear in the user's upload history).
     """
-    _check_strategy(conflict_strategy)
+    layout.check_conflict_strategy(conflict_strategy)
     run_dir = Path(path)
     if not (run_dir / layout.RUN_FILE).is_file():
         raise RunFormatError(f"{run_dir} is not a run folder (no {layout.RUN_FILE})")
@@ -297,7 +291,7 @@ def upload(
     progress: bool = False,
 ) -> UploadResult | list[UploadResult]:
     """Upload a run folder, or every run folder directly under ``path`` (a list then)."""
-    _check_strategy(conflict_strategy)
+    layout.check_conflict_strategy(conflict_strategy)
     root = Path(path)
     kwargs = dict(folder=folder, folder_id=folder_id, make_folder=make_folder,
                   conflict_strategy=conflict_strategy, progress=progress)

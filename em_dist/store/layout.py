@@ -23,6 +23,9 @@ SHIPPED_FILES_DIR = "files"
 ARTIFACT_FILE = "artifact.json"
 ARTIFACT_CONTENT_DIR = "files"
 
+CONFLICT_STRATEGIES = ("skip", "error", "new", "replace")
+"""What an upload does when the folder holds another run of that name (run.json ``conflict_strategy``)."""
+
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -79,3 +82,10 @@ def check_labels(labels: object) -> list[str]:
     if isinstance(labels, str) or not isinstance(labels, (list, tuple, set)) or not all(isinstance(x, str) for x in labels):
         raise TypeError("labels must be a list of strings")
     return list(labels)
+
+
+def check_conflict_strategy(strategy: object) -> str:
+    """One of :data:`CONFLICT_STRATEGIES`."""
+    if strategy not in CONFLICT_STRATEGIES:
+        raise ValueError(f"conflict_strategy must be one of {CONFLICT_STRATEGIES}, got {strategy!r}")
+    return strategy  # type: ignore[return-value]
