@@ -17,11 +17,10 @@ from ._warn import warn_once
 from .artifact import Artifact
 from .hparams import Hparams
 from .store import layout
-from .store.encode import has_device_values
 from .store.reader import load_artifact
 from .store.records import ArtifactRecord
 from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
-from .values import TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, normalize_type
+from .values import TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
 
 DEFAULT_DIST_TIMEOUT = 60.0
 _now = time.time
@@ -84,11 +83,11 @@ class Run:
         # A sink has: ``buffer`` (deque that log() appends record tuples to), ``wake_at``,
         # ``encode_at`` and ``encode`` (backlog thresholds and the line encoder), ``wake()``,
         # ``set_meta(relpath, doc)``, ``flush(timeout)``, ``close(timeout)``.
-        # In a multi-rank job em_dist.dist replaces/wraps ``self._sink`` here: rank 0 keeps the
+        # In a multi-rank job em_dist.ranks replaces/wraps ``self._sink`` here: rank 0 keeps the
         # RunWriter and feeds it other ranks' records (``RunWriter.submit``); other ranks get a
         # sender sink that ships to rank 0. ``self.world`` is filled in here too.
         # ----------------------------------------------------------------------------------
-        from .dist.attach import attach
+        from .ranks.attach import attach
 
         self._sink = attach(self, self._sink)
         self._buffer = self._sink.buffer

@@ -171,19 +171,9 @@ def materialize(records: list) -> None:
                 metrics[key] = float("nan")
 
 
-def encode_number(value: int | float) -> str:
-    """JSON text of a metric value; non-finite floats become the strings NaN / Infinity / -Infinity."""
-    if value.__class__ is float:
-        if value - value == 0.0:  # finite
-            return repr(value)
-        if value != value:
-            return '"NaN"'
-        return '"Infinity"' if value > 0 else '"-Infinity"'
-    return str(value)
-
-
-def decode_number(value: Any) -> int | float:
-    """Inverse of :func:`encode_number` for values read back from JSON."""
-    if isinstance(value, str):
-        return float(value.replace("Infinity", "inf"))
-    return value
+def has_device_values(rec: tuple) -> bool:
+    """True if the record still holds accelerator tensors (which only the writer may convert)."""
+    for v in rec[4].values():
+        if v.__class__ is DeviceScalar:
+            return True
+    return False

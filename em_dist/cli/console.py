@@ -30,7 +30,7 @@ def _console(args: argparse.Namespace) -> int:
     if (root / "artifacts").is_dir() and not os.environ.get("EM_ARTIFACT_PARENT_DIR"):
         os.environ["EM_ARTIFACT_PARENT_DIR"] = str((root / "artifacts").resolve())
     try:
-        from ..console.local import LocalConsole
+        from ..server.console.local import LocalConsole
     except ImportError as exc:  # pragma: no cover - depends on installed extras
         raise CommandError(f"the console needs the server extras: pip install 'em-dist[server]' ({exc})") from None
 

@@ -8,13 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from em_dist.client.auth import client_for
+from em_dist.store.lines import decode_number
 from em_dist.store.records import ArtifactRef, RunRecord
 
-_NONFINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
-
-
-def _number(v: Any) -> Any:
-    return _NONFINITE.get(v, v) if isinstance(v, str) else v
 
 
 @dataclass
@@ -108,7 +104,7 @@ class Client:
         out = []
         for s in self.metrics(run_id)["series"]:
             for step, value, when, epoch in zip(s["steps"], s["values"], s["times"], s["epochs"]):
-                out.append({"type": s["type"], "name": s["name"], "value": _number(value), "step": step,
+                out.append({"type": s["type"], "name": s["name"], "value": decode_number(value), "step": step,
                             "epoch": epoch, "rank": s["rank"], "time": when})
         return out
 

@@ -64,7 +64,7 @@ def create_app(config: ServerConfig, *, run_migrations: bool = True) -> FastAPI:
         return JSONResponse(status_code=status, content={"detail": message, "errors": errors})
 
     app.include_router(api_router, prefix=API_PREFIX)
-    from em_dist.console.mount import mount_console  # the web console at "/", on the same API
+    from em_dist.server.console.mount import mount_console  # the web console at "/", on the same API
 
     mount_console(app)
     app.add_middleware(BodyLimitMiddleware, limit=config.max_json_bytes, exempt=lambda p: bool(_STREAMED.match(p)))

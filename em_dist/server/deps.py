@@ -12,7 +12,7 @@ from em_dist.server.blobs import BlobStore
 from em_dist.server.config import ServerConfig
 from em_dist.server.db import Database
 from em_dist.server.models import ApiKey, User
-from em_dist.server.security import hash_key
+from em_dist.server.security import SESSION_COOKIE, hash_key
 
 
 def _db(request: Request) -> Database:
@@ -45,7 +45,7 @@ def _bearer(request: Request) -> str:
     token = request.headers.get("x-api-key", "").strip()
     if token:
         return token
-    token = request.cookies.get("em_session", "").strip()  # the console's HttpOnly session cookie
+    token = request.cookies.get(SESSION_COOKIE, "").strip()
     if token:
         return token
     raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'")

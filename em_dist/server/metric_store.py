@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from em_dist.server.models import MetricChunk, MetricSeries, RankOffset
+from em_dist.store.lines import NONFINITE
 
 CHUNK_POINTS = 65_536
 MERGE_BELOW = 4_096
@@ -107,9 +108,9 @@ def _group(records: list[dict]) -> dict[tuple[str, str], _Columns]:
             if isinstance(value, bool):
                 value = float(value)
             elif isinstance(value, str):
-                if value not in ("NaN", "Infinity", "-Infinity"):
+                if value not in NONFINITE:
                     raise IngestError(f"line {number}: metric {name!r} is not a number")
-                value = float(value.replace("Infinity", "inf"))
+                value = NONFINITE[value]
             elif not isinstance(value, (int, float)):
                 raise IngestError(f"line {number}: metric {name!r} is not a number")
             cols = groups.get((mtype, name))
@@ -267,10 +268,21 @@ def downsample_indices(values: np.ndarray, points: int) -> np.ndarray:
     return idx[idx < n]
 
 
+def last_per_step(data: SeriesData) -> tuple[np.ndarray, np.ndarray]:
+    """One rank's series with only the last value it logged for each step (sorted by step)."""
+    if not len(data.steps):
+        return data.steps, data.values
+    rev_steps = data.steps[::-1]
+    steps, first_in_reversed = np.unique(rev_steps, return_index=True)
+    return steps, data.values[::-1][first_in_reversed]
+
+
 def aggregate_across_ranks(parts: list[SeriesData]) -> dict[str, np.ndarray]:
-    """Per step: mean, min and max over every rank's points at that step, and how many."""
-    steps = np.concatenate([p.steps for p in parts]) if parts else np.empty(0, _I8)
-    values = np.concatenate([p.values for p in parts]) if parts else np.empty(0, _F8)
+    """Per step: mean, min and max over ranks, and how many, by the rule of
+    :func:`em_dist.store.lines.aggregate_across_ranks` (each rank's last value for the step)."""
+    deduped = [last_per_step(p) for p in parts]
+    steps = np.concatenate([d[0] for d in deduped]) if deduped else np.empty(0, _I8)
+    values = np.concatenate([d[1] for d in deduped]) if deduped else np.empty(0, _F8)
     if not len(steps):
         empty = np.empty(0)
         return {"steps": steps, "mean": empty, "min": empty, "max": empty, "count": steps}

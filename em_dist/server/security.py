@@ -11,6 +11,8 @@ import hashlib
 import secrets
 
 KEY_PREFIX = "em_"
+SESSION_COOKIE = "em_session"
+"""The console's HttpOnly session cookie: set by the console's sign-in, read by the key lookup."""
 
 
 def generate_key() -> str:

@@ -9,14 +9,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from em_dist.store.lines import json_number
 from em_dist.server.models import Artifact, ArtifactFile, Folder, LineageEdge, MetricSeries, Run, User
-
-
-def json_number(x: float) -> float | str:
-    """A float for JSON: non-finite values become ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
-    if math.isfinite(x):
-        return x
-    return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
 
 
 def json_floats(values: np.ndarray) -> list:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..errors import RunFormatError
-from ..values import decode_number
+from .lines import decode_number
 from . import layout
 from .files import read_json
 from .records import ArtifactRecord, ArtifactRef, RunRecord

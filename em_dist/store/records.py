@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Callable
 
-
-@dataclass
-class FileEntry:
-    """One file of an artifact."""
-
-    path: str
-    size: int
-    sha256: str
+from .lines import aggregate_across_ranks
 
 
 @dataclass
@@ -84,28 +77,5 @@ class RunRecord:
         return sorted({p["rank"] for p in self._all_points()})
 
     def cross_rank(self, type: str | None = None, name: str | None = None) -> list[dict]:
-        """Mean/min/max across ranks per (type, name, step): ``{type, name, step, mean, min, max, count, ranks}``."""
+        """Mean/min/max across ranks per (type, name, step), by the one rule of :func:`em_dist.store.lines.aggregate_across_ranks`."""
         return aggregate_across_ranks(self.metrics(type=type, name=name))
-
-
-def aggregate_across_ranks(points: Iterable[dict]) -> list[dict]:
-    """Group points by (type, name, step); the last value a rank logged for a step counts."""
-    groups: dict[tuple[str, str, int], dict[int, Any]] = {}
-    for p in points:
-        groups.setdefault((p["type"], p["name"], p["step"]), {})[p["rank"]] = p["value"]
-    out = []
-    for (type_, name, step), by_rank in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-        values = list(by_rank.values())
-        out.append(
-            {
-                "type": type_,
-                "name": name,
-                "step": step,
-                "mean": sum(values) / len(values),
-                "min": min(values),
-                "max": max(values),
-                "count": len(values),
-                "ranks": sorted(by_rank),
-            }
-        )
-    return out

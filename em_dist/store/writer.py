@@ -23,7 +23,7 @@ from filelock import FileLock
 from .._warn import warn_once
 from ..values import materialize
 from . import layout
-from .encode import LineEncoder
+from .lines import LineEncoder
 from .files import write_json_atomic
 
 Record = tuple  # (type, step, epoch, time, metrics: dict[str, int | float]), or its encoded line

@@ -86,4 +86,23 @@ def test_local_console_shows_local_runs_and_follows_a_live_one(page, tmp_path, d
                                " body: JSON.stringify({path: 'x'})}).then((r) => r.status)")
         assert status == 403
     finally:
+        page.goto("about:blank")  # leave the console before its server stops
         stop(proc)
+
+
+def test_live_poll_survives_the_server_going_away(page, tmp_path, monkeypatch):
+    """A live run's Metrics tab whose server stops: the poll says so and raises nothing unhandled."""
+    monkeypatch.setenv("EM_FLUSH_INTERVAL", "0.1")
+    live = em.create_run(name="live-run")
+    try:
+        live.log(type="train", metrics={"loss": 1.0}, step=0)
+        assert live.flush()
+        proc, url = start_console(tmp_path / "em")
+        try:
+            page.goto(f"{url}/#/run/{live.id}/metrics")
+            page.wait_for_selector('.chart[data-metric="train/loss"][data-points="1"]')
+        finally:
+            stop(proc)
+        page.wait_for_function("document.querySelector('#poll-note').textContent.includes('paused')", timeout=15_000)
+    finally:
+        live.finish()

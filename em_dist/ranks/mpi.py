@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from .p2p import LinkClosed, Wire
+from .frames import LinkClosed, Wire
 
 TAG_BASE = 30_000
 """em_dist's tags are ``TAG_BASE + run counter % 2000``: below the 32767 every MPI allows."""

@@ -22,8 +22,8 @@ from ..store import layout
 from ..store.writer import CycleClock, RunWriter
 from ..values import materialize
 from .channel import Channel
-from .p2p import PEER_JOIN_GRACE
-from .ship import ArtifactReceiver, artifact_messages
+from .frames import PEER_JOIN_GRACE
+from .artifacts import ArtifactReceiver, artifact_messages
 
 FORWARD_INTERVAL = 0.2
 BATCH = 20_000

@@ -50,7 +50,7 @@ CHANNEL_SCRIPT = textwrap.dedent(
 
     import horovod.torch as hvd
     import torch
-    from em_dist.dist.horovod import HorovodChannel
+    from em_dist.ranks.horovod import HorovodChannel
 
     def wait_for(cond, seconds):
         deadline = time.monotonic() + seconds
@@ -238,7 +238,7 @@ def test_example_via_launch_recipe(tmp_path: Path, run_parent: Path) -> None:
 
 def test_refuses_when_stall_shutdown_is_armed(monkeypatch: pytest.MonkeyPatch) -> None:
     """A rank-0-only run could let Horovod's stall shutdown stop the job: no channel then."""
-    from em_dist.dist.horovod import HorovodChannel
+    from em_dist.ranks.horovod import HorovodChannel
     from em_dist.errors import DistributedError
 
     monkeypatch.setenv("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", "120")
@@ -252,7 +252,7 @@ def test_not_initialised_needs_the_layout() -> None:
     """Without hvd.init() the channel needs rank/world from the launcher; it never calls hvd.init()."""
     import horovod.torch as hvd
 
-    from em_dist.dist.horovod import HorovodChannel
+    from em_dist.ranks.horovod import HorovodChannel
     from em_dist.errors import DistributedError
 
     with pytest.raises(DistributedError):

@@ -14,8 +14,8 @@ from typing import Any
 from .._warn import warn_once
 from ..store.writer import RunWriter
 from . import signals
-from .env import WorldInfo, detect_world
-from .select import open_channel
+from .world import WorldInfo, detect_world
+from .engines import open_channel
 from .sinks import PeerSink, RootSink
 
 STORE_WAIT = 600.0

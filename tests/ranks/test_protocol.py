@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from em_dist.dist import p2p
-from em_dist.dist.p2p import LinkClosed, P2PChannel, Wire
+from em_dist.ranks import frames as p2p
+from em_dist.ranks.frames import LinkClosed, P2PChannel, Wire
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -82,3 +82,6 @@ export function statusBadge(status, lostRanks = [], reason = null) {
 export function labels(list) {
   return (list || []).map((l) => h('span', { class: 'label' }, l));
 }
+
+// A run still recording: its views poll for updates.
+export const isLive = (run) => run.status === 'Running' || run.status === 'Initializing';

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Callable
 
-from .p2p import Wire
+from .frames import Wire
 
 POLL = 0.1
 

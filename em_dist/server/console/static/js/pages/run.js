@@ -1,7 +1,7 @@
 // The run page: header, tabs, and the Overview, Hparams and Artifacts tabs.
 
 import * as api from '../api.js';
-import { clear, durationSeconds, fmtBytes, fmtDuration, fmtTime, fmtValue, h, labels, link, statusBadge } from '../dom.js';
+import { clear, durationSeconds, isLive, fmtBytes, fmtDuration, fmtTime, fmtValue, h, labels, link, statusBadge } from '../dom.js';
 import { renderDataflow } from '../dataflow.js';
 import { renderMetrics } from './metrics.js';
 import { renderPlatform } from './platform.js';
@@ -11,7 +11,6 @@ const TABS = [
   ['hparams', 'Hparams'], ['artifacts', 'Artifacts'], ['dataflow', 'Dataflow'],
 ];
 
-export const isLive = (run) => run.status === 'Running' || run.status === 'Initializing';
 
 export async function renderRun(page, ctx, runId, tab, params) {
   const run = await api.run(runId);
@@ -26,9 +25,10 @@ export async function renderRun(page, ctx, runId, tab, params) {
       href: `#/run/${runId}/${key}`, role: 'tab', class: key === tab ? 'active' : '', dataset: { tab: key } }, text))),
     body);
   if (isLive(run)) {
-    ctx.every(3000, async () => {
-      const fresh = await api.run(runId).catch(() => null);
+    const stopPolling = ctx.every(3000, async () => {
+      const fresh = await api.run(runId).catch(() => null);  // a failed poll is retried next tick
       if (fresh && ctx.alive()) drawHeader(fresh);
+      if (fresh && !isLive(fresh)) stopPolling();
     });
   }
   switch (tab) {

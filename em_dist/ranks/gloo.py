@@ -21,7 +21,7 @@ import time
 from datetime import timedelta
 from typing import Any, Callable
 
-from .p2p import LinkClosed, Wire
+from .frames import LinkClosed, Wire
 
 LINK_TIMEOUT = timedelta(days=1)
 """gloo's own timeout for a pair. Long on purpose: em_dist's waits are bounded in Python,

@@ -115,7 +115,7 @@ class LocalConsole:
         """Serve until interrupted; ``on_ready(url)`` is called once the first sync is done."""
         import uvicorn
 
-        from em_dist.console.mount import mount_console
+        from em_dist.server.console.mount import mount_console
         from em_dist.server import admin
         from em_dist.server.app import create_app
         from em_dist.server.config import ServerConfig

@@ -20,8 +20,8 @@ args = p.parse_args()
 if args.mpi:
     from mpi4py import MPI  # noqa: F401
 
-from em_dist.dist.env import detect_world
-from em_dist.dist.select import open_channel
+from em_dist.ranks.world import detect_world
+from em_dist.ranks.engines import open_channel
 
 world = detect_world()
 channel, engine = open_channel(world, args.timeout)

@@ -15,10 +15,10 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
-from em_dist.console import vendor
+from em_dist.server.console import vendor
 from em_dist.server.deps import CurrentUser
+from em_dist.server.security import SESSION_COOKIE
 
-SESSION_COOKIE = "em_session"
 SESSION_MAX_AGE_S = 30 * 24 * 3600
 STATIC_DIR = Path(__file__).parent / "static"
 _API = "/api/v1"

@@ -1,7 +1,7 @@
 // The Metrics tab: a chart per metric name grouped by type; per-rank lines, mean and band; live updates.
 
 import * as api from '../api.js';
-import { clear, h } from '../dom.js';
+import { clear, h, isLive } from '../dom.js';
 import { draw, interpolate, metricLayout, metricTraces } from '../charts.js';
 
 export const POINTS = 2000;
@@ -54,10 +54,11 @@ export async function renderMetrics(body, ctx, run, params) {
   const rankBoxes = h('span', { id: 'rank-toggles', class: 'toolbar', style: 'margin:0' });
   const bandBox = h('input', { type: 'checkbox', id: 'show-band', checked: true });
   const sections = h('div', { id: 'metric-sections' });
+  const pollNote = h('p', { class: 'muted', id: 'poll-note' });
   const note = h('p', { class: 'legend-note' },
     'Drag to zoom, double-click to reset. Long series are downsampled on the server, keeping each bucket\'s min and max.');
   clear(body, h('div', { class: 'toolbar' }, h('label', {}, 'x axis', axisSelect), h('label', {}, 'smoothing', smoothing, smoothingLabel),
-    h('label', {}, bandBox, 'cross-rank mean and min–max'), rankBoxes), sections, note);
+    h('label', {}, bandBox, 'cross-rank mean and min–max'), rankBoxes), sections, note, pollNote);
 
   const redraw = (chart) => {
     const traces = metricTraces({ series: chart.data.series, band: view.band ? chart.data.band : null,
@@ -105,10 +106,11 @@ export async function renderMetrics(body, ctx, run, params) {
 
   let names = await api.metricNames(run.id);
   await build(names);
-  let live = run.status === 'Running' || run.status === 'Initializing';
-  if (live) {
+  if (isLive(run)) {
+    // Poll while the run is live; stop once it ended. A failed poll (the server restarting or
+    // going away) is shown as a note and retried on the next tick, never left unhandled.
     let busy = false;
-    ctx.every(3000, async () => {
+    const stopPolling = ctx.every(3000, async () => {
       if (busy) return;
       busy = true;
       try {
@@ -126,7 +128,10 @@ export async function renderMetrics(body, ctx, run, params) {
           }));
         }
         names = fresh;
-        live = current.status === 'Running' || current.status === 'Initializing';
+        pollNote.textContent = '';
+        if (!isLive(current)) stopPolling();
+      } catch (err) {
+        pollNote.textContent = `Live update paused: ${err.message || err}. Retrying.`;
       } finally {
         busy = false;
       }

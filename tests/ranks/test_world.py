@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from em_dist.dist.env import WorldInfo, detect_world
-from em_dist.dist.select import engine_for
+from em_dist.ranks.world import WorldInfo, detect_world
+from em_dist.ranks.engines import engine_for
 
 TORCHRUN = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "1",
             "MASTER_ADDR": "node0", "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "abc"}

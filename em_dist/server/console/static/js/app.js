@@ -22,7 +22,11 @@ function context(generation) {
   return {
     state,
     alive: () => generation === state.generation,
-    every(ms, fn) { state.timers.push(setInterval(() => { if (generation === state.generation) fn(); }, ms)); },
+    every(ms, fn) {  // returns a function that stops this timer
+      const id = setInterval(() => { if (generation === state.generation) fn(); }, ms);
+      state.timers.push(id);
+      return () => clearInterval(id);
+    },
     crumbs: setCrumbs,
     folderPath,
   };

@@ -16,9 +16,9 @@ import sys
 from typing import Any
 
 from .._warn import warn_once
-from . import lazy
+from . import deferred
 from .channel import Channel
-from .env import WorldInfo
+from .world import WorldInfo
 
 _counter = itertools.count(1)
 """The k-th distributed run of this process. Every rank counts the same way, so the
@@ -39,12 +39,12 @@ def engine_for(world: WorldInfo) -> str | None:
         return None
     env = os.environ
     torchrun = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and "MASTER_PORT" in env
-    if torchrun or lazy.torch_ready():
+    if torchrun or deferred.torch_ready():
         return "torch"
     horovod_imported = any(m in sys.modules for m in ("horovod.torch", "horovod.tensorflow", "horovod.keras"))
     if world.launcher == "horovod" or world.source == "horovod" or horovod_imported:
         return "horovod"
-    if lazy.mpi_ready():
+    if deferred.mpi_ready():
         return "mpi"
     if _has("torch") or _has("mpi4py"):
         return "later"
@@ -74,16 +74,16 @@ def open_channel(world: WorldInfo, timeout: float) -> tuple[Channel | None, str 
 
 
 def _build(engine: str | None, world: WorldInfo, counter: int, timeout: float) -> Channel | None:
-    from .p2p import P2PChannel
+    from .frames import P2PChannel
 
     if engine == "torch":
         return P2PChannel(_gloo_wire(world, counter, timeout))
     if engine == "mpi":
         return P2PChannel(_mpi_wire(world, counter, timeout))
     if engine == "later":
-        return P2PChannel(lazy.LazyWire(world.rank, world.world_size, [
-            (lazy.torch_ready, lambda: _gloo_wire(world, counter, timeout)),
-            (lazy.mpi_ready, lambda: _mpi_wire(world, counter, timeout)),
+        return P2PChannel(deferred.LazyWire(world.rank, world.world_size, [
+            (deferred.torch_ready, lambda: _gloo_wire(world, counter, timeout)),
+            (deferred.mpi_ready, lambda: _mpi_wire(world, counter, timeout)),
         ], timeout))
     if engine == "horovod":
         try:
@@ -95,17 +95,17 @@ def _build(engine: str | None, world: WorldInfo, counter: int, timeout: float) -
 
 
 def _gloo_wire(world: WorldInfo, counter: int, timeout: float) -> Any:
-    from . import torch_gloo
+    from . import gloo
 
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
         run_id = os.environ.get("TORCHELASTIC_RUN_ID", "run")
         restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
         nonce = f"{run_id}/{restart}/{counter}"
-        factory = lambda: torch_gloo.agent_store(timeout)  # noqa: E731
+        factory = lambda: gloo.agent_store(timeout)  # noqa: E731
     else:
         nonce = f"job/{counter}"
-        factory = torch_gloo.default_store
-    return torch_gloo.GlooWire(world.rank, world.world_size, nonce, factory, timeout)
+        factory = gloo.default_store
+    return gloo.GlooWire(world.rank, world.world_size, nonce, factory, timeout)
 
 
 def _mpi_wire(world: WorldInfo, counter: int, timeout: float) -> Any:

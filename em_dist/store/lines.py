@@ -1,0 +1,110 @@
+"""The metric-line format: one definition, used by the writer, the reader, the uploader and the server.
+
+A metric record is ``(type, step, epoch, time, metrics)``; on disk and on the wire it is
+one JSON line of ``metrics/rank-<r>.jsonl`` (docs/format.md)::
+
+    {"type":"train","step":10,"epoch":1,"time":1732900000.1,"metrics":{"loss":0.25}}
+
+JSON has no NaN or infinities, so non-finite metric values are written as the strings
+``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (:func:`encode_number`,
+:func:`decode_number`, :func:`json_number`).
+
+The cross-rank view of a metric follows one rule (:func:`aggregate_across_ranks`): per
+rank, the *last* value it logged for a step counts (a rank that logs a step twice
+corrected itself, and counting both would weigh that rank double); across ranks, the
+mean, min and max of those values per step, with the number of ranks and which.
+
+Standard library only: the server, the SDK and the tests import it alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+NONFINITE: dict[str, float] = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+"""The strings that stand for non-finite metric values, and what they mean."""
+
+
+def encode_number(value: int | float) -> str:
+    """JSON text of a metric value; non-finite floats become the strings NaN / Infinity / -Infinity."""
+    if value.__class__ is float:
+        if value - value == 0.0:  # finite
+            return repr(value)
+        if value != value:
+            return '"NaN"'
+        return '"Infinity"' if value > 0 else '"-Infinity"'
+    return str(value)
+
+
+def decode_number(value: Any) -> int | float:
+    """A metric value as read from JSON: the non-finite strings become floats, numbers stay."""
+    if value.__class__ is str:
+        try:
+            return NONFINITE[value]
+        except KeyError:
+            raise ValueError(f"{value!r} is not a metric value (numbers, 'NaN', 'Infinity', '-Infinity')") from None
+    return value
+
+
+def json_number(value: float) -> float | str:
+    """A float for a JSON answer: finite values as they are, the others as their strings."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+class LineEncoder:
+    """Encodes records into lines, fast: a line template is cached per (type, metric names).
+
+    Encoding then costs little more than the numbers' reprs. The cache is shared by the
+    training thread (when the writer is behind) and the writer thread; dict reads and
+    writes of whole entries are atomic under the GIL, so no lock is needed.
+    """
+
+    def __init__(self) -> None:
+        self._templates: dict[tuple, str] = {}
+
+    def __call__(self, rec: tuple) -> str:
+        type_, step, epoch, t, metrics = rec
+        keys = tuple(metrics)
+        tpl = self._templates.get((type_, keys))
+        if tpl is None:
+            tpl = self._templates[(type_, keys)] = _template(type_, keys)
+        enc = encode_number
+        return tpl % (
+            step,
+            "null" if epoch is None else enc(epoch),
+            repr(t),
+            *[enc(v) for v in metrics.values()],
+        )
+
+
+def _template(type_: str, keys: tuple[str, ...]) -> str:
+    def q(s: str) -> str:  # a JSON string, with '%' doubled for the %-format that fills the numbers
+        return json.dumps(s).replace("%", "%%")
+
+    body = ",".join(f"{q(k)}:%s" for k in keys)
+    return f'{{"type":{q(type_)},"step":%d,"epoch":%s,"time":%s,"metrics":{{{body}}}}}\n'
+
+
+def aggregate_across_ranks(points: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The cross-rank view of metric points ``{type, name, step, rank, value}``, by the rule above.
+
+    Returns one dict per (type, name, step), sorted: ``{type, name, step, mean, min, max,
+    count, ranks}``. ``points`` must be in logging order per rank (the files' order).
+    """
+    groups: dict[tuple[str, str, int], dict[int, Any]] = {}
+    for p in points:
+        groups.setdefault((p["type"], p["name"], p["step"]), {})[p["rank"]] = p["value"]  # later wins
+    out = []
+    for (type_, name, step), by_rank in sorted(groups.items(), key=lambda kv: kv[0]):
+        values = list(by_rank.values())
+        out.append({
+            "type": type_, "name": name, "step": step,
+            "mean": math.fsum(values) / len(values), "min": min(values), "max": max(values),
+            "count": len(values), "ranks": sorted(by_rank),
+        })
+    return out
