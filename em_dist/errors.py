@@ -16,10 +16,6 @@ class RunFormatError(EMError):
     """A run or artifact folder is missing, unreadable or of an unknown format version."""
 
 
-class RunFinishedError(EMError):
-    """The run was already finished; it takes no more data."""
-
-
 class NotLoggedInError(EMError):
     """An operation needs a server, but neither ``em.login`` nor a config file gave one."""
 
@@ -63,7 +59,6 @@ class DistributedError(EMError):
 __all__ = [
     "EMError",
     "RunFormatError",
-    "RunFinishedError",
     "NotLoggedInError",
     "ServerError",
     "AuthenticationError",

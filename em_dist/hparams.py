@@ -81,10 +81,6 @@ class Hparams(MutableMapping):
                 self._data[key] = json_safe(value, key)
         self._changed()
 
-    def to_dict(self) -> dict[str, Any]:
-        """A plain, JSON-safe copy."""
-        return json.loads(json.dumps(self._data))
-
     @staticmethod
     def _check_key(key: Any) -> str:
         if not isinstance(key, str):

@@ -19,10 +19,13 @@ from .hparams import Hparams
 from .store import layout
 from .store.reader import load_artifact
 from .store.records import ArtifactRecord
-from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
+from .ranks import signals
+from .ranks.attach import open_sink
+from .ranks.timing import RankTimings
+from .sink import EndReport, Sink
+from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING
 from .values import TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
 
-DEFAULT_DIST_TIMEOUT = 60.0
 _now = time.time
 
 
@@ -55,7 +58,10 @@ class Run:
         self.folder, self.folder_id, self.make_folder = folder, folder_id, bool(make_folder)
         self.conflict_strategy = conflict_strategy
         self.auto_upload = bool(auto_upload)
-        self.dist_timeout = _positive(dist_timeout, "dist_timeout", os.environ.get("EM_DIST_TIMEOUT"), DEFAULT_DIST_TIMEOUT)
+        if dist_timeout is not None:
+            _positive(dist_timeout, "dist_timeout", None, 0.0)
+        self._timings = RankTimings.from_env(dist_timeout)
+        self.dist_timeout = self._timings.dist_timeout
         interval = _positive(flush_interval, "flush_interval", os.environ.get("EM_FLUSH_INTERVAL"), DEFAULT_FLUSH_INTERVAL)
 
         self.id = str(uuid.uuid4())
@@ -67,7 +73,6 @@ class Run:
         self.status = "Initializing"
         self.status_reason: str | None = None
         self.lost_ranks: list[int] = []
-        self.world: dict[str, Any] = {"size": 1, "rank": 0, "launcher": "none", "backend": None}
         self.hparams = Hparams(on_change=self._hparams_changed)
         self.platform: dict[str, Any] = {}
         self.git: dict[str, Any] | None = None
@@ -78,26 +83,23 @@ class Run:
         self._finished = False
         self._auto_uploader: Any = None
 
-        self._sink = RunWriter(self.path, flush_interval=interval, max_pending=max_pending or DEFAULT_MAX_PENDING)
-        # ---- DISTRIBUTED SEAM ------------------------------------------------------------
-        # A sink has: ``buffer`` (deque that log() appends record tuples to), ``wake_at``,
-        # ``encode_at`` and ``encode`` (backlog thresholds and the line encoder), ``wake()``,
-        # ``set_meta(relpath, doc)``, ``flush(timeout)``, ``close(timeout)``.
-        # In a multi-rank job em_dist.ranks replaces/wraps ``self._sink`` here: rank 0 keeps the
-        # RunWriter and feeds it other ranks' records (``RunWriter.submit``); other ranks get a
-        # sender sink that ships to rank 0. ``self.world`` is filled in here too.
-        # ----------------------------------------------------------------------------------
-        from .ranks.attach import attach
-
-        self._sink = attach(self, self._sink)
-        self._buffer = self._sink.buffer
-        self._wake_at = self._sink.wake_at
-        self._encode_at = self._sink.encode_at
-        self._encode = self._sink.encode
+        # The one call into the rank layer: a plain process gets the run folder's writer, rank 0
+        # of a job the writer plus the other ranks' records, any other rank a forwarder to rank 0.
+        sink, self.world = open_sink(self.path, timings=self._timings, flush_interval=interval,
+                                     max_pending=max_pending or DEFAULT_MAX_PENDING)
+        self._sink: Sink = sink
+        self._buffer = sink.buffer
+        self._wake_at = sink.wake_at
+        self._encode_at = sink.encode_at
+        self._encode = sink.encode
 
         self._probe_platform()
         self._save_meta()
-        self._sink.start()
+        sink.start()
+        self._watching_signals = False
+        if self.world["size"] > 1 and os.environ.get("EM_DIST_NO_SIGNALS") != "1":
+            # launchers stop the survivors of a failed job with SIGTERM: record that ending
+            self._watching_signals = signals.add_callback(self._on_signal)
         if self.auto_upload and self.world.get("rank", 0) == 0:  # rank 0 uploads the one run of the job
             self._start_auto_upload()
         lifecycle.register(self)
@@ -166,16 +168,14 @@ class Run:
         entry = {"id": artifact.id, "name": artifact.name, "path": str(artifact.path), "role": role}
         if entry not in self._artifacts:
             self._artifacts.append(entry)
-            self._sink.set_meta(layout.ARTIFACTS_FILE, list(self._artifacts))
+            self._sink.write_artifacts(list(self._artifacts))
 
     def _artifact_created(self, artifact: Artifact) -> None:
         """Tell the sink about an artifact made while this run is live (non-zero ranks ship it)."""
-        hook = getattr(self._sink, "artifact_created", None)
-        if hook is not None:
-            try:
-                hook(artifact.path)
-            except Exception as exc:
-                warn_once("artifact-ship", f"em_dist: artifact {artifact.name!r} will not reach rank 0 ({exc!r})")
+        try:
+            self._sink.artifact_created(Path(artifact.path))
+        except Exception as exc:
+            warn_once("artifact-ship", f"em_dist: artifact {artifact.name!r} will not reach rank 0 ({exc!r})")
 
     # -- end of the run ---------------------------------------------------------------
     def finish(self) -> None:
@@ -192,7 +192,7 @@ class Run:
             self._finish("Failed", f"exception: {exc_type.__name__}: {exc}")
         return False
 
-    def _finish(self, status: str, reason: str | None) -> None:
+    def _finish(self, status: str, reason: str | None, signalled: bool = False) -> None:
         with self._finish_lock:
             if self._finished:
                 return
@@ -200,6 +200,8 @@ class Run:
         try:
             self.status, self.status_reason = status, reason
             self.end_timestamp = _iso(_now())
+            self._sink.write_run(self._run_doc())  # a peer tells rank 0 why it failed
+            self._apply(self._sink.end(self._timings.capped(self.dist_timeout, signalled)))
             self._save_meta()
             self._sink.close(self.dist_timeout)
             if self._auto_uploader is not None:
@@ -207,7 +209,37 @@ class Run:
         except Exception as exc:  # finishing must never raise into the script
             warn_once("finish", f"em_dist: finishing run {self.name!r} hit {exc!r}; the data on disk is kept")
         finally:
+            if self._watching_signals:
+                signals.remove_callback(self._on_signal)
             lifecycle.unregister(self)
+
+    def _apply(self, report: EndReport) -> None:
+        """Record what the end of a multi-rank run found: absent and lost ranks, peers' failures."""
+        world = dict(self.world)
+        if report.absent_ranks:
+            world["absent_ranks"] = report.absent_ranks
+        world["backend"] = report.backend or world.get("backend")
+        if report.transport:
+            world["transport"] = report.transport
+        self.world = world
+        if report.peer_failures and self.status == "Succeeded":
+            first = min(report.peer_failures)
+            self.status, self.status_reason = "Failed", f"rank {first}: {report.peer_failures[first]}"
+        if report.lost_ranks:
+            self.lost_ranks = report.lost_ranks
+            warn_once("lost-ranks", f"em_dist: ranks {self.lost_ranks} did not finish their run; "
+                      "what they sent before is kept.")
+            if self.status == "Succeeded":
+                self.status, self.status_reason = "Failed", f"lost ranks: {self.lost_ranks}"
+            elif self.status_reason and "lost ranks" not in self.status_reason:
+                self.status_reason = f"{self.status_reason}; lost ranks: {self.lost_ranks}"
+
+    def _on_signal(self, name: str) -> None:
+        """SIGTERM/SIGINT in a multi-rank job: finish as Failed, with every wait capped."""
+        if self._finished or self._finish_lock.locked():
+            self._sink.flush(2.0)  # finish() is under way on this thread: save what we can, don't re-enter
+            return
+        self._finish("Failed", f"signal: {name}", signalled=True)
 
     # -- upload -----------------------------------------------------------------------
     def upload(
@@ -230,7 +262,6 @@ class Run:
         from .client.upload import upload_run
         from .errors import ServerError, NotLoggedInError
 
-        strategy = layout.check_conflict_strategy(conflict_strategy or self.conflict_strategy)
         if not self._finished:
             self.flush()
         try:
@@ -239,7 +270,7 @@ class Run:
                 folder=folder if folder is not None else self.folder,
                 folder_id=folder_id if folder_id is not None else self.folder_id,
                 make_folder=self.make_folder if make_folder is None else bool(make_folder),
-                conflict_strategy=strategy,
+                conflict_strategy=conflict_strategy or self.conflict_strategy,  # upload_run checks it
                 host=host,
                 api_key=api_key,
             )
@@ -260,10 +291,10 @@ class Run:
 
     def _set_status(self, status: str) -> None:
         self.status = status
-        self._sink.set_meta(layout.RUN_FILE, self._run_doc())
+        self._sink.write_run(self._run_doc())
 
     def _hparams_changed(self, data: dict) -> None:
-        self._sink.set_meta(layout.HPARAMS_FILE, data)
+        self._sink.write_hparams(data)
 
     def _run_doc(self) -> dict[str, Any]:
         return {
@@ -289,11 +320,11 @@ class Run:
         }
 
     def _save_meta(self) -> None:
-        self._sink.set_meta(layout.RUN_FILE, self._run_doc())
-        self._sink.set_meta(layout.HPARAMS_FILE, dict(self.hparams))
-        self._sink.set_meta(layout.PLATFORM_FILE, {"world": self.world, "ranks": {str(self.world.get("rank", 0)): self.platform}})
+        self._sink.write_run(self._run_doc())
+        self._sink.write_hparams(dict(self.hparams))
+        self._sink.write_platform(self.world, self.platform)
         if self.git is not None:
-            self._sink.set_meta(layout.GIT_FILE, self.git)
+            self._sink.write_git(self.git)
 
     def _probe_platform(self) -> None:
         try:

@@ -12,6 +12,7 @@ import pytest
 
 import em_dist as em
 from em_dist.store import layout
+from tests.poll import wait_for
 
 
 @pytest.mark.parametrize(
@@ -137,7 +138,7 @@ def test_hparams_reach_disk_without_a_call() -> None:
     expected = {"seed": 1, "batch_size": 32, "optimizer": "Adam", "lr": 1e-3, "epochs": 10, "dropout": 0.5, "layers": [64, 32]}
     assert dict(run.hparams) == expected and run.hparams["lr"] == 1e-3
     path = run.path / layout.HPARAMS_FILE
-    assert _eventually(lambda: path.exists() and json.loads(path.read_text()) == expected)
+    wait_for(lambda: path.exists() and json.loads(path.read_text()) == expected, 5, "the hparams file")
     run.finish()
     assert em.load_run(run.path).hparams == expected
 
@@ -236,10 +237,10 @@ def test_context_manager_marks_failed_and_reraises() -> None:
 def test_status_moves_initializing_running_succeeded() -> None:
     run = em.create_run(name="status", flush_interval=0.05)
     run_json = run.path / layout.RUN_FILE
-    assert _eventually(lambda: run_json.exists() and json.loads(run_json.read_text())["status"] == "Initializing")
+    wait_for(lambda: run_json.exists() and json.loads(run_json.read_text())["status"] == "Initializing", 5, "status Initializing")
     run.log(type="train", metrics={"loss": 1.0}, step=0)
     assert run.status == "Running"
-    assert _eventually(lambda: json.loads(run_json.read_text())["status"] == "Running")
+    wait_for(lambda: json.loads(run_json.read_text())["status"] == "Running", 5, "status Running")
     run.finish()
     rec = em.load_run(run.path)
     assert rec.status == "Succeeded" and rec.end_timestamp is not None
@@ -326,14 +327,3 @@ def test_public_surface_is_exactly_all() -> None:
     modules = {m.name for m in pkgutil.iter_modules(em.__path__)}  # submodules appear once imported
     assert public - modules == set(em.__all__) - {"Client"}
     assert em.Client is not None and "Client" in em.__all__
-
-
-def _eventually(cond, timeout: float = 5.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from ..errors import CommandError
 from ..store import layout
-
 
 
 def _add_target_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -44,8 +44,6 @@ def _targets(args: argparse.Namespace, marker: str, parent: Path) -> list[Path]:
         raise CommandError(f"no folder {base}")
     found = sorted(p for p in base.iterdir() if (p / marker).is_file())
     if args.name:
-        import json
-
         found = [p for p in found if json.loads((p / marker).read_text(encoding="utf-8")).get("name") == args.name]
     if not found:
         raise CommandError(f"nothing to upload under {base}" + (f" named {args.name!r}" if args.name else ""))
@@ -54,7 +52,6 @@ def _targets(args: argparse.Namespace, marker: str, parent: Path) -> list[Path]:
 
 def _run_upload(args: argparse.Namespace) -> int:
     from ..client.upload import upload_run
-    from ..store import layout
 
     for path in _targets(args, layout.RUN_FILE, layout.run_parent_dir()):
         r = upload_run(path, folder=args.folder, folder_id=args.folder_id, make_folder=args.make_folder,
@@ -67,7 +64,6 @@ def _run_upload(args: argparse.Namespace) -> int:
 
 def _artifact_upload(args: argparse.Namespace) -> int:
     from ..client.upload import upload_artifact
-    from ..store import layout
 
     for path in _targets(args, layout.ARTIFACT_FILE, layout.artifact_parent_dir()):
         r = upload_artifact(path, folder=args.folder, folder_id=args.folder_id, make_folder=args.make_folder,

@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 from em_dist.errors import EMWarning
 from em_dist.store import layout
 from em_dist.store.files import read_json, write_json_atomic
-from em_dist.store.reader import load_run
+from em_dist.store.reader import load_run_and_doc
 from em_dist.store.records import RunRecord
 
 LOCK_TIMEOUT_S = 10.0
@@ -50,8 +50,7 @@ def take(run_dir: Path) -> RunSnapshot:
         warnings.warn(f"em_dist: {run_dir / layout.LOCK_FILE} stayed busy; uploading without it", EMWarning, stacklevel=3)
         lock = None  # type: ignore[assignment]
     try:
-        record = load_run(run_dir)
-        raw = read_json(run_dir / layout.RUN_FILE, {}) or {}
+        record, raw = load_run_and_doc(run_dir)
         sizes = {}
         metrics_dir = run_dir / layout.METRICS_DIR
         if metrics_dir.is_dir():

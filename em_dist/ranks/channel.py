@@ -1,47 +1,114 @@
-"""The contract between a Run and a distributed engine.
+"""The contract between the sinks and a distributed engine: a channel from every rank to rank 0.
 
-A :class:`Channel` carries messages (small picklable Python objects: record batches,
-platform info, hparams, artifact chunks, a final "bye") from every non-zero rank to
-rank 0. It runs on em_dist's own background thread(s), never on the training thread,
-and never issues a collective on the user's process groups.
+A message is a small picklable Python object (a batch of encoded metric lines, a
+platform entry, hparams, an artifact chunk, a failure reason). A channel has two ends:
+
+- :class:`PeerChannel`, on every non-zero rank, driven by that rank's one forwarding
+  thread (the peer sink's). ``send`` blocks until the engine took the messages, so
+  back-pressure is built in: while rank 0 is slow, the records wait in the sink's
+  bounded buffer and nowhere else.
+- :class:`RootChannel`, on rank 0: receives on its own thread(s) and hands each
+  message to ``deliver`` exactly once, in each peer's order.
+
+Neither end ever issues a collective on the user's process groups, and every wait is
+bounded by the timeouts given.
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 Deliver = Callable[[int, Any], None]
 """Called on rank 0, from the channel's receiving thread, once per message: (source rank, message)."""
 
 
-class Channel(ABC):
-    """Rank-to-rank-0 message transport for one Run."""
+class LinkClosed(Exception):
+    """The link to rank 0 or to a peer broke (the process died or the engine shut down)."""
+
+
+@dataclass
+class ChannelEnd:
+    """What rank 0's channel saw by the end of the run."""
+
+    lost: set[int] = field(default_factory=set)
+    """Peers that joined but did not say goodbye in time."""
+    absent: set[int] = field(default_factory=set)
+    """Peers that never joined."""
+
+
+class _Readiness:
+    """When this end could first see the other side (for the join graces)."""
+
+    _ready_since: float | None = None
+
+    @property
+    def ready_since(self) -> float | None:
+        """``time.monotonic()`` when this end could first look for the other side; None while still
+        setting up (reaching the store, waiting for the script to start an engine)."""
+        return self._ready_since
+
+    def mark_ready(self) -> None:
+        if self._ready_since is None:
+            self._ready_since = time.monotonic()
+
+
+class PeerChannel(_Readiness, ABC):
+    """A non-zero rank's end. Used from one thread only (the peer sink's)."""
 
     rank: int
     world_size: int
 
+    @property
     @abstractmethod
-    def start(self, deliver: Deliver | None) -> None:
-        """Begin the rendezvous and, on rank 0, receiving; returns at once (work runs in the background).
-
-        ``deliver`` is given on rank 0 only.
-        """
-
-    @abstractmethod
-    def post(self, message: Any) -> None:
-        """Queue a message for rank 0 (non-zero ranks). Never blocks on the network."""
-
-    @abstractmethod
-    def close(self, timeout: float) -> set[int]:
-        """Flush what is queued and stop within ``timeout`` seconds.
-
-        On rank 0 this waits (bounded) for every peer's final message and returns the
-        ranks that never said goodbye (lost). On other ranks it returns an empty set,
-        also when rank 0 is gone.
-        """
+    def transport(self) -> str:
+        """What carries the bytes (``gloo``, ``mpi``, ``horovod``), for the run's world record."""
 
     @property
+    @abstractmethod
     def connected(self) -> bool:
-        """True once the rendezvous with the peers succeeded."""
-        return False
+        """True once rank 0 accepted this rank."""
+
+    @abstractmethod
+    def connect(self, wait: float) -> bool:
+        """Try, for at most ``wait`` seconds, to join rank 0; True once joined.
+
+        False means "not yet" (rank 0 or the engine is not there yet): call again later.
+        Raises when joining is impossible.
+        """
+
+    @abstractmethod
+    def send(self, messages: list[Any]) -> None:
+        """Hand ``messages`` to rank 0 (blocking until the engine took them; may be empty).
+
+        Raises :class:`LinkClosed` when the link is gone.
+        """
+
+    @abstractmethod
+    def goodbye(self, timeout: float) -> bool:
+        """Tell rank 0 this rank is done and wait (at most ``timeout``) for its answer."""
+
+    def shutdown(self) -> None:
+        """Release what the link holds; never blocks long."""
+
+
+class RootChannel(_Readiness, ABC):
+    """Rank 0's end: receives on background thread(s) of its own."""
+
+    world_size: int
+
+    @property
+    @abstractmethod
+    def transport(self) -> str:
+        """What carries the bytes (``gloo``, ``mpi``, ``horovod``)."""
+
+    @abstractmethod
+    def start(self, deliver: Deliver) -> None:
+        """Begin accepting peers and receiving; returns at once."""
+
+    @abstractmethod
+    def close(self, timeout: float, join_grace: float) -> ChannelEnd:
+        """Wait (at most ``timeout``) for every joined peer's goodbye, and for peers that have not
+        joined yet at most ``join_grace`` from when rank 0 could first see them; then stop."""

@@ -3,9 +3,9 @@
 For a job launched by mpirun/srun or with plain ``RANK``/``WORLD_SIZE`` where
 ``create_run`` comes before the script initialises anything: em_dist must not
 initialise an engine itself (Open MPI aborts the whole job when only some processes
-call ``MPI_Init``, and the default process group is the user's). The background
-thread waits for ``torch.distributed`` to be initialised or ``mpi4py.MPI`` to be
-imported, then uses that engine.
+call ``MPI_Init``, and the default process group is the user's). Each attempt to
+connect (peers) or to serve (rank 0) looks whether ``torch.distributed`` is
+initialised or ``mpi4py.MPI`` imported, and then uses that engine.
 """
 
 from __future__ import annotations
@@ -15,65 +15,79 @@ import threading
 import time
 from typing import Callable
 
+from .channel import LinkClosed
 from .frames import Wire
+from .timing import RankTimings
 
-POLL = 0.1
 
-
-class LazyWire(Wire):
+class DeferredWire(Wire):
     """Delegates to the first engine that becomes ready: ``choices`` are (ready?, build) pairs in preference order."""
 
     def __init__(self, rank: int, world_size: int, choices: list[tuple[Callable[[], bool], Callable[[], Wire]]],
-                 wait: float) -> None:
+                 timings: RankTimings) -> None:
         self.rank = rank
         self.world_size = world_size
         self._choices = choices
-        self._wait = wait
+        self._timings = timings
+        self._created = time.monotonic()
         self._wire: Wire | None = None
-        self._stop = threading.Event()
 
     @property
-    def transport(self) -> str | None:  # type: ignore[override]
-        return self._wire.transport if self._wire is not None else None
+    def transport(self) -> str:  # type: ignore[override]
+        return self._wire.transport if self._wire is not None else "?"
 
     @property
     def ready_since(self) -> float | None:
         # no engine started yet: no peer can have joined either, so the join grace starts at close
         return self._wire.ready_since if self._wire is not None else 0.0
 
-    def _resolve(self, stop: threading.Event | None = None) -> Wire:
-        deadline = time.monotonic() + self._wait
+    def _resolve(self, until: float) -> Wire | None:
+        """The engine's wire once the script started one, else None when ``until`` passed."""
         while self._wire is None:
             for ready, build in self._choices:
                 if ready():
                     self._wire = build()
                     break
             else:
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now - self._created > self._timings.engine_wait:
                     raise TimeoutError("the script started no engine (torch.distributed or mpi4py) to reach rank 0")
-                if (stop is not None and stop.is_set()) or self._stop.wait(POLL):
-                    raise TimeoutError("closed before an engine was started")
+                if now >= until:
+                    return None
+                time.sleep(min(self._timings.poll, max(0.0, until - now)))
         return self._wire
 
-    def connect(self) -> None:
-        self._resolve().connect()
+    def connect(self, wait: float) -> bool:
+        deadline = time.monotonic() + wait
+        wire = self._resolve(deadline)
+        return wire is not None and wire.connect(max(0.0, deadline - time.monotonic()))
 
     def send(self, data: bytes) -> None:
-        self._resolve().send(data)
+        if self._wire is None:
+            raise LinkClosed("no engine was started, so there is no link to rank 0")
+        self._wire.send(data)
 
     def recv_reply(self, timeout: float) -> bytes | None:
-        return self._resolve().recv_reply(timeout)
+        return self._wire.recv_reply(timeout) if self._wire is not None else None
+
+    def release(self) -> None:
+        if self._wire is not None:
+            self._wire.release()
 
     def serve(self, on_join, on_frame, on_lost, stop: threading.Event) -> None:
-        self._resolve(stop).serve(on_join, on_frame, on_lost, stop)
+        wire = None
+        while wire is None and not stop.is_set():
+            wire = self._resolve(time.monotonic() + 1.0)
+        if wire is not None:
+            wire.serve(on_join, on_frame, on_lost, stop)
 
     def shutdown(self, finished: frozenset[int] = frozenset()) -> None:
-        self._stop.set()
         if self._wire is not None:
             self._wire.shutdown(finished)
 
 
 def torch_ready() -> bool:
+    """True when the script initialised torch.distributed's default group."""
     tdist = sys.modules.get("torch.distributed")
     try:
         return bool(tdist is not None and tdist.is_available() and tdist.is_initialized())
@@ -82,6 +96,7 @@ def torch_ready() -> bool:
 
 
 def mpi_ready() -> bool:
+    """True when the script imported mpi4py (which initialises MPI) and MPI is not finalized."""
     mpi = sys.modules.get("mpi4py.MPI")
     try:
         return bool(mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized())

@@ -1,10 +1,14 @@
-"""Pick the engine that carries this job's records to rank 0, and the run's nonce.
+"""Which engine carries a job's records to rank 0: a table of engines, tried in order.
 
-Preference: torch.distributed when the job is a torchrun job or its default group is
-initialised (its store is reachable without any collective); Horovod when launched
-by horovodrun; mpi4py when the job is an MPI job; torch.distributed again for a plain
-``RANK``/``WORLD_SIZE`` launch, waiting in the background for the user's
-``init_process_group``. A torchrun job never imports mpi4py.
+- ``torch``: a torchrun job (its agent store is reachable without any collective) or a
+  script whose default process group is initialised; em_dist's own gloo pairs.
+- ``horovod``: launched by horovodrun, or Horovod imported; Horovod's own alltoall.
+- ``mpi``: the script imported mpi4py; point-to-point on ``COMM_WORLD``.
+- ``deferred``: a job whose script has not started an engine yet (``create_run``
+  before ``init_process_group``, an MPI job before ``import mpi4py``); the channel waits
+  in the background for torch.distributed or mpi4py, whichever comes first.
+
+A torchrun job never imports mpi4py, and no engine is ever initialised by em_dist.
 """
 
 from __future__ import annotations
@@ -13,16 +17,30 @@ import importlib.util
 import itertools
 import os
 import sys
-from typing import Any
+from dataclasses import dataclass
+from typing import Callable
 
 from .._warn import warn_once
 from . import deferred
-from .channel import Channel
+from .channel import PeerChannel, RootChannel
+from .frames import FramePeer, FrameRoot, Wire
+from .timing import RankTimings
 from .world import WorldInfo
+
+Channel = RootChannel | PeerChannel
 
 _counter = itertools.count(1)
 """The k-th distributed run of this process. Every rank counts the same way, so the
 nonce is agreed without talking."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One way to reach rank 0: when it applies to a job, and how to build this rank's end."""
+
+    name: str
+    applies: Callable[[WorldInfo], bool]
+    build: Callable[[WorldInfo, int, RankTimings], Channel]
 
 
 def _has(module: str) -> bool:
@@ -32,87 +50,97 @@ def _has(module: str) -> bool:
         return False
 
 
-def engine_for(world: WorldInfo) -> str | None:
-    """The engine for this job: ``torch``, ``horovod``, ``mpi``, ``later`` (whichever the script
-    starts first: torch.distributed or mpi4py) or None (none usable)."""
-    if not world.distributed:
-        return None
+def _torchrun_job(world: WorldInfo) -> bool:
     env = os.environ
-    torchrun = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and "MASTER_PORT" in env
-    if torchrun or deferred.torch_ready():
-        return "torch"
-    horovod_imported = any(m in sys.modules for m in ("horovod.torch", "horovod.tensorflow", "horovod.keras"))
-    if world.launcher == "horovod" or world.source == "horovod" or horovod_imported:
-        return "horovod"
-    if deferred.mpi_ready():
-        return "mpi"
-    if _has("torch") or _has("mpi4py"):
-        return "later"
-    return None
+    return (env.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and "MASTER_PORT" in env) or deferred.torch_ready()
 
 
-def open_channel(world: WorldInfo, timeout: float) -> tuple[Channel | None, str | None]:
-    """Build (not start) the channel for this job; (None, None) when single-process or no engine fits.
-
-    ``timeout`` bounds the background rendezvous. Never raises: trouble is one warning.
-    """
-    if not world.distributed:
-        return None, None
-    counter = next(_counter)
-    engine = engine_for(world)
-    try:
-        channel = _build(engine, world, counter, timeout)
-    except Exception as exc:  # noqa: BLE001
-        channel = None
-        warn_once("dist-setup", f"em_dist: could not set up the {engine} transport ({exc!r}); "
-                  "each rank's records stay out of rank 0's run except rank 0's own.")
-        return None, engine
-    if channel is None:
-        warn_once("dist-none", f"em_dist: rank {world.rank} of {world.world_size}, but no engine to reach "
-                  "rank 0 (torch.distributed, Horovod or mpi4py); only rank 0's records are kept.")
-    return channel, engine
+def _horovod_job(world: WorldInfo) -> bool:
+    imported = any(m in sys.modules for m in ("horovod.torch", "horovod.tensorflow", "horovod.keras"))
+    return world.launcher == "horovod" or world.source == "horovod" or imported
 
 
-def _build(engine: str | None, world: WorldInfo, counter: int, timeout: float) -> Channel | None:
-    from .frames import P2PChannel
-
-    if engine == "torch":
-        return P2PChannel(_gloo_wire(world, counter, timeout))
-    if engine == "mpi":
-        return P2PChannel(_mpi_wire(world, counter, timeout))
-    if engine == "later":
-        return P2PChannel(deferred.LazyWire(world.rank, world.world_size, [
-            (deferred.torch_ready, lambda: _gloo_wire(world, counter, timeout)),
-            (deferred.mpi_ready, lambda: _mpi_wire(world, counter, timeout)),
-        ], timeout))
-    if engine == "horovod":
-        try:
-            from .horovod import HorovodChannel  # written beside this module; absent in some builds
-        except ImportError:
-            return None
-        return _make_horovod(HorovodChannel, world, counter, timeout)
-    return None
+def _no_engine_yet(world: WorldInfo) -> bool:
+    return _has("torch") or _has("mpi4py")
 
 
-def _gloo_wire(world: WorldInfo, counter: int, timeout: float) -> Any:
+def _frames(world: WorldInfo, wire: Wire, timings: RankTimings) -> Channel:
+    return FrameRoot(wire, release_wait=timings.release_wait) if world.rank == 0 else FramePeer(wire)
+
+
+def _gloo_wire(world: WorldInfo, counter: int, timings: RankTimings) -> Wire:
     from . import gloo
 
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
         run_id = os.environ.get("TORCHELASTIC_RUN_ID", "run")
         restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
         nonce = f"{run_id}/{restart}/{counter}"
-        factory = lambda: gloo.agent_store(timeout)  # noqa: E731
+        factory: Callable = lambda: gloo.agent_store(timings.engine_wait)  # noqa: E731
     else:
         nonce = f"job/{counter}"
         factory = gloo.default_store
-    return gloo.GlooWire(world.rank, world.world_size, nonce, factory, timeout)
+    return gloo.GlooWire(world.rank, world.world_size, nonce, factory, timings)
 
 
-def _mpi_wire(world: WorldInfo, counter: int, timeout: float) -> Any:
+def _mpi_wire(world: WorldInfo, counter: int, timings: RankTimings) -> Wire:
     from .mpi import MPIWire
 
-    return MPIWire(world.rank, world.world_size, counter, timeout)
+    return MPIWire(world.rank, world.world_size, counter)
 
 
-def _make_horovod(cls: Any, world: WorldInfo, counter: int, timeout: float) -> Channel:
-    return cls(rank=world.rank, world_size=world.world_size)
+def _build_torch(world: WorldInfo, counter: int, timings: RankTimings) -> Channel:
+    return _frames(world, _gloo_wire(world, counter, timings), timings)
+
+
+def _build_mpi(world: WorldInfo, counter: int, timings: RankTimings) -> Channel:
+    return _frames(world, _mpi_wire(world, counter, timings), timings)
+
+
+def _build_deferred(world: WorldInfo, counter: int, timings: RankTimings) -> Channel:
+    wire = deferred.DeferredWire(world.rank, world.world_size, [
+        (deferred.torch_ready, lambda: _gloo_wire(world, counter, timings)),
+        (deferred.mpi_ready, lambda: _mpi_wire(world, counter, timings)),
+    ], timings)
+    return _frames(world, wire, timings)
+
+
+def _build_horovod(world: WorldInfo, counter: int, timings: RankTimings) -> Channel:
+    from .horovod import HorovodPeer, HorovodRoot
+
+    end = HorovodRoot if world.rank == 0 else HorovodPeer
+    return end(rank=world.rank, world_size=world.world_size, timings=timings)
+
+
+ENGINES: tuple[Engine, ...] = (
+    Engine("torch", _torchrun_job, _build_torch),
+    Engine("horovod", _horovod_job, _build_horovod),
+    Engine("mpi", lambda world: deferred.mpi_ready(), _build_mpi),
+    Engine("deferred", _no_engine_yet, _build_deferred),
+)
+"""In order of preference: the first that applies to the job carries its records."""
+
+
+def engine_for(world: WorldInfo) -> Engine | None:
+    """The engine for this job, or None (single process, or nothing usable installed)."""
+    if not world.distributed:
+        return None
+    return next((e for e in ENGINES if e.applies(world)), None)
+
+
+def open_channel(world: WorldInfo, timings: RankTimings) -> tuple[Channel | None, str | None]:
+    """Build (not start) this rank's end of the channel, and name the engine; (None, None) when
+    single-process. Never raises: trouble is one warning, and the rank then records locally."""
+    if not world.distributed:
+        return None, None
+    counter = next(_counter)
+    engine = engine_for(world)
+    if engine is None:
+        warn_once("dist-none", f"em_dist: rank {world.rank} of {world.world_size}, but no engine to reach "
+                  "rank 0 (torch.distributed, Horovod or mpi4py); only rank 0's records are kept.")
+        return None, None
+    try:
+        return engine.build(world, counter, timings), engine.name
+    except Exception as exc:  # noqa: BLE001
+        warn_once("dist-setup", f"em_dist: could not set up the {engine.name} transport ({exc!r}); "
+                  "each rank's records stay out of rank 0's run except rank 0's own.")
+        return None, engine.name

@@ -21,13 +21,9 @@ import time
 from datetime import timedelta
 from typing import Any, Callable
 
-from .frames import LinkClosed, Wire
-
-LINK_TIMEOUT = timedelta(days=1)
-"""gloo's own timeout for a pair. Long on purpose: em_dist's waits are bounded in Python,
-and a peer may stay quiet for hours (no logging during a long evaluation)."""
-
-POLL = 0.05
+from .channel import LinkClosed
+from .frames import Wire
+from .timing import RankTimings
 
 _live: set[Any] = set()
 _live_lock = threading.Lock()
@@ -49,12 +45,6 @@ def _keep_live_pairs() -> None:
 def _forget(pg: Any) -> None:
     with _live_lock:
         _live.discard(pg)
-
-
-RELEASE_WAIT = 2.0
-"""How long ``shutdown`` waits for rank 0's pair threads to tear their pairs down. A gloo
-group still alive when the interpreter exits can abort the process ("terminate called
-without an active exception"), so each pair is destroyed by its own thread once done."""
 
 
 def agent_store(timeout: float) -> Any:
@@ -85,61 +75,74 @@ class GlooWire(Wire):
     transport = "gloo"
 
     def __init__(self, rank: int, world_size: int, nonce: str,
-                 store_factory: Callable[[], Any], connect_timeout: float) -> None:
+                 store_factory: Callable[[], Any], timings: RankTimings) -> None:
         self.rank = rank
         self.world_size = world_size
         self.nonce = nonce
         self._store_factory = store_factory
-        self._connect_timeout = connect_timeout
+        self._timings = timings
         self._store: Any = None
         self._pg: Any = None
         self._tag = 0x454D  # any tag: the pair carries nothing else
         self._threads: dict[int, threading.Thread] = {}
         self._closed = False
+        self._created: float | None = None
 
     def _prefix(self) -> str:
         return f"em_dist/{self.nonce}"
 
     def _get_store(self, deadline: float) -> Any:
+        """The job's store, or None if it did not appear by ``deadline``."""
         while self._store is None:
             if self._closed:
-                raise TimeoutError("closed")
+                raise LinkClosed("closed")
             self._store = self._store_factory()
             if self._store is None:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("torch.distributed was not initialised in time")
-                time.sleep(POLL * 4)
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(self._timings.poll)
         return self._store
 
     def _pair(self, store: Any, peer: int, my_rank: int) -> Any:
         import torch.distributed as dist
 
         prefixed = dist.PrefixStore(f"{self._prefix()}/pair/{peer}", store)
-        pg = dist.ProcessGroupGloo(prefixed, my_rank, 2, LINK_TIMEOUT)
+        pg = dist.ProcessGroupGloo(prefixed, my_rank, 2, self._timings.link_timeout)
         with _live_lock:
             _live.add(pg)
         return pg
 
     # -- a non-zero rank ------------------------------------------------------------
-    def connect(self) -> None:
-        deadline = time.monotonic() + self._connect_timeout
+    def connect(self, wait: float) -> bool:
+        if self._pg is not None:
+            return True
+        if self._created is None:
+            self._created = time.monotonic()
+        deadline = time.monotonic() + wait
         store = self._get_store(deadline)
+        if store is None:
+            if time.monotonic() - self._created > self._timings.engine_wait:
+                raise TimeoutError("torch.distributed was not initialised in time")
+            return False
         self.mark_ready()
         # Build the pair only once rank 0 serves: gloo's rendezvous can't be interrupted, and a
         # thread stuck in it would outlive finish() when rank 0 never makes a run.
         root_key = f"{self._prefix()}/root"
         while not store.check([root_key]):
-            if self._closed or time.monotonic() > deadline:
-                raise TimeoutError("rank 0 is not serving this run")
-            time.sleep(POLL)
+            if self._closed:
+                raise LinkClosed("closed while connecting")
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(self._timings.poll)
         store.set(f"{self._prefix()}/hello/{self.rank}", str(os.getpid()))
         self._pg = self._pair(store, self.rank, 1)
+        return True
 
     def send(self, data: bytes) -> None:
         _send(self._pg, 0, data, self._tag)
 
     def recv_reply(self, timeout: float) -> bytes | None:
-        return _recv(self._pg, 0, self._tag)
+        return _recv(self._pg, 0, self._tag, deadline=time.monotonic() + timeout)
 
     def release(self) -> None:
         pg, self._pg = self._pg, None
@@ -150,13 +153,11 @@ class GlooWire(Wire):
     # -- rank 0 ---------------------------------------------------------------------
     def serve(self, on_join, on_frame, on_lost, stop: threading.Event) -> None:
         store = None
-        deadline = time.monotonic() + self._connect_timeout
+        deadline = time.monotonic() + self._timings.engine_wait
         while store is None and not stop.is_set():
-            try:
-                store = self._get_store(min(deadline, time.monotonic() + 1.0))
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise
+            store = self._get_store(min(deadline, time.monotonic() + 1.0))
+            if store is None and time.monotonic() > deadline:
+                raise TimeoutError("torch.distributed was not initialised in time")
         if store is not None:
             store.set(f"{self._prefix()}/root", str(os.getpid()))
             self.mark_ready()
@@ -169,7 +170,7 @@ class GlooWire(Wire):
                                           name=f"em_dist-gloo-peer-{peer}", daemon=True)
                 self._threads[peer] = thread
                 thread.start()
-            stop.wait(POLL)
+            stop.wait(self._timings.poll)
 
     def _serve_peer(self, store: Any, peer: int, on_frame, on_lost) -> None:
         pg = None
@@ -190,7 +191,10 @@ class GlooWire(Wire):
 
     def shutdown(self, finished: frozenset[int] = frozenset()) -> None:
         self._closed = True
-        deadline = time.monotonic() + RELEASE_WAIT
+        # A gloo group still alive when the interpreter exits can abort the process ("terminate
+        # called without an active exception"), so each pair is destroyed by its own thread once
+        # done; wait (bounded) for those whose goodbye was answered.
+        deadline = time.monotonic() + self._timings.release_wait
         for peer, thread in self._threads.items():
             if peer in finished:  # it is sending the last ack, then destroys its pair
                 thread.join(max(0.0, deadline - time.monotonic()))
@@ -207,17 +211,41 @@ def _send(pg: Any, dst: int, data: bytes, tag: int) -> None:
         raise LinkClosed(str(exc).splitlines()[0]) from exc
 
 
-def _recv(pg: Any, src: int, tag: int) -> bytes:
+def _recv(pg: Any, src: int, tag: int, deadline: float | None = None) -> bytes | None:
+    """One length-prefixed frame from ``src``; with a ``deadline``, None when it did not come by then."""
     import torch
 
     try:
         header = torch.zeros(1, dtype=torch.int64)
-        pg.recv([header], src, tag).wait()
+        _wait(pg.recv([header], src, tag), deadline)
         size = int(header.item())
         if size == 0:
             return b""
         body = torch.empty(size, dtype=torch.uint8)
-        pg.recv([body], src, tag).wait()
+        _wait(pg.recv([body], src, tag), deadline)
+    except _TimedOut:
+        return None
     except RuntimeError as exc:
         raise LinkClosed(str(exc).splitlines()[0]) from exc
     return body.numpy().tobytes()
+
+
+class _TimedOut(Exception):
+    pass
+
+
+def _wait(work: Any, deadline: float | None) -> None:
+    """Wait for a gloo receive; with a deadline, gloo's own timeout bounds it (the pair is not used
+    again after a timeout: only the goodbye's answer is waited for this way)."""
+    if deadline is None:
+        work.wait()
+        return
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _TimedOut()
+    try:
+        work.wait(timedelta(seconds=left))
+    except RuntimeError as exc:
+        if time.monotonic() >= deadline - 0.01 or "timeout" in str(exc).lower() or "timed out" in str(exc).lower():
+            raise _TimedOut() from exc
+        raise

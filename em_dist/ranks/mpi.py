@@ -14,7 +14,8 @@ import threading
 import time
 from typing import Any
 
-from .frames import LinkClosed, Wire
+from .channel import LinkClosed
+from .frames import Wire
 
 TAG_BASE = 30_000
 """em_dist's tags are ``TAG_BASE + run counter % 2000``: below the 32767 every MPI allows."""
@@ -34,11 +35,10 @@ class MPIWire(Wire):
 
     transport = "mpi"
 
-    def __init__(self, rank: int, world_size: int, counter: int, connect_timeout: float) -> None:
+    def __init__(self, rank: int, world_size: int, counter: int) -> None:
         self.rank = rank
         self.world_size = world_size
         self.tag = TAG_BASE + counter % 2000
-        self._connect_timeout = connect_timeout
         self._mpi: Any = None
         self._hello_req: Any = None
         self._closed = False
@@ -66,20 +66,20 @@ class MPIWire(Wire):
         return status.Get_source(), bytes(buf)
 
     # -- a non-zero rank ------------------------------------------------------------
-    def connect(self) -> None:
+    def connect(self, wait: float) -> bool:
         comm = self._comm()
         self.mark_ready()
-        self._hello_req = comm.Isend([HELLO, self._mpi.BYTE], dest=0, tag=self.tag)
-        deadline = time.monotonic() + self._connect_timeout
+        if self._hello_req is None:
+            self._hello_req = comm.Isend([HELLO, self._mpi.BYTE], dest=0, tag=self.tag)
+        deadline = time.monotonic() + wait
         delay = 0.001
         while not self._closed:
-            got = self._probe(comm, 0)
-            if got is not None:
+            if self._probe(comm, 0) is not None:  # rank 0's READY
                 self._hello_req.Wait()
                 self._hello_req = None
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError("rank 0 did not answer")
+                return True
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
         raise LinkClosed("closed while connecting")

@@ -20,6 +20,11 @@ LIVE_STATUSES = ("Initializing", "Running")
 
 def load_run(path: str | os.PathLike) -> RunRecord:
     """Open a saved run folder (a path, or an alternative name under ``$EM_RUN_PARENT_DIR``)."""
+    return load_run_and_doc(path)[0]
+
+
+def load_run_and_doc(path: str | os.PathLike) -> tuple[RunRecord, dict]:
+    """:func:`load_run`, and the ``run.json`` document it read (one read: an uploader's snapshot needs both)."""
     run_dir = _resolve(Path(path), layout.run_parent_dir(), layout.RUN_FILE)
     meta = _read_versioned(run_dir / layout.RUN_FILE)
     status, reason = effective_status(run_dir, meta)
@@ -48,7 +53,7 @@ def load_run(path: str | os.PathLike) -> RunRecord:
         lost_ranks=list(meta.get("lost_ranks") or []),
         artifacts=_artifact_refs(run_dir),
         points=lambda: read_points(run_dir),
-    )
+    ), meta
 
 
 def list_runs(parent_dir: str | os.PathLike | None = None) -> list[RunRecord]:

@@ -9,7 +9,6 @@ is warned about once; the unwritten lines are kept (bounded) and retried.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -21,49 +20,20 @@ from typing import Any, TextIO
 from filelock import FileLock
 
 from .._warn import warn_once
-from ..values import materialize
+from ..sink import CHUNK, EndReport, QueuedSink, Record
 from . import layout
-from .lines import LineEncoder
 from .files import write_json_atomic
-
-Record = tuple  # (type, step, epoch, time, metrics: dict[str, int | float]), or its encoded line
 
 DEFAULT_FLUSH_INTERVAL = 0.5
 DEFAULT_MAX_PENDING = 1_000_000
-CHUNK = 20_000  # records encoded and written per step of a cycle: bounds the writer's own memory
 
 
-class CycleClock:
-    """Counts a background thread's work cycles so ``flush`` can wait for the first one that starts after it.
+class RunWriter(QueuedSink):
+    """Owns the files of one run folder and writes them off the training thread.
 
-    Shared by the run writer (rank 0) and the peers' forwarder: a flush must cover
-    everything logged before the call, and no more than one extra cycle.
+    It is the whole sink of a plain process; on rank 0 of a job the root sink feeds it
+    the other ranks' lines through :meth:`submit`.
     """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._started = 0
-        self._done = 0
-
-    def begin(self) -> None:
-        with self._cond:
-            self._started += 1
-
-    def end(self) -> None:
-        with self._cond:
-            self._done += 1
-            self._cond.notify_all()
-
-    def wait_next(self, wake: threading.Event, thread: threading.Thread, timeout: float) -> bool:
-        """Wake the thread and wait until a cycle that started after this call has ended."""
-        with self._cond:
-            target = self._started + 1
-            wake.set()
-            return self._cond.wait_for(lambda: self._done >= target or not thread.is_alive(), timeout)
-
-
-class RunWriter:
-    """Owns the files of one run folder and writes them off the training thread."""
 
     def __init__(
         self,
@@ -72,96 +42,65 @@ class RunWriter:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
+        super().__init__(interval=flush_interval, max_pending=max_pending, thread_name="em_dist-writer")
         self.run_dir = run_dir
-        self.buffer: deque[Record] = deque(maxlen=max_pending)
-        self.wake_at = min(CHUNK, max(1, max_pending // 2))
-        self.encode_at = min(50_000, max(1, max_pending // 2))
-        """Past this backlog ``log()`` encodes its record itself, so a writer starved of the GIL by a
-        tight logging loop can't let the queue (and memory) grow without bound."""
-        self.encode = LineEncoder()
-        self._max_pending = max_pending
-        self._interval = flush_interval
+        self._slow_hint = f"Is the disk at {run_dir} slow or full?"
         self._remote: deque[tuple[int, list[Record]]] = deque()
         self._meta: dict[str, Any] = {}
         self._meta_lock = threading.Lock()
         self._unwritten: dict[int, list[str]] = {}
         self._unwritten_count = 0
         self._files: dict[int, TextIO] = {}
-        self._wake = threading.Event()
-        self._stopping = False
-        self._clock = CycleClock()
         self._dir_ready = False
         self._heartbeat = {"pid": os.getpid(), "host": socket.gethostname(), "time": 0.0}
-        self._thread = threading.Thread(target=self._loop, name="em_dist-writer", daemon=True)
 
     # -- called from any thread -------------------------------------------------
     def start(self) -> None:
         self._ensure_dir()
-        self._thread.start()
-
-    def wake(self) -> None:
-        """Called by ``log()`` when the backlog passed ``wake_at``: write now rather than at the next tick."""
-        if len(self.buffer) >= self._max_pending:
-            warn_once(
-                "queue-full",
-                f"em_dist: {self._max_pending} metric records are waiting for the disk; the oldest are "
-                "being dropped to bound memory (newest kept). Is the disk at "
-                f"{self.run_dir} slow or full?",
-            )
-        self._wake.set()
+        super().start()
 
     def submit(self, rank: int, records: list[Record]) -> None:
         """Records of another rank, received by the distributed transport on rank 0."""
         self._remote.append((rank, records))
         if len(self._remote) > 64:
-            self._wake.set()
+            self._wake_event.set()
 
     def set_meta(self, relpath: str, doc: Any) -> None:
         """Replace the metadata file ``relpath`` (relative to the run folder) with ``doc`` at the next flush."""
         with self._meta_lock:
             self._meta[relpath] = doc
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything logged before this call is written (or ``timeout`` passes)."""
-        if not self._thread.is_alive():
-            return False
-        return self._clock.wait_next(self._wake, self._thread, timeout)
+    def write_run(self, doc: dict[str, Any]) -> None:
+        self.set_meta(layout.RUN_FILE, doc)
+
+    def write_hparams(self, hparams: dict[str, Any]) -> None:
+        self.set_meta(layout.HPARAMS_FILE, hparams)
+
+    def write_platform(self, world: dict[str, Any], platform: dict[str, Any]) -> None:
+        self.set_meta(layout.PLATFORM_FILE, {"world": world, "ranks": {str(world.get("rank", 0)): platform}})
+
+    def write_git(self, git: dict[str, Any]) -> None:
+        self.set_meta(layout.GIT_FILE, git)
+
+    def write_artifacts(self, entries: list[dict[str, Any]]) -> None:
+        self.set_meta(layout.ARTIFACTS_FILE, entries)
+
+    def end(self, timeout: float) -> EndReport:
+        return EndReport()
 
     def close(self, timeout: float = 30.0) -> bool:
         """Write everything, fsync and stop the thread; False if that took longer than ``timeout``."""
-        self._stopping = True
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        else:  # never started (e.g. create_run failed half-way): write synchronously
-            self._cycle(final=True)
-        if self._thread.is_alive():
+        if not self._stop(timeout):
             warn_once("close-timeout", f"em_dist: writing {self.run_dir} took longer than {timeout:.0f}s; giving up waiting")
             return False
         return True
 
     # -- the writer thread ------------------------------------------------------
-    def _loop(self) -> None:
-        while True:
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            stopping = self._stopping
-            self._clock.begin()
-            try:
-                self._cycle(final=stopping)
-            except Exception as exc:  # the thread must outlive any surprise
-                warn_once("writer-crash", f"em_dist: the run writer hit {exc!r}; it keeps the data and retries")
-            self._clock.end()
-            if stopping:
-                return
-
     def _cycle(self, final: bool = False) -> None:
         buf = self.buffer
-        chunks = len(buf) // CHUNK + 1  # bounded: a producer faster than us can't keep us here
-        for _ in range(chunks):
-            batch = [buf.popleft() for _ in range(min(CHUNK, len(buf)))]
+        for _ in range(len(buf) // CHUNK + 1):  # bounded: a producer faster than us can't keep us here
+            batch = self._take()
             if batch:
-                materialize(batch)
                 self._queue_lines(0, batch)
             remote = self._remote
             while remote:

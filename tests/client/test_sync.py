@@ -6,7 +6,7 @@ import pytest
 import requests
 
 import em_dist as em
-from tests.server.harness import wait_for
+from tests.poll import wait_for
 from tests.server.runs import assert_same_run
 
 

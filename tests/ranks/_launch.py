@@ -69,15 +69,6 @@ def spawn_env_job(nproc: int, env: dict[str, str], *worker_args: str) -> list[su
     return procs
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def result(tmp_path: Path, rank: int) -> dict | None:

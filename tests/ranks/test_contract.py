@@ -15,12 +15,13 @@ CONTRACT = Path(__file__).parent / "workers" / "contract.py"
 def _check(tmp_path, proc, nproc: int, engine: str, count: int = 300) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     root = result(tmp_path, 0)
-    assert root["engine"] == engine and root["lost"] == []
+    assert root["engine"] == engine and root["lost"] == [] and root["absent"] == []
     for r in range(1, nproc):
         n = count + r
         assert root["got"][str(r)] == list(range(n)), f"rank {r}: every message once, in order"
         assert root["bytes"][str(r)] == 5_000_000 + 10 * (n - 1)
-        assert result(tmp_path, r)["connected"] is True
+        peer = result(tmp_path, r)
+        assert peer["connected"] is True and peer["goodbye"] is True
 
 
 def test_contract_over_torch_gloo_under_torchrun(tmp_path):

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from tests.poll import wait_for
+
 from ._launch import (
     check_gathered,
     job_env,
@@ -18,7 +20,6 @@ from ._launch import (
     spawn_env_job,
     the_run,
     torchrun_cmd,
-    wait_for,
 )
 
 pytestmark = pytest.mark.timeout(120)

@@ -1,9 +1,9 @@
 """The Horovod engine under the real launcher: ``horovodrun -np 2 --gloo`` and ``--mpi``.
 
-Two scripts run under horovodrun: a contract scenario on :class:`HorovodChannel`
-itself (exactly once, in order, within 2 s; bounded close when a peer never says
-goodbye; rank-0-only use), and a training-style script on ``em_dist.create_run``
-whose gathered points are read back with ``em_dist.load_run``.
+The shared channel contract worker (``workers/contract.py``, as under torchrun and
+mpirun) runs under horovodrun: exactly once and in order; a bounded close when a peer
+says goodbye too late; rank-0-only use. A training-style script on
+``em_dist.create_run`` has its gathered points read back with ``em_dist.load_run``.
 
 Horovod is built by ``.ci/horovod.sh``; without it these tests skip locally and fail
 in CI (``CI`` set).
@@ -32,95 +32,12 @@ if not _HAVE_HOROVOD:
         pytest.fail("horovod is not installed (CI runs .ci/horovod.sh first)", pytrace=False)
     pytest.skip("horovod is not installed (run .ci/horovod.sh)", allow_module_level=True)
 
+CONTRACT = Path(__file__).parent / "workers" / "contract.py"
 HOROVODRUN = shutil.which("horovodrun") or str(Path(PYTHON).with_name("horovodrun"))
 CONTROLLERS = ["gloo", "mpi"]
 
 # Rank r posts/logs this many items; ranks differ on purpose.
 COUNTS = {0: 40, 1: 95}
-
-CHANNEL_SCRIPT = textwrap.dedent(
-    """
-    import json, os, sys, time
-    from pathlib import Path
-
-    out = Path(sys.argv[1])
-    env = os.environ
-    rank = int(env.get("HOROVOD_RANK", env.get("OMPI_COMM_WORLD_RANK", "-1")))
-    size = int(env.get("HOROVOD_SIZE", env.get("OMPI_COMM_WORLD_SIZE", "-1")))
-
-    import horovod.torch as hvd
-    import torch
-    from em_dist.ranks.horovod import HorovodChannel
-
-    def wait_for(cond, seconds):
-        deadline = time.monotonic() + seconds
-        while not cond():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
-
-    result = {"rank": rank}
-
-    # 1. Contract: created before hvd.init(); rank r posts COUNT[r] messages while the
-    #    training thread runs its own allreduces; rank 0 gets each exactly once, in order.
-    got, latency = {}, []
-    def deliver(src, msg):
-        got.setdefault(src, []).append(msg[1])
-        latency.append(time.time() - msg[2])
-    a = HorovodChannel(rank=rank, world_size=size, nonce="contract")
-    a.start(deliver if rank == 0 else None)
-    count = COUNTS[str(rank)]
-    for i in range(10):
-        a.post((rank, i, time.time()))
-    hvd.init()
-    for i in range(150):
-        if 10 <= i < count:
-            a.post((rank, i, time.time()))
-        hvd.allreduce(torch.ones(8), name=f"user.{i}")
-    started = time.monotonic()
-    result["contract"] = {
-        "lost": sorted(a.close(20.0)), "close_s": time.monotonic() - started,
-        "got": {str(k): v for k, v in got.items()}, "max_latency_s": max(latency, default=0.0),
-        "connected": a.connected,
-    }
-
-    # 2. A peer that never says goodbye: rank 0's close is bounded and names it lost;
-    #    the peer's own late close then returns at once (rank 0 told it to stop).
-    got = {}
-    b = HorovodChannel(nonce="silent")
-    b.start(deliver if rank == 0 else None)
-    flag = out / "rank0_closed"
-    if rank == 0:
-        wait_for(lambda: len(got.get(1, [])) == 30, 10)
-        started = time.monotonic()
-        lost = b.close(1.0)
-        result["silent"] = {"lost": sorted(lost), "close_s": time.monotonic() - started,
-                            "got": len(got.get(1, []))}
-        flag.write_text("x")
-    else:
-        for i in range(30):
-            b.post((rank, i, time.time()))
-        wait_for(flag.exists, 30)
-        started = time.monotonic()
-        b.close(10.0)
-        result["silent"] = {"close_s": time.monotonic() - started}
-
-    # 3. Rank-0-only: only rank 0 opens a channel; close returns after the grace with
-    #    no lost ranks, and training (allreduce) is not disturbed.
-    if rank == 0:
-        c = HorovodChannel(nonce="alone", connect_grace=1.0)
-        c.start(deliver)
-        started = time.monotonic()
-        lost = c.close(20.0)
-        result["alone"] = {"lost": sorted(lost), "close_s": time.monotonic() - started,
-                           "absent": sorted(c.absent), "connected": c.connected}
-    total = sum(hvd.allreduce(torch.ones(1) * (k + 1), name=f"after.{k}", op=hvd.Sum).item()
-                for k in range(20))
-    result["after_allreduce"] = total
-    (out / f"rank{rank}.json").write_text(json.dumps(result))
-    """
-)
 
 RUN_SCRIPT = textwrap.dedent(
     """
@@ -164,30 +81,40 @@ def _horovodrun(controller: str, script: str, tmp_path: Path, *args: str) -> sub
     return proc
 
 
-@pytest.mark.parametrize("controller", CONTROLLERS)
-def test_channel_contract(controller: str, tmp_path: Path) -> None:
+def _contract(controller: str, tmp_path: Path, *args: str) -> tuple[dict, dict]:
     out = tmp_path / "out"
     out.mkdir()
-    _horovodrun(controller, CHANNEL_SCRIPT, tmp_path, str(out))
-    root = json.loads((out / "rank0.json").read_text())
-    peer = json.loads((out / "rank1.json").read_text())
+    env = python_env(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", EM_TEST_OUT=str(out))
+    env["PATH"] = str(Path(PYTHON).parent) + os.pathsep + env.get("PATH", "")
+    cmd = [HOROVODRUN, "-np", "2", "-H", "localhost:2", f"--{controller}", PYTHON, str(CONTRACT), "--horovod", *args]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, f"horovodrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    root, peer = (json.loads((out / f"rank-{r}.json").read_text()) for r in (0, 1))
+    assert root["after_allreduce"] == peer["after_allreduce"] == 2 * sum(range(1, 21)), "training unaffected"
+    return root, peer
 
-    contract = root["contract"]
-    assert contract["connected"]
-    assert contract["got"] == {"1": list(range(COUNTS[1]))}  # exactly once, in order
-    assert contract["lost"] == []
-    assert contract["max_latency_s"] < 2.0
-    assert peer["contract"]["lost"] == [] and peer["contract"]["close_s"] < 5.0
 
-    silent = root["silent"]
-    assert silent["got"] == 30 and silent["lost"] == [1]
-    assert silent["close_s"] < 2.5
-    assert peer["silent"]["close_s"] < 2.0
+@pytest.mark.parametrize("controller", CONTROLLERS)
+def test_channel_contract(controller: str, tmp_path: Path) -> None:
+    root, peer = _contract(controller, tmp_path, "--count", "95")
+    assert root["engine"] == "horovod" and root["transport"] == "horovod" and root["connected"]
+    assert root["got"] == {"1": list(range(96))}  # exactly once, in order
+    assert root["bytes"] == {"1": 5_000_000 + 10 * 95}
+    assert root["lost"] == [] and root["absent"] == []
+    assert peer["goodbye"] and peer["goodbye_s"] < 5.0
 
-    alone = root["alone"]
-    assert alone["lost"] == [] and alone["absent"] == [1] and not alone["connected"]
-    assert alone["close_s"] < 2.5
-    assert root["after_allreduce"] == peer["after_allreduce"] == 2 * sum(range(1, 21))
+
+def test_late_goodbye_is_lost_within_the_timeout(tmp_path: Path) -> None:
+    root, peer = _contract("gloo", tmp_path, "--mode", "silent", "--timeout", "1")
+    assert root["got"] == {"1": list(range(30))} and root["lost"] == [1]
+    assert root["close_s"] < 2.5
+    assert peer["goodbye_s"] < 2.0  # rank 0 already said stop
+
+
+def test_rank0_only_closes_quickly_with_peers_absent(tmp_path: Path) -> None:
+    root, _ = _contract("gloo", tmp_path, "--mode", "alone")
+    assert root["lost"] == [] and root["absent"] == [1] and not root["connected"]
+    assert root["close_s"] < 2.5
 
 
 @pytest.mark.parametrize("controller", CONTROLLERS)
@@ -238,26 +165,29 @@ def test_example_via_launch_recipe(tmp_path: Path, run_parent: Path) -> None:
 
 def test_refuses_when_stall_shutdown_is_armed(monkeypatch: pytest.MonkeyPatch) -> None:
     """A rank-0-only run could let Horovod's stall shutdown stop the job: no channel then."""
-    from em_dist.ranks.horovod import HorovodChannel
+    from em_dist.ranks.horovod import HorovodRoot
     from em_dist.errors import DistributedError
 
     monkeypatch.setenv("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", "120")
     with pytest.raises(DistributedError, match="STALL_SHUTDOWN"):
-        HorovodChannel(rank=0, world_size=2)
+        HorovodRoot(rank=0, world_size=2)
     monkeypatch.setenv("HOROVOD_STALL_CHECK_DISABLE", "1")  # no stall check, no shutdown
-    HorovodChannel(rank=0, world_size=2)
+    HorovodRoot(rank=0, world_size=2)
 
 
 def test_not_initialised_needs_the_layout() -> None:
     """Without hvd.init() the channel needs rank/world from the launcher; it never calls hvd.init()."""
     import horovod.torch as hvd
 
-    from em_dist.ranks.horovod import HorovodChannel
+    from em_dist.ranks.horovod import HorovodPeer, HorovodRoot
     from em_dist.errors import DistributedError
 
     with pytest.raises(DistributedError):
-        HorovodChannel()
-    single = HorovodChannel(rank=0, world_size=1)
+        HorovodRoot()
+    with pytest.raises(DistributedError):
+        HorovodPeer()
+    single = HorovodRoot(rank=0, world_size=1)
     single.start(lambda src, msg: None)
-    assert single.connected and single.close(1.0) == set()
+    end = single.close(1.0, join_grace=1.0)
+    assert single.connected and end.lost == set() and end.absent == set()
     assert not hvd.is_initialized()

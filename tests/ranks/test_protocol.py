@@ -12,8 +12,10 @@ import time
 
 import pytest
 
-from em_dist.ranks import frames as p2p
-from em_dist.ranks.frames import LinkClosed, P2PChannel, Wire
+from tests.poll import wait_for
+
+from em_dist.ranks.channel import LinkClosed
+from em_dist.ranks.frames import ACK, FramePeer, FrameRoot, Wire
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,8 +39,10 @@ class MemWire(Wire):
         self.hub, self.rank, self.world_size = hub, rank, hub.world
         self._sent = 0
 
-    def connect(self) -> None:
+    def connect(self, wait: float) -> bool:
+        self.mark_ready()
         self.hub.joined.put(self.rank)
+        return True
 
     def send(self, data: bytes) -> None:
         if self.rank in self.hub.dead:
@@ -71,55 +75,75 @@ class MemWire(Wire):
                     on_lost(r)
                     continue
                 try:
-                    data = self.hub.up[r].get_nowait()
+                    data = self.hub.up[r].get(timeout=0.001)
                 except queue.Empty:
                     continue
                 reply = on_frame(r, data)
                 if reply is not None:
                     self.hub.down[r].put(reply)
-            time.sleep(0.001)
 
 
-def _job(hub: Hub, ranks):
-    got: dict[int, list] = {}
-    lock = threading.Lock()
+class Root:
+    """Rank 0's end with what it delivered, per peer."""
 
-    def deliver(src, msg):
-        with lock:
-            got.setdefault(src, []).append(msg)
-
-    root = P2PChannel(MemWire(hub, 0), send_interval=0.01)
-    root.start(deliver)
-    peers = {r: P2PChannel(MemWire(hub, r), send_interval=0.01) for r in ranks}
-    for ch in peers.values():
-        ch.start(None)
-    return root, peers, got
+    def __init__(self, hub: Hub) -> None:
+        self.got: dict[int, list] = {}
+        self.channel = FrameRoot(MemWire(hub, 0))
+        self.channel.start(lambda src, msg: self.got.setdefault(src, []).append(msg))
 
 
 def test_every_message_once_in_order_even_when_a_frame_repeats():
     hub = Hub(3)
     hub.duplicate_first_frame = True
-    root, peers, got = _job(hub, [1, 2])
-    for r, ch in peers.items():
-        for i in range(500 * r):
-            ch.post(("m", i))
-    for ch in peers.values():
-        assert ch.close(10) == set()
-    assert root.close(10) == set() and root.absent == set()
+    root = Root(hub)
     for r in (1, 2):
-        assert got[r] == [("m", i) for i in range(500 * r)]
+        peer = FramePeer(MemWire(hub, r))
+        assert peer.connect(1.0) and peer.connected
+        msgs = [("m", i) for i in range(500 * r)]
+        for start in range(0, len(msgs), 70):
+            peer.send(msgs[start:start + 70])
+        assert peer.goodbye(10)
+    end = root.channel.close(10, join_grace=1)
+    assert end.lost == set() and end.absent == set()
+    for r in (1, 2):
+        assert root.got[r] == [("m", i) for i in range(500 * r)]
 
 
-def test_dead_peer_is_lost_and_absent_peer_is_not_waited_for(monkeypatch):
-    monkeypatch.setattr(p2p, "JOIN_GRACE", 0.5)
+def test_big_messages_split_into_frames():
+    hub = Hub(2)
+    root = Root(hub)
+    peer = FramePeer(MemWire(hub, 1))
+    peer.connect(1.0)
+    peer.send([("chunk", b"x" * (3 << 20)) for _ in range(3)])  # 9 MB: more than one 4 MB frame
+    assert peer.goodbye(10)
+    assert hub.up[1].qsize() == 0 and peer._seq >= 3  # two or more data frames, then the goodbye
+    assert root.channel.close(10, join_grace=1).lost == set()
+    assert [len(m[1]) for m in root.got[1]] == [3 << 20] * 3
+
+
+def test_dead_peer_is_lost_and_absent_peer_is_not_waited_for():
     hub = Hub(3)
-    root, peers, got = _job(hub, [1])  # rank 2 never creates a run
-    peers[1].post(("m", 0))
-    deadline = time.monotonic() + 5
-    while not got.get(1) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    root = Root(hub)  # rank 2 never creates a run
+    peer = FramePeer(MemWire(hub, 1))
+    peer.connect(1.0)
+    peer.send([("m", 0)])
+    wait_for(lambda: root.got.get(1), 5, "rank 1's first message")
     hub.dead.add(1)
     t0 = time.monotonic()
-    assert root.close(30) == {1}
+    end = root.channel.close(30, join_grace=0.5)
+    assert end.lost == {1} and end.absent == {2}
     assert time.monotonic() - t0 < 5
-    assert root.absent == {2} and got[1] == [("m", 0)]
+    assert root.got[1] == [("m", 0)]
+    with pytest.raises(LinkClosed):
+        peer.send([("m", 1)])
+
+
+def test_goodbye_is_answered_with_an_ack_and_a_missing_answer_times_out():
+    hub = Hub(2)
+    peer = FramePeer(MemWire(hub, 1))
+    peer.connect(1.0)
+    t0 = time.monotonic()
+    assert peer.goodbye(0.3) is False  # no rank 0 serving: bounded
+    assert 0.25 < time.monotonic() - t0 < 3
+    hub.down[1].put(ACK)
+    assert peer.wire.recv_reply(0.1) == ACK

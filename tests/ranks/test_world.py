@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 import pytest
@@ -40,6 +41,10 @@ def test_single_process_engine_is_none():
     assert engine_for(WorldInfo()) is None
 
 
+def _engine(world: WorldInfo) -> str:
+    return engine_for(world).name
+
+
 def test_plain_process_run_is_exactly_single_process(tmp_path, monkeypatch):
     for name in list(TORCHRUN) + ["OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_RANK", "PMIX_RANK"]:
         monkeypatch.delenv(name, raising=False)
@@ -48,12 +53,14 @@ def test_plain_process_run_is_exactly_single_process(tmp_path, monkeypatch):
     from em_dist.store.writer import RunWriter
 
     before = signal.getsignal(signal.SIGTERM)
+    threads_before = set(threading.enumerate())
     run = em.create_run(name="single")
     try:
         assert isinstance(run._sink, RunWriter)
         assert run.world["size"] == 1
         assert signal.getsignal(signal.SIGTERM) is before
-        assert not [t for t in threading.enumerate() if t.name.startswith(("em_dist-p2p", "em_dist-forward"))]
+        new = [t.name for t in set(threading.enumerate()) - threads_before]
+        assert new == ["em_dist-writer"], "a plain process runs the writer thread and nothing else"
         run.log(type="train", metrics={"loss": 1.0}, step=0)
     finally:
         run.finish()
@@ -64,10 +71,12 @@ def test_plain_process_run_is_exactly_single_process(tmp_path, monkeypatch):
 def test_engine_choice_never_initialises_anything(monkeypatch):
     for name in ("TORCHELASTIC_USE_AGENT_STORE", "MASTER_PORT", "MASTER_ADDR"):
         monkeypatch.delenv(name, raising=False)
+    for module in ("horovod.torch", "horovod.tensorflow", "horovod.keras"):  # another test may have imported it
+        monkeypatch.delitem(sys.modules, module, raising=False)
     mpi_world = WorldInfo(1, 2, 1, 2, 0, "mpirun", "env")
     # an MPI job whose script has not started MPI (yet): wait for the script, never import mpi4py
-    assert engine_for(mpi_world) == "later"
-    assert engine_for(WorldInfo(1, 2, 1, 2, 0, "horovod", "env")) == "horovod"
+    assert _engine(mpi_world) == "deferred"
+    assert _engine(WorldInfo(1, 2, 1, 2, 0, "horovod", "env")) == "horovod"
     monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
     monkeypatch.setenv("MASTER_PORT", "29500")
-    assert engine_for(WorldInfo(1, 2, 1, 2, 0, "torchrun", "env")) == "torch"
+    assert _engine(WorldInfo(1, 2, 1, 2, 0, "torchrun", "env")) == "torch"

@@ -13,7 +13,8 @@ import requests
 
 import em_dist as em
 from tests.conftest import PYTHON, python_env
-from tests.server.harness import ServerProcess, wait_for
+from tests.poll import wait_for
+from tests.server.harness import ServerProcess
 from tests.server.runs import assert_same_run
 
 SLOW_UPLOADER = textwrap.dedent(

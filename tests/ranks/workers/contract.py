@@ -1,9 +1,13 @@
-"""The Channel contract, run under a real launcher: every peer's messages reach rank 0 exactly once, in order.
+"""The channel contract, run under a real launcher: every peer's messages reach rank 0 exactly once, in order.
 
-Each peer r posts ``count + r`` messages ``("m", r, i, payload)`` (one of them several
-MB, so frames split and large sends work), then closes; rank 0 records what it got.
-Usable with any engine: ``--engine`` picks one explicitly (torch, mpi, horovod) or
-``auto`` lets em_dist choose as create_run would. Result: ``$EM_TEST_OUT/rank-<r>.json``.
+``--mode contract``: each peer r sends ``count + r`` messages ``("m", r, i, payload)`` in
+batches (one of them several MB, so frames split and large sends work), says goodbye;
+rank 0 records what it got. ``--mode silent``: peers send 30 messages and say goodbye only
+after rank 0 gave up on them (rank 0 must name them lost, within its timeout).
+``--mode alone``: only rank 0 opens a channel (a rank-0-only script): its close is quick
+and names every peer absent. Usable with any engine em_dist picks as create_run would
+(torchrun -> gloo pairs, mpirun + mpi4py -> MPI, horovodrun -> Horovod rounds).
+Result: ``$EM_TEST_OUT/rank-<r>.json``.
 """
 
 import argparse
@@ -15,16 +19,26 @@ import time
 p = argparse.ArgumentParser()
 p.add_argument("--count", type=int, default=300)
 p.add_argument("--mpi", action="store_true", help="import mpi4py first, as an MPI script does")
+p.add_argument("--horovod", action="store_true", help="hvd.init() first, as a Horovod script does")
 p.add_argument("--timeout", type=float, default=30.0)
+p.add_argument("--mode", choices=("contract", "silent", "alone"), default="contract")
 args = p.parse_args()
 if args.mpi:
     from mpi4py import MPI  # noqa: F401
+if args.horovod:
+    import horovod.torch as hvd
 
-from em_dist.ranks.world import detect_world
+    hvd.init()
+
 from em_dist.ranks.engines import open_channel
+from em_dist.ranks.timing import RankTimings
+from em_dist.ranks.world import detect_world
+from tests.poll import wait_for
 
 world = detect_world()
-channel, engine = open_channel(world, args.timeout)
+timings = RankTimings.from_env(args.timeout)
+out = os.environ["EM_TEST_OUT"]
+rank0_closed = os.path.join(out, "rank0-closed")
 got: dict[int, list[int]] = {}
 sizes: dict[int, int] = {}
 
@@ -37,19 +51,40 @@ def deliver(src, msg):
 
 
 t0 = time.monotonic()
+result = {"rank": world.rank, "mode": args.mode}
+channel = None
+if world.rank == 0 or args.mode != "alone":
+    channel, engine = open_channel(world, timings)
+    result.update(engine=engine, transport=channel.transport)
 if world.rank == 0:
     channel.start(deliver)
-else:
-    channel.start(None)
-    n = args.count + world.rank
-    for i in range(n):
-        payload = b"x" * (5_000_000 if i == n // 2 else 10)
-        channel.post(("m", world.rank, i, payload))
-lost = channel.close(args.timeout)
-result = {"rank": world.rank, "engine": engine, "lost": sorted(lost), "seconds": time.monotonic() - t0,
-          "got": {str(k): v for k, v in got.items()}, "bytes": {str(k): v for k, v in sizes.items()},
-          "connected": channel.connected}
-out = os.environ["EM_TEST_OUT"]
+    if args.mode == "silent":
+        wait_for(lambda: all(len(got.get(r, [])) == 30 for r in range(1, world.world_size)), 20, "the peers' 30 messages")
+    t0 = time.monotonic()
+    end = channel.close(args.timeout, 1.0 if args.mode == "alone" else timings.root_join_grace)
+    result.update(lost=sorted(end.lost), absent=sorted(end.absent), close_s=time.monotonic() - t0)
+    open(rank0_closed, "w").close()
+elif channel is not None:
+    while not channel.connect(1.0):
+        pass
+    n = 30 if args.mode == "silent" else args.count + world.rank
+    msgs = [("m", world.rank, i, b"x" * (5_000_000 if i == n // 2 and n > 30 else 10)) for i in range(n)]
+    for start in range(0, n, 50):
+        channel.send(msgs[start:start + 50])
+    if args.mode == "silent":
+        wait_for(lambda: os.path.exists(rank0_closed), 30, "rank 0 to give up")
+    t0 = time.monotonic()
+    result["goodbye"] = channel.goodbye(args.timeout)
+    result["goodbye_s"] = time.monotonic() - t0
+    channel.shutdown()
+result.update(seconds=time.monotonic() - t0, got={str(k): v for k, v in got.items()},
+              bytes={str(k): v for k, v in sizes.items()}, connected=getattr(channel, "connected", None))
+if args.horovod:
+    # training collectives still work after em_dist's rounds
+    import torch
+
+    result["after_allreduce"] = sum(hvd.allreduce(torch.ones(1) * (k + 1), name=f"after.{k}", op=hvd.Sum).item()
+                                    for k in range(20))
 with open(os.path.join(out, f"rank-{world.rank}.json"), "w") as f:
     json.dump(result, f)
 sys.stdout.flush()

@@ -1,0 +1,167 @@
+"""A non-zero rank's sink: ``log()`` costs what it costs on rank 0; one thread hands everything to rank 0.
+
+The thread (a :class:`~em_dist.sink.QueuedSink` cycle every ``send_interval``) joins
+rank 0 when it can, then each cycle sends this rank's changed metadata and its records,
+encoded here so that rank 0 only appends lines (the encoding work is spread over the
+ranks). ``send`` blocks until the engine took the messages, so while rank 0 is slow or
+not there yet, records wait in the bounded buffer and nowhere else. The last cycle
+sends the failure reason (if the run failed), ships the artifacts made here, and says
+goodbye, all within the ``end`` timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .._warn import warn_once
+from ..sink import CHUNK, EndReport, QueuedSink
+from ..store import layout
+from .artifacts import artifact_messages
+from .channel import PeerChannel
+from .timing import RankTimings
+
+
+class PeerSink(QueuedSink):
+    """Everything this rank's Run records, forwarded to rank 0 through ``channel``."""
+
+    _drain_verb = "sent to rank 0"
+    _slow_hint = "Is rank 0 alive and reachable?"
+
+    def __init__(self, channel: PeerChannel | None, rank: int, *, timings: RankTimings, max_pending: int) -> None:
+        super().__init__(interval=timings.send_interval, max_pending=max_pending, thread_name=f"em_dist-peer-{rank}")
+        self.channel = channel
+        self.rank = rank
+        self._timings = timings
+        self._lock = threading.Lock()  # the training thread writes metadata, the cycle reads it
+        self._meta: dict[str, Any] = {}
+        self._sent_meta: dict[str, Any] = {}
+        self._artifacts: dict[str, dict] = {}
+        self._created: list[Path] = []
+        self._failure: str | None = None
+        self._deadline = float("inf")
+        self._broken = False
+
+    # -- metadata: forwarded, not written ---------------------------------------------
+    def write_run(self, doc: dict[str, Any]) -> None:
+        self._failure = doc.get("status_reason") if doc.get("status") == "Failed" else None
+
+    def write_hparams(self, hparams: dict[str, Any]) -> None:
+        with self._lock:
+            self._meta["hparams"] = dict(hparams)
+
+    def write_platform(self, world: dict[str, Any], platform: dict[str, Any]) -> None:
+        with self._lock:
+            self._meta["platform"] = platform
+
+    def write_git(self, git: dict[str, Any]) -> None:
+        """Rank 0 records the repository; a peer's is the same checkout."""
+
+    def write_artifacts(self, entries: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for entry in entries:
+                self._artifacts[str(entry.get("path"))] = dict(entry)
+
+    def artifact_created(self, path: Path) -> None:
+        with self._lock:
+            self._created.append(Path(path))
+
+    # -- the end ---------------------------------------------------------------------
+    def end(self, timeout: float) -> EndReport:
+        self._deadline = time.monotonic() + timeout
+        if not self._stop(timeout):
+            warn_once("peer-end", f"em_dist: rank {self.rank} could not hand its last records to rank 0 "
+                      f"within {timeout:.0f}s; they are not in the run.")
+        return EndReport()
+
+    def close(self, timeout: float) -> bool:
+        return not self._thread.is_alive()
+
+    # -- the forwarding thread -----------------------------------------------------------
+    def _cycle(self, final: bool) -> None:
+        channel = self.channel
+        if channel is None or self._broken:
+            self.buffer.clear()  # nowhere to send them; the warning was given
+            return
+        try:
+            if not channel.connected and not self._connect(channel, final):
+                return
+            self._forward(channel)
+            if final:
+                if self._failure is not None:
+                    channel.send([("failed", self._failure)])
+                self._ship_artifacts(channel)
+                if not channel.goodbye(max(0.0, self._deadline - time.monotonic())):
+                    warn_once("peer-goodbye", f"em_dist: rank 0 did not acknowledge rank {self.rank}'s end in time; "
+                              "its last records may be missing from the run.")
+        except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach
+            self._broken = True
+            warn_once("peer-send", f"em_dist: rank {self.rank} lost its link to rank 0 ({exc}); "
+                      "later records of this rank are not in the run.")
+        finally:
+            if final:
+                try:
+                    channel.shutdown()  # on this thread: gloo pairs are destroyed where they were used
+                except Exception:  # noqa: BLE001 - best effort
+                    pass
+
+    def _connect(self, channel: PeerChannel, final: bool) -> bool:
+        """Join rank 0: a quick look each cycle; at the end, wait for it within the deadline, but a
+        rank 0 that never served gets only ``peer_join_grace`` from when we could first look."""
+        if not final:
+            return channel.connect(0.0)
+        began = time.monotonic()
+        while not channel.connect(min(0.2, max(0.0, self._deadline - time.monotonic()))):
+            now = time.monotonic()
+            since = channel.ready_since
+            if now >= self._deadline or (since is not None and now >= max(began, since) + self._timings.peer_join_grace):
+                warn_once("peer-no-root", f"em_dist: rank {self.rank} could not hand its records to rank 0 "
+                          "(rank 0 never joined this run); they are not in the run.")
+                return False
+        return True
+
+    def _forward(self, channel: PeerChannel) -> None:
+        messages: list[Any] = []
+        with self._lock:
+            meta, self._meta = self._meta, {}
+        for kind, doc in meta.items():
+            if self._sent_meta.get(kind) != doc:
+                self._sent_meta[kind] = doc
+                messages.append((kind, doc))
+        buf = self.buffer
+        enc = self.encode
+        for _ in range(len(buf) // CHUNK + 1):  # bounded: a faster producer can't keep us here
+            batch = self._take()
+            if batch:
+                messages.append(("rec", [r if r.__class__ is str else enc(r) for r in batch]))
+            channel.send(messages)  # at least once per cycle: Horovod's rank 0 needs our round
+            messages = []
+            if not buf:
+                break
+
+    def _ship_artifacts(self, channel: PeerChannel) -> None:
+        with self._lock:
+            marked = {path: e.get("role") or "output" for path, e in self._artifacts.items()}
+            entries = dict(self._artifacts)
+            made_here = {str(p) for p in self._created}
+        todo = {path: role for path, role in marked.items() if role == "output" or path in made_here}
+        for path in made_here:
+            todo.setdefault(path, "output")
+        refs = [("art_ref", entries[path]) for path in marked if path not in todo]  # inputs made elsewhere
+        if refs:
+            channel.send(refs)
+        for path, role in todo.items():
+            folder = Path(path)
+            if not (folder / layout.ARTIFACT_FILE).is_file():
+                continue
+            try:
+                for msg in artifact_messages(folder, role):
+                    if time.monotonic() >= self._deadline:
+                        warn_once(f"ship-late:{path}", f"em_dist: artifact {path} did not fit in the time left "
+                                  "to finish; rank 0 has part of it only.")
+                        return
+                    channel.send([msg])
+            except OSError as exc:
+                warn_once(f"ship:{path}", f"em_dist: could not send artifact {path} to rank 0 ({exc})")

@@ -1,0 +1,71 @@
+"""Every wait and interval of the rank layer, in one object built once per run.
+
+The waits are chosen so that training is never held up for long: each is a bound on
+em_dist's own background work or on ``finish()``, never on the training loop.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+DEFAULT_DIST_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class RankTimings:
+    """The rank layer's timings, in seconds unless said otherwise."""
+
+    dist_timeout: float = DEFAULT_DIST_TIMEOUT
+    """``create_run(dist_timeout=)``: the most ``finish()`` waits for the other ranks' last records."""
+    engine_wait: float = 600.0
+    """How long a rank's background thread waits for the job's store or engine to appear (a
+    ``create_run`` placed before ``init_process_group``). Never the training thread."""
+    root_join_grace: float = 3.0
+    """At ``finish()``, how long rank 0 waits for peers that never joined (rank-0-only scripts)."""
+    peer_join_grace: float = 10.0
+    """At ``finish()``, how long a peer waits for a rank 0 that never started serving."""
+    signal_close_cap: float = 5.0
+    """When a signal ends the run, every wait is capped at this: the launcher kills for good soon
+    after (torchrun: 30 s after SIGTERM)."""
+    release_wait: float = 2.0
+    """How long rank 0 waits for its per-peer links to tear down after their goodbye."""
+    send_interval: float = 0.2
+    """A peer hands its records on at least this often (they reach rank 0 well within 2 s)."""
+    horovod_interval: float = 0.1
+    """Rank 0's pace of Horovod rounds while idle."""
+    poll: float = 0.05
+    """Polling step of waits on a store key or an engine handle."""
+    link_timeout: timedelta = timedelta(days=1)
+    """gloo's own timeout for a pair. Long on purpose: em_dist's waits are bounded in Python, and
+    a peer may stay quiet for hours (no logging during a long evaluation)."""
+
+    @classmethod
+    def from_env(cls, dist_timeout: float | None = None, env: Mapping[str, str] | None = None) -> RankTimings:
+        """Timings for one run: ``dist_timeout`` as given (else ``EM_DIST_TIMEOUT``), the engine
+        wait from ``EM_DIST_ENGINE_WAIT``; never shorter than ``dist_timeout``."""
+        env = os.environ if env is None else env
+        timings = cls()
+        if dist_timeout is None:
+            dist_timeout = _seconds(env, "EM_DIST_TIMEOUT", timings.dist_timeout)
+        engine_wait = _seconds(env, "EM_DIST_ENGINE_WAIT", timings.engine_wait)
+        return replace(timings, dist_timeout=float(dist_timeout), engine_wait=max(engine_wait, float(dist_timeout)))
+
+    def capped(self, timeout: float, signalled: bool) -> float:
+        """``timeout``, or at most :attr:`signal_close_cap` when a signal is ending the process."""
+        return min(timeout, self.signal_close_cap) if signalled else timeout
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"the environment gives {name}={raw!r}; it must be a number of seconds") from None
+    if value <= 0:
+        raise ValueError(f"the environment gives {name}={raw!r}; it must be a positive number of seconds")
+    return value

@@ -1,0 +1,205 @@
+"""The contract between a :class:`~em_dist.run.Run` and where its records go.
+
+A Run writes through one :class:`Sink`:
+
+- a plain process: the run folder's writer (:class:`em_dist.store.writer.RunWriter`);
+- rank 0 of a job: the writer plus what every other rank sends
+  (:class:`em_dist.ranks.root.RootSink`);
+- any other rank: a forwarder to rank 0 (:class:`em_dist.ranks.peer.PeerSink`).
+
+``Run.log`` touches only the *hot-path face* every sink has: it appends a record tuple
+``(type, step, epoch, time, metrics)`` to :attr:`Sink.buffer` (a bounded deque), and
+past :attr:`Sink.wake_at` / :attr:`Sink.encode_at` it wakes the background thread or
+encodes the line itself with :attr:`Sink.encode`. Everything else (metadata, the end of
+the run) goes through the typed methods below; a sink never reaches into the Run.
+
+:class:`QueuedSink` holds that face and the one background thread (a cycle every
+``interval`` seconds, or sooner when woken); the writer and the peer forwarder are
+its two subclasses.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ._warn import warn_once
+from .store.lines import LineEncoder
+from .values import materialize
+
+Record = tuple
+"""``(type, step, epoch, time, metrics: dict[str, int | float])``, or its encoded line (a str)."""
+
+CHUNK = 20_000
+"""Records taken off the buffer per step of a cycle: bounds a cycle's own memory."""
+
+ENCODE_AT = 50_000
+"""Backlog past which ``log()`` encodes its record itself (see :attr:`Sink.encode_at`)."""
+
+
+@dataclass
+class EndReport:
+    """What the end of a multi-rank run found out, for the Run to record (rank 0; empty elsewhere)."""
+
+    lost_ranks: list[int] = field(default_factory=list)
+    """Ranks that joined but never said goodbye (died, or too slow for the timeout)."""
+    absent_ranks: list[int] = field(default_factory=list)
+    """Ranks that never joined this run (they made no run, or could not reach rank 0)."""
+    peer_failures: dict[int, str] = field(default_factory=dict)
+    """Rank -> the reason a peer's own run ended as Failed (an exception, a signal)."""
+    backend: str | None = None
+    """The training job's torch.distributed backend, if one was seen."""
+    transport: str | None = None
+    """What carried the peers' records (``gloo``, ``mpi``, ``horovod``)."""
+
+
+class Sink(ABC):
+    """Where a Run's records and metadata go. Implemented by the writer, the root sink and the peer sink."""
+
+    buffer: deque
+    """``log()`` appends records here (bounded: the oldest are dropped past ``max_pending``)."""
+    wake_at: int
+    """Backlog at which ``log()`` calls :meth:`wake` (every 1024 records past it)."""
+    encode_at: int
+    """Backlog at which ``log()`` encodes records itself, so a writer starved of the GIL can't let memory grow."""
+    encode: Callable[[Record], str]
+    """The line encoder (shared by the training thread and the background thread)."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start the background work; returns at once."""
+
+    @abstractmethod
+    def wake(self) -> None:
+        """Write (or forward) now rather than at the next tick."""
+
+    @abstractmethod
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything logged before the call is on disk (rank 0) or handed on (peers)."""
+
+    # -- metadata: each call replaces that document (written in the background) -------
+    @abstractmethod
+    def write_run(self, doc: dict[str, Any]) -> None:
+        """The run document (``run.json``): identity, status, times, world."""
+
+    @abstractmethod
+    def write_hparams(self, hparams: dict[str, Any]) -> None:
+        """This rank's hyperparameters."""
+
+    @abstractmethod
+    def write_platform(self, world: dict[str, Any], platform: dict[str, Any]) -> None:
+        """The job's world and this rank's platform (``platform.json``)."""
+
+    @abstractmethod
+    def write_git(self, git: dict[str, Any]) -> None:
+        """The repository state the script ran from."""
+
+    @abstractmethod
+    def write_artifacts(self, entries: list[dict[str, Any]]) -> None:
+        """The artifacts this rank marked as inputs or outputs of the run."""
+
+    def artifact_created(self, path: Path) -> None:
+        """An artifact was made in this process while the run is live (peers ship it to rank 0)."""
+
+    # -- the end ---------------------------------------------------------------------
+    @abstractmethod
+    def end(self, timeout: float) -> EndReport:
+        """Hand on what is left and, on rank 0, wait (bounded) for the other ranks' last records."""
+
+    @abstractmethod
+    def close(self, timeout: float) -> bool:
+        """Write everything and stop the background work; False if that took longer than ``timeout``."""
+
+
+class QueuedSink(Sink):
+    """The hot-path face plus one daemon thread that runs :meth:`_cycle` every ``interval`` seconds.
+
+    The shape of tensorboardX's event writer: the training thread only appends to a
+    deque; the thread takes what is there in bounded chunks. ``flush`` waits for the
+    first cycle that *starts* after the call (so it covers everything logged before it,
+    and no more than one extra cycle); ``_stop`` runs a last cycle with ``final=True``.
+    """
+
+    def __init__(self, *, interval: float, max_pending: int, thread_name: str) -> None:
+        self.buffer: deque[Record] = deque(maxlen=max_pending)
+        self.wake_at = min(CHUNK, max(1, max_pending // 2))
+        self.encode_at = min(ENCODE_AT, max(1, max_pending // 2))
+        self.encode = LineEncoder()
+        self._max_pending = max_pending
+        self._interval = interval
+        self._wake_event = threading.Event()
+        self._stopping = False
+        self._cycles = threading.Condition()
+        self._started_cycles = 0
+        self._done_cycles = 0
+        self._thread = threading.Thread(target=self._loop, name=thread_name, daemon=True)
+
+    # -- called from any thread ---------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        if len(self.buffer) >= self._max_pending:
+            warn_once(
+                f"queue-full:{id(self)}",
+                f"em_dist: {self._max_pending} metric records are waiting to be {self._drain_verb}; the oldest "
+                f"are being dropped to bound memory (newest kept). {self._slow_hint}",
+            )
+        self._wake_event.set()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        if not self._thread.is_alive():
+            return False
+        with self._cycles:
+            target = self._started_cycles + 1
+            self._wake_event.set()
+            return self._cycles.wait_for(lambda: self._done_cycles >= target or not self._thread.is_alive(), timeout)
+
+    # -- for subclasses -----------------------------------------------------------------
+    _drain_verb = "written"
+    _slow_hint = "Is the disk slow or full?"
+
+    @abstractmethod
+    def _cycle(self, final: bool) -> None:
+        """One round of background work; ``final`` on the last one (at close)."""
+
+    def _take(self) -> list[Record]:
+        """Up to :data:`CHUNK` records off the buffer, device tensors converted (one sync per batch)."""
+        buf = self.buffer
+        batch = [buf.popleft() for _ in range(min(CHUNK, len(buf)))]
+        if batch:
+            materialize(batch)
+        return batch
+
+    def _stop(self, timeout: float) -> bool:
+        """Run the final cycle and stop the thread; False if it did not end within ``timeout``."""
+        self._stopping = True
+        self._wake_event.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        if self._thread.ident is None:  # never started (create_run failed half-way): finish here
+            self._cycle(final=True)
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            self._wake_event.wait(self._interval)
+            self._wake_event.clear()
+            stopping = self._stopping
+            with self._cycles:
+                self._started_cycles += 1
+            try:
+                self._cycle(final=stopping)
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any surprise
+                warn_once(f"cycle:{self._thread.name}", f"em_dist: {self._thread.name} hit {exc!r}; "
+                          "it keeps the data and retries")
+            with self._cycles:
+                self._done_cycles += 1
+                self._cycles.notify_all()
+            if stopping:
+                return
