@@ -16,11 +16,13 @@ from . import lifecycle
 from ._warn import warn_once
 from .artifact import Artifact
 from .hparams import Hparams
-from .store import layout
+from .store import attempts, layout
 from .store.reader import load_artifact
 from .store.records import ArtifactRecord
 from .ranks import signals
 from .ranks.attach import open_sink
+from .ranks.identity import derived_run_id, job_identity, next_occurrence
+from .ranks.world import WorldInfo, detect_world
 from .ranks.timing import RankTimings
 from .sink import EndReport, Sink
 from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING
@@ -46,8 +48,13 @@ class Run:
         dist_timeout: float | None = None,
         flush_interval: float | None = None,
         max_pending: int | None = None,
+        id: str | None = None,
+        resume: str | None = None,
     ) -> None:
         self.name = layout.check_name(name, "run name")
+        if id is not None:
+            id = layout.check_name(id, "run id")
+        resume = attempts.check_resume(resume)
         self.labels = layout.check_labels(labels)
         if not isinstance(description, str):
             raise TypeError("description must be a string")
@@ -64,11 +71,27 @@ class Run:
         self.dist_timeout = self._timings.dist_timeout
         interval = _positive(flush_interval, "flush_interval", os.environ.get("EM_FLUSH_INTERVAL"), DEFAULT_FLUSH_INTERVAL)
 
-        self.id = str(uuid.uuid4())
+        # Identity, not order: every rank derives the same id for the same create_run from the
+        # job's identity, the name and how many runs of that name this process made before.
         started = _now()
-        self.alternative_name = layout.alternative_name(self.name, started)
-        self.path: Path = (layout.run_parent_dir() / self.alternative_name).resolve()
-        self.start_timestamp = _iso(started)
+        try:
+            world = detect_world()
+        except Exception as exc:  # noqa: BLE001 - never stop a run from starting over the layout
+            warn_once("detect-world", f"em_dist: could not read the job layout ({exc!r}); recording as one process")
+            world = WorldInfo()
+        job = job_identity()
+        occurrence = next_occurrence(self.name)
+        derived = derived_run_id(job, self.name, occurrence)
+        run_id = id or derived or str(uuid.uuid4())
+        self._meeting_key = run_id if (id or derived) else f"anon/{self.name}/{occurrence}"
+        if world.rank == 0:
+            place = attempts.place_run(self.name, run_id, resume, started, world.world_size, explicit=id is not None)
+        else:  # rank 0 decides where the run lives; a peer adopts that once it reached rank 0
+            place = attempts.new_place(self.name, run_id, started, world.world_size)
+        self._id, self._alternative_name, self._path = place.id, place.alternative_name, place.path
+        self._rank0_known = world.rank == 0
+        self.attempts = place.attempts
+        self.start_timestamp = place.start_timestamp
         self.end_timestamp: str | None = None
         self.status = "Initializing"
         self.status_reason: str | None = None
@@ -85,7 +108,8 @@ class Run:
 
         # The one call into the rank layer: a plain process gets the run folder's writer, rank 0
         # of a job the writer plus the other ranks' records, any other rank a forwarder to rank 0.
-        sink, self.world = open_sink(self.path, timings=self._timings, flush_interval=interval,
+        sink, self.world = open_sink(world, place, meeting_key=self._meeting_key, job_attempt=job.attempt,
+                                     timings=self._timings, flush_interval=interval,
                                      max_pending=max_pending or DEFAULT_MAX_PENDING)
         self._sink: Sink = sink
         self._buffer = sink.buffer
@@ -102,7 +126,41 @@ class Run:
             self._watching_signals = signals.add_callback(self._on_signal)
         if self.auto_upload and self.world.get("rank", 0) == 0:  # rank 0 uploads the one run of the job
             self._start_auto_upload()
+        if place.resumed:
+            self._set_status("Running")
         lifecycle.register(self)
+
+    # -- identity: on a peer, rank 0's (known once this rank reached rank 0) -----------------
+    @property
+    def id(self) -> str:
+        """The run's id: the same on every rank of the job."""
+        self._adopt_rank0()
+        return self._id
+
+    @property
+    def alternative_name(self) -> str:
+        """The run folder's name (rank 0's: a peer may wait briefly for rank 0 the first time)."""
+        self._adopt_rank0()
+        return self._alternative_name
+
+    @property
+    def path(self) -> Path:
+        """The run folder (rank 0's: a peer may wait briefly for rank 0 the first time)."""
+        self._adopt_rank0()
+        return self._path
+
+    @property
+    def restarts(self) -> int:
+        """How many times the job was restarted into this run (0 for a run's first start)."""
+        return len(self.attempts) - 1
+
+    def _adopt_rank0(self) -> None:
+        if self._rank0_known:
+            return
+        doc = self._sink.rank0_run(self._timings.peer_join_grace)
+        if doc is not None:
+            self._id, self._alternative_name, self._path = doc["id"], doc["alternative_name"], Path(doc["path"])
+            self._rank0_known = True
 
     # -- metrics ----------------------------------------------------------------------
     def log(self, type: str, metrics: Mapping[str, Any], step: int, epoch: int | float | None = None) -> None:
@@ -129,7 +187,7 @@ class Run:
             if c is not float and c is not int:
                 values[k] = convert_value(k, v)  # same key: no resize during iteration
         if self._finished:
-            warn_once(f"log-after-finish:{self.id}", f"em_dist: run {self.name!r} is finished; log() calls after finish() are ignored", 2)
+            warn_once(f"log-after-finish:{self._id}", f"em_dist: run {self.name!r} is finished; log() calls after finish() are ignored", 2)
             return
         buf = self._buffer
         rec = (t, step, epoch, _now(), values)
@@ -202,6 +260,7 @@ class Run:
             self.end_timestamp = _iso(_now())
             self._sink.write_run(self._run_doc())  # a peer tells rank 0 why it failed
             self._apply(self._sink.end(self._timings.capped(self.dist_timeout, signalled)))
+            attempts.end_attempt(self.attempts, self.end_timestamp, self.status, self.status_reason)
             self._save_meta()
             self._sink.close(self.dist_timeout)
             if self._auto_uploader is not None:
@@ -222,9 +281,17 @@ class Run:
         if report.transport:
             world["transport"] = report.transport
         self.world = world
-        if report.peer_failures and self.status == "Succeeded":
-            first = min(report.peer_failures)
-            self.status, self.status_reason = "Failed", f"rank {first}: {report.peer_failures[first]}"
+        failures = report.peer_failures
+        if failures and self.status == "Succeeded":
+            first = min(failures)
+            self.status, self.status_reason = "Failed", f"rank {first}: {failures[first]}"
+        elif (self.status_reason or "").startswith("signal:"):
+            # The launcher stops every rank once one failed: a peer's own failure (not the same
+            # signal) is the cause, and it comes first.
+            causes = {r: why for r, why in failures.items() if not why.startswith("signal:")}
+            if causes:
+                first = min(causes)
+                self.status_reason = f"rank {first}: {causes[first]}; then rank 0: {self.status_reason}"
         if report.lost_ranks:
             self.lost_ranks = report.lost_ranks
             warn_once("lost-ranks", f"em_dist: ranks {self.lost_ranks} did not finish their run; "
@@ -287,7 +354,7 @@ class Run:
 
     # -- internals --------------------------------------------------------------------
     def __repr__(self) -> str:
-        return f"Run(name={self.name!r}, status={self.status!r}, path={str(self.path)!r})"
+        return f"Run(name={self.name!r}, status={self.status!r}, path={str(self._path)!r})"
 
     def _set_status(self, status: str) -> None:
         self.status = status
@@ -299,9 +366,9 @@ class Run:
     def _run_doc(self) -> dict[str, Any]:
         return {
             "format_version": layout.FORMAT_VERSION,
-            "id": self.id,
+            "id": self._id,
             "name": self.name,
-            "alternative_name": self.alternative_name,
+            "alternative_name": self._alternative_name,
             "labels": self.labels,
             "description": self.description,
             "status": self.status,
@@ -317,6 +384,8 @@ class Run:
             "auto_upload": self.auto_upload,
             "world": self.world,
             "lost_ranks": self.lost_ranks,
+            "restarts": self.restarts,
+            "attempts": self.attempts,
         }
 
     def _save_meta(self) -> None:
@@ -367,11 +436,17 @@ def create_run(
     dist_timeout: float | None = None,
     flush_interval: float | None = None,
     max_pending: int | None = None,
+    id: str | None = None,
+    resume: str | None = None,
 ) -> Run:
     """Start a run: a local run folder now, every ``log()`` written in the background, uploadable later.
 
     ``config_path`` names a YAML file with any of these keys; an argument left at its default
     takes the file's value. Under a distributed launcher every rank calls this; rank 0 owns the run.
+
+    ``id`` and ``resume`` continue a run: ``resume="allow"`` (the default when ``id`` is given, and
+    for a job restarted by its launcher) appends to the run with that id if it exists,
+    ``"must"`` raises ``ValueError`` when it does not, ``"never"`` when it does.
     """
     args = dict(
         name=name, hparams=hparams, labels=labels, description=description, folder=folder,
@@ -391,6 +466,8 @@ def create_run(
         dist_timeout=dist_timeout,
         flush_interval=flush_interval,
         max_pending=max_pending,
+        id=id,
+        resume=resume,
     )
     if args["hparams"]:
         run.hparams.update(args["hparams"])

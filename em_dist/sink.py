@@ -105,6 +105,11 @@ class Sink(ABC):
     def artifact_created(self, path: Path) -> None:
         """An artifact was made in this process while the run is live (peers ship it to rank 0)."""
 
+    def rank0_run(self, wait: float) -> dict[str, Any] | None:
+        """Rank 0's run as it announced it (``id``, ``alternative_name``, ``path``), waiting at most
+        ``wait`` seconds for it; None on rank 0 itself, or while rank 0 is not reached."""
+        return None
+
     # -- the end ---------------------------------------------------------------------
     @abstractmethod
     def end(self, timeout: float) -> EndReport:

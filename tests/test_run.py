@@ -46,7 +46,8 @@ def test_every_point_comes_back_with_step_epoch_and_value() -> None:
     assert [p["value"] for p in loss] == [1.0 / (s + 1) for s in range(50)]
     assert [p["epoch"] for p in loss] == [s // 10 for s in range(50)]
     assert rec.metrics(type="val") == [
-        {"type": "val", "name": "loss", "value": 0.25, "step": 49, "epoch": 4.5, "rank": 0, "time": rec.metrics(type="val")[0]["time"]}
+        {"type": "val", "name": "loss", "value": 0.25, "step": 49, "epoch": 4.5, "rank": 0, "time": rec.metrics(type="val")[0]["time"],
+         "attempt": 0}
     ]
 
 

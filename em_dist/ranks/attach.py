@@ -4,22 +4,22 @@ It detects the job and returns the :class:`~em_dist.sink.Sink` the Run writes th
 the run folder's writer in a plain process, a :class:`RootSink` on rank 0 and a
 :class:`PeerSink` elsewhere (a peer builds no writer: it never writes the folder). It
 never raises: a failure to set up the transport is one warning, and the run then
-records what it can locally.
+records what it can locally. The caller detected the job (``detect_world``) and placed
+the run (a new folder, or the one a restarted job continues).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from .._warn import warn_once
 from ..sink import Sink
+from ..store.attempts import RunPlace
 from ..store.writer import RunWriter
-from .engines import open_channel
+from .engines import Meeting, open_channel
 from .peer import PeerSink
 from .root import RootSink
 from .timing import RankTimings
-from .world import WorldInfo, detect_world
+from .world import WorldInfo
 
 
 def world_doc(world: WorldInfo, transport: str | None) -> dict[str, Any]:
@@ -35,20 +35,22 @@ def world_doc(world: WorldInfo, transport: str | None) -> dict[str, Any]:
     }
 
 
-def open_sink(run_dir: Path, *, timings: RankTimings, flush_interval: float,
-              max_pending: int) -> tuple[Sink, dict[str, Any]]:
-    """The sink for a run folder at ``run_dir`` (rank 0's), and the run's ``world`` document."""
-    try:
-        world = detect_world()
-    except Exception as exc:  # noqa: BLE001
-        warn_once("detect-world", f"em_dist: could not read the job layout ({exc!r}); recording as one process")
-        world = WorldInfo()
+def open_sink(world: WorldInfo, place: RunPlace, *, meeting_key: str, job_attempt: int, timings: RankTimings,
+              flush_interval: float, max_pending: int) -> tuple[Sink, dict[str, Any]]:
+    """The sink for the run at ``place`` (rank 0's folder), and the run's ``world`` document.
+
+    ``meeting_key`` is the run's identity that every rank derived alike; ``job_attempt`` the
+    launcher's restart count.
+    """
     if not world.distributed:
-        writer = RunWriter(run_dir, flush_interval=flush_interval, max_pending=max_pending)
+        writer = RunWriter(place.path, flush_interval=flush_interval, max_pending=max_pending, attempt=place.attempt)
         return writer, {**world_doc(world, None), "nodes": 1}
-    channel, engine = open_channel(world, timings)
+    run_doc = {"id": place.id, "alternative_name": place.alternative_name, "path": str(place.path)}
+    channel, engine = open_channel(world, Meeting(meeting_key, job_attempt, run_doc), timings)
     doc = world_doc(world, channel.transport if channel is not None and engine != "deferred" else None)
     if world.rank == 0:
-        writer = RunWriter(run_dir, flush_interval=flush_interval, max_pending=max_pending)
+        writer = RunWriter(place.path, flush_interval=flush_interval, max_pending=max_pending, attempt=place.attempt)
         return RootSink(writer, channel, timings), doc  # type: ignore[arg-type]
-    return PeerSink(channel, world.rank, timings=timings, max_pending=max_pending), doc  # type: ignore[arg-type]
+    peer = PeerSink(channel, world.rank, timings=timings, max_pending=max_pending,  # type: ignore[arg-type]
+                    own_place=place, flush_interval=flush_interval)
+    return peer, doc

@@ -71,6 +71,17 @@ class PeerChannel(_Readiness, ABC):
     def connected(self) -> bool:
         """True once rank 0 accepted this rank."""
 
+    @property
+    def rank0_run(self) -> dict[str, Any] | None:
+        """Rank 0's run (``id``, ``alternative_name``, ``path``) as it announced it, once connected."""
+        return None
+
+    @property
+    def engine_started(self) -> bool:
+        """False while the job's engine does not exist (the script started none yet): then no rank
+        can have joined, and there is nothing to wait for at the end."""
+        return True
+
     @abstractmethod
     def connect(self, wait: float) -> bool:
         """Try, for at most ``wait`` seconds, to join rank 0; True once joined.
@@ -107,6 +118,11 @@ class RootChannel(_Readiness, ABC):
     @abstractmethod
     def start(self, deliver: Deliver) -> None:
         """Begin accepting peers and receiving; returns at once."""
+
+    @property
+    def engine_started(self) -> bool:
+        """False while the job's engine does not exist (see :attr:`PeerChannel.engine_started`)."""
+        return True
 
     @abstractmethod
     def close(self, timeout: float, join_grace: float) -> ChannelEnd:

@@ -37,6 +37,14 @@ class DeferredWire(Wire):
         return self._wire.transport if self._wire is not None else "?"
 
     @property
+    def engine_started(self) -> bool:  # type: ignore[override]
+        return self._wire is not None or any(ready() for ready, _ in self._choices)
+
+    @property
+    def rank0_run(self) -> dict | None:  # type: ignore[override]
+        return self._wire.rank0_run if self._wire is not None else None
+
+    @property
     def ready_since(self) -> float | None:
         # no engine started yet: no peer can have joined either, so the join grace starts at close
         return self._wire.ready_since if self._wire is not None else 0.0

@@ -14,7 +14,6 @@ A torchrun job never imports mpi4py, and no engine is ever initialised by em_dis
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import os
 import sys
 from dataclasses import dataclass
@@ -29,9 +28,21 @@ from .world import WorldInfo
 
 Channel = RootChannel | PeerChannel
 
-_counter = itertools.count(1)
-"""The k-th distributed run of this process. Every rank counts the same way, so the
-nonce is agreed without talking."""
+
+@dataclass(frozen=True)
+class Meeting:
+    """What every rank of the job agrees on for one run, without talking (see :mod:`.identity`)."""
+
+    key: str
+    """The run's identity: rank 0 and each peer meet under it."""
+    attempt: int
+    """The launcher's restart count: a restarted job meets afresh, never on a dead attempt's keys."""
+    run_doc: dict
+    """Rank 0's announcement to the peers that join: ``id``, ``alternative_name``, ``path``."""
+
+    @property
+    def nonce(self) -> str:
+        return f"{self.key}/{self.attempt}"
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,7 @@ class Engine:
 
     name: str
     applies: Callable[[WorldInfo], bool]
-    build: Callable[[WorldInfo, int, RankTimings], Channel]
+    build: Callable[[WorldInfo, Meeting, RankTimings], Channel]
 
 
 def _has(module: str) -> bool:
@@ -68,47 +79,45 @@ def _frames(world: WorldInfo, wire: Wire, timings: RankTimings) -> Channel:
     return FrameRoot(wire, release_wait=timings.release_wait) if world.rank == 0 else FramePeer(wire)
 
 
-def _gloo_wire(world: WorldInfo, counter: int, timings: RankTimings) -> Wire:
+def _gloo_wire(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Wire:
     from . import gloo
 
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
-        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "run")
-        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-        nonce = f"{run_id}/{restart}/{counter}"
         factory: Callable = lambda: gloo.agent_store(timings.engine_wait)  # noqa: E731
     else:
-        nonce = f"job/{counter}"
         factory = gloo.default_store
-    return gloo.GlooWire(world.rank, world.world_size, nonce, factory, timings)
+    return gloo.GlooWire(world.rank, world.world_size, meeting.nonce, factory, timings, meeting.run_doc)
 
 
-def _mpi_wire(world: WorldInfo, counter: int, timings: RankTimings) -> Wire:
+def _mpi_wire(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Wire:
     from .mpi import MPIWire
 
-    return MPIWire(world.rank, world.world_size, counter)
+    return MPIWire(world.rank, world.world_size, meeting.nonce, meeting.run_doc)
 
 
-def _build_torch(world: WorldInfo, counter: int, timings: RankTimings) -> Channel:
-    return _frames(world, _gloo_wire(world, counter, timings), timings)
+def _build_torch(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Channel:
+    return _frames(world, _gloo_wire(world, meeting, timings), timings)
 
 
-def _build_mpi(world: WorldInfo, counter: int, timings: RankTimings) -> Channel:
-    return _frames(world, _mpi_wire(world, counter, timings), timings)
+def _build_mpi(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Channel:
+    return _frames(world, _mpi_wire(world, meeting, timings), timings)
 
 
-def _build_deferred(world: WorldInfo, counter: int, timings: RankTimings) -> Channel:
+def _build_deferred(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Channel:
     wire = deferred.DeferredWire(world.rank, world.world_size, [
-        (deferred.torch_ready, lambda: _gloo_wire(world, counter, timings)),
-        (deferred.mpi_ready, lambda: _mpi_wire(world, counter, timings)),
+        (deferred.torch_ready, lambda: _gloo_wire(world, meeting, timings)),
+        (deferred.mpi_ready, lambda: _mpi_wire(world, meeting, timings)),
     ], timings)
     return _frames(world, wire, timings)
 
 
-def _build_horovod(world: WorldInfo, counter: int, timings: RankTimings) -> Channel:
+def _build_horovod(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Channel:
     from .horovod import HorovodPeer, HorovodRoot
 
-    end = HorovodRoot if world.rank == 0 else HorovodPeer
-    return end(rank=world.rank, world_size=world.world_size, timings=timings)
+    if world.rank == 0:
+        return HorovodRoot(rank=0, world_size=world.world_size, nonce=meeting.nonce, timings=timings,
+                           run_doc=meeting.run_doc)
+    return HorovodPeer(rank=world.rank, world_size=world.world_size, nonce=meeting.nonce, timings=timings)
 
 
 ENGINES: tuple[Engine, ...] = (
@@ -127,19 +136,19 @@ def engine_for(world: WorldInfo) -> Engine | None:
     return next((e for e in ENGINES if e.applies(world)), None)
 
 
-def open_channel(world: WorldInfo, timings: RankTimings) -> tuple[Channel | None, str | None]:
-    """Build (not start) this rank's end of the channel, and name the engine; (None, None) when
-    single-process. Never raises: trouble is one warning, and the rank then records locally."""
+def open_channel(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> tuple[Channel | None, str | None]:
+    """Build (not start) this rank's end of the channel for the run ``meeting`` names, and name the
+    engine; (None, None) when single-process. Never raises: trouble is one warning, and the rank
+    then records locally."""
     if not world.distributed:
         return None, None
-    counter = next(_counter)
     engine = engine_for(world)
     if engine is None:
         warn_once("dist-none", f"em_dist: rank {world.rank} of {world.world_size}, but no engine to reach "
                   "rank 0 (torch.distributed, Horovod or mpi4py); only rank 0's records are kept.")
         return None, None
     try:
-        return engine.build(world, counter, timings), engine.name
+        return engine.build(world, meeting, timings), engine.name
     except Exception as exc:  # noqa: BLE001
         warn_once("dist-setup", f"em_dist: could not set up the {engine.name} transport ({exc!r}); "
                   "each rank's records stay out of rank 0's run except rank 0's own.")

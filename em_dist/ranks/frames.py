@@ -29,6 +29,10 @@ class Wire(_Readiness, ABC):
     rank: int
     world_size: int
     transport: str = "?"
+    rank0_run: dict[str, Any] | None = None
+    """A peer: rank 0's run as it announced it when it accepted this rank."""
+    engine_started: bool = True
+    """False while the engine under the wire does not exist yet (see :class:`.deferred.DeferredWire`)."""
 
     # -- a non-zero rank ----------------------------------------------------------
     @abstractmethod
@@ -82,6 +86,14 @@ class FramePeer(PeerChannel):
     @property
     def ready_since(self) -> float | None:
         return self.wire.ready_since
+
+    @property
+    def rank0_run(self) -> dict[str, Any] | None:
+        return self.wire.rank0_run
+
+    @property
+    def engine_started(self) -> bool:
+        return self.wire.engine_started
 
     def connect(self, wait: float) -> bool:
         if not self._connected:
@@ -148,6 +160,10 @@ class FrameRoot(RootChannel):
     def ready_since(self) -> float | None:
         return self.wire.ready_since
 
+    @property
+    def engine_started(self) -> bool:
+        return self.wire.engine_started
+
     def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         self._thread = threading.Thread(target=self._serve, name="em_dist-frames-0", daemon=True)
@@ -157,6 +173,8 @@ class FrameRoot(RootChannel):
         began = time.monotonic()
         deadline = began + max(0.0, timeout)
         peers = set(range(1, self.world_size))
+        if not self.wire.engine_started:
+            join_grace = 0.0  # the script started no engine: no peer can have joined
         with self._lock:
             while True:
                 now = time.monotonic()

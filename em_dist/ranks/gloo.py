@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import json
 import os
 import threading
 import time
@@ -75,8 +76,9 @@ class GlooWire(Wire):
     transport = "gloo"
 
     def __init__(self, rank: int, world_size: int, nonce: str,
-                 store_factory: Callable[[], Any], timings: RankTimings) -> None:
+                 store_factory: Callable[[], Any], timings: RankTimings, run_doc: dict[str, Any] | None = None) -> None:
         self.rank = rank
+        self._run_doc = run_doc or {}
         self.world_size = world_size
         self.nonce = nonce
         self._store_factory = store_factory
@@ -134,7 +136,22 @@ class GlooWire(Wire):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(self._timings.poll)
+        announced = store.get(root_key)
+        if not announced:
+            raise LinkClosed("rank 0 already finished this run")
+        try:
+            self.rank0_run = json.loads(announced)
+        except ValueError:
+            self.rank0_run = None
         store.set(f"{self._prefix()}/hello/{self.rank}", str(os.getpid()))
+        # Build the pair only once rank 0 took this hello: a rank 0 that just stopped serving would
+        # leave us in gloo's rendezvous for good.
+        accepted = f"{self._prefix()}/accepted/{self.rank}"
+        until = time.monotonic() + self._timings.accept_wait
+        while not store.check([accepted]):
+            if self._closed or time.monotonic() >= until:
+                raise LinkClosed("rank 0 stopped serving this run before it accepted this rank")
+            time.sleep(self._timings.poll)
         self._pg = self._pair(store, self.rank, 1)
         return True
 
@@ -159,12 +176,13 @@ class GlooWire(Wire):
             if store is None and time.monotonic() > deadline:
                 raise TimeoutError("torch.distributed was not initialised in time")
         if store is not None:
-            store.set(f"{self._prefix()}/root", str(os.getpid()))
+            store.set(f"{self._prefix()}/root", json.dumps(self._run_doc))  # rank 0 serves this run
             self.mark_ready()
         waiting = {f"{self._prefix()}/hello/{p}": p for p in range(1, self.world_size)}
         while waiting and not stop.is_set():
             for key in [k for k in waiting if store.check([k])]:
                 peer = waiting.pop(key)
+                store.set(f"{self._prefix()}/accepted/{peer}", "1")
                 on_join(peer)
                 thread = threading.Thread(target=self._serve_peer, args=(store, peer, on_frame, on_lost),
                                           name=f"em_dist-gloo-peer-{peer}", daemon=True)
@@ -191,6 +209,11 @@ class GlooWire(Wire):
 
     def shutdown(self, finished: frozenset[int] = frozenset()) -> None:
         self._closed = True
+        if self.rank == 0 and self._store is not None:
+            try:  # a peer that comes later must not wait for this run: it keeps its records itself
+                self._store.set(f"{self._prefix()}/root", "")
+            except Exception:  # noqa: BLE001 - the store may be gone with the job
+                pass
         # A gloo group still alive when the interpreter exits can abort the process ("terminate
         # called without an active exception"), so each pair is destroyed by its own thread once
         # done; wait (bounded) for those whose goodbye was answered.

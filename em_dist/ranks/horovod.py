@@ -40,6 +40,7 @@ delivered are kept).
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import pickle
@@ -80,7 +81,7 @@ class _Rounds:
     transport = "horovod"
 
     def __init__(self, rank: int | None, world_size: int | None, nonce: str | None,
-                 timings: RankTimings) -> None:
+                 timings: RankTimings, run_doc: dict[str, Any] | None = None) -> None:
         try:
             import horovod.torch as hvd
         except ImportError as exc:
@@ -99,6 +100,7 @@ class _Rounds:
         self.world_size = int(world_size)
         self._timings = timings
         self._name = f"em_dist.hvd.{nonce if nonce is not None else next(_channel_ids)}"
+        self._run_doc = run_doc or {}
         self._created = time.monotonic()
 
     def _initialised(self) -> bool:
@@ -133,8 +135,8 @@ class HorovodRoot(_Rounds, RootChannel):
     """Rank 0's end: a thread of rounds, receiving every peer's messages."""
 
     def __init__(self, rank: int | None = None, world_size: int | None = None, *, nonce: str | None = None,
-                 timings: RankTimings = RankTimings()) -> None:
-        super().__init__(rank, world_size, nonce, timings)
+                 timings: RankTimings = RankTimings(), run_doc: dict[str, Any] | None = None) -> None:
+        super().__init__(rank, world_size, nonce, timings, run_doc)
         self._deliver: Deliver | None = None
         self._gave_up = False
         self._connected = threading.Event()
@@ -185,10 +187,12 @@ class HorovodRoot(_Rounds, RootChannel):
 
     def _rounds(self) -> None:
         peers = self.world_size - 1
+        announce = json.dumps(self._run_doc).encode()  # the first round tells the peers which run this is
         while True:
             stop = self._gave_up or self._all_bye.is_set()
-            blob = bytes([_STOP if stop else _CONTINUE]) * peers
-            data, splits = self._round(blob, [0] + [1] * peers)  # type: ignore[misc]
+            control = bytes([_STOP if stop else _CONTINUE]) + announce
+            announce = b""
+            data, splits = self._round(control * peers, [0] + [len(control)] * peers)  # type: ignore[misc]
             self._connected.set()
             self._receive(data, splits)
             if stop:
@@ -227,6 +231,7 @@ class HorovodPeer(_Rounds, PeerChannel):
     def __init__(self, rank: int | None = None, world_size: int | None = None, *, nonce: str | None = None,
                  timings: RankTimings = RankTimings()) -> None:
         super().__init__(rank, world_size, nonce, timings)
+        self._rank0_run: dict[str, Any] | None = None
         self._ready = False
         self._stopped = False  # rank 0 said stop
         self._joined = False  # a round completed
@@ -234,6 +239,10 @@ class HorovodPeer(_Rounds, PeerChannel):
     @property
     def connected(self) -> bool:
         return self._joined
+
+    @property
+    def rank0_run(self) -> dict[str, Any] | None:
+        return self._rank0_run
 
     def connect(self, wait: float) -> bool:
         deadline = time.monotonic() + wait
@@ -275,6 +284,11 @@ class HorovodPeer(_Rounds, PeerChannel):
         if got is None:
             return False
         self._joined = True
+        if len(got[0]) > 1:
+            try:
+                self._rank0_run = json.loads(got[0][1:])
+            except ValueError:
+                pass
         if got[0][:1] == bytes([_STOP]):
             self._stopped = True
             if batch and not bye:

@@ -9,16 +9,19 @@ request of ours is outstanding; a peer's unanswered ``hello`` is cancelled.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
+import zlib
 from typing import Any
 
+from .._warn import warn_once
 from .channel import LinkClosed
 from .frames import Wire
 
 TAG_BASE = 30_000
-"""em_dist's tags are ``TAG_BASE + run counter % 2000``: below the 32767 every MPI allows."""
+"""em_dist's tags lie between this and the MPI's ``TAG_UB`` (32767 at least, 2**31 - 1 in Open MPI)."""
 
 HELLO = b"em_dist-hello"
 READY = b"em_dist-ready"
@@ -35,10 +38,12 @@ class MPIWire(Wire):
 
     transport = "mpi"
 
-    def __init__(self, rank: int, world_size: int, counter: int) -> None:
+    def __init__(self, rank: int, world_size: int, key: str, run_doc: dict[str, Any] | None = None) -> None:
         self.rank = rank
         self.world_size = world_size
-        self.tag = TAG_BASE + counter % 2000
+        self.key = key
+        self.tag = -1  # known once MPI is (its TAG_UB bounds the tag space)
+        self._run_doc = run_doc or {}
         self._mpi: Any = None
         self._hello_req: Any = None
         self._closed = False
@@ -51,6 +56,10 @@ class MPIWire(Wire):
             if mpi.Query_thread() < mpi.THREAD_MULTIPLE:
                 raise RuntimeError("MPI was initialised without THREAD_MULTIPLE; em_dist needs a thread of its own")
             self._mpi = mpi
+            # The run's tag comes from its identity, so every rank picks it alone; rank 0 also
+            # checks the identity in each hello, so even a clash of tags can't mix two runs.
+            tag_ub = mpi.COMM_WORLD.Get_attr(mpi.TAG_UB) or 32767
+            self.tag = TAG_BASE + zlib.crc32(self.key.encode()) % max(1, tag_ub - TAG_BASE)
         if self._mpi.Is_finalized():
             raise LinkClosed("MPI is finalized")
         return self._mpi.COMM_WORLD
@@ -70,11 +79,17 @@ class MPIWire(Wire):
         comm = self._comm()
         self.mark_ready()
         if self._hello_req is None:
-            self._hello_req = comm.Isend([HELLO, self._mpi.BYTE], dest=0, tag=self.tag)
+            self._hello = HELLO + self.key.encode()
+            self._hello_req = comm.Isend([self._hello, self._mpi.BYTE], dest=0, tag=self.tag)
         deadline = time.monotonic() + wait
         delay = 0.001
         while not self._closed:
-            if self._probe(comm, 0) is not None:  # rank 0's READY
+            got = self._probe(comm, 0)
+            if got is not None and got[1].startswith(READY):  # rank 0's READY, with its run
+                try:
+                    self.rank0_run = json.loads(got[1][len(READY):] or b"{}")
+                except ValueError:
+                    self.rank0_run = None
                 self._hello_req.Wait()
                 self._hello_req = None
                 return True
@@ -116,9 +131,13 @@ class MPIWire(Wire):
             delay = 0.0005
             peer, data = got
             if peer not in joined:  # its first message is always the hello
+                if data != HELLO + self.key.encode():
+                    warn_once(f"mpi-clash-{peer}", f"em_dist: rank {peer} said hello for another run on this "
+                              "run's MPI tag; ignored (its records stay out of this run).")
+                    continue
                 joined.add(peer)
                 on_join(peer)
-                comm.Send([READY, mpi.BYTE], dest=peer, tag=self.tag)
+                comm.Send([READY + json.dumps(self._run_doc).encode(), mpi.BYTE], dest=peer, tag=self.tag)
                 continue
             reply = on_frame(peer, data)
             if reply is not None:

@@ -19,8 +19,11 @@ from typing import Any
 from .._warn import warn_once
 from ..sink import CHUNK, EndReport, QueuedSink
 from ..store import layout
+from ..store.attempts import RunPlace
+from ..store.writer import RunWriter
 from .artifacts import artifact_messages
 from .channel import PeerChannel
+from .identity import fallback_run_id
 from .timing import RankTimings
 
 
@@ -30,11 +33,19 @@ class PeerSink(QueuedSink):
     _drain_verb = "sent to rank 0"
     _slow_hint = "Is rank 0 alive and reachable?"
 
-    def __init__(self, channel: PeerChannel | None, rank: int, *, timings: RankTimings, max_pending: int) -> None:
+    def __init__(self, channel: PeerChannel | None, rank: int, *, timings: RankTimings, max_pending: int,
+                 own_place: RunPlace, flush_interval: float) -> None:
         super().__init__(interval=timings.send_interval, max_pending=max_pending, thread_name=f"em_dist-peer-{rank}")
         self.channel = channel
         self.rank = rank
         self._timings = timings
+        self._own_place = own_place
+        self._flush_interval = flush_interval
+        self._joined = threading.Event()
+        self._run_doc: dict[str, Any] = {}
+        self._local: RunWriter | None = None
+        self._direct = False  # _local writes into rank 0's own folder (no engine)
+        """This rank's run of its own, when rank 0 has no run of this identity or became unreachable."""
         self._lock = threading.Lock()  # the training thread writes metadata, the cycle reads it
         self._meta: dict[str, Any] = {}
         self._sent_meta: dict[str, Any] = {}
@@ -46,7 +57,13 @@ class PeerSink(QueuedSink):
 
     # -- metadata: forwarded, not written ---------------------------------------------
     def write_run(self, doc: dict[str, Any]) -> None:
+        self._run_doc = doc
         self._failure = doc.get("status_reason") if doc.get("status") == "Failed" else None
+
+    def rank0_run(self, wait: float) -> dict[str, Any] | None:
+        if self.channel is None or not self._joined.wait(wait):
+            return None
+        return self.channel.rank0_run
 
     def write_hparams(self, hparams: dict[str, Any]) -> None:
         with self._lock:
@@ -77,17 +94,24 @@ class PeerSink(QueuedSink):
         return EndReport()
 
     def close(self, timeout: float) -> bool:
+        if self._local is not None and not self._thread.is_alive():
+            if not self._direct:
+                self._local.write_run(self._own_doc())
+            return self._local.close(timeout)
         return not self._thread.is_alive()
 
     # -- the forwarding thread -----------------------------------------------------------
     def _cycle(self, final: bool) -> None:
         channel = self.channel
         if channel is None or self._broken:
-            self.buffer.clear()  # nowhere to send them; the warning was given
+            self._keep_locally(final)
             return
         try:
             if not channel.connected and not self._connect(channel, final):
+                if final:
+                    self._keep_locally(final, why="rank 0 made no run of this identity, or could not be reached")
                 return
+            self._joined.set()
             self._forward(channel)
             if final:
                 if self._failure is not None:
@@ -98,8 +122,7 @@ class PeerSink(QueuedSink):
                               "its last records may be missing from the run.")
         except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach
             self._broken = True
-            warn_once("peer-send", f"em_dist: rank {self.rank} lost its link to rank 0 ({exc}); "
-                      "later records of this rank are not in the run.")
+            self._keep_locally(final, why=f"the link to rank 0 broke ({exc})")
         finally:
             if final:
                 try:
@@ -113,12 +136,12 @@ class PeerSink(QueuedSink):
         if not final:
             return channel.connect(0.0)
         began = time.monotonic()
+        if not channel.engine_started:
+            return False  # the script started no engine: there is no rank 0 to wait for
         while not channel.connect(min(0.2, max(0.0, self._deadline - time.monotonic()))):
             now = time.monotonic()
             since = channel.ready_since
             if now >= self._deadline or (since is not None and now >= max(began, since) + self._timings.peer_join_grace):
-                warn_once("peer-no-root", f"em_dist: rank {self.rank} could not hand its records to rank 0 "
-                          "(rank 0 never joined this run); they are not in the run.")
                 return False
         return True
 
@@ -134,9 +157,14 @@ class PeerSink(QueuedSink):
         enc = self.encode
         for _ in range(len(buf) // CHUNK + 1):  # bounded: a faster producer can't keep us here
             batch = self._take()
-            if batch:
-                messages.append(("rec", [r if r.__class__ is str else enc(r) for r in batch]))
-            channel.send(messages)  # at least once per cycle: Horovod's rank 0 needs our round
+            lines = [r if r.__class__ is str else enc(r) for r in batch]
+            if lines:
+                messages.append(("rec", lines))
+            try:
+                channel.send(messages)  # at least once per cycle: Horovod's rank 0 needs our round
+            except Exception:
+                buf.extendleft(reversed(lines))  # not handed on: they stay this rank's to keep
+                raise
             messages = []
             if not buf:
                 break
@@ -165,3 +193,52 @@ class PeerSink(QueuedSink):
                     channel.send([msg])
             except OSError as exc:
                 warn_once(f"ship:{path}", f"em_dist: could not send artifact {path} to rank 0 ({exc})")
+
+    # -- a run of its own -----------------------------------------------------------------
+    def _keep_locally(self, final: bool, why: str = "") -> None:
+        """Rank 0 has no run of this identity (or is gone): keep this rank's records in a run of its
+        own rather than drop them; warn once, naming it."""
+        if self._local is None and not self._joined.is_set() and self._into_rank0_folder():
+            pass
+        elif self._local is None:
+            place = self._own_place
+            self._local = RunWriter(place.path, flush_interval=self._flush_interval, max_pending=self._max_pending)
+            self._local.start()
+            with self._lock:
+                meta = dict(self._sent_meta, **self._meta)
+            self._local.write_run(self._own_doc())
+            if "hparams" in meta:
+                self._local.write_hparams(meta["hparams"])
+            self._local.write_platform({"size": 1, "rank": 0}, meta.get("platform", {}))
+            name = self._run_doc.get("name", "?")
+            warn_once(f"peer-own-run:{place.path}", f"em_dist: rank {self.rank}'s run {name!r}: {why or 'rank 0 is out of reach'}; "
+                      f"this rank's records are kept in a run of its own at {place.path}")
+        local = self._local
+        while self.buffer:  # bounded by the buffer's own size
+            local.buffer.extend(self._take())
+        local.wake()
+
+    def _into_rank0_folder(self) -> bool:
+        """No engine, but rank 0's run folder is on a filesystem this rank sees (one node, or a shared
+        filesystem as on most SLURM clusters): write ``metrics/rank-<r>.jsonl`` there directly."""
+        if self.channel is not None and self.channel.engine_started:
+            return False
+        folder = layout.find_run_dir(self._own_place.id, self._run_doc.get("name"), self._own_place.path.parent)
+        if folder is None:
+            return False
+        self._local = RunWriter(folder, flush_interval=self._flush_interval, max_pending=self._max_pending,
+                                rank=self.rank, heartbeat=False)
+        self._local.start()
+        self._direct = True
+        warn_once(f"peer-direct:{folder}", f"em_dist: rank {self.rank}: the script started no engine "
+                  "(torch.distributed, Horovod or mpi4py), so this rank writes its records straight into "
+                  f"rank 0's run folder {folder}")
+        return True
+
+    def _own_doc(self) -> dict[str, Any]:
+        place = self._own_place
+        doc = dict(self._run_doc)
+        doc.update(id=fallback_run_id(place.id, self.rank), alternative_name=place.alternative_name,
+                   world={"size": 1, "rank": 0, "of_rank": self.rank})
+        return doc
+

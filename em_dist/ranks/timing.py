@@ -27,6 +27,8 @@ class RankTimings:
     """At ``finish()``, how long rank 0 waits for peers that never joined (rank-0-only scripts)."""
     peer_join_grace: float = 10.0
     """At ``finish()``, how long a peer waits for a rank 0 that never started serving."""
+    accept_wait: float = 10.0
+    """How long a peer that announced itself waits for rank 0 to accept it before building its link."""
     signal_close_cap: float = 5.0
     """When a signal ends the run, every wait is capped at this: the launcher kills for good soon
     after (torchrun: 30 s after SIGTERM)."""

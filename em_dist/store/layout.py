@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import string
 import time
@@ -44,6 +45,31 @@ def alternative_name(name: str, when: float | None = None) -> str:
     stamp = time.strftime("%y%m%d_%H%M%S", time.localtime(when))
     suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(6))
     return f"{name}_{stamp}_{suffix}"
+
+
+def find_run_dir(run_id: str, name: str | None = None, parent: Path | None = None) -> Path | None:
+    """The folder of the run with id ``run_id`` under ``parent`` (default :func:`run_parent_dir`), if any.
+
+    With ``name``, only that name's folders (``<name>_*``) are read: a restarted job finds its run
+    without reading every run.json of a big parent folder.
+    """
+    from .files import read_json
+
+    parent = run_parent_dir() if parent is None else parent
+    if not parent.is_dir():
+        return None
+    for folder in parent.glob(f"{_glob_escape(name)}_*") if name else parent.iterdir():
+        try:
+            doc = read_json(folder / RUN_FILE, None)
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("id") == run_id:
+            return folder
+    return None
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 def metrics_file(run_dir: Path, rank: int) -> Path:

@@ -51,6 +51,8 @@ def load_run_and_doc(path: str | os.PathLike) -> tuple[RunRecord, dict]:
         git=read_json(run_dir / layout.GIT_FILE, None),
         world=meta.get("world") or {},
         lost_ranks=list(meta.get("lost_ranks") or []),
+        restarts=int(meta.get("restarts") or 0),
+        attempts=list(meta.get("attempts") or []),
         artifacts=_artifact_refs(run_dir),
         points=lambda: read_points(run_dir),
     ), meta
@@ -106,6 +108,7 @@ def read_points(run_dir: Path) -> list[dict]:
                         "epoch": rec.get("epoch"),
                         "rank": rank,
                         "time": rec.get("time"),
+                        "attempt": rec.get("attempt", 0),
                     }
                 )
     return points

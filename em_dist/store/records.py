@@ -54,6 +54,10 @@ class RunRecord:
     git: dict | None = None
     world: dict = field(default_factory=dict)
     lost_ranks: list[int] = field(default_factory=list)
+    restarts: int = 0
+    """How many times a restarted job continued this run."""
+    attempts: list[dict] = field(default_factory=list)
+    """One entry per start: ``{start, end, world_size, status, reason}``."""
     artifacts: list[ArtifactRef] = field(default_factory=list)
     points: list[dict] | Callable[[], list[dict]] = field(default_factory=list, repr=False)
 
@@ -63,7 +67,7 @@ class RunRecord:
         return self.points
 
     def metrics(self, type: str | None = None, name: str | None = None, rank: int | None = None) -> list[dict]:
-        """Metric points as dicts ``{type, name, value, step, epoch, rank, time}``, in logging order per rank."""
+        """Metric points as dicts ``{type, name, value, step, epoch, rank, time, attempt}``, in logging order per rank."""
         return [
             p
             for p in self._all_points()

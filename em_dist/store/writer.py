@@ -41,9 +41,17 @@ class RunWriter(QueuedSink):
         *,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         max_pending: int = DEFAULT_MAX_PENDING,
+        attempt: int = 0,
+        rank: int = 0,
+        heartbeat: bool = True,
     ) -> None:
         super().__init__(interval=flush_interval, max_pending=max_pending, thread_name="em_dist-writer")
         self.run_dir = run_dir
+        self._rank = rank
+        """Whose records ``log()`` appends here: 0, or a peer writing into rank 0's folder itself."""
+        self._beats = heartbeat
+        self._attempt_prefix = f'{{"attempt":{attempt},' if attempt else ""
+        """A continued run's lines say which attempt wrote them (every rank's: peers' lines too)."""
         self._slow_hint = f"Is the disk at {run_dir} slow or full?"
         self._remote: deque[tuple[int, list[Record]]] = deque()
         self._meta: dict[str, Any] = {}
@@ -101,7 +109,7 @@ class RunWriter(QueuedSink):
         for _ in range(len(buf) // CHUNK + 1):  # bounded: a producer faster than us can't keep us here
             batch = self._take()
             if batch:
-                self._queue_lines(0, batch)
+                self._queue_lines(self._rank, batch)
             remote = self._remote
             while remote:
                 rank, records = remote.popleft()
@@ -112,6 +120,8 @@ class RunWriter(QueuedSink):
                 break
         self._write_lines(final)
         self._write_meta()
+        if not self._beats:
+            return
         self._heartbeat["time"] = time.time()
         try:
             write_json_atomic(self.run_dir / layout.HEARTBEAT_FILE, self._heartbeat, durable=False)
@@ -121,7 +131,11 @@ class RunWriter(QueuedSink):
     def _queue_lines(self, rank: int, records: list) -> None:
         encode = self.encode
         lines = self._unwritten.setdefault(rank, [])
-        lines.extend([r if r.__class__ is str else encode(r) for r in records])
+        new = [r if r.__class__ is str else encode(r) for r in records]
+        prefix = self._attempt_prefix
+        if prefix:
+            new = [prefix + line[1:] for line in new]
+        lines.extend(new)
         self._unwritten_count += len(records)
         if self._unwritten_count > self._max_pending:
             self._drop_oldest()

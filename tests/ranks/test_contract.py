@@ -22,6 +22,7 @@ def _check(tmp_path, proc, nproc: int, engine: str, count: int = 300) -> None:
         assert root["bytes"][str(r)] == 5_000_000 + 10 * (n - 1)
         peer = result(tmp_path, r)
         assert peer["connected"] is True and peer["goodbye"] is True
+        assert peer["rank0_run"] == {"id": "contract", "alternative_name": "c", "path": "/c"}
 
 
 def test_contract_over_torch_gloo_under_torchrun(tmp_path):

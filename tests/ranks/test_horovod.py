@@ -102,6 +102,7 @@ def test_channel_contract(controller: str, tmp_path: Path) -> None:
     assert root["bytes"] == {"1": 5_000_000 + 10 * 95}
     assert root["lost"] == [] and root["absent"] == []
     assert peer["goodbye"] and peer["goodbye_s"] < 5.0
+    assert peer["rank0_run"]["id"] == "contract"
 
 
 def test_late_goodbye_is_lost_within_the_timeout(tmp_path: Path) -> None:

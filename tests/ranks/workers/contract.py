@@ -30,7 +30,7 @@ if args.horovod:
 
     hvd.init()
 
-from em_dist.ranks.engines import open_channel
+from em_dist.ranks.engines import Meeting, open_channel
 from em_dist.ranks.timing import RankTimings
 from em_dist.ranks.world import detect_world
 from tests.poll import wait_for
@@ -54,7 +54,8 @@ t0 = time.monotonic()
 result = {"rank": world.rank, "mode": args.mode}
 channel = None
 if world.rank == 0 or args.mode != "alone":
-    channel, engine = open_channel(world, timings)
+    meeting = Meeting(f"contract/{args.mode}", 0, {"id": "contract", "alternative_name": "c", "path": "/c"})
+    channel, engine = open_channel(world, meeting, timings)
     result.update(engine=engine, transport=channel.transport)
 if world.rank == 0:
     channel.start(deliver)
@@ -76,6 +77,7 @@ elif channel is not None:
     t0 = time.monotonic()
     result["goodbye"] = channel.goodbye(args.timeout)
     result["goodbye_s"] = time.monotonic() - t0
+    result["rank0_run"] = channel.rank0_run
     channel.shutdown()
 result.update(seconds=time.monotonic() - t0, got={str(k): v for k, v in got.items()},
               bytes={str(k): v for k, v in sizes.items()}, connected=getattr(channel, "connected", None))

@@ -1,0 +1,73 @@
+"""Run identity across ranks: every record lands in the Run it was logged to (issue 15)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import em_dist as em
+
+from ._launch import job_env, mpirun_cmd, require_mpirun, result, run_job, torchrun_cmd
+
+pytestmark = pytest.mark.timeout(240)
+SWEEP = Path(__file__).parent / "workers" / "sweep.py"
+
+
+def _runs(tmp_path: Path) -> dict[str, em.RunRecord]:
+    runs = [em.load_run(p) for p in (tmp_path / "runs").iterdir() if (p / "run.json").is_file()]
+    by_name: dict[str, em.RunRecord] = {}
+    for r in runs:
+        assert r.name not in by_name, f"two runs named {r.name}: {[x.path for x in runs if x.name == r.name]}"
+        by_name[r.name] = r
+    return by_name
+
+
+def _check_sweep(tmp_path: Path, proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    runs = _runs(tmp_path)
+    assert sorted(runs) == ["rank0_eval", "rank1_solo", "sweep0", "sweep1", "sweep2"]
+    for k in range(3):
+        rec = runs[f"sweep{k}"]
+        assert rec.status == "Succeeded" and rec.lost_ranks == [] and "absent_ranks" not in rec.world
+        for rank in (0, 1):
+            points = rec.metrics(name="k", rank=rank)
+            assert [p["value"] for p in points] == [k] * 5, f"sweep{k} holds rank {rank}'s records of another run"
+            assert {p["value"] for p in rec.metrics(name="rank", rank=rank)} == {rank}
+    only0 = runs["rank0_eval"]
+    assert only0.ranks() == [0] and only0.world["absent_ranks"] == [1]
+    assert {p["value"] for p in only0.metrics(name="k")} == {100}
+    solo = runs["rank1_solo"]  # rank 0 has no such run: rank 1 kept it, as a run of its own
+    assert solo.ranks() == [0] and {p["value"] for p in solo.metrics(name="k")} == {200}
+    assert {p["value"] for p in solo.metrics(name="rank")} == {1}
+    seen0, seen1 = result(tmp_path, 0), result(tmp_path, 1)
+    for k in range(3):  # a peer's run.id, alternative_name and path are rank 0's
+        assert seen1[f"sweep{k}"] == seen0[f"sweep{k}"] == {
+            "id": runs[f"sweep{k}"].id, "alternative_name": runs[f"sweep{k}"].alternative_name,
+            "path": runs[f"sweep{k}"].path}
+
+
+def test_mixed_runs_never_exchange_records_under_torchrun(tmp_path):
+    proc = run_job(torchrun_cmd(2, "--engine", "torch", script=SWEEP), job_env(tmp_path), timeout=200)
+    _check_sweep(tmp_path, proc)
+
+
+def test_mixed_runs_never_exchange_records_under_mpirun(tmp_path):
+    require_mpirun()
+    proc = run_job(mpirun_cmd(2, "--engine", "mpi", script=SWEEP), job_env(tmp_path), timeout=200)
+    _check_sweep(tmp_path, proc)
+
+
+def test_mixed_runs_never_exchange_records_under_horovodrun(tmp_path):
+    pytest.importorskip("horovod.torch")
+    from tests.conftest import PYTHON
+
+    horovodrun = shutil.which("horovodrun") or str(Path(PYTHON).with_name("horovodrun"))
+    env = job_env(tmp_path, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env["PATH"] = str(Path(PYTHON).parent) + os.pathsep + env.get("PATH", "")
+    cmd = [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", PYTHON, str(SWEEP), "--engine", "horovod"]
+    _check_sweep(tmp_path, run_job(cmd, env, timeout=200))
