@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -84,6 +85,8 @@ class Run:
         derived = derived_run_id(job, self.name, occurrence)
         run_id = id or derived or str(uuid.uuid4())
         self._meeting_key = run_id if (id or derived) else f"anon/{self.name}/{occurrence}"
+        if id is None and resume is None and job.attempt == 0:
+            resume = "fresh"  # a first attempt continues nothing; only the launcher's restarts do
         if world.rank == 0:
             place = attempts.place_run(self.name, run_id, resume, started, world.world_size, explicit=id is not None)
         else:  # rank 0 decides where the run lives; a peer adopts that once it reached rank 0
@@ -91,6 +94,7 @@ class Run:
         self._id, self._alternative_name, self._path = place.id, place.alternative_name, place.path
         self._rank0_known = world.rank == 0
         self.attempts = place.attempts
+        self._restarts = place.attempt
         self.start_timestamp = place.start_timestamp
         self.end_timestamp: str | None = None
         self.status = "Initializing"
@@ -152,7 +156,8 @@ class Run:
     @property
     def restarts(self) -> int:
         """How many times the job was restarted into this run (0 for a run's first start)."""
-        return len(self.attempts) - 1
+        self._adopt_rank0()
+        return self._restarts
 
     def _adopt_rank0(self) -> None:
         if self._rank0_known:
@@ -160,6 +165,7 @@ class Run:
         doc = self._sink.rank0_run(self._timings.peer_join_grace)
         if doc is not None:
             self._id, self._alternative_name, self._path = doc["id"], doc["alternative_name"], Path(doc["path"])
+            self._restarts = int(doc.get("restarts", 0))
             self._rank0_known = True
 
     # -- metrics ----------------------------------------------------------------------
@@ -261,6 +267,7 @@ class Run:
             self._sink.write_run(self._run_doc())  # a peer tells rank 0 why it failed
             self._apply(self._sink.end(self._timings.capped(self.dist_timeout, signalled)))
             attempts.end_attempt(self.attempts, self.end_timestamp, self.status, self.status_reason)
+            self._refresh_platform()
             self._save_meta()
             self._sink.close(self.dist_timeout)
             if self._auto_uploader is not None:
@@ -280,6 +287,8 @@ class Run:
         world["backend"] = report.backend or world.get("backend")
         if report.transport:
             world["transport"] = report.transport
+        if report.hosts and world.get("size", 1) > 1:
+            world["nodes"] = report.hosts
         self.world = world
         failures = report.peer_failures
         if failures and self.status == "Succeeded":
@@ -384,7 +393,7 @@ class Run:
             "auto_upload": self.auto_upload,
             "world": self.world,
             "lost_ranks": self.lost_ranks,
-            "restarts": self.restarts,
+            "restarts": self._restarts,
             "attempts": self.attempts,
         }
 
@@ -403,6 +412,18 @@ class Run:
             self.git = collect_git()
         except Exception as exc:  # a probe must never stop a run from starting
             warn_once("platform", f"em_dist: platform probe failed ({exc!r}); the run goes on without it")
+
+    def _refresh_platform(self) -> None:
+        """Facts of libraries the script imported after ``create_run`` (torch, mpi4py), probed at the end."""
+        try:
+            from .platform.probe import mpi_fields, torch_fields
+
+            if self.platform.get("torch") is None and "torch" in sys.modules:
+                self.platform.update(torch_fields(self.world.get("local_rank")))
+            if self.platform.get("mpi") is None and "mpi4py.MPI" in sys.modules:
+                self.platform["mpi"] = mpi_fields()
+        except Exception as exc:  # noqa: BLE001 - a probe must never stop a run from ending
+            warn_once("platform-end", f"em_dist: platform probe at the end failed ({exc!r})")
 
     def _start_auto_upload(self) -> None:
         try:

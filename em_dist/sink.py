@@ -54,7 +54,9 @@ class EndReport:
     backend: str | None = None
     """The training job's torch.distributed backend, if one was seen."""
     transport: str | None = None
-    """What carried the peers' records (``gloo``, ``mpi``, ``horovod``)."""
+    """What carried the peers' records (``gloo``, ``mpi``, ``horovod``, ``files``)."""
+    hosts: int | None = None
+    """How many distinct hosts the ranks reported: the job's node count."""
 
 
 class Sink(ABC):

@@ -328,3 +328,27 @@ def test_public_surface_is_exactly_all() -> None:
     modules = {m.name for m in pkgutil.iter_modules(em.__path__)}  # submodules appear once imported
     assert public - modules == set(em.__all__) - {"Client"}
     assert em.Client is not None and "Client" in em.__all__
+
+
+def test_torch_imported_after_create_run_is_still_recorded(tmp_path):
+    """Platform facts of a torch the script imports only after create_run are probed at the end."""
+    import subprocess
+
+    from tests.conftest import PYTHON, python_env
+
+    pytest.importorskip("torch")
+    script = ("import em_dist as em, sys\n"
+              "run = em.create_run(name='late-torch')\n"
+              "assert 'torch' not in sys.modules\n"
+              "import torch\n"
+              "run.finish()\n"
+              "print(run.path)\n")
+    proc = subprocess.run([PYTHON, "-c", script], env=python_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rec = em.load_run(proc.stdout.strip())
+    import torch
+
+    platform = rec.platform["ranks"]["0"]
+    assert platform["torch"] == torch.__version__
+    assert platform["cuda_available"] is torch.cuda.is_available()
+    assert platform["device"] == ("cpu" if not torch.cuda.is_available() else None)

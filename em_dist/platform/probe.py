@@ -28,8 +28,10 @@ Keys (a flat, JSON-safe dict):
 ``gpus``                  list of ``{"index", "name", "memory_total_bytes",
                           "compute_capability", "uuid"}``, one per CUDA device torch
                           sees (empty without torch or CUDA)
-``device``                the device of this rank: ``cuda:<local_rank>`` when CUDA is
-                          available and ``local_rank`` was given, else ``cpu``
+``device``                ``cpu`` when torch has no CUDA, ``cuda:<i>`` once this process
+                          initialised CUDA (its current device), else None: never a guess
+``mpi``                   ``{"library", "standard", "mpi4py"}`` when the process imported
+                          mpi4py, else None
 ``local_rank``            the ``local_rank`` argument
 ``launcher_env``          the allow-listed launcher variables that are set (see
                           :mod:`em_dist.platform.launcher`); never an environment dump
@@ -52,7 +54,13 @@ def _numpy_version() -> str | None:
     return str(version) if version is not None else None
 
 
-def _torch_fields(local_rank: int | None) -> dict[str, Any]:
+def torch_fields(local_rank: int | None = None) -> dict[str, Any]:
+    """The torch/CUDA/GPU keys, from the torch this process imported (all None without one).
+
+    A Run probes again at its end, so a script that imports torch after ``create_run``
+    still gets them. ``device`` states only what is known: ``cpu`` without CUDA, the
+    current CUDA device once this process initialised CUDA, else None.
+    """
     torch = gpu.imported_torch()
     if torch is None:
         return {
@@ -63,7 +71,7 @@ def _torch_fields(local_rank: int | None) -> dict[str, Any]:
             "nccl_version": None,
             "gpu_driver": gpu.gpu_driver(cuda_seen=False),
             "gpus": [],
-            "device": "cpu",
+            "device": None,
         }
     available = gpu.cuda_available(torch)
     return {
@@ -74,8 +82,33 @@ def _torch_fields(local_rank: int | None) -> dict[str, Any]:
         "nccl_version": gpu.nccl_version(torch),
         "gpu_driver": gpu.gpu_driver(cuda_seen=bool(available)),
         "gpus": gpu.gpus(torch) if available else [],
-        "device": f"cuda:{local_rank}" if available and local_rank is not None else "cpu",
+        "device": _device(torch, available),
     }
+
+
+def _device(torch: Any, cuda_available: bool | None) -> str | None:
+    if not cuda_available:
+        return "cpu" if cuda_available is False else None
+    try:
+        if torch.cuda.is_initialized():  # never initialise CUDA ourselves
+            return f"cuda:{torch.cuda.current_device()}"
+    except Exception:  # noqa: BLE001
+        pass
+    return None
+
+
+def mpi_fields() -> dict[str, Any] | None:
+    """The MPI library of a process that imported mpi4py (em_dist never imports it): implementation,
+    standard version and mpi4py's version; None otherwise."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is None:
+        return None
+    try:
+        major, minor = mpi.Get_version()
+        return {"library": mpi.Get_library_version().strip().splitlines()[0], "standard": f"{major}.{minor}",
+                "mpi4py": getattr(sys.modules.get("mpi4py"), "__version__", None)}
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def collect_platform(local_rank: int | None = None) -> dict[str, Any]:
@@ -101,12 +134,13 @@ def collect_platform(local_rank: int | None = None) -> dict[str, Any]:
         "numpy": _numpy_version(),
     }
     try:
-        info.update(_torch_fields(local_rank))
+        info.update(torch_fields(local_rank))
     except Exception:  # noqa: BLE001 - a broken torch install must not stop the run
         info.update(
             dict.fromkeys(("torch", "cuda_available", "cuda_version", "cudnn_version", "nccl_version", "gpu_driver"))
         )
-        info.update({"gpus": [], "device": "cpu"})
+        info.update({"gpus": [], "device": None})
+    info["mpi"] = mpi_fields()
     info["local_rank"] = local_rank
     try:
         info["launcher_env"] = launcher.launcher_env()

@@ -45,7 +45,8 @@ def open_sink(world: WorldInfo, place: RunPlace, *, meeting_key: str, job_attemp
     if not world.distributed:
         writer = RunWriter(place.path, flush_interval=flush_interval, max_pending=max_pending, attempt=place.attempt)
         return writer, {**world_doc(world, None), "nodes": 1}
-    run_doc = {"id": place.id, "alternative_name": place.alternative_name, "path": str(place.path)}
+    run_doc = {"id": place.id, "alternative_name": place.alternative_name, "path": str(place.path),
+               "restarts": place.attempt}
     channel, engine = open_channel(world, Meeting(meeting_key, job_attempt, run_doc), timings)
     doc = world_doc(world, channel.transport if channel is not None and engine != "deferred" else None)
     if world.rank == 0:

@@ -68,7 +68,7 @@ def _torchrun_job(world: WorldInfo) -> bool:
 
 def _horovod_job(world: WorldInfo) -> bool:
     imported = any(m in sys.modules for m in ("horovod.torch", "horovod.tensorflow", "horovod.keras"))
-    return world.launcher == "horovod" or world.source == "horovod" or imported
+    return world.launcher == "horovodrun" or world.source == "horovod" or imported
 
 
 def _no_engine_yet(world: WorldInfo) -> bool:

@@ -49,7 +49,7 @@ def job_identity(env: Mapping[str, str] | None = None) -> JobIdentity:
     env = os.environ if env is None else env
     if env.get("EM_JOB_ID"):
         return JobIdentity(f"user/{env['EM_JOB_ID']}", _int(env.get("EM_JOB_ATTEMPT")))
-    if env.get("TORCHELASTIC_RUN_ID"):
+    if env.get("TORCHELASTIC_RUN_ID") not in (None, "", "none"):  # "none": torchrun's default rdzv id
         return JobIdentity(f"torchrun/{env['TORCHELASTIC_RUN_ID']}", _int(env.get("TORCHELASTIC_RESTART_COUNT")))
     restarts = _int(env.get("SLURM_RESTART_COUNT"))
     if env.get("HOROVOD_GLOO_RENDEZVOUS_ADDR") and env.get("HOROVOD_GLOO_RENDEZVOUS_PORT"):

@@ -223,9 +223,12 @@ class PeerSink(QueuedSink):
         filesystem as on most SLURM clusters): write ``metrics/rank-<r>.jsonl`` there directly."""
         if self.channel is not None and self.channel.engine_started:
             return False
-        folder = layout.find_run_dir(self._own_place.id, self._run_doc.get("name"), self._own_place.path.parent)
-        if folder is None:
-            return False
+        name, parent = self._run_doc.get("name"), self._own_place.path.parent
+        until = time.monotonic() + self._timings.root_join_grace  # rank 0 may have started a moment later
+        while (folder := layout.find_run_dir(self._own_place.id, name, parent)) is None:
+            if time.monotonic() >= until:
+                return False
+            time.sleep(self._timings.poll)
         self._local = RunWriter(folder, flush_interval=self._flush_interval, max_pending=self._max_pending,
                                 rank=self.rank, heartbeat=False)
         self._local.start()

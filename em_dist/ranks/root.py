@@ -42,6 +42,7 @@ class RootSink(Sink):
         self._artifacts: list[dict] = []
         self._shipped: list[dict] = []
         self._peer_failures: dict[int, str] = {}
+        self._backend: str | None = None
         self._receiver = ArtifactReceiver(Path(writer.run_dir))
 
     # -- the Sink face ----------------------------------------------------------------
@@ -80,13 +81,18 @@ class RootSink(Sink):
             self.writer.write_artifacts(self._artifacts + self._shipped)
 
     def end(self, timeout: float) -> EndReport:
-        report = EndReport(backend=_torch_backend())
-        if self.channel is not None:
+        report = EndReport(backend=self._backend or _torch_backend())
+        if self.channel is not None and not self.channel.engine_started:
+            # The script started no engine: peers wrote their records into this folder themselves.
+            self.channel.close(0.0, 0.0)
+            report.transport = "files"
+        elif self.channel is not None:
             end = self.channel.close(timeout, self._timings.root_join_grace)
             report.lost_ranks, report.absent_ranks = sorted(end.lost), sorted(end.absent)
             report.transport = self.channel.transport
         with self._lock:
             report.peer_failures = dict(self._peer_failures)
+            report.hosts = len({p.get("host") for p in self._platforms.values() if p.get("host")}) or None
         return report
 
     def close(self, timeout: float) -> bool:
@@ -94,6 +100,8 @@ class RootSink(Sink):
 
     # -- what the channel delivers (its receiving thread) ---------------------------------
     def _deliver(self, rank: int, msg: Any) -> None:
+        if self._backend is None:  # seen while the training group is alive (it may be gone at finish)
+            self._backend = _torch_backend()
         kind = msg[0]
         if kind == "rec":
             self.writer.submit(rank, msg[1])

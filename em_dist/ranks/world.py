@@ -23,7 +23,7 @@ class WorldInfo:
     local_rank: int = 0
     local_world_size: int = 1
     node_rank: int = 0
-    launcher: str = "none"  # torchrun | mpirun | slurm | horovod | env | none
+    launcher: str = "none"  # torchrun | horovodrun | mpirun | srun | env | none
     source: str = "none"  # what told us: torch.distributed | horovod | mpi4py | env | none
 
     @property
@@ -33,7 +33,8 @@ class WorldInfo:
 
     @property
     def nodes(self) -> int | None:
-        """Number of nodes, when every node runs the same number of processes."""
+        """Number of nodes, when the launcher says how many processes each runs; None when it does not
+        (rank 0 then counts the hosts its peers report)."""
         if self.local_world_size >= 1 and self.world_size % self.local_world_size == 0:
             return self.world_size // self.local_world_size
         return None
@@ -53,8 +54,10 @@ def launcher_name(env: Mapping[str, str] | None = None) -> str:
     if "TORCHELASTIC_RUN_ID" in env:
         return "torchrun"
     if "HOROVOD_RANK" in env:
-        return "horovod"
+        return "horovodrun"
     if "OMPI_COMM_WORLD_RANK" in env or "PMIX_RANK" in env or "PMI_RANK" in env:
+        if any(m in sys.modules for m in ("horovod.torch", "horovod.tensorflow", "horovod.keras")):
+            return "horovodrun"  # horovodrun --mpi sets only MPI's variables
         return "srun" if "SLURM_STEP_ID" in env else "mpirun"
     if "SLURM_STEP_ID" in env and "SLURM_PROCID" in env:
         return "srun"
@@ -82,7 +85,7 @@ def _from_env(env: Mapping[str, str]) -> WorldInfo | None:
         local = _int(env, local_v)
         local_size = _int(env, local_size_v)
         if local_size is None or local_size < 1:
-            local_size = size if local is None else max(local + 1, 1)
+            local_size = 0  # unknown: the node count comes from the hosts the ranks report
         return WorldInfo(
             rank=rank,
             world_size=size,
@@ -131,5 +134,5 @@ def detect_world(env: Mapping[str, str] | None = None) -> WorldInfo:
     if from_env is not None and (from_env.rank, from_env.world_size) == (rank, size):
         return WorldInfo(**{**from_env.__dict__, "source": source})
     launcher = launcher_name(env)
-    return WorldInfo(rank=rank, world_size=size, local_rank=rank, local_world_size=size,
+    return WorldInfo(rank=rank, world_size=size, local_rank=rank, local_world_size=0,
                      launcher=launcher, source=source)

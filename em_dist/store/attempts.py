@@ -10,6 +10,7 @@ lines written by a later attempt carry ``"attempt": n`` (docs/format.md).
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,7 +59,9 @@ def place_run(name: str, run_id: str, resume: str | None, started: float, world_
     """The place of rank 0's (or a single process's) run: continued when a run with ``run_id`` exists.
 
     ``resume``: ``"allow"`` (or None) continues an existing run, ``"must"`` raises when there is
-    none, ``"never"`` raises when there is one.
+    none, ``"never"`` raises when there is one, ``"fresh"`` (a job's first attempt, whose derived
+    id an earlier job with the same launcher identity may have used) starts a new run under a
+    new id.
     """
     found = layout.find_run_dir(run_id, name)
     if found is None and explicit:
@@ -68,6 +71,8 @@ def place_run(name: str, run_id: str, resume: str | None, started: float, world_
             raise ValueError(f"create_run(id={run_id!r}, resume='must'): no run with that id under "
                              f"{layout.run_parent_dir()}; check the id (run.json 'id') or EM_RUN_PARENT_DIR")
         return new_place(name, run_id, started, world_size)
+    if resume == "fresh":
+        return new_place(name, str(uuid.uuid4()), started, world_size)
     if resume == "never":
         raise ValueError(f"create_run(id={run_id!r}, resume='never'): a run with that id exists at {found}; "
                          "pass another id or resume='allow' to continue it")

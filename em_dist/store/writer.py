@@ -64,7 +64,10 @@ class RunWriter(QueuedSink):
 
     # -- called from any thread -------------------------------------------------
     def start(self) -> None:
-        self._ensure_dir()
+        """Create the folder and write the metadata set so far now (a run.json exists from the start),
+        then the thread takes over."""
+        if self._ensure_dir():
+            self._write_meta()
         super().start()
 
     def submit(self, rank: int, records: list[Record]) -> None:

@@ -123,3 +123,19 @@ def test_sigterm_to_the_job_marks_the_run_failed_and_chains_user_handlers(tmp_pa
     _train_points_complete(rec, [0, 1])
     for r in (0, 1):  # the handler the script installed still ran, after em_dist's
         assert (tmp_path / "out" / f"user-handler-{r}").exists()
+
+
+def test_no_engine_on_one_filesystem_keeps_every_rank(tmp_path):
+    """RANK/WORLD_SIZE and nothing else (no init_process_group, no MPI): each rank writes its own
+    metrics file into rank 0's folder, and nobody waits for a transport that cannot exist."""
+    procs = spawn_env_job(3, job_env(tmp_path), "--init", "none")
+    try:
+        for p in procs:
+            assert p.wait(60) == 0, p.stdout.read()[-3000:]
+    finally:
+        kill_all(procs)
+    rec = the_run(tmp_path)
+    assert rec.status == "Succeeded" and rec.world["transport"] == "files"
+    assert rec.lost_ranks == [] and "absent_ranks" not in rec.world
+    check_gathered(rec, 3, STEPS, EXTRA)
+    assert all(result(tmp_path, r)["finish_s"] < 5 for r in range(3))

@@ -21,6 +21,10 @@ def test_mpirun_with_torch_and_mpi4py(tmp_path):
     check_gathered(rec, 2, steps=40, extra=7)
     assert rec.status == "Succeeded"
     assert rec.world["launcher"] == "mpirun" and rec.world["transport"] == "mpi"
+    assert rec.world["nodes"] == 1  # counted from the hosts the ranks reported (Open MPI says no local size here)
+    for r in ("0", "1"):
+        mpi = rec.platform["ranks"][r]["mpi"]
+        assert mpi["library"].startswith("Open MPI") and mpi["standard"].count(".") == 1
     assert sorted(a.name for a in rec.artifacts) == ["rank0-log", "rank1-log"]
     assert rec.rank_hparams == {1: {"seed": 1001}}
 

@@ -25,7 +25,7 @@ def test_gathers_every_rank_while_training_uses_the_default_group(tmp_path, npro
     check_gathered(rec, nproc, steps=40, extra=7)
     assert rec.status == "Succeeded" and rec.lost_ranks == []
     assert rec.world["size"] == nproc and rec.world["launcher"] == "torchrun"
-    assert rec.world["backend"] == "gloo" and rec.world["transport"] == "gloo"
+    assert rec.world["backend"] == "gloo" and rec.world["transport"] == "gloo" and rec.world["nodes"] == 1
     # platform: one entry per rank
     assert sorted(rec.platform["ranks"], key=int) == [str(r) for r in range(nproc)]
     assert rec.platform["world"]["size"] == nproc

@@ -21,8 +21,8 @@ TORCHRUN = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE
     ({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_LOCAL_RANK": "1",
       "OMPI_COMM_WORLD_LOCAL_SIZE": "4", "OMPI_COMM_WORLD_NODE_RANK": "0"}, WorldInfo(1, 4, 1, 4, 0, "mpirun", "env")),
     ({"HOROVOD_RANK": "2", "HOROVOD_SIZE": "4", "HOROVOD_LOCAL_RANK": "0", "HOROVOD_LOCAL_SIZE": "2",
-      "HOROVOD_CROSS_RANK": "1"}, WorldInfo(2, 4, 0, 2, 1, "horovod", "env")),
-    ({"PMI_RANK": "5", "PMI_SIZE": "6"}, WorldInfo(5, 6, 5, 6, 0, "mpirun", "env")),
+      "HOROVOD_CROSS_RANK": "1"}, WorldInfo(2, 4, 0, 2, 1, "horovodrun", "env")),
+    ({"PMI_RANK": "5", "PMI_SIZE": "6"}, WorldInfo(5, 6, 5, 0, 0, "mpirun", "env")),  # nodes: unknown
     ({"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "4", "SLURM_LOCALID": "1", "SLURM_STEP_TASKS_PER_NODE": "2",
       "SLURM_NODEID": "1", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "4"}, WorldInfo(3, 4, 1, 2, 1, "srun", "env")),
     # an sbatch script's one batch process: SLURM_NTASKS but no job step -> not distributed
@@ -35,6 +35,7 @@ def test_detect_world_from_launcher_env(env, expected):
 
 def test_world_nodes():
     assert WorldInfo(0, 8, 0, 4).nodes == 2 and WorldInfo().nodes == 1 and not WorldInfo().distributed
+    assert WorldInfo(0, 8, 0, 0).nodes is None  # the launcher did not say: rank 0 counts hosts
 
 
 def test_single_process_engine_is_none():
@@ -76,7 +77,7 @@ def test_engine_choice_never_initialises_anything(monkeypatch):
     mpi_world = WorldInfo(1, 2, 1, 2, 0, "mpirun", "env")
     # an MPI job whose script has not started MPI (yet): wait for the script, never import mpi4py
     assert _engine(mpi_world) == "deferred"
-    assert _engine(WorldInfo(1, 2, 1, 2, 0, "horovod", "env")) == "horovod"
+    assert _engine(WorldInfo(1, 2, 1, 2, 0, "horovodrun", "env")) == "horovod"
     monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
     monkeypatch.setenv("MASTER_PORT", "29500")
     assert _engine(WorldInfo(1, 2, 1, 2, 0, "torchrun", "env")) == "torch"
