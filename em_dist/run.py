@@ -22,11 +22,13 @@ from .store.reader import load_artifact
 from .store.records import ArtifactRecord
 from .ranks import signals
 from .ranks.attach import open_sink
+from .ranks.deferred import torch_ready
 from .ranks.identity import derived_run_id, job_identity, next_occurrence
+from .ranks.late import LateJoin
 from .ranks.world import WorldInfo, detect_world
 from .ranks.timing import RankTimings
 from .sink import EndReport, Sink
-from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING
+from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
 from .values import TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
 
 _now = time.time
@@ -100,6 +102,7 @@ class Run:
         self.status = "Initializing"
         self.status_reason: str | None = None
         self.lost_ranks: list[int] = []
+        self.late_ranks: list[int] = []
         self.hparams = Hparams(on_change=self._hparams_changed)
         self.platform: dict[str, Any] = {}
         self.git: dict[str, Any] | None = None
@@ -115,11 +118,10 @@ class Run:
         sink, self.world = open_sink(world, place, meeting_key=self._meeting_key, job_attempt=job.attempt,
                                      timings=self._timings, flush_interval=interval,
                                      max_pending=max_pending or DEFAULT_MAX_PENDING)
-        self._sink: Sink = sink
-        self._buffer = sink.buffer
-        self._wake_at = sink.wake_at
-        self._encode_at = sink.encode_at
-        self._encode = sink.encode
+        self._late: LateJoin | None = None
+        self._use_sink(sink)
+        if isinstance(sink, RunWriter):  # one process for now; an engine may make it a rank later
+            self._late = LateJoin(sink, place, self._meeting_key, self._timings, self._joined_late, self._run_doc)
 
         self._probe_platform()
         self._save_meta()
@@ -158,6 +160,21 @@ class Run:
         """How many times the job was restarted into this run (0 for a run's first start)."""
         self._adopt_rank0()
         return self._restarts
+
+    def _use_sink(self, sink: Sink) -> None:
+        self._sink = sink
+        self._buffer = sink.buffer  # log()'s hot path reads these four without a call
+        self._wake_at = sink.wake_at
+        self._encode_at = sink.encode_at
+        self._encode = sink.encode
+
+    def _joined_late(self, sink: Sink, world: dict[str, Any]) -> None:
+        """The engine started after create_run and made this process a rank (on the writer thread)."""
+        self.world = world
+        self._use_sink(sink)
+        if world["rank"] != 0:
+            self._rank0_known = False
+        self._save_meta()
 
     def _adopt_rank0(self) -> None:
         if self._rank0_known:
@@ -262,6 +279,8 @@ class Run:
                 return
             self._finished = True
         try:
+            if self._late is not None and not self._late.done and torch_ready():
+                self._sink.flush(self._timings.signal_close_cap)  # let the writer's cycle join the job first
             self.status, self.status_reason = status, reason
             self.end_timestamp = _iso(_now())
             self._sink.write_run(self._run_doc())  # a peer tells rank 0 why it failed
@@ -301,6 +320,11 @@ class Run:
             if causes:
                 first = min(causes)
                 self.status_reason = f"rank {first}: {causes[first]}; then rank 0: {self.status_reason}"
+        if report.late_ranks:
+            self.late_ranks = report.late_ranks
+            warn_once("late-ranks", f"em_dist: ranks {self.late_ranks} were still running when this run ended "
+                      f"(dist_timeout={self.dist_timeout:.0f}s); what they sent before is kept, what came later "
+                      "stays in a run of their own.")
         if report.lost_ranks:
             self.lost_ranks = report.lost_ranks
             warn_once("lost-ranks", f"em_dist: ranks {self.lost_ranks} did not finish their run; "
@@ -393,6 +417,7 @@ class Run:
             "auto_upload": self.auto_upload,
             "world": self.world,
             "lost_ranks": self.lost_ranks,
+            "late_ranks": self.late_ranks,
             "restarts": self._restarts,
             "attempts": self.attempts,
         }

@@ -47,6 +47,8 @@ class EndReport:
 
     lost_ranks: list[int] = field(default_factory=list)
     """Ranks that joined but never said goodbye (died, or too slow for the timeout)."""
+    late_ranks: list[int] = field(default_factory=list)
+    """Ranks still connected but not finished within the timeout (alive and slow)."""
     absent_ranks: list[int] = field(default_factory=list)
     """Ranks that never joined this run (they made no run, or could not reach rank 0)."""
     peer_failures: dict[int, str] = field(default_factory=dict)

@@ -34,7 +34,9 @@ class ChannelEnd:
     """What rank 0's channel saw by the end of the run."""
 
     lost: set[int] = field(default_factory=set)
-    """Peers that joined but did not say goodbye in time."""
+    """Peers that joined and whose link broke before their goodbye (the process died)."""
+    late: set[int] = field(default_factory=set)
+    """Peers that joined, are still connected, but did not say goodbye within the timeout."""
     absent: set[int] = field(default_factory=set)
     """Peers that never joined."""
 

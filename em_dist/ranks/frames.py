@@ -188,13 +188,14 @@ class FrameRoot(RootChannel):
                     break
                 self._lock.wait(min(0.05, max(0.0, deadline - now)))
             joined = set(self._peers)
-            lost = {p for p in joined if self._peers[p].lost or not self._peers[p].done}
-            end = ChannelEnd(lost=lost, absent=peers - joined)
+            lost = {p for p in joined if self._peers[p].lost}
+            late = {p for p in joined if not self._peers[p].done}
+            end = ChannelEnd(lost=lost, late=late, absent=peers - joined)
         self._stop.set()
         if self._thread is not None:  # no engine call of ours may overlap the exit (MPI_Finalize)
             self._thread.join(1.0)
         try:
-            self.wire.shutdown(frozenset(joined - lost))
+            self.wire.shutdown(frozenset(joined - lost - late))  # only finished links are worth a wait
         except Exception:  # noqa: BLE001 - best effort: never block exit
             pass
         return end

@@ -139,6 +139,7 @@ class HorovodRoot(_Rounds, RootChannel):
         super().__init__(rank, world_size, nonce, timings, run_doc)
         self._deliver: Deliver | None = None
         self._gave_up = False
+        self._failed = False
         self._connected = threading.Event()
         self._all_bye = threading.Event()
         self._done = threading.Event()
@@ -170,7 +171,9 @@ class HorovodRoot(_Rounds, RootChannel):
             return ChannelEnd(absent=peers)
         self._done.wait(max(0.0, deadline - time.monotonic()))
         self._gave_up = True
-        return ChannelEnd(lost=peers - self._byes)
+        missing = peers - self._byes
+        # rounds need every rank: while they ran without error, a missing peer is alive, only late
+        return ChannelEnd(lost=missing, late=set()) if self._failed else ChannelEnd(late=missing)
 
     def _run(self) -> None:
         try:
@@ -181,6 +184,7 @@ class HorovodRoot(_Rounds, RootChannel):
             self.mark_ready()
             self._rounds()
         except Exception as exc:  # noqa: BLE001 - Horovod shut down, a rank died, elastic reset...
+            self._failed = True
             _log.warning("em_dist: Horovod channel stopped: %s: %s", type(exc).__name__, exc)
         finally:
             self._done.set()

@@ -11,6 +11,7 @@ goodbye, all within the ``end`` timeout.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ class PeerSink(QueuedSink):
     _slow_hint = "Is rank 0 alive and reachable?"
 
     def __init__(self, channel: PeerChannel | None, rank: int, *, timings: RankTimings, max_pending: int,
-                 own_place: RunPlace, flush_interval: float) -> None:
+                 own_place: RunPlace, flush_interval: float, retired: RunWriter | None = None) -> None:
         super().__init__(interval=timings.send_interval, max_pending=max_pending, thread_name=f"em_dist-peer-{rank}")
         self.channel = channel
         self.rank = rank
@@ -45,6 +46,10 @@ class PeerSink(QueuedSink):
         self._run_doc: dict[str, Any] = {}
         self._local: RunWriter | None = None
         self._direct = False  # _local writes into rank 0's own folder (no engine)
+        self._retired = retired
+        """The writer of this process's own run before it learnt its rank (:mod:`.late`): log() calls
+        racing the switch may still land in its buffer; its folder goes once rank 0 has everything."""
+        self._handed_off = False
         """This rank's run of its own, when rank 0 has no run of this identity or became unreachable."""
         self._lock = threading.Lock()  # the training thread writes metadata, the cycle reads it
         self._meta: dict[str, Any] = {}
@@ -94,6 +99,10 @@ class PeerSink(QueuedSink):
         return EndReport()
 
     def close(self, timeout: float) -> bool:
+        if self._retired is not None:
+            self._retired.close(timeout)
+            if self._handed_off and self._local is None:
+                shutil.rmtree(self._retired.run_dir, ignore_errors=True)
         if self._local is not None and not self._thread.is_alive():
             if not self._direct:
                 self._local.write_run(self._own_doc())
@@ -117,7 +126,8 @@ class PeerSink(QueuedSink):
                 if self._failure is not None:
                     channel.send([("failed", self._failure)])
                 self._ship_artifacts(channel)
-                if not channel.goodbye(max(0.0, self._deadline - time.monotonic())):
+                self._handed_off = channel.goodbye(max(0.0, self._deadline - time.monotonic()))
+                if not self._handed_off:
                     warn_once("peer-goodbye", f"em_dist: rank 0 did not acknowledge rank {self.rank}'s end in time; "
                               "its last records may be missing from the run.")
         except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach
@@ -154,6 +164,10 @@ class PeerSink(QueuedSink):
                 self._sent_meta[kind] = doc
                 messages.append((kind, doc))
         buf = self.buffer
+        if self._retired is not None:
+            old = self._retired.buffer
+            while old:  # a log() that raced the switch appended there
+                buf.append(old.popleft())
         enc = self.encode
         for _ in range(len(buf) // CHUNK + 1):  # bounded: a faster producer can't keep us here
             batch = self._take()
@@ -198,6 +212,8 @@ class PeerSink(QueuedSink):
     def _keep_locally(self, final: bool, why: str = "") -> None:
         """Rank 0 has no run of this identity (or is gone): keep this rank's records in a run of its
         own rather than drop them; warn once, naming it."""
+        if self._local is None and not self.buffer:
+            return  # nothing of this rank's is left to keep
         if self._local is None and not self._joined.is_set() and self._into_rank0_folder():
             pass
         elif self._local is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +84,15 @@ class RootSink(Sink):
     def end(self, timeout: float) -> EndReport:
         report = EndReport(backend=self._backend or _torch_backend())
         if self.channel is not None and not self.channel.engine_started:
-            # The script started no engine: peers wrote their records into this folder themselves.
+            # The script started no engine: peers write their records into this folder themselves
+            # (when they see it); give them the join grace to show up, as over an engine.
             self.channel.close(0.0, 0.0)
             report.transport = "files"
+            report.absent_ranks = self._ranks_without_files(min(timeout, self._timings.root_join_grace))
         elif self.channel is not None:
             end = self.channel.close(timeout, self._timings.root_join_grace)
             report.lost_ranks, report.absent_ranks = sorted(end.lost), sorted(end.absent)
+            report.late_ranks = sorted(end.late)
             report.transport = self.channel.transport
         with self._lock:
             report.peer_failures = dict(self._peer_failures)
@@ -124,6 +128,17 @@ class RootSink(Sink):
             with self._lock:
                 self._peer_hparams[rank] = msg[1]
                 self._write_rank_hparams()
+
+    def _ranks_without_files(self, wait: float) -> list[int]:
+        folder = Path(self.writer.run_dir)
+        missing = set(range(1, self.channel.world_size))  # type: ignore[union-attr]
+        until = time.monotonic() + wait
+        while missing:
+            missing = {r for r in missing if not layout.metrics_file(folder, r).exists()}
+            if not missing or time.monotonic() >= until:
+                break
+            time.sleep(self._timings.poll)
+        return sorted(missing)
 
     def _add_shipped(self, entry: dict) -> None:
         with self._lock:

@@ -51,6 +51,7 @@ def load_run_and_doc(path: str | os.PathLike) -> tuple[RunRecord, dict]:
         git=read_json(run_dir / layout.GIT_FILE, None),
         world=meta.get("world") or {},
         lost_ranks=list(meta.get("lost_ranks") or []),
+        late_ranks=list(meta.get("late_ranks") or []),
         restarts=int(meta.get("restarts") or 0),
         attempts=list(meta.get("attempts") or []),
         artifacts=_artifact_refs(run_dir),

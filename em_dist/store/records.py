@@ -54,6 +54,8 @@ class RunRecord:
     git: dict | None = None
     world: dict = field(default_factory=dict)
     lost_ranks: list[int] = field(default_factory=list)
+    late_ranks: list[int] = field(default_factory=list)
+    """Ranks alive but not finished when the run ended (their later records are not in it)."""
     restarts: int = 0
     """How many times a restarted job continued this run."""
     attempts: list[dict] = field(default_factory=list)

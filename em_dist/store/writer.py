@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from filelock import FileLock
 
@@ -48,6 +48,9 @@ class RunWriter(QueuedSink):
         super().__init__(interval=flush_interval, max_pending=max_pending, thread_name="em_dist-writer")
         self.run_dir = run_dir
         self._rank = rank
+        self.on_cycle: Callable[[], None] | None = None
+        """Called on the writer thread after each cycle (the rank layer watches for a late engine)."""
+        self._handed_over = False
         """Whose records ``log()`` appends here: 0, or a peer writing into rank 0's folder itself."""
         self._beats = heartbeat
         self._attempt_prefix = f'{{"attempt":{attempt},' if attempt else ""
@@ -106,8 +109,30 @@ class RunWriter(QueuedSink):
             return False
         return True
 
+    def handover(self) -> list[str]:
+        """Stop writing lines and return every line of this writer's rank so far (on disk and
+        pending), for a process that turns out to be a peer of a job that started late
+        (:mod:`em_dist.ranks.late`). Call on the writer thread (from ``on_cycle``)."""
+        self._handed_over = True
+        lines: list[str] = []
+        path = layout.metrics_file(self.run_dir, self._rank)
+        self._close_file(self._rank)
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = [line for line in f if line.endswith("\n")]
+        except OSError:
+            pass
+        lines += self._unwritten.pop(self._rank, [])
+        buf = self.buffer
+        while buf:
+            batch = self._take()
+            lines += [r if r.__class__ is str else self.encode(r) for r in batch]
+        return lines
+
     # -- the writer thread ------------------------------------------------------
     def _cycle(self, final: bool = False) -> None:
+        if self._handed_over:
+            return
         buf = self.buffer
         for _ in range(len(buf) // CHUNK + 1):  # bounded: a producer faster than us can't keep us here
             batch = self._take()
@@ -123,7 +148,9 @@ class RunWriter(QueuedSink):
                 break
         self._write_lines(final)
         self._write_meta()
-        if not self._beats:
+        if self.on_cycle is not None:
+            self.on_cycle()
+        if not self._beats or self._handed_over:
             return
         self._heartbeat["time"] = time.time()
         try:

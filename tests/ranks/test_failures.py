@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import em_dist as em
 from tests.poll import wait_for
 
 from ._launch import (
@@ -17,6 +18,7 @@ from ._launch import (
     kill_all,
     metric_lines,
     result,
+    run_job,
     spawn_env_job,
     the_run,
     torchrun_cmd,
@@ -139,3 +141,14 @@ def test_no_engine_on_one_filesystem_keeps_every_rank(tmp_path):
     assert rec.lost_ranks == [] and "absent_ranks" not in rec.world
     check_gathered(rec, 3, STEPS, EXTRA)
     assert all(result(tmp_path, r)["finish_s"] < 5 for r in range(3))
+
+
+def test_a_slow_peer_is_late_not_lost(tmp_path):
+    """Rank 1 is alive but reaches finish() after rank 0 gave up waiting: recorded as late."""
+    proc = run_job(torchrun_cmd(2, "--timeout", "2", "--slow-rank", "1", "--slow-s", "6"), job_env(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    runs = [em.load_run(p) for p in (tmp_path / "runs").iterdir() if (p / "run.json").is_file()]
+    assert len(runs) == 1, "rank 1 had nothing left to keep on its own"
+    (main,) = runs
+    assert main.late_ranks == [1] and main.lost_ranks == [] and main.status == "Succeeded"
+    check_gathered(main, 2, STEPS, EXTRA)  # everything rank 1 logged had reached rank 0 already

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import subprocess
 from pathlib import Path
 
@@ -71,3 +72,20 @@ def test_mixed_runs_never_exchange_records_under_horovodrun(tmp_path):
     env["PATH"] = str(Path(PYTHON).parent) + os.pathsep + env.get("PATH", "")
     cmd = [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", PYTHON, str(SWEEP), "--engine", "horovod"]
     _check_sweep(tmp_path, run_job(cmd, env, timeout=200))
+
+
+def test_mp_spawn_with_create_run_before_the_group_gives_one_run(tmp_path):
+    from ._launch import free_port
+
+    spawned = Path(__file__).parent / "workers" / "spawned.py"
+    env = job_env(tmp_path)
+    proc = run_job([sys.executable, str(spawned), str(free_port())], env, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    folders = [p for p in (tmp_path / "runs").iterdir() if (p / "run.json").is_file()]
+    assert len(folders) == 1, f"one run, no stray folders: {[p.name for p in folders]}"
+    rec = em.load_run(folders[0])
+    assert rec.status == "Succeeded" and rec.world["size"] == 2 and rec.world["launcher"] == "mp.spawn"
+    for rank in (0, 1):
+        assert [p["value"] for p in rec.metrics(name="step_seen", rank=rank)] == list(range(30))
+        assert {p["value"] for p in rec.metrics(name="rank", rank=rank)} == {rank}
+    assert result(tmp_path, 0) == result(tmp_path, 1) == {"id": rec.id, "path": rec.path}

@@ -26,6 +26,8 @@ p.add_argument("--no-torch", action="store_true", help="never import torch (mpi4
 p.add_argument("--mpi", action="store_true", help="use mpi4py like an MPI training script")
 p.add_argument("--timeout", type=float, default=20.0)
 p.add_argument("--raise-rank", type=int, default=-1, help="this rank raises instead of finishing")
+p.add_argument("--slow-rank", type=int, default=-1, help="this rank waits --slow-s seconds before finish()")
+p.add_argument("--slow-s", type=float, default=0.0)
 args = p.parse_args()
 
 out = os.environ["EM_TEST_OUT"]
@@ -110,6 +112,8 @@ if args.wait_file:
 
 if rank == args.raise_rank:
     raise RuntimeError("boom")
+if rank == args.slow_rank:
+    time.sleep(args.slow_s)  # alive, just slow: not a synchronisation
 t0 = time.monotonic()
 if run is not None:
     run.finish()

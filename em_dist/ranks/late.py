@@ -1,0 +1,105 @@
+"""Engines that start after ``create_run``, in processes the launcher gave no rank (issue 15).
+
+``torch.multiprocessing.spawn`` children and the processes of PyTorch Lightning's own
+DDP launcher learn their rank only when the script (or Lightning) calls
+``init_process_group``; their ``create_run`` ran before, as a single process with a run
+folder of its own. A :class:`LateJoin` watches for that moment from the writer's thread
+(one ``sys.modules`` lookup per writer cycle) and then joins the job's one Run:
+
+- rank 0 keeps its folder and starts receiving (its writer becomes a :class:`RootSink`);
+- any other rank hands every line it wrote so far, and what follows, to rank 0 through
+  a :class:`PeerSink`; its own folder is removed once rank 0 acknowledged the end.
+
+The processes meet under the run's identity key (its name and occurrence, alike on
+every rank), on em_dist's own gloo pairs over the default group's store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from typing import Any, Callable
+
+from .._warn import warn_once
+from ..sink import Sink
+from ..store.attempts import RunPlace
+from ..store.writer import RunWriter
+from .deferred import torch_ready
+from .engines import Meeting, _gloo_wire
+from .frames import FramePeer, FrameRoot
+from .peer import PeerSink
+from .root import RootSink
+from .timing import RankTimings
+from .world import WorldInfo
+
+
+def launcher_guess() -> str:
+    """Name the launcher of a process that got its rank late."""
+    if any(m in sys.modules for m in ("lightning", "pytorch_lightning", "lightning.pytorch")):
+        return "lightning"
+    if multiprocessing.current_process().name != "MainProcess":
+        return "mp.spawn"
+    return "env"
+
+
+class LateJoin:
+    """Turns a single-process run into its rank's part of the job once torch.distributed is up."""
+
+    def __init__(self, writer: RunWriter, place: RunPlace, key: str, timings: RankTimings,
+                 become: Callable[[Sink, dict[str, Any]], None], doc: Callable[[], dict[str, Any]]) -> None:
+        self._writer = writer
+        self._place = place
+        self._key = key
+        self._timings = timings
+        self._become = become
+        self._doc = doc
+        self.done = False
+        writer.on_cycle = self.check
+
+    def check(self) -> None:
+        """On the writer thread, after a cycle: join the job if an engine of several ranks appeared."""
+        if self.done or not torch_ready():
+            return
+        import torch.distributed as dist
+
+        try:
+            rank, size = dist.get_rank(), dist.get_world_size()
+        except Exception:  # noqa: BLE001 - a group being torn down: look again next cycle
+            return
+        self.done = True
+        self._writer.on_cycle = None
+        if size <= 1:
+            return
+        try:
+            self._join(rank, size)
+        except Exception as exc:  # noqa: BLE001 - the run goes on as it was: a run of this process
+            warn_once("late-join", f"em_dist: this process became rank {rank} of {size} after create_run, but "
+                      f"could not join rank 0's run ({exc!r}); it keeps a run of its own at {self._place.path}")
+
+    def _join(self, rank: int, size: int) -> None:
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        world = WorldInfo(rank=rank, world_size=size, local_rank=local, local_world_size=0,
+                          launcher=launcher_guess(), source="torch.distributed")
+        place = self._place
+        run_doc = {"id": place.id, "alternative_name": place.alternative_name, "path": str(place.path),
+                   "restarts": place.attempt}
+        wire = _gloo_wire(world, Meeting(self._key, 0, run_doc), self._timings)
+        from .attach import world_doc
+
+        doc = world_doc(world, "gloo")
+        sink: Sink
+        if rank == 0:
+            channel = FrameRoot(wire, release_wait=self._timings.release_wait)
+            sink = RootSink(self._writer, channel, self._timings)
+            channel.start(sink._deliver)  # type: ignore[attr-defined]
+        else:
+            lines = self._writer.handover()
+            peer = PeerSink(FramePeer(wire), rank, timings=self._timings, max_pending=self._writer._max_pending,
+                            own_place=place, flush_interval=self._writer._interval,
+                            retired=self._writer)
+            peer.buffer.extend(lines)
+            peer.write_run(self._doc())
+            peer.start()
+            sink = peer
+        self._become(sink, doc)
