@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-APT_PACKAGES := openmpi-bin libopenmpi-dev postgresql chromium chromium-driver cmake g++
+APT_PACKAGES := openmpi-bin libopenmpi-dev postgresql chromium chromium-driver cmake g++ slurm-wlm munge
 
 .PHONY: demo test setup system-deps horovod bench clean
 
@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[server,dev,mpi,progress]'
 	touch $@
 
-# OpenMPI, PostgreSQL and Chromium for the multi-process, database and browser tests.
+# OpenMPI, PostgreSQL, Chromium and a one-node SLURM for the multi-process, database, browser and launcher tests.
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

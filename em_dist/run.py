@@ -87,7 +87,7 @@ class Run:
         derived = derived_run_id(job, self.name, occurrence)
         run_id = id or derived or str(uuid.uuid4())
         self._meeting_key = run_id if (id or derived) else f"anon/{self.name}/{occurrence}"
-        if id is None and resume is None and job.attempt == 0:
+        if id is None and resume is None and not job.continues_runs:
             resume = "fresh"  # a first attempt continues nothing; only the launcher's restarts do
         if world.rank == 0:
             place = attempts.place_run(self.name, run_id, resume, started, world.world_size, explicit=id is not None)
@@ -121,7 +121,10 @@ class Run:
         self._late: LateJoin | None = None
         self._use_sink(sink)
         if isinstance(sink, RunWriter):  # one process for now; an engine may make it a rank later
-            self._late = LateJoin(sink, place, self._meeting_key, self._timings, self._joined_late, self._run_doc)
+            # Processes that learn their rank late meet by name and occurrence alone: what the
+            # environment said at create_run differs between them (Lightning sets MASTER_* later in rank 0).
+            self._late = LateJoin(sink, place, f"late/{self.name}/{occurrence}", self._timings, self._joined_late,
+                                  self._run_doc)
 
         self._probe_platform()
         self._save_meta()

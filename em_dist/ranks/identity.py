@@ -35,6 +35,15 @@ class JobIdentity:
     """None when nothing names the job (a plain script): runs then get random ids."""
     attempt: int = 0
     """0 on the first attempt; the launcher's restart count after a restart."""
+    user_named: bool = False
+    """The user named the job (``EM_JOB_ID``): a run of that name is continued whatever the attempt."""
+
+    @property
+    def continues_runs(self) -> bool:
+        """Whether an existing run with this job's derived id is this job's own: after a restart, or
+        when the user named the job. A first attempt otherwise starts afresh (launchers reuse ids:
+        torchrun's ``--rdzv_id``, a default ``MASTER_PORT``)."""
+        return self.user_named or self.attempt > 0
 
 
 def _int(value: str | None) -> int:
@@ -48,9 +57,11 @@ def job_identity(env: Mapping[str, str] | None = None) -> JobIdentity:
     """Read the job's identity from the launcher's environment (never from the network)."""
     env = os.environ if env is None else env
     if env.get("EM_JOB_ID"):
-        return JobIdentity(f"user/{env['EM_JOB_ID']}", _int(env.get("EM_JOB_ATTEMPT")))
+        return JobIdentity(f"user/{env['EM_JOB_ID']}", _int(env.get("EM_JOB_ATTEMPT")), user_named=True)
     if env.get("TORCHELASTIC_RUN_ID") not in (None, "", "none"):  # "none": torchrun's default rdzv id
-        return JobIdentity(f"torchrun/{env['TORCHELASTIC_RUN_ID']}", _int(env.get("TORCHELASTIC_RESTART_COUNT")))
+        # under SLURM, torchrun starts afresh after a requeue: SLURM's count says it is a restart
+        restarts = _int(env.get("TORCHELASTIC_RESTART_COUNT")) + _int(env.get("SLURM_RESTART_COUNT"))
+        return JobIdentity(f"torchrun/{env['TORCHELASTIC_RUN_ID']}", restarts)
     restarts = _int(env.get("SLURM_RESTART_COUNT"))
     if env.get("HOROVOD_GLOO_RENDEZVOUS_ADDR") and env.get("HOROVOD_GLOO_RENDEZVOUS_PORT"):
         return JobIdentity(f"horovod/{env['HOROVOD_GLOO_RENDEZVOUS_ADDR']}:{env['HOROVOD_GLOO_RENDEZVOUS_PORT']}", restarts)

@@ -98,7 +98,7 @@ class LateJoin:
             peer = PeerSink(FramePeer(wire), rank, timings=self._timings, max_pending=self._writer._max_pending,
                             own_place=place, flush_interval=self._writer._interval,
                             retired=self._writer)
-            peer.buffer.extend(lines)
+            peer.buffer.extendleft(reversed(lines))  # before what log() appends meanwhile (one deque)
             peer.write_run(self._doc())
             peer.start()
             sink = peer

@@ -36,7 +36,8 @@ class PeerSink(QueuedSink):
 
     def __init__(self, channel: PeerChannel | None, rank: int, *, timings: RankTimings, max_pending: int,
                  own_place: RunPlace, flush_interval: float, retired: RunWriter | None = None) -> None:
-        super().__init__(interval=timings.send_interval, max_pending=max_pending, thread_name=f"em_dist-peer-{rank}")
+        super().__init__(interval=timings.send_interval, max_pending=max_pending, thread_name=f"em_dist-peer-{rank}",
+                         buffer=retired.buffer if retired is not None else None)
         self.channel = channel
         self.rank = rank
         self._timings = timings
@@ -47,8 +48,9 @@ class PeerSink(QueuedSink):
         self._local: RunWriter | None = None
         self._direct = False  # _local writes into rank 0's own folder (no engine)
         self._retired = retired
-        """The writer of this process's own run before it learnt its rank (:mod:`.late`): log() calls
-        racing the switch may still land in its buffer; its folder goes once rank 0 has everything."""
+        """The writer of this process's own run before it learnt its rank (:mod:`.late`): this sink
+        takes over its buffer (the very deque log() appends to, so no record can fall between the
+        two), and its folder goes once rank 0 has everything."""
         self._handed_off = False
         """This rank's run of its own, when rank 0 has no run of this identity or became unreachable."""
         self._lock = threading.Lock()  # the training thread writes metadata, the cycle reads it
@@ -164,10 +166,6 @@ class PeerSink(QueuedSink):
                 self._sent_meta[kind] = doc
                 messages.append((kind, doc))
         buf = self.buffer
-        if self._retired is not None:
-            old = self._retired.buffer
-            while old:  # a log() that raced the switch appended there
-                buf.append(old.popleft())
         enc = self.encode
         for _ in range(len(buf) // CHUNK + 1):  # bounded: a faster producer can't keep us here
             batch = self._take()

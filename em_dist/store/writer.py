@@ -110,8 +110,8 @@ class RunWriter(QueuedSink):
         return True
 
     def handover(self) -> list[str]:
-        """Stop writing lines and return every line of this writer's rank so far (on disk and
-        pending), for a process that turns out to be a peer of a job that started late
+        """Stop writing lines and return every line of this writer's rank written or encoded so far,
+        for a process that turns out to be a peer of a job that started late
         (:mod:`em_dist.ranks.late`). Call on the writer thread (from ``on_cycle``)."""
         self._handed_over = True
         lines: list[str] = []
@@ -120,14 +120,11 @@ class RunWriter(QueuedSink):
         try:
             with open(path, encoding="utf-8") as f:
                 lines = [line for line in f if line.endswith("\n")]
+            os.remove(path)  # the lines move: whoever takes them writes them once, somewhere
         except OSError:
             pass
         lines += self._unwritten.pop(self._rank, [])
-        buf = self.buffer
-        while buf:
-            batch = self._take()
-            lines += [r if r.__class__ is str else self.encode(r) for r in batch]
-        return lines
+        return lines  # what is still in ``buffer`` stays there: the next owner of the deque takes it
 
     # -- the writer thread ------------------------------------------------------
     def _cycle(self, final: bool = False) -> None:

@@ -89,3 +89,21 @@ def test_mp_spawn_with_create_run_before_the_group_gives_one_run(tmp_path):
         assert [p["value"] for p in rec.metrics(name="step_seen", rank=rank)] == list(range(30))
         assert {p["value"] for p in rec.metrics(name="rank", rank=rank)} == {rank}
     assert result(tmp_path, 0) == result(tmp_path, 1) == {"id": rec.id, "path": rec.path}
+
+
+@pytest.mark.parametrize("strategy", ["ddp"])
+def test_lightning_ddp_launcher_with_create_run_at_the_top_gives_one_run(tmp_path, strategy):
+    pytest.importorskip("lightning")
+    script = Path(__file__).parent / "workers" / "lightning_ddp.py"
+    env = job_env(tmp_path)
+    proc = subprocess.run([sys.executable, str(script), strategy], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    folders = [p for p in (tmp_path / "runs").iterdir() if (p / "run.json").is_file()]
+    assert len(folders) == 1, f"one run, no stray folders: {[p.name for p in folders]}"
+    rec = em.load_run(folders[0])
+    assert rec.status == "Succeeded" and rec.world["size"] == 2 and rec.world["launcher"] == "lightning"
+    for rank in (0, 1):  # 4000 samples, batch 8, 2 ranks: 250 steps each, each logged once
+        assert [p["step"] for p in rec.metrics(name="loss", rank=rank)] == list(range(250))
+        assert {p["value"] for p in rec.metrics(name="rank", rank=rank)} == {rank}
+    assert result(tmp_path, 0) == result(tmp_path, 1) == {"id": rec.id, "path": rec.path}
