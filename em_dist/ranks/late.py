@@ -16,9 +16,7 @@ every rank), on em_dist's own gloo pairs over the default group's store.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import sys
 from typing import Any, Callable
 
 from .._warn import warn_once
@@ -31,16 +29,7 @@ from .frames import FramePeer, FrameRoot
 from .peer import PeerSink
 from .root import RootSink
 from .timing import RankTimings
-from .world import WorldInfo
-
-
-def launcher_guess() -> str:
-    """Name the launcher of a process that got its rank late."""
-    if any(m in sys.modules for m in ("lightning", "pytorch_lightning", "lightning.pytorch")):
-        return "lightning"
-    if multiprocessing.current_process().name != "MainProcess":
-        return "mp.spawn"
-    return "env"
+from .world import WorldInfo, launcher_guess
 
 
 class LateJoin:

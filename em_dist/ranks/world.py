@@ -8,6 +8,7 @@ starts MPI, and touching torch.distributed must stay the user's decision.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from collections.abc import Mapping
@@ -64,6 +65,16 @@ def launcher_name(env: Mapping[str, str] | None = None) -> str:
     if "RANK" in env and "WORLD_SIZE" in env:
         return "env"
     return "none"
+
+
+def launcher_guess() -> str:
+    """Name the launcher of a process whose rank came from an engine, not from its environment:
+    Lightning's own launchers and ``torch.multiprocessing.spawn`` give their processes no RANK."""
+    if any(m in sys.modules for m in ("lightning", "pytorch_lightning", "lightning.pytorch")):
+        return "lightning"
+    if multiprocessing.current_process().name != "MainProcess":
+        return "mp.spawn"
+    return "env"
 
 
 def _from_env(env: Mapping[str, str]) -> WorldInfo | None:
@@ -134,5 +145,7 @@ def detect_world(env: Mapping[str, str] | None = None) -> WorldInfo:
     if from_env is not None and (from_env.rank, from_env.world_size) == (rank, size):
         return WorldInfo(**{**from_env.__dict__, "source": source})
     launcher = launcher_name(env)
+    if launcher in ("none", "env"):
+        launcher = launcher_guess()
     return WorldInfo(rank=rank, world_size=size, local_rank=rank, local_world_size=0,
                      launcher=launcher, source=source)

@@ -91,12 +91,12 @@ def test_mp_spawn_with_create_run_before_the_group_gives_one_run(tmp_path):
     assert result(tmp_path, 0) == result(tmp_path, 1) == {"id": rec.id, "path": rec.path}
 
 
-@pytest.mark.parametrize("strategy", ["ddp"])
-def test_lightning_ddp_launcher_with_create_run_at_the_top_gives_one_run(tmp_path, strategy):
+@pytest.mark.parametrize("where", ["top", "module", "callback"])
+def test_lightning_ddp_launcher_gives_one_run_wherever_it_is_created(tmp_path, where):
     pytest.importorskip("lightning")
     script = Path(__file__).parent / "workers" / "lightning_ddp.py"
     env = job_env(tmp_path)
-    proc = subprocess.run([sys.executable, str(script), strategy], env=env, cwd=tmp_path, capture_output=True,
+    proc = subprocess.run([sys.executable, str(script), "ddp", where], env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
     folders = [p for p in (tmp_path / "runs").iterdir() if (p / "run.json").is_file()]
