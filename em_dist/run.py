@@ -471,15 +471,15 @@ class Run:
 
 
 def create_run(
+    config_path: str | os.PathLike | None = None,
     name: str = "default",
     hparams: Mapping[str, Any] | None = None,
     labels: list[str] | None = None,
     description: str = "",
+    auto_upload: bool = False,
     folder: str = "default",
     make_folder: bool = False,
     conflict_strategy: str = "new",
-    auto_upload: bool = False,
-    config_path: str | os.PathLike | None = None,
     *,
     folder_id: str | None = None,
     dist_timeout: float | None = None,
@@ -490,8 +490,9 @@ def create_run(
 ) -> Run:
     """Start a run: a local run folder now, every ``log()`` written in the background, uploadable later.
 
-    ``config_path`` names a YAML file with any of these keys; an argument left at its default
-    takes the file's value. Under a distributed launcher every rank calls this; rank 0 owns the run.
+    The positional order is the original SDK's (``config_path`` first); pass the rest by
+    keyword. ``config_path`` names a YAML file with any of these keys; an argument left at its
+    default takes the file's value. Under a distributed launcher every rank calls this; rank 0 owns the run.
 
     ``id`` and ``resume`` continue a run: ``resume="allow"`` (the default when ``id`` is given, and
     for a job restarted by its launcher) appends to the run with that id if it exists,
@@ -533,7 +534,9 @@ def _apply_config(args: dict[str, Any], path: Path) -> dict[str, Any]:
     import yaml
 
     if not path.is_file():
-        raise FileNotFoundError(f"create_run(config_path=...): no such file: {path}")
+        hint = (f" create_run's first argument is config_path, as in the original SDK: did you mean "
+                f"create_run(name={str(path)!r})?" if path.suffix not in (".yaml", ".yml") else "")
+        raise FileNotFoundError(f"create_run(config_path=...): no such file: {path}.{hint}")
     with open(path, encoding="utf-8") as f:
         doc = yaml.safe_load(f) or {}
     if not isinstance(doc, dict):

@@ -352,3 +352,16 @@ def test_torch_imported_after_create_run_is_still_recorded(tmp_path):
     assert platform["torch"] == torch.__version__
     assert platform["cuda_available"] is torch.cuda.is_available()
     assert platform["device"] == ("cpu" if not torch.cuda.is_available() else None)
+
+
+def test_create_run_keeps_the_original_sdks_argument_order(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("name: from-config\nlabels: [a]\n")
+    run = em.create_run(str(cfg))  # positional: config_path first, as the original SDK
+    run.finish()
+    assert run.name == "from-config" and run.labels == ["a"]
+    run = em.create_run(None, "positional-name", {"lr": 0.1})
+    run.finish()
+    assert run.name == "positional-name" and dict(run.hparams) == {"lr": 0.1}
+    with pytest.raises(FileNotFoundError, match=r"did you mean create_run\(name='mnist'\)"):
+        em.create_run("mnist")
