@@ -9,6 +9,7 @@ while that one is small, else as a new row): a 1M-point run is a few dozen rows.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from em_dist.server.models import MetricChunk, MetricSeries, RankOffset
+from em_dist.server.models import MetricChunk, MetricSeries, RankOffset, Run
 from em_dist.store.lines import NONFINITE
 
 CHUNK_POINTS = 65_536
@@ -205,7 +206,16 @@ def ingest(session: Session, run_id: str, rank: int, offset: int, data: bytes) -
     )
     if done.rowcount != 1:
         raise OffsetConflict(f"rank {rank}: another upload of this run moved the offset; retry", current)
+    touch_run(session, run_id)
     return IngestResult(new_offset, lines_held + len(records), points)
+
+
+def touch_run(session: Session, run_id: str) -> None:
+    """Record a sign of life of the run (``runs.updated``, read by :mod:`em_dist.server.liveness`)."""
+    session.execute(
+        update(Run).where(Run.id == run_id).values(updated=dt.datetime.now(dt.timezone.utc))
+        .execution_options(synchronize_session=False)
+    )
 
 
 @dataclass

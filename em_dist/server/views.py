@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from em_dist.server.liveness import honest_status
 from em_dist.store.lines import json_number
 from em_dist.server.models import Artifact, ArtifactFile, Folder, LineageEdge, MetricSeries, Run, User
 
@@ -57,17 +59,34 @@ def latest_metrics(session: Session, run_ids: list[str]) -> dict[str, dict[str, 
     return out
 
 
-def run_summary(run: Run, latest: dict[str, Any]) -> dict[str, Any]:
+def _duration_s(start: str | None, end: str | None) -> float | None:
+    """Seconds from ``start`` to ``end`` (ISO-8601), None when either is missing or unreadable."""
+    if not start or not end:
+        return None
+    try:
+        t0, t1 = dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
+        if (t0.tzinfo is None) != (t1.tzinfo is None):
+            t0, t1 = t0.replace(tzinfo=dt.timezone.utc) if t0.tzinfo is None else t0, \
+                t1.replace(tzinfo=dt.timezone.utc) if t1.tzinfo is None else t1
+        return max(0.0, (t1 - t0).total_seconds())
+    except ValueError:
+        return None
+
+
+def run_summary(run: Run, latest: dict[str, Any], *, cutoff: dt.datetime, folder: str | None = None) -> dict[str, Any]:
+    """A run's row in a listing. ``status`` is the honest one (:mod:`liveness`); ``duration_s`` runs
+    to the end time, or for a run without one to its last sign of life."""
+    status = honest_status(run, cutoff)
     return {
         "id": run.id,
         "name": run.name,
         "alternative_name": run.alternative_name,
         "folder_id": run.folder_id,
-        "status": run.status,
-        "status_reason": run.status_reason,
+        "folder": folder,
+        **status,
         "labels": run.labels,
         "start_timestamp": run.start_timestamp,
-        "end_timestamp": run.end_timestamp,
+        "duration_s": _duration_s(run.start_timestamp, status["end_timestamp"] or status["last_seen"]),
         "world_size": (run.world or {}).get("size", 1),
         "lost_ranks": run.lost_ranks,
         "latest": latest,
@@ -103,9 +122,9 @@ def run_artifacts(session: Session, run_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def run_detail(session: Session, run: Run, folder: Folder) -> dict[str, Any]:
+def run_detail(session: Session, run: Run, folder: Folder, *, cutoff: dt.datetime) -> dict[str, Any]:
     return {
-        **run_summary(run, {}),
+        **run_summary(run, {}, cutoff=cutoff, folder=folder.path),
         "local_name": run.local_name,
         "folder": folder.path,
         "description": run.description,
