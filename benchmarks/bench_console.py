@@ -1,4 +1,9 @@
-"""Console timings for a run with 1,000,000 points of one metric.
+"""Console timings: run search over 10,000 runs, and a run with 1,000,000 points of one metric.
+
+``--only search``: a real server on SQLite holding 10,000 runs (hparams, labels, statuses
+and two metrics each; written straight into the database for speed, as the other
+server benchmarks do), then the median time of ``GET /runs`` with the README's example
+filter and a few others, server time (``server_ms``) and client wall time. Target < 300 ms.
 
 Builds the run with the public API, uploads it with the real client to a real server
 (``em server start`` on a free port, temporary data dir), then measures:
@@ -92,15 +97,101 @@ def browser_times(url: str, key: str, run_id: str, repeat: int) -> tuple[float, 
     return cold, warm
 
 
+SEARCHES = [
+    'hparams.lr < 0.01 and metrics.val/loss < 0.2 and labels contains "baseline" and status = "Succeeded"',
+    'hparams.optimizer = "Adam" and hparams.batch_size >= 64',
+    'name contains "run-99" or labels contains "rare"',
+    "",
+]
+
+
+def seed_runs(data_dir: Path, owner: str, folder_path: str, n: int) -> None:
+    """``n`` runs in one folder, inserted in bulk (the API path is what the tests cover)."""
+    import datetime as dt
+    import random
+    import uuid
+
+    from sqlalchemy import insert, select
+
+    from em_dist.server.config import ServerConfig
+    from em_dist.server.db import open_database
+    from em_dist.server.models import Folder, MetricSeries, Run, User
+
+    rng = random.Random(12)
+    db = open_database(ServerConfig.build(data_dir))
+    with db.write_session() as session:
+        user = session.scalars(select(User).where(User.name == owner)).one()
+        folder = session.scalars(select(Folder).where(Folder.owner_id == user.id, Folder.path == folder_path)).one()
+        now = dt.datetime.now(dt.timezone.utc)
+        runs, series = [], []
+        for i in range(n):
+            rid = str(uuid.uuid4())
+            labels = rng.sample(["baseline", "ablation", "big", "small", "tuned"], 2) + (["rare"] if i % 997 == 0 else [])
+            runs.append(dict(
+                id=rid, folder_id=folder.id, owner_id=user.id, name=f"run-{i}", local_name=f"run-{i}", alternative_name="",
+                status=rng.choice(["Succeeded", "Succeeded", "Failed", "Running"]), labels=labels, description="",
+                start_timestamp=(now - dt.timedelta(minutes=n - i)).isoformat(), end_timestamp=None,
+                hparams={"lr": 10 ** rng.uniform(-4, -1), "batch_size": rng.choice([16, 32, 64, 128]),
+                         "optimizer": rng.choice(["Adam", "SGD", "AdamW"]), "model": {"depth": rng.randint(2, 24)}},
+                hparams_ranks={}, platform={}, git=None, world={"size": 1}, lost_ranks=[], extra={},
+                created=now - dt.timedelta(seconds=n - i), updated=now))
+            for mtype in ("train", "val"):
+                series.append(dict(run_id=rid, rank=0, type=mtype, name="loss", count=100, last_step=99,
+                                   last_value=rng.uniform(0.01, 1.0)))
+        session.execute(insert(Run), runs)
+        session.execute(insert(MetricSeries), series)
+        session.commit()
+    db.dispose()
+
+
+def bench_search(url: str, key: str, data_dir: Path, runs: int, repeat: int) -> None:
+    import requests
+
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {key}"
+    assert http.post(f"{url}/api/v1/folders", json={"path": "sweep"}, timeout=30).status_code == 201
+    t0 = time.perf_counter()
+    seed_runs(data_dir, "bench", "sweep", runs)
+    print(f"seeded {runs:,} runs in {time.perf_counter() - t0:.1f} s (SQLite)")
+    print(f"\n{'GET /runs?folder=sweep&limit=100&filter=...':<100} {'server ms':>9} {'wall ms':>8} {'total':>6}")
+    for filter in SEARCHES:
+        wall, server, total = [], [], 0
+        for _ in range(repeat + 1):  # the first request warms the caches and is not counted
+            t0 = time.perf_counter()
+            body = http.get(f"{url}/api/v1/runs", params={"folder": "sweep", "limit": 100, "filter": filter}, timeout=60).json()
+            wall.append((time.perf_counter() - t0) * 1000)
+            server.append(body["server_ms"])
+            total = body["total"]
+        label = filter or "(no filter)"
+        print(f"{label[:100]:<100} {statistics.median(server[1:]):>9.1f} {statistics.median(wall[1:]):>8.1f} {total:>6,}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", choices=["search", "chart"], default=None)
     args = parser.parse_args()
 
     import requests
 
     tmp = Path(tempfile.mkdtemp(prefix="em-bench-console-"))
+    if args.only == "search":
+        proc, url = start_server(tmp / "server")
+        try:
+            from em_dist.server import admin
+            from em_dist.server.config import ServerConfig
+            from em_dist.server.db import open_database
+
+            db = open_database(ServerConfig.build(tmp / "server"))
+            key = admin.add_user(db, "bench")
+            db.dispose()
+            bench_search(url, key, tmp / "server", args.runs, args.repeat)
+        finally:
+            proc.terminate()
+            proc.wait(15)
+        return
     os.environ["EM_RUN_PARENT_DIR"] = str(tmp / "runs")
     os.environ["EM_ARTIFACT_PARENT_DIR"] = str(tmp / "artifacts")
     t0 = time.perf_counter()

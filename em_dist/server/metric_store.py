@@ -261,6 +261,27 @@ def load_series(session: Session, series: MetricSeries, *, full: bool) -> Series
     return data
 
 
+def step_window(steps: np.ndarray, step_min: int | None, step_max: int | None) -> np.ndarray:
+    """Indices of the points whose step lies in ``[step_min, step_max]`` (None: unbounded), in order."""
+    keep = np.ones(len(steps), dtype=bool)
+    if step_min is not None:
+        keep &= steps >= step_min
+    if step_max is not None:
+        keep &= steps <= step_max
+    return np.flatnonzero(keep)
+
+
+def window_downsample(steps: np.ndarray, values: np.ndarray, points: int | None,
+                      step_min: int | None = None, step_max: int | None = None) -> np.ndarray:
+    """Indices of at most ``points`` samples (min and max per bucket) within the step window.
+
+    A zoomed chart asks for its visible step range, so the same budget of points covers
+    a narrower range: finer data where the user looks.
+    """
+    window = step_window(steps, step_min, step_max)
+    return window[downsample_indices(values[window], points or 0)]
+
+
 def downsample_indices(values: np.ndarray, points: int) -> np.ndarray:
     """Indices of at most ``points`` samples keeping each bucket's min and max (sorted)."""
     n = len(values)
