@@ -89,6 +89,7 @@ def run_summary(run: Run, latest: dict[str, Any], *, cutoff: dt.datetime, folder
         "duration_s": _duration_s(run.start_timestamp, status["end_timestamp"] or status["last_seen"]),
         "world_size": (run.world or {}).get("size", 1),
         "lost_ranks": run.lost_ranks,
+        "hparams": run.hparams,
         "latest": latest,
     }
 

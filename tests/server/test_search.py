@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import uuid
-
 import pytest
-import requests
 
 import em_dist as em
 from tests.server.harness import ServerProcess, wait_for
+from tests.server.seed import Api, put_run
 
 RUNS = [
     # name, folder, status, labels, hparams, val/loss points
@@ -21,33 +18,18 @@ RUNS = [
 ]
 
 
-def put_run(call, name: str, folder: str, status: str, labels: list, hparams: dict, losses: list) -> str:  # type: ignore[no-untyped-def]
-    run_id = str(uuid.uuid4())
-    body = {"folder": folder, "make_folder": True, "ranks": [0], "hparams": hparams,
-            "run": {"name": name, "status": status, "labels": labels, "start_timestamp": "2026-11-30T10:00:00+00:00",
-                    "end_timestamp": "2026-11-30T11:00:00+00:00" if status != "Running" else None}}
-    assert call("PUT", f"/runs/{run_id}", json=body).status_code == 200
-    if losses:
-        lines = "".join(json.dumps({"type": "val", "step": i, "time": 1.0 + i, "metrics": {"loss": v}}) + "\n"
-                        for i, v in enumerate(losses))
-        response = call("POST", f"/runs/{run_id}/metrics/0", params={"offset": 0}, data=lines.encode())
-        assert response.status_code == 200, response.text
-    return run_id
+def seed(api: Api, name: str, folder: str, status: str, labels: list, hparams: dict, losses: list) -> str:
+    return put_run(api, name, folder, status, labels, hparams, {"val/loss": losses} if losses else None)
 
 
 @pytest.fixture(scope="module")
 def sweep(server):
     """A fresh user with the RUNS above on the module's server: (call, client, {name: id})."""
     _, key = server.add_user()
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {key}"
-
-    def call(method: str, path: str, **kwargs) -> requests.Response:  # type: ignore[no-untyped-def]
-        return session.request(method, f"{server.url}/api/v1{path}", timeout=60, **kwargs)
-
-    ids = {spec[0]: put_run(call, *spec) for spec in RUNS}
+    call = Api(server.url, key)
+    ids = {spec[0]: seed(call, *spec) for spec in RUNS}
     yield call, em.Client(host=server.url, api_key=key), ids
-    session.close()
+    call.close()
 
 
 def names(call, filter: str, **params) -> set[str]:  # type: ignore[no-untyped-def]
@@ -147,13 +129,8 @@ def test_a_silent_live_run_is_lost_with_its_last_sign_of_life(tmp_path, monkeypa
     monkeypatch.delenv("EM_LOST_AFTER_S")
     try:
         _, key = srv.add_user()
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {key}"
-
-        def call(method: str, path: str, **kwargs) -> requests.Response:  # type: ignore[no-untyped-def]
-            return session.request(method, f"{srv.url}/api/v1{path}", timeout=60, **kwargs)
-
-        run_id = put_run(call, "silent", "live", "Running", [], {}, [1.0])
+        call = Api(srv.url, key)
+        run_id = seed(call, "silent", "live", "Running", [], {}, [1.0])
         first = call("GET", f"/runs/{run_id}").json()
         assert first["status"] == "Running" and not first["lost"]
         lost = wait_for(lambda: (d := call("GET", f"/runs/{run_id}").json())["lost"] and d, timeout=20, what="lost")
@@ -164,7 +141,7 @@ def test_a_silent_live_run_is_lost_with_its_last_sign_of_life(tmp_path, monkeypa
         # a sign of life brings it back
         call("POST", f"/runs/{run_id}/metrics/0", params={"offset": 10_000})  # a gap (409) is no sign of life
         assert call("GET", f"/runs/{run_id}").json()["lost"]
-        session.close()
+        call.close()
     finally:
         srv.stop()
 

@@ -47,10 +47,11 @@ export function metricTraces({ series, band, smoothing, hidden, axis }) {
   const traces = [];
   if (band && band.x.length) {
     const x = toX(band.x, axis);
-    traces.push({ x, y: finite(band.min), mode: 'lines', line: { width: 0 }, hoverinfo: 'skip', showlegend: false,
+    // the band is smoothed with the lines' weight, so it follows the smoothed mean
+    traces.push({ x, y: smooth(finite(band.min), smoothing), mode: 'lines', line: { width: 0 }, hoverinfo: 'skip', showlegend: false,
       name: 'min', meta: { kind: 'band' } });
-    traces.push({ x, y: finite(band.max), mode: 'lines', line: { width: 0 }, fill: 'tonexty', fillcolor: 'rgba(80,90,110,0.15)',
-      name: 'min–max', meta: { kind: 'band' } });
+    traces.push({ x, y: smooth(finite(band.max), smoothing), mode: 'lines', line: { width: 0 }, fill: 'tonexty',
+      fillcolor: 'rgba(80,90,110,0.15)', name: 'min–max', meta: { kind: 'band' } });
     traces.push({ x, y: smooth(finite(band.mean), smoothing), mode: 'lines', line: { color: '#1d2330', width: 2, dash: 'dash' },
       name: 'mean', meta: { kind: 'mean' } });
   }
@@ -64,16 +65,35 @@ export function metricTraces({ series, band, smoothing, hidden, axis }) {
   return traces;
 }
 
-export function metricLayout(title, axis) {
+// The title sits top left, the toolbar (modebar) top right and the legend under the x axis,
+// so none overlaps another. yRange: [lo, hi] in data units, or null for autorange.
+export function metricLayout(title, axis, { log = false, yRange = null, xTitle = null } = {}) {
+  const yaxis = { automargin: true, type: log ? 'log' : 'linear' };
+  if (yRange) yaxis.range = log ? yRange.map((v) => Math.log10(v)) : yRange;
+  else yaxis.autorange = true;
   return {
-    title: { text: title, font: { size: 14 }, x: 0.01, xanchor: 'left', y: 0.97 },
-    margin: { l: 50, r: 10, t: 40, b: 44 },
-    xaxis: { title: { text: axis === 'time' ? 'wall time' : axis, standoff: 6 }, type: axis === 'time' ? 'date' : 'linear' },
-    yaxis: { automargin: true },
-    legend: { orientation: 'h', x: 1, xanchor: 'right', y: 1.0, yanchor: 'bottom', font: { size: 11 }, traceorder: 'normal' },
+    title: { text: title, font: { size: 14 }, x: 0.01, xanchor: 'left', y: 0.98, yanchor: 'top' },
+    margin: { l: 50, r: 10, t: 34, b: 20 },
+    xaxis: { title: { text: xTitle || (axis === 'time' ? 'wall time' : axis), standoff: 4 }, type: axis === 'time' ? 'date' : 'linear',
+      automargin: true },
+    yaxis,
+    legend: { orientation: 'h', x: 0, xanchor: 'left', y: -0.18, yanchor: 'top', font: { size: 11 }, traceorder: 'normal' },
     hovermode: 'x unified',
     uirevision: title,
   };
+}
+
+// A y range that leaves out outliers: the 1st to 99th percentile of the values, padded by 10 %.
+// With a log axis only positive values count. Null when there is too little to judge.
+export function clippedRange(values, log = false) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x) && (!log || x > 0)).sort((a, b) => a - b);
+  if (v.length < 10) return null;
+  const at = (q) => v[Math.min(v.length - 1, Math.max(0, Math.round(q * (v.length - 1))))];
+  let lo = at(0.01); let hi = at(0.99);
+  if (log) { const pad = (Math.log10(hi) - Math.log10(lo)) * 0.1 || 0.1; return [lo / 10 ** pad, hi * 10 ** pad]; }
+  const pad = (hi - lo) * 0.1 || Math.abs(hi) * 0.1 || 1;
+  lo -= pad; hi += pad;
+  return [lo, hi];
 }
 
 export const PLOT_CONFIG = { responsive: true, displaylogo: false, scrollZoom: false };
