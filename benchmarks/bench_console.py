@@ -76,26 +76,29 @@ def timed_get(session, url: str, repeat: int) -> tuple[float, float, int]:
     return statistics.median(wall), statistics.median(server), n
 
 
-def browser_times(url: str, key: str, run_id: str, repeat: int) -> tuple[float, list[float]]:
+def browser_times(url: str, key: str, run_id: str, repeat: int) -> tuple[list[float], list[float]]:
+    """Navigation start -> chart drawn: cold (a fresh browser context each: empty cache) and warm (reload)."""
     from playwright.sync_api import sync_playwright
 
     chart = '.chart[data-metric="train/loss"][data-rendered]'
+    cold, warm = [], []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        context.add_cookies([{"name": "em_session", "value": key, "url": url}])
-        page = context.new_page()
-        page.goto(f"{url}/#/run/{run_id}/metrics")
-        page.wait_for_selector(chart, timeout=60_000)
-        cold = page.evaluate("performance.now()")
-        warm = []
-        for _ in range(repeat):
-            page.reload()
+        for i in range(repeat):
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            context.add_cookies([{"name": "em_session", "value": key, "url": url}])
+            page = context.new_page()
+            page.goto(f"{url}/#/run/{run_id}/metrics")
             page.wait_for_selector(chart, timeout=60_000)
-            warm.append(page.evaluate("performance.now()"))
+            cold.append(page.evaluate("performance.now()"))
+            if i == 0:
+                for _ in range(repeat):
+                    page.reload()
+                    page.wait_for_selector(chart, timeout=60_000)
+                    warm.append(page.evaluate("performance.now()"))
+            context.close()
         browser.close()
     return cold, warm
-
 
 SEARCHES = [
     'hparams.lr < 0.01 and metrics.val/loss < 0.2 and labels contains "baseline" and status = "Succeeded"',
@@ -166,6 +169,22 @@ def bench_search(url: str, key: str, data_dir: Path, runs: int, repeat: int) -> 
         print(f"{label[:100]:<100} {statistics.median(server[1:]):>9.1f} {statistics.median(wall[1:]):>8.1f} {total:>6,}")
 
 
+def bench_search_server(tmp: Path, args: argparse.Namespace) -> None:
+    proc, url = start_server(tmp / "search-server")
+    try:
+        from em_dist.server import admin
+        from em_dist.server.config import ServerConfig
+        from em_dist.server.db import open_database
+
+        db = open_database(ServerConfig.build(tmp / "search-server"))
+        key = admin.add_user(db, "bench")
+        db.dispose()
+        bench_search(url, key, tmp / "search-server", args.runs, args.repeat)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000)
@@ -177,20 +196,9 @@ def main() -> None:
     import requests
 
     tmp = Path(tempfile.mkdtemp(prefix="em-bench-console-"))
+    if args.only != "chart":  # search first: its server holds only the 10,000 runs
+        bench_search_server(tmp, args)
     if args.only == "search":
-        proc, url = start_server(tmp / "server")
-        try:
-            from em_dist.server import admin
-            from em_dist.server.config import ServerConfig
-            from em_dist.server.db import open_database
-
-            db = open_database(ServerConfig.build(tmp / "server"))
-            key = admin.add_user(db, "bench")
-            db.dispose()
-            bench_search(url, key, tmp / "server", args.runs, args.repeat)
-        finally:
-            proc.terminate()
-            proc.wait(15)
         return
     os.environ["EM_RUN_PARENT_DIR"] = str(tmp / "runs")
     os.environ["EM_ARTIFACT_PARENT_DIR"] = str(tmp / "artifacts")
@@ -228,7 +236,8 @@ def main() -> None:
 
         cold, warm = browser_times(url, key, result.server_run_id, args.repeat)
         print(f"\nbrowser: navigation start -> loss chart drawn ({args.points:,} points, downsampled on the server)")
-        print(f"  cold (charting library fetched): {cold:8.0f} ms")
+        print(f"  cold (empty cache, charting library fetched), median of {len(cold)}: {statistics.median(cold):8.0f} ms"
+              f" (min {min(cold):.0f}, max {max(cold):.0f}; target < 1500: {'PASS' if statistics.median(cold) < 1500 else 'FAIL'})")
         print(f"  warm (reload), median of {len(warm)}:    {statistics.median(warm):8.0f} ms")
         target = statistics.median(warm) <= 1500
         print(f"  target 'renders in about a second' (warm <= 1.5 s): {'PASS' if target else 'FAIL'}")

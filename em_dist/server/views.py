@@ -118,6 +118,8 @@ def run_artifacts(session: Session, run_id: str) -> list[dict[str, Any]]:
         artifact = session.get(Artifact, edge.artifact_id)
         view = artifact_view(session, artifact) if artifact else {"id": edge.artifact_id, "name": edge.artifact_name, "files": []}
         view["role"] = edge.role
+        view["rank"] = edge.rank
+        view["run_id"] = run_id
         view["stored"] = artifact is not None
         out.append(view)
     return out

@@ -19,6 +19,7 @@ from .conftest import shot
 pytestmark = pytest.mark.timeout(120)
 
 LOST_AFTER_S = "3"
+CKPT_IDS = ("0a1b2c3d-0000-4000-8000-000000000000", "9f8e7d6c-0000-4000-8000-000000000001")
 SWEEP = [  # name, labels, hparams, status
     ("adam-small", ["baseline"], {"lr": 0.001, "optimizer": "Adam", "layers": 2}, "Succeeded"),
     ("adam-large", ["baseline"], {"lr": 0.003, "optimizer": "Adam", "layers": 8}, "Succeeded"),
@@ -55,7 +56,9 @@ def sweep_server(tmp_path_factory):
                                 {"val/loss": losses(hp["lr"], hp["layers"]), "test/acc": [0.9 - hp["lr"]]})
         ids["long-ddp"] = put_run(api, "long-ddp", "sweep/ddp", "Succeeded", ["ddp"], {"lr": 0.01, "optimizer": "Adam", "layers": 4},
                                   {"train/loss": [1.0 / (1 + i / 50) + (0.5 if i == 4000 else 0) for i in range(6000)],
-                                   "test/acc": [0.93]}, ranks=2)
+                                   "test/acc": [0.93]}, ranks=2,
+                                  artifacts=[{"id": CKPT_IDS[0], "name": "ckpt", "role": "output"},
+                                             {"id": CKPT_IDS[1], "name": "ckpt", "role": "output", "rank": 1}])
         ids["silent"] = put_run(api, "silent", "sweep", "Running", ["baseline"], {"lr": 0.002, "optimizer": "Adam", "layers": 2},
                                 {"val/loss": [0.9, 0.8]})
         folders = {f["path"]: f["id"] for f in api("GET", "/folders").json()}
@@ -205,6 +208,11 @@ def test_zoom_refetches_finer_points_and_single_points_show_as_values(console) -
     page.fill("#metric-search", "acc")
     page.wait_for_selector(f"{chart}", state="hidden")
     assert page.locator('.metric-value[data-metric="test/acc"]').is_visible()
+
+    page.click(".tabs a[data-tab=artifacts]")  # two same-named checkpoints of two ranks, told apart
+    page.wait_for_selector(f'#tab-body .panel[data-artifact-id="{CKPT_IDS[1]}"][data-rank="1"]')
+    origins = page.eval_on_selector_all("#tab-body .panel .origin", "os => os.map(o => o.textContent)")
+    assert origins == ["rank 0 of run long-ddp · id 0a1b2c3d", "rank 1 of run long-ddp · id 9f8e7d6c"]
 
     page.goto(f"{url}/#/run/{ids['adam-small']}/metrics")  # one rank: no cross-rank controls
     page.wait_for_selector('.chart[data-metric="val/loss"][data-rendered]')

@@ -25,10 +25,13 @@ class Api:
 
 
 def put_run(api: Api, name: str, folder: str, status: str = "Succeeded", labels: list | None = None,
-            hparams: dict | None = None, metrics: dict[str, list[float]] | None = None, *, ranks: int = 1) -> str:
-    """A run with ``metrics`` (``{"val/loss": [values per step]}``, the same on every rank, rank r adding r/10)."""
+            hparams: dict | None = None, metrics: dict[str, list[float]] | None = None, *, ranks: int = 1,
+            artifacts: list[dict] | None = None) -> str:
+    """A run with ``metrics`` (``{"val/loss": [values per step]}``, the same on every rank, rank r adding r/10)
+    and lineage ``artifacts`` (``[{"id", "name", "role", "rank"}]``, not uploaded)."""
     run_id = str(uuid.uuid4())
     body = {"folder": folder, "make_folder": True, "ranks": list(range(ranks)), "hparams": hparams or {},
+            "artifacts": artifacts or [],
             "run": {"name": name, "status": status, "labels": labels or [], "world": {"size": ranks},
                     "start_timestamp": "2026-11-30T10:00:00+00:00",
                     "end_timestamp": None if status in ("Running", "Initializing") else "2026-11-30T11:00:00+00:00"}}

@@ -1,4 +1,5 @@
-"""The downsampling queries take a step range, so a zoomed chart gets finer data (SQLite)."""
+"""Run reads for the console (SQLite): the downsampling queries take a step range, so a zoomed chart
+gets finer data; a multi-rank run's artifacts say which rank made them."""
 
 from __future__ import annotations
 
@@ -39,3 +40,19 @@ def test_a_step_range_narrows_the_downsampled_series_and_aggregate(fresh_server)
     raw = http.get(f"{api}/runs/{run_id}/metrics", params={"type": "train", "name": "loss", "rank": 1, "step_max": 2}).json()
     assert raw["series"][0]["values"] == [0.5, 1.5, 2.5] and raw["series"][0]["epochs"] == [None, None, None]
     http.close()
+
+
+def test_artifacts_of_a_multi_rank_run_say_which_rank_made_them(fresh_server) -> None:
+    from tests.server.seed import Api, put_run
+
+    _, key = fresh_server.add_user()
+    api = Api(fresh_server.url, key)
+    one, two = str(uuid.uuid4()), str(uuid.uuid4())
+    run_id = put_run(api, "ddp", "arts", ranks=2, artifacts=[{"id": one, "name": "ckpt", "role": "output", "rank": 1},
+                                                              {"id": two, "name": "ckpt", "role": "output"}])
+    arts = {a["id"]: a for a in api("GET", f"/runs/{run_id}").json()["artifacts"]}
+    assert arts[one]["rank"] == 1 and arts[two]["rank"] is None
+    assert arts[one]["run_id"] == run_id and arts[one]["stored"] is False
+    bad = api("PUT", f"/runs/{uuid.uuid4()}", json={"run": {"name": "x"}, "artifacts": [{"id": one, "role": "output", "rank": -1}]})
+    assert bad.status_code == 422
+    api.close()

@@ -93,7 +93,10 @@ def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSe
     for link in body.artifacts:
         edge = session.get(LineageEdge, (run_id, link.id, link.role))
         if edge is None:
-            session.add(LineageEdge(run_id=run_id, artifact_id=link.id, role=link.role, artifact_name=link.name))
+            session.add(LineageEdge(run_id=run_id, artifact_id=link.id, role=link.role, artifact_name=link.name,
+                                    rank=link.rank))
+        elif link.rank is not None and edge.rank != link.rank:
+            edge.rank = link.rank
     for rank in body.ranks:
         if session.get(RankOffset, (run_id, rank)) is None:
             try:

@@ -4,9 +4,25 @@ const PALETTE = ['#2f6fde', '#e8710a', '#1a7f37', '#c62828', '#7b3fbf', '#00838f
 
 export const rankColor = (rank) => PALETTE[rank % PALETTE.length];
 
+const MISSING = 'the chart library (plotly.min.js) did not load; is the plotly package installed on the server?';
+const LOAD_TIMEOUT_MS = 60000;
+let loading = null;
+
+// The chart library loads async (index.html), so the app fetches its data while the browser
+// parses 4.8 MB of Plotly; every draw awaits it here.
 export function plotly() {
-  if (!window.Plotly) throw new Error('the chart library (plotly.min.js) did not load; is the plotly package installed on the server?');
-  return window.Plotly;
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!loading) {
+    loading = new Promise((resolve, reject) => {
+      const script = document.getElementById('plotly-js');
+      const settle = () => (window.Plotly ? resolve(window.Plotly) : reject(new Error(MISSING)));
+      if (!script) { settle(); return; }
+      script.addEventListener('load', settle);
+      script.addEventListener('error', settle);
+      setTimeout(settle, LOAD_TIMEOUT_MS);
+    });
+  }
+  return loading;
 }
 
 // JSON numbers from the API: non-finite values arrive as strings; plot them as gaps.
@@ -99,5 +115,5 @@ export function clippedRange(values, log = false) {
 export const PLOT_CONFIG = { responsive: true, displaylogo: false, scrollZoom: false };
 
 export function draw(div, traces, layout) {
-  return plotly().react(div, traces, layout, PLOT_CONFIG);
+  return plotly().then((P) => P.react(div, traces, layout, PLOT_CONFIG));
 }

@@ -115,7 +115,7 @@ export async function renderCompare(page, ctx, runIds, params) {
     const y = latest.map((l) => (typeof l[metric] === 'number' ? l[metric] : NaN));
     const dims = hkeys.filter((k) => differing.includes(k) || runs.length === 1).map((k) => dimension(k, flat.map((f) => f[k])));
     dims.push({ label: metric, values: y });
-    await plotly().react(parcoords, [{ type: 'parcoords', dimensions: dims, meta: { kind: 'parcoords' },
+    await (await plotly()).react(parcoords, [{ type: 'parcoords', dimensions: dims, meta: { kind: 'parcoords' },
       line: { color: y.map((v) => (Number.isFinite(v) ? v : 0)), colorscale: 'Viridis', showscale: true,
         colorbar: { thickness: 10, x: 1.0, xpad: 4, len: 0.8 } } }],
     { title: { text: `hparams → ${metric}`, font: { size: 14 }, x: 0.01, xanchor: 'left', y: 0.98, yanchor: 'top' },
@@ -123,7 +123,7 @@ export async function renderCompare(page, ctx, runIds, params) {
     PLOT_CONFIG);
     parcoords.dataset.rendered = String(dims.length);
     const hx = scatterX.value;
-    await plotly().react(scatter, [{ type: 'scatter', mode: 'markers+text', x: flat.map((f) => f[hx]), y, text: runs.map((r) => r.name),
+    await (await plotly()).react(scatter, [{ type: 'scatter', mode: 'markers+text', x: flat.map((f) => f[hx]), y, text: runs.map((r) => r.name),
       textposition: 'top center', cliponaxis: false, marker: { size: 10, color: runs.map((_, i) => rankColor(i)) }, meta: { kind: 'scatter' } }],
     { title: { text: `${metric} against ${hx || '—'}`, font: { size: 14 }, x: 0.01, xanchor: 'left' }, margin: { l: 50, r: 10, t: 34, b: 40 },
       xaxis: { title: { text: hx || '' }, type: flat.every((f) => typeof f[hx] === 'number' && f[hx] > 0)

@@ -118,12 +118,24 @@ export function filesTable(artifactId, files) {
     files.length ? null : h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No files.')));
 }
 
+// Which rank of which run made an artifact (multi-rank runs), and what tells same-named ones apart.
+function artifactOrigin(a, run, twins) {
+  const parts = [];
+  if ((run.world_size || 1) > 1) parts.push(`rank ${a.rank ?? 0} of run ${run.name}`);
+  if (twins) parts.push(a.alternative_name ? `saved as ${a.alternative_name}` : '', `id ${a.id.slice(0, 8)}`);
+  return parts.filter(Boolean).join(' · ');
+}
+
 function renderArtifacts(body, run) {
   const arts = run.artifacts || [];
+  const named = new Map();
+  for (const a of arts) named.set(a.name, (named.get(a.name) || 0) + 1);
   clear(body, arts.length ? ['output', 'input'].map((role) => {
     const list = arts.filter((a) => a.role === role);
-    return list.length ? [h('h2', {}, role === 'output' ? 'Outputs' : 'Inputs'), list.map((a) => h('div', { class: 'panel', dataset: { artifactId: a.id } },
+    return list.length ? [h('h2', {}, role === 'output' ? 'Outputs' : 'Inputs'), list.map((a) => h('div', {
+      class: 'panel', dataset: { artifactId: a.id, rank: a.rank === null || a.rank === undefined ? null : String(a.rank) } },
       h('div', { class: 'toolbar' }, h('strong', {}, a.stored === false ? a.name : link(`#/artifact/${a.id}`, a.name)),
+        h('span', { class: 'muted origin' }, artifactOrigin(a, run, named.get(a.name) > 1)),
         a.stored === false ? h('span', { class: 'muted' }, 'not uploaded to this server') : null),
       filesTable(a.id, a.files || [])))] : null;
   }) : h('p', { class: 'muted' }, 'This run marked no input or output artifacts.'));
