@@ -57,34 +57,28 @@ def _sqlite_path(path: tuple[str, ...]) -> str:
 
 
 def _hparam(ctx: SqlContext, node: Compare) -> ColumnElement:
+    """A comparison on ``hparams.<path>``: ``kind`` is the stored JSON type, ``text`` its value as text
+    (for booleans ``true``/``false``), ``number`` its value when it is a number."""
     path, value, op = node.field.path, node.value, node.op
     if ctx.dialect == "sqlite":
         where = _sqlite_path(path)
         kind = func.json_type(Run.hparams, where)
         raw = func.json_extract(Run.hparams, where)
-        is_number = kind.in_(("integer", "real"))
-        is_string = kind == "text"
-        number, text = raw, raw
-        boolean = kind
-        bool_values = ("true", "false")
+        is_number, is_string = kind.in_(("integer", "real")), kind == "text"
+        number, text, boolean = raw, raw, kind  # json_type says 'true' or 'false' for booleans
     else:
-        node_json = func.json_extract_path(Run.hparams, *path)
-        kind = func.json_typeof(node_json)
+        kind = func.json_typeof(func.json_extract_path(Run.hparams, *path))
         text = func.json_extract_path_text(Run.hparams, *path)
-        is_number = kind == "number"
-        is_string = kind == "string"
-        number = case((is_number, cast(text, Float)), else_=None)
-        boolean = text
-        bool_values = ("true", "false")
+        is_number, is_string = kind == "number", kind == "string"
+        number = case((is_number, cast(text, Float)), else_=None)  # never cast a string: PostgreSQL would fail
+        boolean = case((kind == "boolean", text), else_=None)
     if value is None:
         missing = or_(kind.is_(None), kind == "null")
         return missing if op == "=" else not_(missing)
     if isinstance(value, bool):
         if op not in ("=", "!="):
             raise FilterError("true/false compare with = or !=", node.pos)
-        want = bool_values[0] if value else bool_values[1]
-        other = bool_values[1] if value else bool_values[0]
-        return boolean == (want if op == "=" else other)
+        return boolean == ("true" if value == (op == "=") else "false")
     if isinstance(value, (int, float)):
         return and_(is_number, _COMPARE[op](number, float(value)))
     if op == "contains":
