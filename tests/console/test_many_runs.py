@@ -252,6 +252,8 @@ def test_the_table_is_usable_at_800px_and_static_files_are_compressed_and_cached
     assert page.evaluate("document.documentElement.scrollWidth") <= 800  # the table scrolls inside its box, not the page
     shot(page, "runs-800px")
 
+    page.click("a:has-text('syntax')")
+    page.wait_for_selector("#search-help code:has-text('metrics.<type>/<name>')")
     page.goto(f"{url}/#/run/not-a-run")
     page.wait_for_selector("[data-testid=page-error]")
     assert "not available" in page.inner_text("#crumbs")

@@ -99,8 +99,12 @@ export async function renderFolder(page, ctx, folderId, params) {
     view.total = result.total;
     if (!view.columns) view.columns = defaultColumns(view.runs);
     if (view.sub && !view.columns.includes('folder')) view.columns.splice(1, 0, 'folder');
-    drawPicker(picker, view, () => { view.page = 0; reload(); });
-    drawGroupBy(groupBy, view);
+    const keys = `${columnKeys(view.runs)}|${view.columns.join(',')}`;
+    if (keys !== view.keys) {  // a live refresh leaves the open picker alone unless keys or columns changed
+      view.keys = keys;
+      drawPicker(picker, view, () => { view.page = 0; reload(); });
+      drawGroupBy(groupBy, view);
+    }
     draw();
     table.dataset.state = 'ready';
     table.dataset.query = view.q;
@@ -166,6 +170,13 @@ export async function renderFolder(page, ctx, folderId, params) {
         h('td', {}, labels(a.labels)))))
     : h('p', { class: 'muted' }, 'No artifacts in this folder.'));
   ctx.every(10000, () => { if (view.runs.length <= FETCH_PAGE) load().catch(() => null); });
+}
+
+// The hparam and metric keys of the loaded runs, as one string to notice a change.
+function columnKeys(runs) {
+  const hkeys = new Set(runs.flatMap((r) => Object.keys(r.flat)));
+  const mkeys = new Set(runs.flatMap((r) => Object.keys(r.latest || {})));
+  return `${[...hkeys].sort().join('\u0000')}|${[...mkeys].sort().join('\u0000')}`;
 }
 
 function drawGroupBy(select, view) {
