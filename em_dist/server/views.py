@@ -10,7 +10,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from em_dist.server.liveness import honest_status
+from em_dist.server.liveness import honest_status, utc
 from em_dist.store.lines import json_number
 from em_dist.server.models import Artifact, ArtifactFile, Folder, LineageEdge, MetricSeries, Run, User
 
@@ -64,13 +64,10 @@ def _duration_s(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
     try:
-        t0, t1 = dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
-        if (t0.tzinfo is None) != (t1.tzinfo is None):
-            t0, t1 = t0.replace(tzinfo=dt.timezone.utc) if t0.tzinfo is None else t0, \
-                t1.replace(tzinfo=dt.timezone.utc) if t1.tzinfo is None else t1
-        return max(0.0, (t1 - t0).total_seconds())
+        t0, t1 = utc(dt.datetime.fromisoformat(start)), utc(dt.datetime.fromisoformat(end))  # naive means UTC
     except ValueError:
         return None
+    return max(0.0, (t1 - t0).total_seconds())
 
 
 def run_summary(run: Run, latest: dict[str, Any], *, cutoff: dt.datetime, folder: str | None = None) -> dict[str, Any]:

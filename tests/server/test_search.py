@@ -81,6 +81,8 @@ def test_filters_match(sweep, filter: str, expected: set[str]) -> None:
     ("started > \"yesterday\"", 10, "not an ISO date"),
     ("hparams.lr < now", 13, "'now' compares only"),
     ("and", 0, "expected a field"),
+    ('name = "a\\q"', 9, "unknown escape"),
+    ("(" * 70 + 'name = "a"' + ")" * 70, 65, "nests deeper than 64"),
 ])
 def test_grammar_errors_are_400_with_the_position(sweep, filter: str, position: int, words: str) -> None:
     call, _, _ = sweep
