@@ -36,17 +36,9 @@ def losses(lr: float, layers: int, n: int = 60) -> list[float]:
 @pytest.fixture(scope="module")
 def sweep_server(tmp_path_factory):
     """A server whose lost-run limit is 3 s, holding a sweep, a 2-rank long run and a silent live run."""
-    import os
-
-    env_before = os.environ.get("EM_LOST_AFTER_S")
-    os.environ["EM_LOST_AFTER_S"] = LOST_AFTER_S
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("EM_LOST_AFTER_S", LOST_AFTER_S)
         srv = ServerProcess(tmp_path_factory.mktemp("many-runs"), None).start()
-    finally:
-        if env_before is None:
-            del os.environ["EM_LOST_AFTER_S"]
-        else:
-            os.environ["EM_LOST_AFTER_S"] = env_before
     try:
         _, key = srv.add_user("bob")
         api = Api(srv.url, key)
