@@ -59,9 +59,27 @@ class Client:
         """Folders the key can see: ``{id, name, path, parent_id, owner, permission}``."""
         return self._http.get_json("/folders")
 
-    def runs(self, folder: str | None = "default", *, folder_id: str | None = None) -> list[dict]:
-        """Run summaries in a folder (by path or id)."""
-        return self._http.get_json("/runs", folder=folder, folder_id=folder_id)
+    def runs(self, folder: str | None = "default", *, folder_id: str | None = None, filter: str | None = None,
+             recursive: bool = False, limit: int | None = None, page_size: int = 500) -> list[dict]:
+        """Run summaries in a folder (by path or id), oldest upload first.
+
+        ``filter`` is the server's run filter language, e.g.
+        ``'hparams.lr < 0.01 and metrics.val/loss < 0.2 and labels contains "baseline"'``
+        (a bad filter raises the server's 400, which names the position). ``recursive``
+        adds the runs of subfolders. Pages of ``page_size`` are fetched until ``limit``
+        runs (default all) are in hand.
+        """
+        out: list[dict] = []
+        cursor: str | None = None
+        while limit is None or len(out) < limit:
+            size = page_size if limit is None else min(page_size, limit - len(out))
+            page = self._http.get_json("/runs", folder=folder, folder_id=folder_id, filter=filter or None,
+                                       recursive="true" if recursive else None, limit=size, cursor=cursor)
+            out.extend(page["runs"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        return out
 
     def run(self, run_id: str) -> RunRecord:
         """A run with every metric point, as the same ``RunRecord`` that ``em.load_run`` gives."""

@@ -189,7 +189,8 @@ def _run_body(snap: RunSnapshot, spec: dict[str, Any], strategy: str) -> dict[st
         "hparams_ranks": {str(k): v for k, v in r.rank_hparams.items()},
         "platform": r.platform,
         "git": r.git,
-        "artifacts": [{"id": a["id"], "name": a.get("name", ""), "role": a["role"]} for a in snap.artifacts],
+        "artifacts": [{"id": a["id"], "name": a.get("name", ""), "role": a["role"],
+                       **({"rank": a["rank"]} if isinstance(a.get("rank"), int) else {})} for a in snap.artifacts],
         "ranks": list(snap.metric_sizes),
     }
 

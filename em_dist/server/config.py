@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+DEFAULT_LOST_AFTER_S = 600.0
+"""A live run silent this long shows as lost (the auto-uploader sends every 5 s by default)."""
 
 
 def default_data_dir() -> Path:
@@ -23,6 +27,7 @@ class ServerConfig:
     db_url: str | None = None
     max_json_bytes: int = 8 * 1024 * 1024
     max_metrics_chunk_bytes: int = 32 * 1024 * 1024
+    lost_after_s: float = DEFAULT_LOST_AFTER_S
 
     @property
     def database_url(self) -> str:
@@ -37,8 +42,19 @@ class ServerConfig:
 
     @classmethod
     def build(cls, data_dir: str | Path | None = None, db_url: str | None = None) -> "ServerConfig":
-        """Config from CLI-style arguments (``None`` means the default)."""
-        return cls(data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(), db_url=db_url)
+        """Config from CLI-style arguments (``None`` means the default); ``EM_LOST_AFTER_S`` sets
+        how long a live run may stay silent before it shows as lost."""
+        return cls(data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(), db_url=db_url,
+                   lost_after_s=lost_after_from_env())
+
+
+def lost_after_from_env() -> float:
+    """``EM_LOST_AFTER_S`` as seconds (> 0), or the default when unset or not a positive number."""
+    try:
+        value = float(os.environ.get("EM_LOST_AFTER_S", DEFAULT_LOST_AFTER_S))
+    except ValueError:
+        return DEFAULT_LOST_AFTER_S
+    return value if value > 0 else DEFAULT_LOST_AFTER_S
 
 
 def normalize_db_url(url: str) -> str:

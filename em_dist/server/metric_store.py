@@ -9,6 +9,7 @@ while that one is small, else as a new row): a 1M-point run is a few dozen rows.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from em_dist.server.models import MetricChunk, MetricSeries, RankOffset
+from em_dist.server.models import MetricChunk, MetricSeries, RankOffset, Run
 from em_dist.store.lines import NONFINITE
 
 CHUNK_POINTS = 65_536
@@ -205,7 +206,16 @@ def ingest(session: Session, run_id: str, rank: int, offset: int, data: bytes) -
     )
     if done.rowcount != 1:
         raise OffsetConflict(f"rank {rank}: another upload of this run moved the offset; retry", current)
+    touch_run(session, run_id)
     return IngestResult(new_offset, lines_held + len(records), points)
+
+
+def touch_run(session: Session, run_id: str) -> None:
+    """Record a sign of life of the run (``runs.updated``, read by :mod:`em_dist.server.liveness`)."""
+    session.execute(
+        update(Run).where(Run.id == run_id).values(updated=dt.datetime.now(dt.timezone.utc))
+        .execution_options(synchronize_session=False)
+    )
 
 
 @dataclass
@@ -249,6 +259,27 @@ def load_series(session: Session, series: MetricSeries, *, full: bool) -> Series
     if full:
         data.times, data.epochs = join(2, _F8), join(3, _F8)
     return data
+
+
+def step_window(steps: np.ndarray, step_min: int | None, step_max: int | None) -> np.ndarray:
+    """Indices of the points whose step lies in ``[step_min, step_max]`` (None: unbounded), in order."""
+    keep = np.ones(len(steps), dtype=bool)
+    if step_min is not None:
+        keep &= steps >= step_min
+    if step_max is not None:
+        keep &= steps <= step_max
+    return np.flatnonzero(keep)
+
+
+def window_downsample(steps: np.ndarray, values: np.ndarray, points: int | None,
+                      step_min: int | None = None, step_max: int | None = None) -> np.ndarray:
+    """Indices of at most ``points`` samples (min and max per bucket) within the step window.
+
+    A zoomed chart asks for its visible step range, so the same budget of points covers
+    a narrower range: finer data where the user looks.
+    """
+    window = step_window(steps, step_min, step_max)
+    return window[downsample_indices(values[window], points or 0)]
 
 
 def downsample_indices(values: np.ndarray, points: int) -> np.ndarray:

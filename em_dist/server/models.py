@@ -182,6 +182,7 @@ class LineageEdge(Base):
     """A run's use of an artifact: role ``output`` (run -> artifact) or ``input`` (artifact -> run).
 
     ``artifact_id`` is not a foreign key: a run may name an artifact the server does not hold.
+    ``rank`` is the rank that made or marked it in a multi-rank run (None: rank 0 or unknown).
     """
 
     __tablename__ = "lineage_edges"
@@ -190,3 +191,4 @@ class LineageEdge(Base):
     artifact_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
     role: Mapped[str] = mapped_column(String(8), primary_key=True)
     artifact_name: Mapped[str] = mapped_column(String(500), default="")
+    rank: Mapped[int | None] = mapped_column(Integer, nullable=True)

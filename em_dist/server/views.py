@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from em_dist.server.liveness import honest_status, utc
 from em_dist.store.lines import json_number
 from em_dist.server.models import Artifact, ArtifactFile, Folder, LineageEdge, MetricSeries, Run, User
 
@@ -57,19 +59,34 @@ def latest_metrics(session: Session, run_ids: list[str]) -> dict[str, dict[str, 
     return out
 
 
-def run_summary(run: Run, latest: dict[str, Any]) -> dict[str, Any]:
+def _duration_s(start: str | None, end: str | None) -> float | None:
+    """Seconds from ``start`` to ``end`` (ISO-8601), None when either is missing or unreadable."""
+    if not start or not end:
+        return None
+    try:
+        t0, t1 = utc(dt.datetime.fromisoformat(start)), utc(dt.datetime.fromisoformat(end))  # naive means UTC
+    except ValueError:
+        return None
+    return max(0.0, (t1 - t0).total_seconds())
+
+
+def run_summary(run: Run, latest: dict[str, Any], *, cutoff: dt.datetime, folder: str | None = None) -> dict[str, Any]:
+    """A run's row in a listing. ``status`` is the honest one (:mod:`liveness`); ``duration_s`` runs
+    to the end time, or for a run without one to its last sign of life."""
+    status = honest_status(run, cutoff)
     return {
         "id": run.id,
         "name": run.name,
         "alternative_name": run.alternative_name,
         "folder_id": run.folder_id,
-        "status": run.status,
-        "status_reason": run.status_reason,
+        "folder": folder,
+        **status,
         "labels": run.labels,
         "start_timestamp": run.start_timestamp,
-        "end_timestamp": run.end_timestamp,
+        "duration_s": _duration_s(run.start_timestamp, status["end_timestamp"] or status["last_seen"]),
         "world_size": (run.world or {}).get("size", 1),
         "lost_ranks": run.lost_ranks,
+        "hparams": run.hparams,
         "latest": latest,
     }
 
@@ -98,14 +115,16 @@ def run_artifacts(session: Session, run_id: str) -> list[dict[str, Any]]:
         artifact = session.get(Artifact, edge.artifact_id)
         view = artifact_view(session, artifact) if artifact else {"id": edge.artifact_id, "name": edge.artifact_name, "files": []}
         view["role"] = edge.role
+        view["rank"] = edge.rank
+        view["run_id"] = run_id
         view["stored"] = artifact is not None
         out.append(view)
     return out
 
 
-def run_detail(session: Session, run: Run, folder: Folder) -> dict[str, Any]:
+def run_detail(session: Session, run: Run, folder: Folder, *, cutoff: dt.datetime) -> dict[str, Any]:
     return {
-        **run_summary(run, {}),
+        **run_summary(run, {}, cutoff=cutoff, folder=folder.path),
         "local_name": run.local_name,
         "folder": folder.path,
         "description": run.description,

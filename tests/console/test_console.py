@@ -111,7 +111,7 @@ def test_compare_overlays_runs_and_highlights_hparam_differences(page, console_s
     for name in ("ddp-mnist", "eval-model"):
         page.check(f'#runs-table tr[data-run-name="{name}"] input[type=checkbox]')
     page.click("#compare")
-    page.wait_for_selector("#compare-chart[data-rendered]")
+    page.wait_for_selector("#compare-charts .chart[data-rendered]")
     page.select_option("#compare-metric", "test/acc")
     page.wait_for_selector('#compare-hparams tr.diff[data-hparam="batch_size"]')
     assert page.locator('#compare-hparams tr.diff[data-hparam="lr"]').count() == 0

@@ -100,7 +100,7 @@ def test_live_poll_survives_the_server_going_away(page, tmp_path, monkeypatch):
         proc, url = start_console(tmp_path / "em")
         try:
             page.goto(f"{url}/#/run/{live.id}/metrics")
-            page.wait_for_selector('.chart[data-metric="train/loss"][data-points="1"]')
+            page.wait_for_selector('.metric-value[data-metric="train/loss"]')  # one point: a value, not a chart
         finally:
             stop(proc)
         page.wait_for_function("document.querySelector('#poll-note').textContent.includes('paused')", timeout=15_000)

@@ -28,14 +28,18 @@ LIVE_RESYNC_S = 15.0  # a live run is re-read at least this often, so a crash sh
 LOCAL_USER = "local"
 
 
+RUN_PARENTS = ("runs", "trials", ".em/runs", ".aimd/trials")
+"""Where run folders live under a console root: an ``.em`` folder keeps them in ``runs/``, the
+older ``aimd`` layout (``create_trial``) in ``.aimd/trials/``; ``em console -d .`` finds both."""
+
+
 def find_run_dirs(root: Path) -> list[Path]:
-    """Run folders under ``root``: ``root/runs/*`` (an ``.em`` folder), ``root/*``, or ``root`` itself."""
+    """Run folders under ``root``: in any of :data:`RUN_PARENTS`, else ``root/*``, or ``root`` itself."""
     if (root / layout.RUN_FILE).is_file():
         return [root]
-    parent = root / "runs" if (root / "runs").is_dir() else root
-    if not parent.is_dir():
-        return []
-    return sorted(p for p in parent.iterdir() if (p / layout.RUN_FILE).is_file())
+    parents = [root / sub for sub in RUN_PARENTS if (root / sub).is_dir()] or [root]
+    found = {p for parent in parents if parent.is_dir() for p in parent.iterdir() if (p / layout.RUN_FILE).is_file()}
+    return sorted(found)
 
 
 def _signature(run_dir: Path) -> tuple:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from em_dist.server.console import vendor
 from em_dist.server.deps import CurrentUser
@@ -95,6 +95,12 @@ class _CookieReadOnly:
         await self.app(scope, receive, send)
 
 
+def _index_asset() -> vendor.Asset:
+    """``index.html`` with the charting library's content-hashed URL filled in."""
+    html = (STATIC_DIR / "index.html").read_text()
+    return vendor.make_asset(html.replace("/static/vendor/plotly.min.js", vendor.plotly_url()).encode(), ".html")
+
+
 def mount_console(app: FastAPI, *, auto_session_key: str | None = None) -> None:
     """Serve the console at ``/`` and its session endpoints under ``/api/v1``.
 
@@ -108,22 +114,28 @@ def mount_console(app: FastAPI, *, auto_session_key: str | None = None) -> None:
     app.state.console_mounted = True
     app.include_router(_session_router(), prefix=_API)
     app.add_middleware(_CookieReadOnly)
-    index = STATIC_DIR / "index.html"
-
     @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
     def plotly_js(request: Request) -> Response:
         return vendor.plotly_response(request)
 
+    @app.get("/static/vendor/plotly-{digest}.min.js", include_in_schema=False)
+    def plotly_js_hashed(request: Request, digest: str) -> Response:
+        return vendor.plotly_response(request, digest)
+
     @app.get("/static/{path:path}", include_in_schema=False)
-    def static_file(path: str) -> Response:
+    def static_file(request: Request, path: str) -> Response:
         target = (STATIC_DIR / path).resolve()
         if not target.is_file() or STATIC_DIR.resolve() not in target.parents:
             return JSONResponse(status_code=404, content={"detail": f"no console file {path!r}"})
-        return FileResponse(target, headers={"Cache-Control": "no-cache"})
+        return vendor.asset_response(request, vendor.file_asset(target), vendor.REVALIDATE)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon(request: Request) -> Response:
+        return vendor.asset_response(request, vendor.file_asset(STATIC_DIR / "favicon.svg"), "public, max-age=86400")
 
     @app.get("/", include_in_schema=False)
     def console_index(request: Request) -> Response:
-        response = FileResponse(index, headers={"Cache-Control": "no-cache"})
+        response = vendor.asset_response(request, _index_asset(), vendor.REVALIDATE)
         auto = _auto_key(request)
         if auto is not None and request.cookies.get(SESSION_COOKIE) != auto:
             _set_cookie(response, request, auto)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+import time
+
+from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from em_dist.server import folders as service
-from em_dist.server.deps import CurrentUser, ReadSession, WriteSession
-from em_dist.server.models import Artifact, FolderShare, Run, User
+from em_dist.server import run_query, search
+from em_dist.server.config import ServerConfig
+from em_dist.server.deps import Config, CurrentUser, ReadSession, WriteSession
+from em_dist.server.liveness import lost_before
+from em_dist.server.models import Artifact, FolderShare, User
 from em_dist.server.schemas import FolderCreate, ShareCreate
-from em_dist.server.views import folder_view, latest_metrics, run_summary
+from em_dist.server.search_sql import SqlContext
+from em_dist.server.views import folder_view
 
 router = APIRouter(tags=["folders"])
 
@@ -37,29 +43,61 @@ def get_folder(folder_id: str, user: CurrentUser, session: ReadSession) -> dict:
     return folder_view(folder, session.get(User, folder.owner_id), service.permission(session, user, folder) or "view")
 
 
-def _runs_in(session: Session, folder_id: str) -> list[dict]:
-    runs = list(session.scalars(select(Run).where(Run.folder_id == folder_id).order_by(Run.created)))
-    latest = latest_metrics(session, [r.id for r in runs])
-    return [run_summary(r, latest[r.id]) for r in runs]
+def _context(session: Session, config: ServerConfig) -> SqlContext:
+    return SqlContext(session.get_bind().dialect.name, lost_before(config.lost_after_s))
 
 
 @router.get("/folders/{folder_id}/runs")
-def folder_runs(folder_id: str, user: CurrentUser, session: ReadSession) -> list[dict]:
-    """Runs in a folder, with status, times, world size, lost ranks, labels and latest metric values."""
+def folder_runs(folder_id: str, user: CurrentUser, session: ReadSession, config: Config) -> list[dict]:
+    """Every run in a folder, with status, times, world size, lost ranks, labels and latest metric values."""
     folder = service.resolve(session, user, folder_id=folder_id, need="view")
-    return _runs_in(session, folder.id)
+    ctx = _context(session, config)
+    page = run_query.list_runs(session, scope={folder.id: folder.path}, node=None, ctx=ctx, limit=1_000_000)
+    return page.runs
 
 
 @router.get("/runs")
-def runs_by_path(user: CurrentUser, session: ReadSession, folder: str | None = None, folder_id: str | None = None) -> list[dict]:
-    """Runs in the folder named by ``folder_id`` or ``folder`` path (default ``default``)."""
+def search_runs(
+    user: CurrentUser,
+    session: ReadSession,
+    config: Config,
+    folder: str | None = None,
+    folder_id: str | None = None,
+    filter: str = Query(default="", max_length=search.MAX_FILTER_CHARS),
+    recursive: bool = False,
+    limit: int = Query(default=100, ge=1, le=run_query.MAX_LIMIT),
+    cursor: str | None = None,
+    stats: str | None = None,
+) -> dict:
+    """Runs in the folder named by ``folder_id`` or ``folder`` path (default ``default``), oldest first.
+
+    ``filter`` is an expression of the run filter language (see :mod:`em_dist.server.search`,
+    e.g. ``hparams.lr < 0.01 and labels contains "baseline"``); a bad one is a 400 whose
+    detail names the position. ``recursive=true`` adds the runs of every subfolder.
+    ``limit`` runs per page; pass the answer's ``next_cursor`` as ``cursor`` for the next
+    page. ``stats=val/loss,train/loss`` adds each run's ``{last, min, max}`` of those metrics.
+    Answer: ``{"runs": [...], "next_cursor": str | null, "total": matching runs}``.
+    """
+    started = time.perf_counter()
+    try:
+        node = search.parse(filter)
+    except search.FilterError as exc:
+        raise HTTPException(400, str(exc)) from None
     try:
         found = service.resolve(session, user, path=folder, folder_id=folder_id, need="view")
     except HTTPException as exc:
         if exc.status_code == 404 and not folder_id and (folder or service.DEFAULT_FOLDER) == service.DEFAULT_FOLDER:
-            return []  # the default folder appears with the first upload
+            return {"runs": [], "next_cursor": None, "total": 0, "server_ms": 0.0}  # appears with the first upload
         raise
-    return _runs_in(session, found.id)
+    scope = run_query.folder_scope(session, found, recursive=recursive)
+    keys = [k.strip() for k in (stats or "").split(",") if k.strip()]
+    try:
+        page = run_query.list_runs(session, scope=scope, node=node, ctx=_context(session, config), limit=limit,
+                                   cursor=cursor, stats=keys)
+    except (search.FilterError, run_query.CursorError) as exc:
+        raise HTTPException(400, str(exc)) from None
+    return {"runs": page.runs, "next_cursor": page.next_cursor, "total": page.total,
+            "server_ms": round((time.perf_counter() - started) * 1000, 3)}
 
 
 @router.get("/folders/{folder_id}/artifacts")

@@ -80,13 +80,17 @@ def read_metrics(
     rank: int | None = None,
     points: int | None = Query(default=None, ge=2, le=1_000_000),
     x: Literal["step", "epoch", "time"] = "step",
+    step_min: int | None = None,
+    step_max: int | None = None,
 ) -> dict:
     """Series matching the filters as columns (steps, values, times, epochs).
 
     With ``points=N`` each series is downsampled to at most N points, keeping the min
     and max of each bucket; only ``steps`` and ``values`` come back then, plus ``epochs``
     or ``times`` at the same points when ``x=epoch`` / ``x=time`` asks for a chart's x
-    axis. ``server_ms`` says how long the query took on the server.
+    axis. ``step_min``/``step_max`` keep only the points in that step range (inclusive)
+    before downsampling: a zoomed chart gets N points of the range it shows.
+    ``count`` is the series' whole length; ``server_ms`` says how long the query took.
     """
     started = time.perf_counter()
     get_run(session, user, run_id)
@@ -94,11 +98,11 @@ def read_metrics(
     for series in metric_store.find_series(session, run_id, type=type, name=name, rank=rank):
         data = metric_store.load_series(session, series, full=points is None or x != "step")
         entry = {"type": data.type, "name": data.name, "rank": data.rank, "count": int(len(data.steps))}
+        idx = metric_store.window_downsample(data.steps, data.values, points, step_min, step_max)
         if points is None:
-            entry.update(steps=data.steps.tolist(), values=json_floats(data.values),
-                         times=data.times.tolist(), epochs=json_epochs(data.epochs))
+            entry.update(steps=data.steps[idx].tolist(), values=json_floats(data.values[idx]),
+                         times=data.times[idx].tolist(), epochs=json_epochs(data.epochs[idx]))
         else:
-            idx = metric_store.downsample_indices(data.values, points)
             entry.update(steps=data.steps[idx].tolist(), values=json_floats(data.values[idx]))
             if x == "epoch":
                 entry["epochs"] = json_epochs(data.epochs[idx])
@@ -116,13 +120,16 @@ def aggregate_metrics(
     type: str = Query(min_length=1),
     name: str = Query(min_length=1),
     points: int | None = Query(default=None, ge=2, le=1_000_000),
+    step_min: int | None = None,
+    step_max: int | None = None,
 ) -> dict:
-    """Cross-rank aggregate of one metric: per step the mean, min and max over ranks (and count)."""
+    """Cross-rank aggregate of one metric: per step the mean, min and max over ranks (and count),
+    within ``[step_min, step_max]`` when given, downsampled to ``points``."""
     get_run(session, user, run_id)
     parts = [metric_store.load_series(session, s, full=False)
              for s in metric_store.find_series(session, run_id, type=type, name=name)]
     agg = metric_store.aggregate_across_ranks(parts)
-    idx = metric_store.downsample_indices(agg["mean"], points or 0)
+    idx = metric_store.window_downsample(agg["steps"], agg["mean"], points, step_min, step_max)
     return {
         "type": type,
         "name": name,

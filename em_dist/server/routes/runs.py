@@ -9,7 +9,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from em_dist.server import folders
-from em_dist.server.deps import CurrentUser, ReadSession, WriteSession
+from em_dist.server.deps import Config, CurrentUser, ReadSession, WriteSession
+from em_dist.server.liveness import lost_before
 from em_dist.server.lookup import get_run
 from em_dist.server.models import Folder, LineageEdge, RankOffset, Run, User
 from sqlalchemy.exc import IntegrityError
@@ -92,7 +93,10 @@ def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSe
     for link in body.artifacts:
         edge = session.get(LineageEdge, (run_id, link.id, link.role))
         if edge is None:
-            session.add(LineageEdge(run_id=run_id, artifact_id=link.id, role=link.role, artifact_name=link.name))
+            session.add(LineageEdge(run_id=run_id, artifact_id=link.id, role=link.role, artifact_name=link.name,
+                                    rank=link.rank))
+        elif link.rank is not None and edge.rank != link.rank:
+            edge.rank = link.rank
     for rank in body.ranks:
         if session.get(RankOffset, (run_id, rank)) is None:
             try:
@@ -106,10 +110,10 @@ def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSe
 
 
 @router.get("/runs/{run_id}")
-def read_run(run_id: str, user: CurrentUser, session: ReadSession) -> dict:
+def read_run(run_id: str, user: CurrentUser, session: ReadSession, config: Config) -> dict:
     """Run detail: metadata, hparams (and per-rank differences), platform per rank, git, artifacts."""
     run, folder = get_run(session, user, run_id)
-    detail = run_detail(session, run, folder)
+    detail = run_detail(session, run, folder, cutoff=lost_before(config.lost_after_s))
     owner = session.get(User, run.owner_id)
     detail["owner"] = owner.name if owner else None
     detail["offsets"] = _offsets(session, run_id)

@@ -48,6 +48,7 @@ export const session = () => api('/session');
 export const me = () => api('/me');
 export const folders = () => api('/folders');
 export const folderRuns = (id) => api(`/folders/${encodeURIComponent(id)}/runs`);
+export const searchRuns = (params) => api(`/runs?${query(params)}`);
 export const folderArtifacts = (id) => api(`/folders/${encodeURIComponent(id)}/artifacts`);
 export const run = (id) => api(`/runs/${encodeURIComponent(id)}`);
 export const artifact = (id) => api(`/artifacts/${encodeURIComponent(id)}`);

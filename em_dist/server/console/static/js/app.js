@@ -7,6 +7,7 @@ import { renderFolder } from './pages/folder.js';
 import { renderRun } from './pages/run.js';
 import { renderArtifact } from './pages/artifact.js';
 import { renderCompare } from './pages/compare.js';
+import { renderHelp } from './pages/help.js';
 
 const page = document.getElementById('page');
 const sidebar = document.getElementById('sidebar');
@@ -29,6 +30,14 @@ function context(generation) {
     },
     crumbs: setCrumbs,
     folderPath,
+    // Keep a view's state in the URL (shareable as a link) without re-rendering the page.
+    setParams(values) {
+      const [path] = location.hash.replace(/^#/, '').split('?');
+      const q = new URLSearchParams();
+      for (const [k, v] of Object.entries(values)) if (v !== undefined && v !== null && v !== '' && v !== false) q.set(k, v);
+      const search = q.toString();
+      history.replaceState(null, '', `#${path}${search ? `?${search}` : ''}`);
+    },
   };
 }
 
@@ -116,6 +125,7 @@ async function route() {
     if (kind === 'run' && id) return await renderRun(page, ctx, id, tab || 'overview', params);
     if (kind === 'artifact' && id) return await renderArtifact(page, ctx, id);
     if (kind === 'compare') return await renderCompare(page, ctx, (id || '').split(',').filter(Boolean), params);
+    if (kind === 'help') return renderHelp(page, ctx);
     await loadFolders();
     const first = state.folders.find((f) => f.path === 'default') || state.folders[0];
     if (first) { location.replace(`#/folder/${first.id}`); return undefined; }
@@ -125,7 +135,11 @@ async function route() {
       h('p', { class: 'muted' }, 'Upload a run (run.upload() or "em run upload") and it appears here.'));
   } catch (error) {
     if (error.status === 401) { state.user = null; location.hash = '#/signin'; return undefined; }
-    clear(page, h('h1', {}, 'Something went wrong'), h('p', { class: 'error', dataset: { testid: 'page-error' } }, error.message));
+    const [kind] = parts;
+    setCrumbs(h('a', { href: '#/' }, 'Home'), h('span', { dataset: { testid: 'error-crumb' } },
+      `${kind ? `${kind} ${parts[1] ? parts[1].slice(0, 8) : ''}`.trim() : 'page'}: not available`));
+    clear(page, h('h1', {}, 'Something went wrong'), h('p', { class: 'error', dataset: { testid: 'page-error' } }, error.message),
+      h('p', {}, h('a', { href: '#/' }, 'Back to your folders')));
   }
   return undefined;
 }

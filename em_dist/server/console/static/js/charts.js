@@ -4,9 +4,25 @@ const PALETTE = ['#2f6fde', '#e8710a', '#1a7f37', '#c62828', '#7b3fbf', '#00838f
 
 export const rankColor = (rank) => PALETTE[rank % PALETTE.length];
 
+const MISSING = 'the chart library (plotly.min.js) did not load; is the plotly package installed on the server?';
+const LOAD_TIMEOUT_MS = 60000;
+let loading = null;
+
+// The chart library loads async (index.html), so the app fetches its data while the browser
+// parses 4.8 MB of Plotly; every draw awaits it here.
 export function plotly() {
-  if (!window.Plotly) throw new Error('the chart library (plotly.min.js) did not load; is the plotly package installed on the server?');
-  return window.Plotly;
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!loading) {
+    loading = new Promise((resolve, reject) => {
+      const script = document.getElementById('plotly-js');
+      const settle = () => (window.Plotly ? resolve(window.Plotly) : reject(new Error(MISSING)));
+      if (!script) { settle(); return; }
+      script.addEventListener('load', settle);
+      script.addEventListener('error', settle);
+      setTimeout(settle, LOAD_TIMEOUT_MS);
+    });
+  }
+  return loading;
 }
 
 // JSON numbers from the API: non-finite values arrive as strings; plot them as gaps.
@@ -47,10 +63,11 @@ export function metricTraces({ series, band, smoothing, hidden, axis }) {
   const traces = [];
   if (band && band.x.length) {
     const x = toX(band.x, axis);
-    traces.push({ x, y: finite(band.min), mode: 'lines', line: { width: 0 }, hoverinfo: 'skip', showlegend: false,
+    // the band is smoothed with the lines' weight, so it follows the smoothed mean
+    traces.push({ x, y: smooth(finite(band.min), smoothing), mode: 'lines', line: { width: 0 }, hoverinfo: 'skip', showlegend: false,
       name: 'min', meta: { kind: 'band' } });
-    traces.push({ x, y: finite(band.max), mode: 'lines', line: { width: 0 }, fill: 'tonexty', fillcolor: 'rgba(80,90,110,0.15)',
-      name: 'min–max', meta: { kind: 'band' } });
+    traces.push({ x, y: smooth(finite(band.max), smoothing), mode: 'lines', line: { width: 0 }, fill: 'tonexty',
+      fillcolor: 'rgba(80,90,110,0.15)', name: 'min–max', meta: { kind: 'band' } });
     traces.push({ x, y: smooth(finite(band.mean), smoothing), mode: 'lines', line: { color: '#1d2330', width: 2, dash: 'dash' },
       name: 'mean', meta: { kind: 'mean' } });
   }
@@ -64,20 +81,39 @@ export function metricTraces({ series, band, smoothing, hidden, axis }) {
   return traces;
 }
 
-export function metricLayout(title, axis) {
+// The title sits top left, the toolbar (modebar) top right and the legend under the x axis,
+// so none overlaps another. yRange: [lo, hi] in data units, or null for autorange.
+export function metricLayout(title, axis, { log = false, yRange = null, xTitle = null } = {}) {
+  const yaxis = { automargin: true, type: log ? 'log' : 'linear' };
+  if (yRange) yaxis.range = log ? yRange.map((v) => Math.log10(v)) : yRange;
+  else yaxis.autorange = true;
   return {
-    title: { text: title, font: { size: 14 }, x: 0.01, xanchor: 'left', y: 0.97 },
-    margin: { l: 50, r: 10, t: 40, b: 44 },
-    xaxis: { title: { text: axis === 'time' ? 'wall time' : axis, standoff: 6 }, type: axis === 'time' ? 'date' : 'linear' },
-    yaxis: { automargin: true },
-    legend: { orientation: 'h', x: 1, xanchor: 'right', y: 1.0, yanchor: 'bottom', font: { size: 11 }, traceorder: 'normal' },
+    title: { text: title, font: { size: 14 }, x: 0.01, xanchor: 'left', y: 0.98, yanchor: 'top' },
+    margin: { l: 50, r: 10, t: 34, b: 20 },
+    xaxis: { title: { text: xTitle || (axis === 'time' ? 'wall time' : axis), standoff: 4 }, type: axis === 'time' ? 'date' : 'linear',
+      automargin: true },
+    yaxis,
+    legend: { orientation: 'h', x: 0, xanchor: 'left', y: -0.18, yanchor: 'top', font: { size: 11 }, traceorder: 'normal' },
     hovermode: 'x unified',
     uirevision: title,
   };
 }
 
+// A y range that leaves out outliers: the 1st to 99th percentile of the values, padded by 10 %.
+// With a log axis only positive values count. Null when there is too little to judge.
+export function clippedRange(values, log = false) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x) && (!log || x > 0)).sort((a, b) => a - b);
+  if (v.length < 10) return null;
+  const at = (q) => v[Math.min(v.length - 1, Math.max(0, Math.round(q * (v.length - 1))))];
+  let lo = at(0.01); let hi = at(0.99);
+  if (log) { const pad = (Math.log10(hi) - Math.log10(lo)) * 0.1 || 0.1; return [lo / 10 ** pad, hi * 10 ** pad]; }
+  const pad = (hi - lo) * 0.1 || Math.abs(hi) * 0.1 || 1;
+  lo -= pad; hi += pad;
+  return [lo, hi];
+}
+
 export const PLOT_CONFIG = { responsive: true, displaylogo: false, scrollZoom: false };
 
 export function draw(div, traces, layout) {
-  return plotly().react(div, traces, layout, PLOT_CONFIG);
+  return plotly().then((P) => P.react(div, traces, layout, PLOT_CONFIG));
 }

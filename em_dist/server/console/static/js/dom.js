@@ -74,9 +74,22 @@ export function fmtValue(v) {
   return String(v);
 }
 
-export function statusBadge(status, lostRanks = [], reason = null) {
+export function statusBadge(status, lostRanks = [], reason = null, lostRun = false) {
   const lost = lostRanks && lostRanks.length ? ` (lost ranks ${lostRanks.join(', ')})` : '';
-  return h('span', { class: `status ${status}`, title: reason || '', dataset: { status } }, `${status}${lost}`);
+  const text = lostRun ? `${status} · lost` : `${status}${lost}`;
+  return h('span', { class: `status ${status}${lostRun ? ' lost' : ''}`, title: reason || '',
+    dataset: { status, lost: lostRun ? 'true' : null } }, text);
+}
+
+// A run's badge from its summary: the honest status (a silent live run is Failed · lost).
+export function runBadge(run) {
+  return statusBadge(run.status, run.lost_ranks, run.status_reason, Boolean(run.lost));
+}
+
+// Seconds the run lasted: to its end, or (no end yet) to its last sign of life.
+export function runDuration(run) {
+  if (run.duration_s !== undefined && run.duration_s !== null) return run.duration_s;
+  return durationSeconds(run.start_timestamp, run.end_timestamp || run.last_seen);
 }
 
 export function labels(list) {

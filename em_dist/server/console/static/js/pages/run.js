@@ -1,7 +1,7 @@
 // The run page: header, tabs, and the Overview, Hparams and Artifacts tabs.
 
 import * as api from '../api.js';
-import { clear, durationSeconds, isLive, fmtBytes, fmtDuration, fmtTime, fmtValue, h, labels, link, statusBadge } from '../dom.js';
+import { clear, isLive, fmtBytes, fmtDuration, fmtTime, fmtValue, h, labels, link, runBadge, runDuration } from '../dom.js';
 import { renderDataflow } from '../dataflow.js';
 import { renderMetrics } from './metrics.js';
 import { renderPlatform } from './platform.js';
@@ -17,7 +17,7 @@ export async function renderRun(page, ctx, runId, tab, params) {
   ctx.crumbs(...ctx.folderPath(run.folder_id), h('span', {}, run.name));
   const body = h('div', { id: 'tab-body', dataset: { tab } });
   const header = h('div', { class: 'toolbar' });
-  const drawHeader = (r) => clear(header, h('h1', { style: 'margin:0' }, r.name), statusBadge(r.status, r.lost_ranks, r.status_reason),
+  const drawHeader = (r) => clear(header, h('h1', { style: 'margin:0' }, r.name), runBadge(r),
     h('span', { class: 'muted' }, `world size ${r.world_size}`), labels(r.labels));
   drawHeader(run);
   clear(page, header,
@@ -57,12 +57,14 @@ function renderOverview(body, run) {
   const command = Array.isArray(p0.command) ? p0.command.join(' ') : p0.command;
   clear(body,
     h('div', { class: 'panel' }, h('h2', { style: 'margin-top:0' }, 'Run'), kv([
-      ['Status', statusBadge(run.status, run.lost_ranks, run.status_reason)],
+      ['Status', runBadge(run)],
       ['Reason', run.status_reason || undefined],
+      ['Reported status', run.lost ? run.reported_status : undefined],
+      ['Last sign of life', run.last_seen ? fmtTime(run.last_seen) : undefined],
       ['Lost ranks', run.lost_ranks && run.lost_ranks.length ? run.lost_ranks.join(', ') : undefined],
       ['Started', fmtTime(run.start_timestamp)],
       ['Ended', fmtTime(run.end_timestamp)],
-      ['Duration', fmtDuration(durationSeconds(run.start_timestamp, run.end_timestamp))],
+      ['Duration', fmtDuration(runDuration(run))],
       ['Labels', run.labels && run.labels.length ? labels(run.labels) : '—'],
       ['Description', run.description || '—'],
       ['Folder', link(`#/folder/${run.folder_id}`, run.folder)],
@@ -116,12 +118,24 @@ export function filesTable(artifactId, files) {
     files.length ? null : h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No files.')));
 }
 
+// Which rank of which run made an artifact (multi-rank runs), and what tells same-named ones apart.
+function artifactOrigin(a, run, twins) {
+  const parts = [];
+  if ((run.world_size || 1) > 1) parts.push(`rank ${a.rank ?? 0} of run ${run.name}`);
+  if (twins) parts.push(a.alternative_name ? `saved as ${a.alternative_name}` : '', `id ${a.id.slice(0, 8)}`);
+  return parts.filter(Boolean).join(' · ');
+}
+
 function renderArtifacts(body, run) {
   const arts = run.artifacts || [];
+  const named = new Map();
+  for (const a of arts) named.set(a.name, (named.get(a.name) || 0) + 1);
   clear(body, arts.length ? ['output', 'input'].map((role) => {
     const list = arts.filter((a) => a.role === role);
-    return list.length ? [h('h2', {}, role === 'output' ? 'Outputs' : 'Inputs'), list.map((a) => h('div', { class: 'panel', dataset: { artifactId: a.id } },
+    return list.length ? [h('h2', {}, role === 'output' ? 'Outputs' : 'Inputs'), list.map((a) => h('div', {
+      class: 'panel', dataset: { artifactId: a.id, rank: a.rank === null || a.rank === undefined ? null : String(a.rank) } },
       h('div', { class: 'toolbar' }, h('strong', {}, a.stored === false ? a.name : link(`#/artifact/${a.id}`, a.name)),
+        h('span', { class: 'muted origin' }, artifactOrigin(a, run, named.get(a.name) > 1)),
         a.stored === false ? h('span', { class: 'muted' }, 'not uploaded to this server') : null),
       filesTable(a.id, a.files || [])))] : null;
   }) : h('p', { class: 'muted' }, 'This run marked no input or output artifacts.'));
