@@ -11,7 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.server.harness import ServerProcess, wait_for
+from tests.poll import wait_for
+from tests.server.harness import ServerProcess
 from tests.server.seed import Api, put_run
 
 from .conftest import shot

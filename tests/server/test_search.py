@@ -7,7 +7,8 @@ import time
 import pytest
 
 import em_dist as em
-from tests.server.harness import ServerProcess, wait_for
+from tests.poll import wait_for
+from tests.server.harness import ServerProcess
 from tests.server.seed import Api, put_run
 
 LOST_AFTER_S = 2
