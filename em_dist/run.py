@@ -20,7 +20,7 @@ from .store import layout
 from .store.reader import load_artifact
 from .store.records import ArtifactRecord
 from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
-from .values import TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
+from .values import MAX_FLOAT, MAX_STEP, TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
 
 DEFAULT_DIST_TIMEOUT = 60.0
 _now = time.time
@@ -108,7 +108,7 @@ class Run:
         t = TYPE_ALIASES.get(type) if type.__class__ is str else None
         if t is None:
             t = normalize_type(type)
-        if step.__class__ is not int or step < 0:
+        if step.__class__ is not int or not 0 <= step <= MAX_STEP:
             step = check_step(step)
         if epoch is not None and epoch.__class__ is not int:
             epoch = check_epoch(epoch)
@@ -124,7 +124,7 @@ class Run:
             known.update(values)
         for k, v in values.items():
             c = v.__class__
-            if c is not float and c is not int:
+            if c is not float and (c is not int or not -MAX_FLOAT <= v <= MAX_FLOAT):
                 values[k] = convert_value(k, v)  # same key: no resize during iteration
         if self._finished:
             warn_once(f"log-after-finish:{self.id}", f"em_dist: run {self.name!r} is finished; log() calls after finish() are ignored", 2)

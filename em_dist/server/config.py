@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from em_dist.limits import MAX_JSON_BYTES, MAX_METRICS_CHUNK_BYTES
+
 
 def default_data_dir() -> Path:
     """``~/.em/server``, resolved through ``Path.home()`` so tests can set HOME."""
@@ -21,8 +23,8 @@ class ServerConfig:
 
     data_dir: Path
     db_url: str | None = None
-    max_json_bytes: int = 8 * 1024 * 1024
-    max_metrics_chunk_bytes: int = 32 * 1024 * 1024
+    max_json_bytes: int = MAX_JSON_BYTES
+    max_metrics_chunk_bytes: int = MAX_METRICS_CHUNK_BYTES
 
     @property
     def database_url(self) -> str:

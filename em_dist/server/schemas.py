@@ -1,4 +1,5 @@
-"""Request bodies of the write endpoints (pydantic models; a wrong type is a 422)."""
+"""Request bodies of the write endpoints (pydantic models; a wrong type is a 422, a value
+no database can store is a 400: see :mod:`em_dist.server.storable`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from em_dist.server.storable import StorableModel
+
 ConflictStrategy = Literal["skip", "error", "new", "replace"]
 
 
-class FolderSpec(BaseModel):
+class FolderSpec(StorableModel):
     """Where an upload goes: ``folder_id`` wins over ``folder`` (a path); neither means ``default``."""
 
     folder: str | None = None
@@ -81,20 +84,20 @@ class ArtifactUpload(FolderSpec):
     files: list[FileEntry] = Field(default_factory=list)
 
 
-class BlobQuery(BaseModel):
+class BlobQuery(StorableModel):
     """``POST /blobs/missing``: which of these hashes does the server lack?"""
 
     sha256: list[str] = Field(max_length=100_000)
 
 
-class FolderCreate(BaseModel):
+class FolderCreate(StorableModel):
     """``POST /folders``: create a folder path (missing levels too)."""
 
     path: str = Field(min_length=1, max_length=1000)
 
 
-class ShareCreate(BaseModel):
+class ShareCreate(StorableModel):
     """``POST /folders/{id}/shares``: give another user view or edit access."""
 
-    user: str
+    user: str = Field(min_length=1, max_length=200)
     permission: Literal["view", "edit"]
