@@ -8,6 +8,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Iterator
 
 from ._warn import warn_once
+from .platform.redact import redact_record
 
 
 def json_safe(value: Any, key: str = "") -> Any:
@@ -94,5 +95,5 @@ class Hparams(MutableMapping):
         return key
 
     def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change(dict(self._data))
+        if self._on_change is not None:  # what is saved never holds a secret (the dict itself keeps it)
+            self._on_change(redact_record(self._data))
