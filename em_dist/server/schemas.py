@@ -3,11 +3,14 @@ no database can store is a 400: see :mod:`em_dist.server.storable`)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from em_dist.limits import MAX_RANK
 from em_dist.server.storable import StorableModel
+
+Rank = Annotated[int, Field(ge=0, le=MAX_RANK)]
 
 ConflictStrategy = Literal["skip", "error", "new", "replace"]
 
@@ -34,7 +37,7 @@ class RunMeta(BaseModel):
     start_timestamp: str | None = None
     end_timestamp: str | None = None
     world: dict[str, Any] = Field(default_factory=dict)
-    lost_ranks: list[int] = Field(default_factory=list)
+    lost_ranks: list[Rank] = Field(default_factory=list)
 
 
 class ArtifactLink(BaseModel):
@@ -55,14 +58,14 @@ class RunUpload(FolderSpec):
     platform: dict[str, Any] = Field(default_factory=dict)
     git: dict[str, Any] | None = None
     artifacts: list[ArtifactLink] = Field(default_factory=list)
-    ranks: list[int] = Field(default_factory=list)
+    ranks: list[Rank] = Field(default_factory=list, max_length=1_000_000)
 
 
 class FileEntry(BaseModel):
     """One file of an artifact: object path, size and content hash."""
 
     path: str = Field(min_length=1, max_length=1000)
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=2**63 - 1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
