@@ -94,6 +94,11 @@ class Hparams(MutableMapping):
             raise ValueError("hparam names must not be empty")
         return key
 
+    def saved(self) -> dict[str, Any]:
+        """What is written to disk: a copy with secrets redacted (the dict itself keeps them,
+        so the script can still read its own values)."""
+        return redact_record(self._data)  # type: ignore[return-value]
+
     def _changed(self) -> None:
-        if self._on_change is not None:  # what is saved never holds a secret (the dict itself keeps it)
-            self._on_change(redact_record(self._data))
+        if self._on_change is not None:
+            self._on_change(self.saved())

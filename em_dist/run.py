@@ -290,7 +290,7 @@ class Run:
 
     def _save_meta(self) -> None:
         self._sink.set_meta(layout.RUN_FILE, self._run_doc())
-        self._sink.set_meta(layout.HPARAMS_FILE, dict(self.hparams))
+        self._sink.set_meta(layout.HPARAMS_FILE, self.hparams.saved())
         self._sink.set_meta(layout.PLATFORM_FILE, {"world": self.world, "ranks": {str(self.world.get("rank", 0)): self.platform}})
         if self.git is not None:
             self._sink.set_meta(layout.GIT_FILE, self.git)
