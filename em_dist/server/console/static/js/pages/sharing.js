@@ -17,8 +17,8 @@ export async function renderSharing(page, ctx, folderId) {
 
   const act = async (fn) => {
     message.textContent = '';
-    if (!key.value.trim()) { message.textContent = 'Changing a share needs your API key (the console session only reads).'; return; }
-    try { await fn(key.value.trim()); await load(); } catch (error) { message.textContent = error.message; }
+    if (!key.value.trim()) { message.textContent = 'Changing a share needs your API key (the console session only reads).'; return false; }
+    try { await fn(key.value.trim()); await load(); return true; } catch (error) { message.textContent = error.message; return false; }
   };
   const load = async () => {
     const rows = await api.shares(folderId);
@@ -29,7 +29,7 @@ export async function renderSharing(page, ctx, folderId) {
   };
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    act((k) => api.share(folderId, user.value.trim(), permission.value, k)).then(() => { user.value = ''; });
+    act((k) => api.share(folderId, user.value.trim(), permission.value, k)).then((done) => { if (done) user.value = ''; });
   });
   clear(page, h('h1', {}, `Sharing of ${folder ? folder.path : 'a folder'}`),
     h('label', { for: 'sharing-key' }, 'Your API key (for changes) '), key, form, message, list);
