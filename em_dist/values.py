@@ -11,7 +11,7 @@ from __future__ import annotations
 import numbers
 from typing import Any, Callable
 
-from .limits import MAX_FLOAT, MAX_NAME_CHARS, MAX_STEP, MAX_TYPE_CHARS, number_problem, text_problem
+from .limits import MAX_FLOAT, MAX_NAME_CHARS, MAX_STEP, MAX_TYPE_CHARS, number_problem, text_problem  # MAX_FLOAT: Run.log
 
 TYPE_ALIASES: dict[str, str] = {
     "train": "train",
@@ -151,8 +151,9 @@ def _number(key: str, value: Any) -> int | float:
     if isinstance(value, float):
         return value
     if isinstance(value, int):
-        if not -MAX_FLOAT <= value <= MAX_FLOAT:
-            raise ValueError(f"metric {key!r}: the value {number_problem(value)}; log it as a float")
+        problem = number_problem(value)
+        if problem:
+            raise ValueError(f"metric {key!r}: the value {problem}; log it as a float")
         return value
     if isinstance(value, complex):
         raise TypeError(f"metric {key!r}: complex values are not supported")

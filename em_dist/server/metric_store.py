@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from em_dist.server.models import MetricChunk, MetricSeries, RankOffset
-from em_dist.limits import MAX_FLOAT, MAX_NAME_CHARS, MAX_STEP, MAX_TYPE_CHARS, text_problem
+from em_dist.limits import MAX_NAME_CHARS, MAX_STEP, MAX_TYPE_CHARS, number_problem, text_problem
 from em_dist.store.lines import NONFINITE
 
 CHUNK_POINTS = 65_536
@@ -90,7 +90,7 @@ def _is_float64(value: object) -> bool:
     """True for an int or float (not a bool) that a float64 column can hold."""
     if value.__class__ is float:
         return True
-    return value.__class__ is int and -MAX_FLOAT <= value <= MAX_FLOAT  # type: ignore[operator]
+    return value.__class__ is int and number_problem(value) is None  # type: ignore[arg-type]
 
 
 def _group(records: list[dict]) -> dict[tuple[str, str], _Columns]:

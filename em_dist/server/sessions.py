@@ -26,9 +26,13 @@ def _aware(when: dt.datetime) -> dt.datetime:
 
 
 def create(session: Session, api_key: ApiKey) -> str:
-    """Start a session for ``api_key`` (already checked); returns the token for the cookie. The caller commits."""
+    """Start a session for ``api_key`` (already checked); returns the token for the cookie.
+
+    The key's expired sessions are deleted on the way. The caller commits.
+    """
     token = generate_session_token()
     now = _now()
+    session.execute(delete(ConsoleSession).where(ConsoleSession.key_id == api_key.id, ConsoleSession.expires <= now))
     session.add(ConsoleSession(token_hash=hash_key(token), key_id=api_key.id, user_id=api_key.user_id,
                                created=now, expires=now + dt.timedelta(seconds=SESSION_MAX_AGE_S)))
     return token
