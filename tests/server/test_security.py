@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import select
 import socket
 import stat
 import subprocess
@@ -290,6 +291,18 @@ def test_an_abandoned_blob_upload_leaves_no_temp_file(server) -> None:
         temps = wait_for(lambda: list((server.data_dir / "blobs").rglob(".upload-*")), what="the upload's temp file")
     wait_for(lambda: not any(p.exists() for p in temps), what="the temp file to go when the client left")
     assert api("GET", "/me").status_code == 200
+    log = bytearray()
+
+    def logged() -> bool:  # the server's output so far: one line for the disconnect, no traceback
+        while select.select([server.proc.stdout], [], [], 0)[0]:
+            chunk = server.proc.stdout.read1(65536)
+            if not chunk:
+                break
+            log.extend(chunk)
+        return f"blob {sha}: the client disconnected".encode() in log
+
+    wait_for(logged, what="the disconnect to be logged")
+    assert b"Traceback" not in log, log.decode(errors="replace")
 
 
 def test_files_named_with_url_characters_download(server) -> None:
