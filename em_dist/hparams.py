@@ -8,6 +8,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Iterator
 
 from ._warn import warn_once
+from .platform.redact import redact_record
 
 
 def json_safe(value: Any, key: str = "") -> Any:
@@ -89,6 +90,11 @@ class Hparams(MutableMapping):
             raise ValueError("hparam names must not be empty")
         return key
 
+    def saved(self) -> dict[str, Any]:
+        """What is written to disk: a copy with secrets redacted (the dict itself keeps them,
+        so the script can still read its own values)."""
+        return redact_record(self._data)  # type: ignore[return-value]
+
     def _changed(self) -> None:
         if self._on_change is not None:
-            self._on_change(dict(self._data))
+            self._on_change(self.saved())

@@ -29,7 +29,7 @@ from .ranks.world import WorldInfo, detect_world
 from .ranks.timing import RankTimings
 from .sink import EndReport, Sink
 from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
-from .values import TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
+from .values import MAX_FLOAT, MAX_STEP, TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
 
 _now = time.time
 
@@ -194,7 +194,7 @@ class Run:
         t = TYPE_ALIASES.get(type) if type.__class__ is str else None
         if t is None:
             t = normalize_type(type)
-        if step.__class__ is not int or step < 0:
+        if step.__class__ is not int or not 0 <= step <= MAX_STEP:
             step = check_step(step)
         if epoch is not None and epoch.__class__ is not int:
             epoch = check_epoch(epoch)
@@ -210,7 +210,7 @@ class Run:
             known.update(values)
         for k, v in values.items():
             c = v.__class__
-            if c is not float and c is not int:
+            if c is not float and (c is not int or not -MAX_FLOAT <= v <= MAX_FLOAT):
                 values[k] = convert_value(k, v)  # same key: no resize during iteration
         if self._finished:
             warn_once(f"log-after-finish:{self._id}", f"em_dist: run {self.name!r} is finished; log() calls after finish() are ignored", 2)
@@ -427,7 +427,7 @@ class Run:
 
     def _save_meta(self) -> None:
         self._sink.write_run(self._run_doc())
-        self._sink.write_hparams(dict(self.hparams))
+        self._sink.write_hparams(self.hparams.saved())
         self._sink.write_platform(self.world, self.platform)
         if self.git is not None:
             self._sink.write_git(self.git)

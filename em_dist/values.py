@@ -11,6 +11,8 @@ from __future__ import annotations
 import numbers
 from typing import Any, Callable
 
+from .limits import MAX_FLOAT, MAX_NAME_CHARS, MAX_STEP, MAX_TYPE_CHARS, number_problem, text_problem  # MAX_FLOAT: Run.log
+
 TYPE_ALIASES: dict[str, str] = {
     "train": "train",
     "training": "train",
@@ -31,24 +33,35 @@ def normalize_type(type_: Any) -> str:
         raise TypeError(f"log(type=...) must be a string such as 'train', 'val' or 'test', got {type(type_).__name__}")
     if not type_.strip():
         raise ValueError("log(type=...) must not be empty; use 'train', 'val', 'test' or a custom name")
+    problem = text_problem(type_, max_chars=MAX_TYPE_CHARS)
+    if problem:
+        raise ValueError(f"log(type=...) {problem}; use a shorter, printable name")
     return TYPE_ALIASES.get(type_.lower(), type_)
 
 
 def check_metric_name(name: Any) -> None:
-    """Metric names are non-empty strings."""
+    """Metric names are non-empty strings the server can store (see :mod:`em_dist.limits`).
+
+    ``Run.log`` calls this once per new name, so the limits cost nothing per point.
+    """
     if not isinstance(name, str):
         raise TypeError(f"metric names must be strings, got {name!r} ({type(name).__name__})")
     if not name.strip():
         raise ValueError("metric names must not be empty")
+    problem = text_problem(name, max_chars=MAX_NAME_CHARS)
+    if problem:
+        raise ValueError(f"metric name {name[:60]!r}{'...' if len(name) > 60 else ''} {problem}; use a shorter, printable name")
 
 
 def check_step(step: Any) -> int:
-    """A step is a non-negative integer (Python or NumPy), never a bool or a float."""
+    """A step is an integer in 0..2**63-1 (Python or NumPy), never a bool or a float."""
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise TypeError(f"log(step=...) must be a non-negative integer, got {step!r} ({type(step).__name__})")
     step = int(step)
     if step < 0:
         raise ValueError(f"log(step=...) must be non-negative, got {step}")
+    if step > MAX_STEP:
+        raise ValueError(f"log(step=...) must be at most 2**63-1 (a 64-bit integer), got {step}")
     return step
 
 
@@ -58,7 +71,12 @@ def check_epoch(epoch: Any) -> int | float | None:
         return None
     if isinstance(epoch, bool) or not isinstance(epoch, numbers.Real):
         raise TypeError(f"log(epoch=...) must be a number or None, got {epoch!r} ({type(epoch).__name__})")
-    return int(epoch) if isinstance(epoch, numbers.Integral) else float(epoch)
+    if isinstance(epoch, numbers.Integral):
+        epoch = int(epoch)
+        if number_problem(epoch):
+            raise ValueError(f"log(epoch=...) {number_problem(epoch)}")
+        return epoch
+    return float(epoch)
 
 
 class DeviceScalar:
@@ -86,7 +104,7 @@ def _converter_for(value: Any) -> Callable[[str, Any], Any]:
     if isinstance(value, (str, bytes)):
         return _reject_string
     if isinstance(value, numbers.Integral):
-        return lambda key, v: int(v)
+        return lambda key, v: _number(key, int(v))
     if isinstance(value, numbers.Real):
         return lambda key, v: float(v)
     if callable(getattr(value, "numel", None)) and hasattr(value, "detach"):
@@ -130,7 +148,12 @@ _CONVERTERS: dict[type, Callable[[str, Any], Any]] = {}
 def _number(key: str, value: Any) -> int | float:
     if isinstance(value, bool):
         return int(value)
-    if isinstance(value, (int, float)):
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        problem = number_problem(value)
+        if problem:
+            raise ValueError(f"metric {key!r}: the value {problem}; log it as a float")
         return value
     if isinstance(value, complex):
         raise TypeError(f"metric {key!r}: complex values are not supported")

@@ -7,10 +7,10 @@ import sys
 from typing import Sequence
 
 from ..errors import EMError
-from . import auth, console, runs, server, upload
+from . import auth, console, runs, server, share, upload
 
 # Each module exposes ``register(groups)``; ``groups`` maps a group name to its sub-parser collection.
-_COMMAND_MODULES = (runs, auth, upload, server, console)
+_COMMAND_MODULES = (runs, auth, upload, server, share, console)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from em_dist.client.auth import client_for
 from em_dist.store.lines import decode_number
@@ -30,7 +31,11 @@ class RemoteArtifact:
 
     def read(self, path: str) -> bytes:
         """The bytes of one file (whole, in memory: use ``download`` for big files)."""
-        return self._client._http.request("GET", f"/artifacts/{self.id}/files/{path}").content
+        return self._client._http.request("GET", self._file_path(path)).content
+
+    def _file_path(self, path: str) -> str:
+        """The API path of one file, percent-encoded: names may hold ``#``, ``?``, ``%`` or spaces."""
+        return f"/artifacts/{quote(self.id, safe='')}/files/{quote(path, safe='/')}"
 
     def download(self, dest: str | os.PathLike) -> Path:
         """Write every file under ``dest`` (streamed); returns ``dest``."""
@@ -38,7 +43,7 @@ class RemoteArtifact:
         for f in self.files:
             target = root / f["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            response = self._client._http.request("GET", f"/artifacts/{self.id}/files/{f['path']}", stream=True)
+            response = self._client._http.request("GET", self._file_path(f["path"]), stream=True)
             with open(target, "wb") as fh:
                 for block in response.iter_content(1024 * 1024):
                     fh.write(block)
@@ -135,6 +140,19 @@ class Client:
     def lineage(self, node_id: str, depth: int = 3) -> dict:
         """The graph around a run or artifact: ``{root, nodes: [...], edges: [{source, target, role}]}``."""
         return self._http.get_json(f"/lineage/{node_id}", depth=depth)
+
+    def shares(self, folder_id: str) -> list[dict]:
+        """Who a folder you own is shared with: ``[{user, permission}]``."""
+        return self._http.get_json(f"/folders/{quote(folder_id, safe='')}/shares")
+
+    def share(self, folder_id: str, user: str, permission: str = "view") -> dict:
+        """Share a folder you own (and everything below it) with ``user``: ``view`` or ``edit``."""
+        return self._http.request("POST", f"/folders/{quote(folder_id, safe='')}/shares",
+                                  json={"user": user, "permission": permission}).json()
+
+    def unshare(self, folder_id: str, user: str) -> None:
+        """Revoke ``user``'s share of a folder you own; they lose access at once."""
+        self._http.request("DELETE", f"/folders/{quote(folder_id, safe='')}/shares/{quote(user, safe='')}")
 
     def close(self) -> None:
         self._http.close()

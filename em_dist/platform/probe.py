@@ -17,7 +17,8 @@ Keys (a flat, JSON-safe dict):
 ``memory_total_bytes``    physical memory of the host
 ``pid``                   process id
 ``cwd``                   working directory
-``command``               ``sys.argv`` as a list of strings
+``command``               ``sys.argv`` as a list of strings, secret values redacted
+                          (:mod:`em_dist.platform.redact`)
 ``numpy``                 numpy version, or None when the process has not imported numpy
 ``torch``                 torch version, or None when the process has not imported torch
 ``cuda_available``        bool from torch; None when torch is not imported
@@ -45,7 +46,7 @@ import platform
 import sys
 from typing import Any
 
-from em_dist.platform import gpu, host, launcher
+from em_dist.platform import gpu, host, launcher, redact
 
 
 def _numpy_version() -> str | None:
@@ -130,7 +131,7 @@ def collect_platform(local_rank: int | None = None) -> dict[str, Any]:
         "memory_total_bytes": host.memory_total_bytes(),
         "pid": os.getpid(),
         "cwd": host.safe_cwd(),
-        "command": host.command(),
+        "command": redact.redact_argv(host.command()),
         "numpy": _numpy_version(),
     }
     try:
@@ -143,7 +144,7 @@ def collect_platform(local_rank: int | None = None) -> dict[str, Any]:
     info["mpi"] = mpi_fields()
     info["local_rank"] = local_rank
     try:
-        info["launcher_env"] = launcher.launcher_env()
+        info["launcher_env"] = redact.redact_record(launcher.launcher_env())
         info["nccl_env_names"] = launcher.nccl_env_names()
     except Exception:  # noqa: BLE001
         info["launcher_env"] = {}

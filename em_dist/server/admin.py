@@ -10,6 +10,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
+from em_dist.server import sessions
 from em_dist.server.db import Database
 from em_dist.server.models import ApiKey, User
 from em_dist.server.security import generate_key, hash_key, key_prefix
@@ -53,12 +54,13 @@ def create_key(db: Database, name: str) -> str:
 
 
 def revoke_key(db: Database, key: str) -> str:
-    """Revoke ``key``; returns the name of its user."""
+    """Revoke ``key`` and end the console sessions made from it; returns the name of its user."""
     with db.write_session() as session:
         row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).first()
         if row is None:
             raise AdminError("no such API key")
         row.revoked = row.revoked or dt.datetime.now(dt.timezone.utc)
+        sessions.end_all_of_key(session, row.id)  # console sessions signed in with it end too
         user = session.get(User, row.user_id)
         session.commit()
         return user.name if user else ""

@@ -8,15 +8,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from em_dist.server import migrate
 from em_dist.server.blobs import BlobStore
 from em_dist.server.config import ServerConfig
 from em_dist.server.db import open_database
-from em_dist.server.limits import BodyLimitMiddleware
+from em_dist.server.body_limit import BodyLimitMiddleware
+from em_dist.server.headers import HostCheck, SecurityHeaders
 from em_dist.server.routes import api_router
+from em_dist.server.storable import UNSTORABLE
 
 API_PREFIX = "/api/v1"
 _STREAMED = re.compile(r"^/api/v1/(blobs/[^/]+|runs/[^/]+/metrics/[^/]+)$")
@@ -26,9 +28,19 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return 400, "malformed JSON body"
+    unstorable = [e for e in errors if e.get("type") == UNSTORABLE]
+    if unstorable:
+        return 400, str(unstorable[0].get("msg", "a value the server cannot store"))
     first = errors[0] if errors else {}
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
     return 422, f"{where or 'request'}: {first.get('msg', 'invalid value')}"
+
+
+def _json(status: int, content: dict, headers: dict | None = None) -> Response:
+    """A JSON error answer that never fails to render: ASCII only (a lone surrogate the
+    client sent comes back escaped), no echo of the offending input."""
+    return Response(json.dumps(content, ensure_ascii=True, default=str), status_code=status,
+                    media_type="application/json", headers=headers)
 
 
 def create_app(config: ServerConfig, *, run_migrations: bool = True) -> FastAPI:
@@ -53,19 +65,22 @@ def create_app(config: ServerConfig, *, run_migrations: bool = True) -> FastAPI:
     app.state.blobs = BlobStore(config.blob_dir)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=getattr(exc, "headers", None))
+        return _json(exc.status_code, {"detail": detail}, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _bad_request(_request: Request, exc: RequestValidationError) -> Response:
         status, message = _validation_message(exc)
-        errors = json.loads(json.dumps(exc.errors(), default=str))
-        return JSONResponse(status_code=status, content={"detail": message, "errors": errors})
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return _json(status, {"detail": message, "errors": errors})
 
     app.include_router(api_router, prefix=API_PREFIX)
     from em_dist.server.console.mount import mount_console  # the web console at "/", on the same API
 
     mount_console(app)
     app.add_middleware(BodyLimitMiddleware, limit=config.max_json_bytes, exempt=lambda p: bool(_STREAMED.match(p)))
+    app.add_middleware(HostCheck)
+    app.add_middleware(SecurityHeaders)  # outermost: every answer carries the headers
     return app

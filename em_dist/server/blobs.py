@@ -15,7 +15,10 @@ import time
 from pathlib import Path
 from typing import AsyncIterable, Iterator
 
+import anyio
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_BATCH_BYTES = 1024 * 1024
 
 
 class DigestMismatch(Exception):
@@ -58,28 +61,54 @@ class BlobStore:
         return self.path(sha256).is_file()
 
     async def write_stream(self, sha256: str, chunks: AsyncIterable[bytes]) -> int:
-        """Store the streamed bytes as ``sha256``; returns the size. Raises DigestMismatch."""
+        """Store the streamed bytes as ``sha256``; returns the size. Raises DigestMismatch.
+
+        Hashing and disk writes run on a worker thread in batches of about 1 MiB, so the
+        event loop keeps serving other requests. When the blob is already on disk the
+        bytes are only hashed (proving the sender holds them), not written again. The
+        temporary file is removed whenever the request ends without a match, a client
+        disconnect or a cancellation included.
+        """
         target = self.path(sha256)
+        keep = not target.is_file()
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         size = 0
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-") if keep else (-1, "")
+        fh = os.fdopen(fd, "wb") if keep else None
+
+        def absorb(batch: list[bytes]) -> None:
+            data = b"".join(batch)
+            digest.update(data)
+            if fh is not None:
+                fh.write(data)
+
         try:
-            with os.fdopen(fd, "wb") as fh:
-                async for chunk in chunks:
-                    digest.update(chunk)
-                    fh.write(chunk)
-                    size += len(chunk)
+            batch: list[bytes] = []
+            pending = 0
+            async for chunk in chunks:
+                batch.append(chunk)
+                pending += len(chunk)
+                size += len(chunk)
+                if pending >= _BATCH_BYTES:
+                    await anyio.to_thread.run_sync(absorb, batch)
+                    batch, pending = [], 0
+            await anyio.to_thread.run_sync(absorb, batch)
+            if fh is not None:
+                fh.close()
             actual = digest.hexdigest()
             if actual != sha256:
                 raise DigestMismatch(sha256, actual, size)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+            if keep:
+                os.replace(tmp, target)
+        finally:
+            if fh is not None:
+                fh.close()
+            if keep:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
         return size
 
     def iter_bytes(self, sha256: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from em_dist.limits import MAX_JSON_BYTES, MAX_METRICS_CHUNK_BYTES
+
 DEFAULT_LOST_AFTER_S = 600.0
 """A live run silent this long shows as lost (the auto-uploader sends every 5 s by default)."""
 
@@ -25,8 +27,8 @@ class ServerConfig:
 
     data_dir: Path
     db_url: str | None = None
-    max_json_bytes: int = 8 * 1024 * 1024
-    max_metrics_chunk_bytes: int = 32 * 1024 * 1024
+    max_json_bytes: int = MAX_JSON_BYTES
+    max_metrics_chunk_bytes: int = MAX_METRICS_CHUNK_BYTES
     lost_after_s: float = DEFAULT_LOST_AFTER_S
 
     @property

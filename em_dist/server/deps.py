@@ -1,4 +1,8 @@
-"""Typed FastAPI dependencies: sessions, the blob store and the calling user."""
+"""Typed FastAPI dependencies: database sessions, the blob store and the calling user.
+
+Who the caller is: an API key (``Authorization: Bearer`` or ``X-API-Key``) for reads and
+writes; a console session cookie for reads only.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from em_dist.server.blobs import BlobStore
 from em_dist.server.config import ServerConfig
 from em_dist.server.db import Database
 from em_dist.server.models import ApiKey, User
+from em_dist.server import sessions
 from em_dist.server.security import SESSION_COOKIE, hash_key
 
 
@@ -37,31 +42,54 @@ def _config(request: Request) -> ServerConfig:
     return request.app.state.config
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def presented_key(request: Request) -> str | None:
+    """The API key the request carries (``Authorization: Bearer`` or ``X-API-Key``), or None.
+
+    An ``Authorization`` header that is not ``Bearer <key>`` is a 401, whatever else the
+    request carries: a malformed header next to a session cookie must not pass as a key.
+    """
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, "malformed Authorization header: send 'Authorization: Bearer <API key>'")
         return token.strip()
     token = request.headers.get("x-api-key", "").strip()
-    if token:
-        return token
-    token = request.cookies.get(SESSION_COOKIE, "").strip()
-    if token:
-        return token
-    raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'")
+    return token or None
+
+
+def key_row(session: Session, key: str) -> tuple[ApiKey, User]:
+    """The live API key row and its user; 401 when the key is unknown or revoked."""
+    row = session.execute(
+        select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == hash_key(key))
+    ).first()
+    if row is None:
+        raise HTTPException(401, "invalid API key")
+    api_key, user = row
+    if api_key.revoked is not None:
+        raise HTTPException(401, "this API key was revoked")
+    return api_key, user
 
 
 def _current_user(request: Request) -> User:
-    key = _bearer(request)
+    """The caller: by API key for any request, by console session cookie for reads only."""
+    key = presented_key(request)
     with _db(request).read_session() as session:
-        row = session.execute(
-            select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == hash_key(key))
-        ).first()
-        if row is None:
-            raise HTTPException(401, "invalid API key")
-        api_key, user = row
-        if api_key.revoked is not None:
-            raise HTTPException(401, "this API key was revoked")
+        if key is not None:
+            _, user = key_row(session, key)
+        else:
+            token = request.cookies.get(SESSION_COOKIE, "").strip()
+            if not token:
+                raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'")
+            found = sessions.user_of(session, token)
+            if found is None:
+                raise HTTPException(401, "the console session ended or expired; sign in again with your API key")
+            if request.method not in _READ_METHODS:
+                raise HTTPException(403, "the console session is read-only; send an API key to write")
+            user = found
         session.expunge(user)
         return user
 

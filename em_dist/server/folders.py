@@ -41,10 +41,20 @@ def permission(session: Session, user: User, folder: Folder) -> str | None:
     return best
 
 
+def can_see(session: Session, user: User, folder_id: str) -> bool:
+    """True when ``user`` may view the folder ``folder_id`` (False for an unknown folder)."""
+    folder = session.get(Folder, folder_id)
+    return folder is not None and permission(session, user, folder) is not None
+
+
 def require(session: Session, user: User, folder: Folder, need: str) -> str:
-    """Raise 403 unless ``user`` has at least ``need`` (view/edit) on ``folder``."""
+    """Raise 403 unless ``user`` has at least ``need`` (view/edit) on ``folder``.
+
+    The message names the folder's path only to a user who can already see it."""
     have = permission(session, user, folder)
-    if have is None or _RANK[have] < _RANK[need]:
+    if have is None:  # a stranger learns neither the folder's name nor its owner
+        raise HTTPException(403, f"folder {folder.id} is not yours to {need}")
+    if _RANK[have] < _RANK[need]:
         raise HTTPException(403, f"folder {folder.path!r} ({folder.id}) is not yours to {need}")
     return have
 

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from em_dist.limits import MAX_NAME_CHARS, MAX_STEP, MAX_TYPE_CHARS, number_problem, text_problem
 from em_dist.server.models import MetricChunk, MetricSeries, RankOffset, Run
 from em_dist.store.lines import NONFINITE
 
@@ -86,6 +87,13 @@ def _parse(data: bytes) -> list[dict]:
     return records
 
 
+def _is_float64(value: object) -> bool:
+    """True for an int or float (not a bool) that a float64 column can hold."""
+    if value.__class__ is float:
+        return True
+    return value.__class__ is int and number_problem(value) is None  # type: ignore[arg-type]
+
+
 def _group(records: list[dict]) -> dict[tuple[str, str], _Columns]:
     groups: dict[tuple[str, str], _Columns] = {}
     for number, rec in enumerate(records, 1):
@@ -95,25 +103,32 @@ def _group(records: list[dict]) -> dict[tuple[str, str], _Columns]:
         when, epoch = rec.get("time", 0.0), rec.get("epoch")
         if not isinstance(mtype, str) or not mtype:
             raise IngestError(f"line {number}: 'type' must be a non-empty string")
-        if type(step) is not int or step < 0:
-            raise IngestError(f"line {number}: 'step' must be a non-negative integer")
+        problem = text_problem(mtype, max_chars=MAX_TYPE_CHARS)
+        if problem:
+            raise IngestError(f"line {number}: 'type' {problem}")
+        if type(step) is not int or not 0 <= step <= MAX_STEP:
+            raise IngestError(f"line {number}: 'step' must be an integer in 0..2**63-1")
         if not isinstance(metrics, dict):
             raise IngestError(f"line {number}: 'metrics' must be an object")
-        if not isinstance(when, (int, float)) or isinstance(when, bool):
+        if not _is_float64(when):
             raise IngestError(f"line {number}: 'time' must be a number")
         if epoch is None:
             epoch = math.nan
-        elif not isinstance(epoch, (int, float)) or isinstance(epoch, bool):
-            raise IngestError(f"line {number}: 'epoch' must be a number or null")
+        elif not _is_float64(epoch):
+            raise IngestError(f"line {number}: 'epoch' must be a number (within float64) or null")
         for name, value in metrics.items():
+            if (mtype, name) not in groups:
+                problem = "is empty" if not name else text_problem(name, max_chars=MAX_NAME_CHARS)
+                if problem:
+                    raise IngestError(f"line {number}: metric name {name[:60]!r} {problem}")
             if isinstance(value, bool):
                 value = float(value)
             elif isinstance(value, str):
                 if value not in NONFINITE:
                     raise IngestError(f"line {number}: metric {name!r} is not a number")
                 value = NONFINITE[value]
-            elif not isinstance(value, (int, float)):
-                raise IngestError(f"line {number}: metric {name!r} is not a number")
+            elif not _is_float64(value):
+                raise IngestError(f"line {number}: metric {name[:60]!r} is not a number within float64")
             cols = groups.get((mtype, name))
             if cols is None:
                 cols = groups[(mtype, name)] = _Columns([], [], [], [])

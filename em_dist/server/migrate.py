@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -20,8 +21,21 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
+def secure_data_dir(config: ServerConfig) -> None:
+    """Create the data dir owner-only (0700) and, for SQLite, the database file 0600.
+
+    The database holds key hashes and every user's runs; the blobs hold their files.
+    SQLite creates its ``-wal``/``-shm`` files with the database file's mode.
+    """
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(config.data_dir, 0o700)
+    if config.db_url is None:
+        db_file = config.data_dir / "em.db"
+        os.close(os.open(db_file, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(db_file, 0o600)
+
+
 def upgrade(config: ServerConfig) -> None:
     """Bring the database of ``config`` to the newest schema (creates it on first use)."""
-    if config.database_url.startswith("sqlite"):
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(config)
     command.upgrade(alembic_config(config.database_url), "head")

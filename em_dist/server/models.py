@@ -192,3 +192,27 @@ class LineageEdge(Base):
     role: Mapped[str] = mapped_column(String(8), primary_key=True)
     artifact_name: Mapped[str] = mapped_column(String(500), default="")
     rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ConsoleSession(Base):
+    """A console sign-in: the SHA-256 of a random token, the key it came from, its expiry.
+
+    Deleted at sign-out and when its key is revoked; a session only ever reads.
+    """
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    expires: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BlobOwner(Base):
+    """A user who uploaded (or, before 0002, attached) a blob: they may reference it by hash."""
+
+    __tablename__ = "blob_owners"
+
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)

@@ -1,15 +1,21 @@
-"""Request bodies of the write endpoints (pydantic models; a wrong type is a 422)."""
+"""Request bodies of the write endpoints (pydantic models; a wrong type is a 422, a value
+no database can store is a 400: see :mod:`em_dist.server.storable`)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from em_dist.limits import MAX_RANK
+from em_dist.server.storable import StorableModel
+
+Rank = Annotated[int, Field(ge=0, le=MAX_RANK)]
 
 ConflictStrategy = Literal["skip", "error", "new", "replace"]
 
 
-class FolderSpec(BaseModel):
+class FolderSpec(StorableModel):
     """Where an upload goes: ``folder_id`` wins over ``folder`` (a path); neither means ``default``."""
 
     folder: str | None = None
@@ -31,7 +37,7 @@ class RunMeta(BaseModel):
     start_timestamp: str | None = None
     end_timestamp: str | None = None
     world: dict[str, Any] = Field(default_factory=dict)
-    lost_ranks: list[int] = Field(default_factory=list)
+    lost_ranks: list[Rank] = Field(default_factory=list)
 
 
 class ArtifactLink(BaseModel):
@@ -53,14 +59,14 @@ class RunUpload(FolderSpec):
     platform: dict[str, Any] = Field(default_factory=dict)
     git: dict[str, Any] | None = None
     artifacts: list[ArtifactLink] = Field(default_factory=list)
-    ranks: list[int] = Field(default_factory=list)
+    ranks: list[Rank] = Field(default_factory=list, max_length=1_000_000)
 
 
 class FileEntry(BaseModel):
     """One file of an artifact: object path, size and content hash."""
 
     path: str = Field(min_length=1, max_length=1000)
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=2**63 - 1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
@@ -82,20 +88,20 @@ class ArtifactUpload(FolderSpec):
     files: list[FileEntry] = Field(default_factory=list)
 
 
-class BlobQuery(BaseModel):
+class BlobQuery(StorableModel):
     """``POST /blobs/missing``: which of these hashes does the server lack?"""
 
     sha256: list[str] = Field(max_length=100_000)
 
 
-class FolderCreate(BaseModel):
+class FolderCreate(StorableModel):
     """``POST /folders``: create a folder path (missing levels too)."""
 
     path: str = Field(min_length=1, max_length=1000)
 
 
-class ShareCreate(BaseModel):
+class ShareCreate(StorableModel):
     """``POST /folders/{id}/shares``: give another user view or edit access."""
 
-    user: str
+    user: str = Field(min_length=1, max_length=200)
     permission: Literal["view", "edit"]

@@ -1,4 +1,4 @@
-"""API keys: generation and hashing.
+"""API keys and console session tokens: generation and hashing.
 
 A key is ``em_`` + 32 random bytes (urlsafe base64, 256 bits of entropy). The server
 stores only its SHA-256 hex digest: with that much entropy a fast hash is enough, and a
@@ -12,7 +12,9 @@ import secrets
 
 KEY_PREFIX = "em_"
 SESSION_COOKIE = "em_session"
-"""The console's HttpOnly session cookie: set by the console's sign-in, read by the key lookup."""
+"""The console's HttpOnly session cookie: holds a session token (never the API key)."""
+SESSION_MAX_AGE_S = 7 * 24 * 3600
+"""How long a console session lives after sign-in."""
 
 
 def generate_key() -> str:
@@ -28,3 +30,8 @@ def hash_key(key: str) -> str:
 def key_prefix(key: str) -> str:
     """The first characters of a key, kept in clear so users can tell their keys apart."""
     return key[:10]
+
+
+def generate_session_token() -> str:
+    """A new random console session token (256 bits); the server keeps only its hash."""
+    return secrets.token_urlsafe(32)

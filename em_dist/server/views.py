@@ -10,6 +10,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from em_dist.server import folders
 from em_dist.server.liveness import honest_status, utc
 from em_dist.store.lines import json_number
 from em_dist.server.models import Artifact, ArtifactFile, Folder, LineageEdge, MetricSeries, Run, User
@@ -108,11 +109,17 @@ def artifact_view(session: Session, artifact: Artifact) -> dict[str, Any]:
     }
 
 
-def run_artifacts(session: Session, run_id: str) -> list[dict[str, Any]]:
-    """The run's lineage edges with each artifact's files when the server holds it."""
+def run_artifacts(session: Session, user: User, run_id: str) -> list[dict[str, Any]]:
+    """The run's lineage edges with each artifact's files when the server holds it and ``user`` may see it.
+
+    An artifact the viewer may not see reads like one the server does not hold: its id and
+    the name the run gave it, no files.
+    """
     out = []
     for edge in session.scalars(select(LineageEdge).where(LineageEdge.run_id == run_id).order_by(LineageEdge.role)):
         artifact = session.get(Artifact, edge.artifact_id)
+        if artifact is not None and not folders.can_see(session, user, artifact.folder_id):
+            artifact = None
         view = artifact_view(session, artifact) if artifact else {"id": edge.artifact_id, "name": edge.artifact_name, "files": []}
         view["role"] = edge.role
         view["rank"] = edge.rank
@@ -122,7 +129,7 @@ def run_artifacts(session: Session, run_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def run_detail(session: Session, run: Run, folder: Folder, *, cutoff: dt.datetime) -> dict[str, Any]:
+def run_detail(session: Session, user: User, run: Run, folder: Folder, *, cutoff: dt.datetime) -> dict[str, Any]:
     return {
         **run_summary(run, {}, cutoff=cutoff, folder=folder.path),
         "local_name": run.local_name,
@@ -134,5 +141,5 @@ def run_detail(session: Session, run: Run, folder: Folder, *, cutoff: dt.datetim
         "git": run.git,
         "world": run.world,
         "extra": run.extra,
-        "artifacts": run_artifacts(session, run.id),
+        "artifacts": run_artifacts(session, user, run.id),
     }

@@ -47,7 +47,9 @@ def browser():
 @pytest.fixture
 def page(browser):
     """A fresh browser context (no cookies) and page; console errors fail the test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    # bypass_csp: the tests' own string predicates (wait_for_function) are evaluated in the page;
+    # the console under its real policy is driven by tests/console/test_console_security.py
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -123,16 +123,18 @@ class LocalConsole:
         from em_dist.server import admin
         from em_dist.server.app import create_app
         from em_dist.server.config import ServerConfig
+        from em_dist.server.headers import loopback_hosts
 
         try:
             app = create_app(ServerConfig.build(self._data_dir))
             key = admin.add_user(app.state.db, LOCAL_USER)
-            mount_console(app, auto_session_key=key)
             sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))
             sock.listen(128)
             self.port = sock.getsockname()[1]
+            # only the address it bound: a page on another name rebound to 127.0.0.1 gets 421
+            mount_console(app, auto_session_key=key, allowed_hosts=loopback_hosts(self.host, self.port))
             shown = f"[{self.host}]" if ":" in self.host else self.host
             self.url = f"http://{shown}:{self.port}"
             self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

@@ -1,98 +1,91 @@
 """Mount the experiment console on a server app: static files at ``/`` and the session endpoints.
 
 The console is a static single-page app that talks to the same ``/api/v1`` REST API as
-the upload client. Signing in exchanges an API key for an HttpOnly, SameSite=Strict
-cookie (``em_session``) that the server's key lookup accepts like a bearer key, so the
-key is never readable by page scripts after sign-in. Requests authenticated only by that
-cookie are read-only (GET/HEAD), apart from the session endpoints themselves: the
-console never writes, and a forged cross-site write has nothing to ride on.
+the upload client. Signing in exchanges an API key for a server-side session
+(:mod:`em_dist.server.sessions`): the HttpOnly, SameSite=Strict cookie holds a random
+token, never the key, so page scripts cannot read a key and signing out ends the session
+for good. A session only reads (see :mod:`em_dist.server.deps`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
+from em_dist.server import sessions
 from em_dist.server.console import vendor
-from em_dist.server.deps import CurrentUser
-from em_dist.server.security import SESSION_COOKIE
+from em_dist.server.deps import key_row, presented_key
+from em_dist.server.security import SESSION_COOKIE, SESSION_MAX_AGE_S
 
-SESSION_MAX_AGE_S = 30 * 24 * 3600
 STATIC_DIR = Path(__file__).parent / "static"
 _API = "/api/v1"
-_SESSION_PATH = f"{_API}/session"
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _set_cookie(response: Response, request: Request, key: str) -> None:
+def _set_cookie(response: Response, request: Request, token: str) -> None:
     response.set_cookie(
-        SESSION_COOKIE, key, max_age=SESSION_MAX_AGE_S, path="/", httponly=True, samesite="strict",
+        SESSION_COOKIE, token, max_age=SESSION_MAX_AGE_S, path="/", httponly=True, samesite="strict",
         secure=request.url.scheme == "https",
     )
 
 
-def _auto_key(request: Request) -> str | None:
-    return getattr(request.app.state, "console_auto_session_key", None)
+def _start_session(request: Request, key: str) -> tuple[str, str, str]:
+    """A new session for the API ``key``: (token, user id, user name); 401 for a bad key."""
+    with request.app.state.db.write_session() as session:
+        api_key, user = key_row(session, key)
+        token = sessions.create(session, api_key)
+        session.commit()
+        return token, user.id, user.name
+
+
+def _auto_sign_in(request: Request, response: Response) -> None:
+    """In the local console, give a visitor without a live session one made from the local key."""
+    auto = getattr(request.app.state, "console_auto_session_key", None)
+    if auto is None:
+        return
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        with request.app.state.db.read_session() as session:
+            if sessions.user_of(session, token) is not None:
+                return
+    _set_cookie(response, request, _start_session(request, auto)[0])
 
 
 def _session_router() -> APIRouter:
     router = APIRouter(tags=["console"])
 
     @router.post("/session")
-    def sign_in(request: Request, user: CurrentUser) -> JSONResponse:
+    def sign_in(request: Request) -> JSONResponse:
         """Sign in: send the key as ``Authorization: Bearer <key>``; the answer sets the session cookie."""
-        header = request.headers.get("authorization", "")
-        key = header.partition(" ")[2].strip() or request.headers.get("x-api-key", "").strip()
-        response = JSONResponse({"id": user.id, "name": user.name})
-        if key:  # a request signed by the cookie alone keeps the cookie it has
-            _set_cookie(response, request, key)
+        key = presented_key(request)
+        if key is None:
+            raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>' to sign in")
+        token, user_id, name = _start_session(request, key)
+        response = JSONResponse({"id": user_id, "name": name})
+        _set_cookie(response, request, token)
         return response
 
     @router.get("/session")
     def who(request: Request) -> JSONResponse:
         """The console's session: ``{"auto": bool}``; in the local console it signs the visitor in."""
-        auto = _auto_key(request)
-        response = JSONResponse({"auto": auto is not None})
-        if auto is not None and request.cookies.get(SESSION_COOKIE) != auto:
-            _set_cookie(response, request, auto)
+        response = JSONResponse({"auto": getattr(request.app.state, "console_auto_session_key", None) is not None})
+        _auto_sign_in(request, response)
         return response
 
     @router.delete("/session", status_code=204)
-    def sign_out() -> Response:
-        """Sign out: clear the session cookie."""
+    def sign_out(request: Request) -> Response:
+        """Sign out: end the session on the server and clear its cookie."""
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            with request.app.state.db.write_session() as session:
+                sessions.end(session, token)
+                session.commit()
         response = Response(status_code=204)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
     return router
-
-
-class _CookieReadOnly:
-    """Refuse writes that are authenticated by the session cookie alone (a plain ASGI middleware:
-    the request body streams through untouched)."""
-
-    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        if (
-            scope["type"] == "http"
-            and scope["method"] not in _SAFE_METHODS
-            and scope["path"].startswith(_API)
-            and scope["path"] != _SESSION_PATH
-        ):
-            request = Request(scope)
-            if (
-                SESSION_COOKIE in request.cookies
-                and not request.headers.get("authorization")
-                and not request.headers.get("x-api-key")
-            ):
-                response = JSONResponse(status_code=403, content={"detail": "the console session is read-only; use an API key"})
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def _index_asset() -> vendor.Asset:
@@ -101,19 +94,24 @@ def _index_asset() -> vendor.Asset:
     return vendor.make_asset(html.replace("/static/vendor/plotly.min.js", vendor.plotly_url()).encode(), ".html")
 
 
-def mount_console(app: FastAPI, *, auto_session_key: str | None = None) -> None:
+def mount_console(app: FastAPI, *, auto_session_key: str | None = None,
+                  allowed_hosts: frozenset[str] | None = None) -> None:
     """Serve the console at ``/`` and its session endpoints under ``/api/v1``.
 
     Call after the API routers are included. ``auto_session_key`` signs every visitor in
-    with that key (the local console); leave it ``None`` on a shared server. Calling it
-    again on the same app only changes ``auto_session_key``.
+    with a read-only session of that key (the local console); leave it ``None`` on a
+    shared server. ``allowed_hosts`` (``host:port`` values) refuses requests whose
+    ``Host`` header names anything else (:class:`em_dist.server.headers.HostCheck`), so
+    a DNS-rebinding page cannot reach the auto-session. Calling it again on the same app
+    only changes these two settings.
     """
+    app.state.console_allowed_hosts = allowed_hosts
     app.state.console_auto_session_key = auto_session_key
     if getattr(app.state, "console_mounted", False):
         return
     app.state.console_mounted = True
     app.include_router(_session_router(), prefix=_API)
-    app.add_middleware(_CookieReadOnly)
+
     @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
     def plotly_js(request: Request) -> Response:
         return vendor.plotly_response(request)
@@ -136,7 +134,5 @@ def mount_console(app: FastAPI, *, auto_session_key: str | None = None) -> None:
     @app.get("/", include_in_schema=False)
     def console_index(request: Request) -> Response:
         response = vendor.asset_response(request, _index_asset(), vendor.REVALIDATE)
-        auto = _auto_key(request)
-        if auto is not None and request.cookies.get(SESSION_COOKIE) != auto:
-            _set_cookie(response, request, auto)
+        _auto_sign_in(request, response)
         return response

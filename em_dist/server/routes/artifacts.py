@@ -6,12 +6,12 @@ import posixpath
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, JSONResponse
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
-from em_dist.server import folders
+from em_dist.server import blob_access, folders
 from em_dist.server.deps import Blobs, CurrentUser, ReadSession, WriteSession
 from em_dist.server.lookup import get_artifact
-from em_dist.server.models import Artifact, ArtifactFile, Blob, Folder
+from em_dist.server.models import Artifact, ArtifactFile, Folder
 from em_dist.server.schemas import ArtifactUpload
 from em_dist.server.views import artifact_view
 
@@ -35,27 +35,29 @@ def check_object_path(path: str) -> str:
 @router.put("/artifacts/{artifact_id}")
 def upsert_artifact(artifact_id: str, body: ArtifactUpload, user: CurrentUser, session: WriteSession, blobs: Blobs):  # type: ignore[no-untyped-def]
     """Create or update an artifact and its file list. Every file's blob must be uploaded first
-    (``PUT /blobs/{sha256}``); otherwise 409 with ``missing`` and nothing is stored."""
+    (``PUT /blobs/{sha256}``) by the caller or belong to an artifact the caller can see;
+    otherwise 409 with ``missing`` and nothing is stored."""
     if not 1 <= len(artifact_id) <= 36:
         raise HTTPException(400, "an artifact id is a UUID")
     paths = [check_object_path(f.path) for f in body.files]
     if len(set(paths)) != len(paths):
         raise HTTPException(400, "an artifact lists the same file path twice")
+    existing = session.get(Artifact, artifact_id)
+    if existing is not None:
+        folders.require(session, user, session.get(Folder, existing.folder_id), "edit")
     hashes = {f.sha256 for f in body.files}
-    held = {b.sha256: b.size for b in session.scalars(select(Blob).where(Blob.sha256.in_(hashes)))} if hashes else {}
+    held = blob_access.usable(session, user, hashes)  # only blobs the caller uploaded or can see
     missing = sorted(h for h in hashes if h not in held or not blobs.exists(h))
     if missing:
         return JSONResponse(status_code=409, content={"detail": f"{len(missing)} blob(s) not uploaded yet", "missing": missing})
     for f in body.files:
         if held[f.sha256] != f.size:
             raise HTTPException(400, f"file {f.path!r}: size {f.size} but its blob has {held[f.sha256]} bytes")
-    artifact = session.get(Artifact, artifact_id)
+    artifact = existing
     if artifact is None:
         folder = folders.resolve(session, user, path=body.folder, folder_id=body.folder_id, make=body.make_folder)
         artifact = Artifact(id=artifact_id, folder_id=folder.id, owner_id=folder.owner_id)
         session.add(artifact)
-    else:
-        folders.require(session, user, session.get(Folder, artifact.folder_id), "edit")
     meta = body.artifact
     artifact.name, artifact.alternative_name = meta.name, meta.alternative_name
     artifact.labels, artifact.description = meta.labels, meta.description

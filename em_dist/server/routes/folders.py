@@ -1,10 +1,10 @@
-"""Folders: the tree, creation, sharing, and the runs and artifacts inside one."""
+"""Folders: the tree, creation, sharing and unsharing, and the runs and artifacts inside one."""
 
 from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -126,3 +126,27 @@ def share_folder(folder_id: str, body: ShareCreate, user: CurrentUser, session: 
         share.permission = body.permission
     session.commit()
     return {"folder_id": folder.id, "user": other.name, "permission": body.permission}
+
+
+@router.get("/folders/{folder_id}/shares")
+def list_shares(folder_id: str, user: CurrentUser, session: ReadSession) -> list[dict]:
+    """Who a folder you own is shared with, and how (owner only)."""
+    folder = service.resolve(session, user, folder_id=folder_id, need="owner")
+    rows = session.execute(
+        select(User.name, FolderShare.permission).join(User, User.id == FolderShare.user_id)
+        .where(FolderShare.folder_id == folder.id).order_by(User.name)
+    ).all()
+    return [{"user": name, "permission": permission} for name, permission in rows]
+
+
+@router.delete("/folders/{folder_id}/shares/{user_name}", status_code=204)
+def unshare_folder(folder_id: str, user_name: str, user: CurrentUser, session: WriteSession) -> Response:
+    """Revoke a share of a folder you own: that user loses access to it (and below) at once."""
+    folder = service.resolve(session, user, folder_id=folder_id, need="owner")
+    other = session.scalars(select(User).where(User.name == user_name)).first()
+    share = session.get(FolderShare, (folder.id, other.id)) if other is not None else None
+    if share is None:
+        raise HTTPException(404, f"folder {folder.path!r} is not shared with {user_name!r}")
+    session.delete(share)
+    session.commit()
+    return Response(status_code=204)

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from em_dist.server import folders
 from em_dist.server.deps import CurrentUser, ReadSession
-from em_dist.server.models import Artifact, Folder, LineageEdge, Run, User
+from em_dist.server.models import Artifact, LineageEdge, Run
 
 router = APIRouter(tags=["lineage"])
-
-
-def _visible(session: Session, user: User, folder_id: str) -> bool:
-    folder = session.get(Folder, folder_id)
-    return folder is not None and folders.permission(session, user, folder) is not None
 
 
 @router.get("/lineage/{node_id}")
@@ -27,7 +21,7 @@ def lineage(node_id: str, user: CurrentUser, session: ReadSession, depth: int = 
         if session.scalars(select(LineageEdge).where(LineageEdge.artifact_id == node_id)).first() is None:
             raise HTTPException(404, f"no run or artifact with id {node_id}")
     start = start_run or start_artifact
-    if start is not None and not _visible(session, user, start.folder_id):
+    if start is not None and not folders.can_see(session, user, start.folder_id):
         raise HTTPException(403, f"{node_id} is not yours to view")
     nodes: dict[str, dict] = {}
     edges: set[tuple[str, str, str]] = set()
@@ -39,7 +33,7 @@ def lineage(node_id: str, user: CurrentUser, session: ReadSession, depth: int = 
                 continue
             if kind == "run":
                 run = session.get(Run, nid)
-                if run is None or not _visible(session, user, run.folder_id):
+                if run is None or not folders.can_see(session, user, run.folder_id):
                     continue
                 nodes[nid] = {"id": nid, "kind": "run", "name": run.name, "status": run.status}
                 for e in session.scalars(select(LineageEdge).where(LineageEdge.run_id == nid)):
@@ -47,7 +41,7 @@ def lineage(node_id: str, user: CurrentUser, session: ReadSession, depth: int = 
                     nxt.append(("artifact", e.artifact_id))
             else:
                 art = session.get(Artifact, nid)
-                if art is not None and not _visible(session, user, art.folder_id):
+                if art is not None and not folders.can_see(session, user, art.folder_id):
                     continue
                 name = art.name if art else ""
                 for e in session.scalars(select(LineageEdge).where(LineageEdge.artifact_id == nid)):
@@ -58,7 +52,7 @@ def lineage(node_id: str, user: CurrentUser, session: ReadSession, depth: int = 
     for kind, nid in frontier:  # the outer ring: named, not expanded
         if nid not in nodes and kind == "artifact":
             art = session.get(Artifact, nid)
-            if art is None or _visible(session, user, art.folder_id):
+            if art is None or folders.can_see(session, user, art.folder_id):
                 nodes[nid] = {"id": nid, "kind": "artifact", "name": art.name if art else "", "stored": art is not None}
     kept = [{"source": s, "target": t, "role": r} for s, t, r in sorted(edges) if s in nodes and t in nodes]
     return {"root": node_id, "nodes": list(nodes.values()), "edges": kept}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
+from em_dist.limits import MAX_RANK
 from em_dist.server import metric_store
 from em_dist.server.deps import Config, CurrentUser, ReadSession
 from em_dist.server.lookup import get_run
@@ -16,6 +19,7 @@ from em_dist.server.models import User
 from em_dist.server.views import json_epochs, json_floats
 
 router = APIRouter(tags=["metrics"])
+log = logging.getLogger(__name__)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -38,9 +42,13 @@ async def ingest_metrics(
     already holds are acknowledged and skipped; a gap is a 409 whose body carries the
     server's ``offset``. Returns the new ``offset``, ``lines`` held and ``points`` added.
     """
-    if rank < 0:
-        raise HTTPException(400, "rank must be >= 0")
-    data = await _read_limited(request, config.max_metrics_chunk_bytes)
+    if not 0 <= rank <= MAX_RANK:
+        raise HTTPException(400, f"rank must be an integer in 0..{MAX_RANK}")
+    try:
+        data = await _read_limited(request, config.max_metrics_chunk_bytes)
+    except ClientDisconnect:
+        log.warning("run %s rank %d: the client disconnected while sending metrics; nothing was stored", run_id, rank)
+        return JSONResponse(status_code=400, content={"detail": "client disconnected"})
     return await run_in_threadpool(_ingest_sync, request, run_id, rank, offset, data, user)
 
 
@@ -77,7 +85,7 @@ def read_metrics(
     session: ReadSession,
     type: str | None = None,
     name: str | None = None,
-    rank: int | None = None,
+    rank: int | None = Query(default=None, ge=0, le=MAX_RANK),
     points: int | None = Query(default=None, ge=2, le=1_000_000),
     x: Literal["step", "epoch", "time"] = "step",
     step_min: int | None = None,

@@ -12,7 +12,7 @@ from em_dist.server import folders
 from em_dist.server.deps import Config, CurrentUser, ReadSession, WriteSession
 from em_dist.server.liveness import lost_before
 from em_dist.server.lookup import get_run
-from em_dist.server.models import Folder, LineageEdge, RankOffset, Run, User
+from em_dist.server.models import Artifact, Folder, LineageEdge, RankOffset, Run, User
 from sqlalchemy.exc import IntegrityError
 
 from em_dist.server.schemas import RunMeta, RunUpload
@@ -41,6 +41,17 @@ def _resolve_name(session: Session, body: RunUpload, folder: Folder, run_id: str
         session.execute(delete(Run).where(Run.id.in_([r.id for r in clash])))
         return name, False
     return body.run.alternative_name or f"{name}_{run_id[:8]}", False
+
+
+def _check_links(session: Session, user: User, body: RunUpload) -> None:
+    """403 when the upload links an artifact the server holds but the caller cannot see.
+
+    A link to an artifact the server does not hold (yet) is kept: it shows as not stored.
+    """
+    for link in body.artifacts:
+        artifact = session.get(Artifact, link.id)
+        if artifact is not None and not folders.can_see(session, user, artifact.folder_id):
+            raise HTTPException(403, f"artifact {link.id} is not yours to link")
 
 
 def _apply(run: Run, body: RunUpload) -> None:
@@ -74,6 +85,7 @@ def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSe
     """
     if not 1 <= len(run_id) <= 36:
         raise HTTPException(400, "a run id is a UUID")
+    _check_links(session, user, body)
     run = session.get(Run, run_id)
     created = run is None
     if run is None:
@@ -113,7 +125,7 @@ def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSe
 def read_run(run_id: str, user: CurrentUser, session: ReadSession, config: Config) -> dict:
     """Run detail: metadata, hparams (and per-rank differences), platform per rank, git, artifacts."""
     run, folder = get_run(session, user, run_id)
-    detail = run_detail(session, run, folder, cutoff=lost_before(config.lost_after_s))
+    detail = run_detail(session, user, run, folder, cutoff=lost_before(config.lost_after_s))
     owner = session.get(User, run.owner_id)
     detail["owner"] = owner.name if owner else None
     detail["offsets"] = _offsets(session, run_id)
@@ -124,7 +136,7 @@ def read_run(run_id: str, user: CurrentUser, session: ReadSession, config: Confi
 def read_run_artifacts(run_id: str, user: CurrentUser, session: ReadSession) -> list[dict]:
     """The run's input and output artifacts, with their files."""
     get_run(session, user, run_id)
-    return run_artifacts(session, run_id)
+    return run_artifacts(session, user, run_id)
 
 
 @router.get("/runs/{run_id}/offsets")

@@ -19,7 +19,7 @@ export async function api(path, { method = 'GET', headers = {}, body } = {}) {
   if (!response.ok) {
     const message = (data && data.detail) || `${response.status} ${response.statusText}`;
     const error = new ApiError(response.status, message);
-    if (response.status === 401) window.dispatchEvent(new CustomEvent('em:unauthorized'));
+    if (response.status === 401 && !headers.Authorization) window.dispatchEvent(new CustomEvent('em:unauthorized'));
     throw error;
   }
   return data;
@@ -56,6 +56,14 @@ export const lineage = (id, depth = 2) => api(`/lineage/${encodeURIComponent(id)
 export const metricNames = (id) => api(`/runs/${encodeURIComponent(id)}/metrics/names`);
 export const metrics = (id, params) => api(`/runs/${encodeURIComponent(id)}/metrics?${query(params)}`);
 export const aggregate = (id, params) => api(`/runs/${encodeURIComponent(id)}/metrics/aggregate?${query(params)}`);
+
+export const shares = (id) => api(`/folders/${encodeURIComponent(id)}/shares`);
+// Writes never ride on the read-only session: the key is sent with this one request and not kept.
+const withKey = (key) => ({ Authorization: `Bearer ${key}` });
+export const share = (id, user, permission, key) => api(`/folders/${encodeURIComponent(id)}/shares`,
+  { method: 'POST', headers: withKey(key), body: { user, permission } });
+export const unshare = (id, user, key) => api(`/folders/${encodeURIComponent(id)}/shares/${encodeURIComponent(user)}`,
+  { method: 'DELETE', headers: withKey(key) });
 
 export function fileUrl(artifactId, path) {
   return `${API}/artifacts/${encodeURIComponent(artifactId)}/files/${path.split('/').map(encodeURIComponent).join('/')}`;

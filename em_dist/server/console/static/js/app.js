@@ -8,6 +8,7 @@ import { renderRun } from './pages/run.js';
 import { renderArtifact } from './pages/artifact.js';
 import { renderCompare } from './pages/compare.js';
 import { renderHelp } from './pages/help.js';
+import { renderSharing } from './pages/sharing.js';
 
 const page = document.getElementById('page');
 const sidebar = document.getElementById('sidebar');
@@ -64,6 +65,7 @@ function renderTree(currentFolder) {
     .map((f) => h('li', {},
       h('a', { href: `#/folder/${f.id}`, class: f.id === currentFolder ? 'current' : '',
                title: f.owner ? `${f.path} (owner ${f.owner})` : f.path, dataset: { folder: f.path } }, f.name),
+      f.permission === 'owner' && !state.auto ? h('a', { href: `#/sharing/${f.id}`, class: 'share-link', title: `share ${f.path}` }, ' ⇄') : null,
       children.has(f.id) ? h('ul', {}, build(f.id)) : null));
   clear(tree, build(null));
   if (!state.folders.length) clear(tree, h('li', { class: 'muted' }, 'no folders yet'));
@@ -124,6 +126,7 @@ async function route() {
     renderTree(null);
     if (kind === 'run' && id) return await renderRun(page, ctx, id, tab || 'overview', params);
     if (kind === 'artifact' && id) return await renderArtifact(page, ctx, id);
+    if (kind === 'sharing' && id) return await renderSharing(page, ctx, id);
     if (kind === 'compare') return await renderCompare(page, ctx, (id || '').split(',').filter(Boolean), params);
     if (kind === 'help') return renderHelp(page, ctx);
     await loadFolders();

@@ -114,6 +114,14 @@ export function clippedRange(values, log = false) {
 
 export const PLOT_CONFIG = { responsive: true, displaylogo: false, scrollZoom: false };
 
+// Plotly renders a subset of HTML in titles and trace names; names come from users (metric
+// and run names), so every one is escaped here, the one door to Plotly, before it is drawn.
+export function plotText(text) {
+  return String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
 export function draw(div, traces, layout) {
-  return plotly().then((P) => P.react(div, traces, layout, PLOT_CONFIG));
+  const safeTraces = traces.map((t) => (t.name === undefined ? t : { ...t, name: plotText(t.name) }));
+  const title = layout.title && layout.title.text !== undefined ? { ...layout.title, text: plotText(layout.title.text) } : layout.title;
+  return plotly().then((P) => P.react(div, safeTraces, { ...layout, title }, PLOT_CONFIG));
 }

@@ -1,0 +1,93 @@
+"""The one set of input limits: what ``Run.log`` accepts at the call and what the server stores.
+
+The SDK checks these when a name is first seen or a value is converted, so ``log()``
+refuses with a clear ``ValueError`` what the server would refuse; the server checks
+every metric line and JSON document against the same rules and answers 400 naming the
+line or field. Both databases get the same answer, because nothing reaches them that
+either could refuse (PostgreSQL refuses NUL in text, lone surrogates, out-of-range
+integers and NaN in JSON; SQLite takes them, and the two must not disagree).
+
+Standard library only: the SDK, the server and the tests import it alike.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+MAX_TYPE_CHARS = 200
+"""A metric type (``train``, ``val``, or a custom one) is at most this many characters."""
+MAX_NAME_CHARS = 500
+"""A metric name is at most this many characters."""
+MAX_RANK = 2**31 - 1
+"""Ranks are 32-bit signed integers in the database."""
+MAX_STEP = 2**63 - 1
+"""Steps are 64-bit signed integers in the database."""
+MAX_FLOAT = sys.float_info.max
+"""Metric values, epochs and times are stored as float64; an integer beyond this has no float."""
+MAX_JSON_BYTES = 8 * 1024 * 1024
+"""The largest JSON request body the server takes (run metadata, artifact file lists)."""
+MAX_METRICS_CHUNK_BYTES = 32 * 1024 * 1024
+"""The largest metrics chunk (raw JSON lines) the server takes in one request."""
+
+
+def text_problem(text: str, *, max_chars: int | None = None) -> str | None:
+    """What is wrong with ``text`` as a stored string (None when it is fine).
+
+    Refused: NUL characters, lone surrogates (not UTF-8) and more than ``max_chars``.
+    """
+    if max_chars is not None and len(text) > max_chars:
+        return f"is {len(text)} characters long; the limit is {max_chars}"
+    if "\x00" in text:
+        return "contains a NUL character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (not valid UTF-8)"
+    return None
+
+
+def number_problem(value: int | float) -> str | None:
+    """What is wrong with ``value`` as a float64 metric value (None when it fits).
+
+    NaN and infinities are fine (the line codec keeps them); an integer too large for a
+    float is not.
+    """
+    if value.__class__ is int and not -MAX_FLOAT <= value <= MAX_FLOAT:
+        return f"is an integer too large to store as a float64 (limit ±{MAX_FLOAT:.4g})"
+    return None
+
+
+def json_problem(value: Any, where: str = "", depth: int = 0) -> str | None:
+    """What is wrong with ``value`` as a stored JSON document, naming the path to it.
+
+    Refused: NaN and infinities (not JSON) and strings (keys included) that
+    :func:`text_problem` refuses. None when the document is fine.
+    """
+    if depth > 64:
+        return f"{where or 'the document'} is nested more than 64 levels deep"
+    cls = value.__class__
+    if cls is str:
+        problem = text_problem(value)
+        return f"{where or 'a string'} {problem}" if problem else None
+    if cls is float:
+        return None if math.isfinite(value) else f"{where or 'a number'} is {value!r}, which JSON cannot hold"
+    if cls is dict:
+        for key, item in value.items():
+            here = f"{where}.{key}" if where else str(key)
+            if key.__class__ is str:
+                problem = text_problem(key)
+                if problem:
+                    return f"a key of {where or 'the document'} {problem}"
+            problem = json_problem(item, here, depth + 1)
+            if problem:
+                return problem
+        return None
+    if cls is list:
+        for index, item in enumerate(value):
+            problem = json_problem(item, f"{where}[{index}]", depth + 1)
+            if problem:
+                return problem
+    return None

@@ -1,0 +1,95 @@
+"""Issue 9 in the browser: sign-out ends the session, sharing and unsharing from the console,
+names that look like markup are drawn as text, and the local console answers only its own host."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+import em_dist as em
+from tests.console.test_console import sign_in
+from tests.console.test_local_console import start_console, stop
+
+from .conftest import shot
+
+MARKUP = '<b style="color:red">pwned'  # no "/": a run name is a folder name too
+
+
+@pytest.fixture
+def strict_page(browser):
+    """A page under the console's real Content-Security-Policy; a violation or a JS error fails the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("pageerror", lambda exc: problems.append(str(exc)))
+    pg.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None)
+    pg.set_default_timeout(15_000)
+    yield pg
+    context.close()
+    assert not problems, f"errors or CSP violations in the console: {problems}"
+
+
+def test_sign_out_ends_the_session_on_the_server(page, console_server):
+    srv, key = console_server
+    sign_in(page, srv.url, key)
+    (cookie,) = page.context.cookies()
+    assert cookie["value"] != key  # the cookie holds a session token, never the key
+    jar = {"em_session": cookie["value"]}
+    assert requests.get(f"{srv.url}/api/v1/me", cookies=jar, timeout=30).status_code == 200
+    page.click("#signout")
+    page.wait_for_selector("#signin-form")
+    assert requests.get(f"{srv.url}/api/v1/me", cookies=jar, timeout=30).status_code == 401
+
+
+def test_share_and_unshare_a_folder_from_the_console(page, console_server):
+    srv, key = console_server
+    bob, _ = srv.add_user()
+    client = em.Client(host=srv.url, api_key=key)
+    (folder,) = [f for f in client.folders() if f["path"] == "mnist/ddp"]
+    sign_in(page, srv.url, key)
+    page.click(f'#folder-tree a[href="#/sharing/{folder["id"]}"]')
+    page.wait_for_selector("#share-form")
+    page.fill("#share-user", bob)
+    page.click("#share-add")  # without the key: refused in the page, nothing sent
+    page.wait_for_selector("#sharing-error:has-text('API key')")
+    page.fill("#sharing-key", key)
+    page.click("#share-add")
+    page.wait_for_selector(f'#shares-table tr[data-user="{bob}"]')
+    assert client.shares(folder["id"]) == [{"user": bob, "permission": "view"}]
+    shot(page, "sharing")
+    page.click(f'#shares-table tr[data-user="{bob}"] button.unshare')
+    page.wait_for_selector(f'#shares-table tr[data-user="{bob}"]', state="detached")
+    assert client.shares(folder["id"]) == []
+
+
+def test_metric_and_run_names_are_drawn_as_text_under_the_real_policy(strict_page, console_server):
+    page = strict_page
+    srv, key = console_server
+    run = em.create_run(name=MARKUP)
+    for step in range(3):
+        run.log(type="train", metrics={MARKUP: float(step)}, step=step)
+    run.finish()
+    result = em.upload(run.path, folder="markup", make_folder=True, host=srv.url, api_key=key)
+    sign_in(page, srv.url, key)
+    page.goto(f"{srv.url}/#/run/{result.server_run_id}/metrics")
+    page.wait_for_selector(".chart[data-rendered]")
+    titles = page.evaluate("[...document.querySelectorAll('.chart .gtitle')].map((t) => t.textContent)")
+    assert f"train/{MARKUP}" in titles
+    assert page.locator(".chart .gtitle tspan[style*='red']").count() == 0
+    shot(page, "markup-names")
+
+
+def test_the_local_console_answers_only_its_own_host(tmp_path):
+    (tmp_path / "em" / "runs").mkdir(parents=True)
+    proc, url = start_console(tmp_path / "em")
+    try:
+        port = url.rsplit(":", 1)[1]
+        evil = requests.get(url + "/", headers={"Host": f"rebind.example:{port}"}, timeout=30)
+        assert evil.status_code == 421 and "em_session" not in evil.cookies
+        assert requests.get(url + "/api/v1/session", headers={"Host": f"rebind.example:{port}"}, timeout=30).status_code == 421
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            ok = requests.get(url + "/", headers={"Host": host}, timeout=30)
+            assert ok.status_code == 200 and "em_session" in ok.cookies, host
+            assert "frame-ancestors 'none'" in ok.headers["content-security-policy"]
+    finally:
+        stop(proc)
