@@ -18,7 +18,8 @@ import requests
 
 import em_dist as em
 from tests.conftest import PYTHON, python_env
-from tests.server.harness import em_cli, wait_for
+from tests.poll import wait_for
+from tests.server.harness import em_cli
 from tests.server.runs import make_run
 
 ATTACK_HEADERS = ({"Authorization": "Basic eDp4"}, {"Authorization": "Bearer"}, {"Authorization": "Bearer "}, {})
