@@ -46,7 +46,7 @@ class ArtifactLink(BaseModel):
     id: str = Field(min_length=1, max_length=36)
     name: str = ""
     role: Literal["input", "output"]
-    rank: int | None = Field(default=None, ge=0)
+    rank: Rank | None = None
 
 
 class RunUpload(FolderSpec):

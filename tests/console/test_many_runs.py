@@ -63,9 +63,10 @@ def sweep_server(tmp_path_factory):
 
 @pytest.fixture
 def console(page, sweep_server):
-    """The page, signed in by the session cookie the sign-in would set."""
+    """The page, signed in: the sign-in request sets the (server-side) session cookie in its context."""
     srv, key, ids, folders = sweep_server
-    page.context.add_cookies([{"name": "em_session", "value": key, "url": srv.url}])
+    answer = page.request.post(f"{srv.url}/api/v1/session", headers={"Authorization": f"Bearer {key}"})
+    assert answer.ok, answer.text()
     return page, srv.url, ids, folders
 
 

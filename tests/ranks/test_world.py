@@ -15,6 +15,13 @@ TORCHRUN = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE
             "MASTER_ADDR": "node0", "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "abc"}
 
 
+@pytest.fixture(autouse=True)
+def _no_horovod_imported(monkeypatch):
+    """Launcher and engine guesses look at sys.modules; another test of the session may have imported Horovod."""
+    for module in ("horovod.torch", "horovod.tensorflow", "horovod.keras"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+
+
 @pytest.mark.parametrize("env,expected", [
     ({}, WorldInfo()),
     (TORCHRUN, WorldInfo(3, 8, 1, 2, 1, "torchrun", "env")),
@@ -72,8 +79,6 @@ def test_plain_process_run_is_exactly_single_process(tmp_path, monkeypatch):
 def test_engine_choice_never_initialises_anything(monkeypatch):
     for name in ("TORCHELASTIC_USE_AGENT_STORE", "MASTER_PORT", "MASTER_ADDR"):
         monkeypatch.delenv(name, raising=False)
-    for module in ("horovod.torch", "horovod.tensorflow", "horovod.keras"):  # another test may have imported it
-        monkeypatch.delitem(sys.modules, module, raising=False)
     mpi_world = WorldInfo(1, 2, 1, 2, 0, "mpirun", "env")
     # an MPI job whose script has not started MPI (yet): wait for the script, never import mpi4py
     assert _engine(mpi_world) == "deferred"

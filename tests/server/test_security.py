@@ -73,7 +73,8 @@ def test_a_run_cannot_link_or_show_another_users_artifact(server) -> None:
     for path in (f"/runs/{bob_run}", f"/runs/{bob_run}/artifacts"):
         body = bob("GET", path).json()
         linked = body["artifacts"] if isinstance(body, dict) else body
-        assert linked == [{"id": later, "name": "mine", "files": [], "role": "input", "stored": False}], path
+        assert linked == [{"id": later, "name": "mine", "files": [], "role": "input", "stored": False,
+                           "rank": None, "run_id": bob_run}], path
         assert sha not in json.dumps(body) and "secret" not in json.dumps(body)
     graph = bob("GET", f"/lineage/{bob_run}").json()
     assert all(n.get("name") != "secret" for n in graph["nodes"])

@@ -63,7 +63,7 @@ if world.rank == 0:
         wait_for(lambda: all(len(got.get(r, [])) == 30 for r in range(1, world.world_size)), 20, "the peers' 30 messages")
     t0 = time.monotonic()
     end = channel.close(args.timeout, 1.0 if args.mode == "alone" else timings.root_join_grace)
-    result.update(lost=sorted(end.lost), absent=sorted(end.absent), close_s=time.monotonic() - t0)
+    result.update(lost=sorted(end.lost), late=sorted(end.late), absent=sorted(end.absent), close_s=time.monotonic() - t0)
     open(rank0_closed, "w").close()
 elif channel is not None:
     while not channel.connect(1.0):
