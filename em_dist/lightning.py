@@ -12,8 +12,9 @@ process group (``setup``) resolves the live run of the process or creates one, a
 of the stage finishes a run created that way.
 
 Metric names choose the type: ``val_x`` / ``val/x`` -> ``val`` ``x``; ``test_x`` / ``test/x``
--> ``test``; anything else is ``train``. Steps are ``trainer.global_step``; epochs are
-Lightning's own (``trainer.current_epoch``, from 0, as its progress bar shows them).
+-> ``test``; anything else is ``train``. Steps and epochs are those Lightning hands its
+loggers (TensorBoard shows the same): the 0-based index of the optimizer step
+(``trainer.global_step - 1`` after a batch) and ``trainer.current_epoch`` from 0.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class EMCallback(Callback):
             self._run.hparams.update(hparams)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not self._metrics or trainer.global_step % self._every:
+        if not self._metrics or _step(trainer) % self._every:
             return
         values = {k: v for k, v in trainer.callback_metrics.items() if not k.endswith("_epoch")}
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
@@ -130,7 +131,7 @@ class EMCallback(Callback):
     def _log(self, trainer: pl.Trainer, metrics: Mapping[str, Any], only: str) -> None:
         part = split_by_type(metrics).get(only)
         if part:
-            self._run.log(only, part, step=trainer.global_step, epoch=trainer.current_epoch)
+            self._run.log(only, part, step=_step(trainer), epoch=trainer.current_epoch)
 
 
 class EMLogger(Logger):
@@ -204,6 +205,11 @@ class EMLogger(Logger):
 
 AIMDCallback = EMCallback
 """The seed's name (``t9k.aimd.lightning.AIMDCallback``)."""
+
+
+def _step(trainer: pl.Trainer) -> int:
+    """Lightning's logger step: the index of the last optimizer step (0 before the first)."""
+    return max(trainer.global_step - 1, 0)
 
 
 def record_checkpoints(run: Run | None, checkpoint_callbacks: list[Any]) -> None:
