@@ -5,13 +5,14 @@
     model.evaluate(x_test, y_test, callbacks=[EMEvalCallback(run)])
 
 Works on every Keras 3 backend (torch, JAX, TensorFlow): only ``keras.callbacks.Callback``
-is used, and the values Keras hands to callbacks are already Python numbers. Under
+is used. Under
 Horovod's or torchrun's several processes each rank's callback logs into its own ``Run``
 object and em_dist gathers every rank's series into rank 0's one run.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import keras
@@ -32,8 +33,16 @@ class EMFitCallback(keras.callbacks.Callback):
     ``name`` created when training begins and finished when it ends). ``log_every_n_batches``:
     train metrics every n-th batch (0: only at the end of each epoch). Steps are the global
     batch count (continued across ``fit`` calls from the optimizer's iteration count); epochs
-    count from 1. ``log_hparams=False`` leaves the hparams alone.
+    count from 1, as Keras prints them. ``log_hparams=False`` leaves the hparams alone.
+
+    The callback is ``async_safe``: on the backends that allow it (torch, JAX) Keras runs its
+    batch hook on a helper thread with the step's metric tensors unconverted, so the training
+    thread never waits for a device; em_dist's ``log()`` takes the tensors as they are. The
+    batch hook therefore derives everything from its ``batch`` argument and state set by the
+    epoch hooks, which Keras calls in order after the batch hooks finished.
     """
+
+    async_safe = True
 
     def __init__(
         self,
@@ -44,15 +53,15 @@ class EMFitCallback(keras.callbacks.Callback):
         name: str = "keras",
     ) -> None:
         super().__init__()
-        if isinstance(log_every_n_batches, bool) or not isinstance(log_every_n_batches, int) or log_every_n_batches < 0:
-            raise ValueError(f"log_every_n_batches must be a non-negative integer, got {log_every_n_batches!r}")
+        _check_every(log_every_n_batches)
         self._target = RunTarget(run_or_trial, name)
         self.log_every_n_batches = log_every_n_batches
         self.log_hparams = log_hparams
         self._run: Run | None = None
         self._step = 0
         self._epoch = 1
-        self._logged_step = -1
+        self._seen = 0
+        self._seen_lock = threading.Lock()
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._run = self._target.get()
@@ -61,24 +70,27 @@ class EMFitCallback(keras.callbacks.Callback):
             self._run.hparams.update(compile_hparams(self.model))
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._epoch = epoch + 1
+        self._epoch, self._seen = epoch + 1, 0
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self._step += 1
+        with self._seen_lock:  # hooks may run on several helper threads, in any order
+            self._seen = max(self._seen, batch + 1)
+        step = self._step + batch + 1
         n = self.log_every_n_batches
-        if logs and n and self._step % n == 0:
-            self._run.log("train", logs, step=self._step, epoch=self._epoch)
-            self._logged_step = self._step
+        if logs and n and step % n == 0:
+            self._run.log("train", logs, step=step, epoch=self._epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._step += self._seen
         if not logs:
             return
         train = {k: v for k, v in logs.items() if not k.startswith(_VAL_PREFIX)}
         val = {k[len(_VAL_PREFIX):]: v for k, v in logs.items() if k.startswith(_VAL_PREFIX)}
-        # Keras's batch values are running means over the epoch: the last batch's is the epoch's.
-        if train and self._logged_step != self._step:
+        # Keras's batch values are running means over the epoch: the last batch's is the epoch's,
+        # so the epoch's value is logged only when its last batch was not.
+        n = self.log_every_n_batches
+        if train and not (self._seen and n and self._step % n == 0):
             self._run.log("train", train, step=self._step, epoch=self._epoch)
-            self._logged_step = self._step
         if val:
             self._run.log("val", val, step=self._step, epoch=self._epoch)
 
@@ -90,8 +102,12 @@ class EMEvalCallback(keras.callbacks.Callback):
     """Records ``model.evaluate`` as type ``test``: the final metrics (and every n-th batch's when asked).
 
     The step is ``step`` when given, else the optimizer's iteration count (the global train
-    step the model reached), so test points line up with the training curves.
+    step the model reached), so test points line up with the training curves. Per-batch
+    points (``log_every_n_batches``) are type ``test_batch`` at the batch number. Like
+    :class:`EMFitCallback` it is ``async_safe``.
     """
+
+    async_safe = True
 
     def __init__(
         self,
@@ -102,8 +118,7 @@ class EMEvalCallback(keras.callbacks.Callback):
         name: str = "keras",
     ) -> None:
         super().__init__()
-        if isinstance(log_every_n_batches, bool) or not isinstance(log_every_n_batches, int) or log_every_n_batches < 0:
-            raise ValueError(f"log_every_n_batches must be a non-negative integer, got {log_every_n_batches!r}")
+        _check_every(log_every_n_batches)
         self._target = RunTarget(run_or_trial, name)
         self.step = step
         self.log_every_n_batches = log_every_n_batches
@@ -165,6 +180,11 @@ def _names(obj: Any) -> Any:
             return obj.get("config", {}).get("name") or obj["class_name"]
         return {str(k): _names(v) for k, v in obj.items()}
     return getattr(obj, "name", None) or getattr(obj, "__name__", None) or type(obj).__name__
+
+
+def _check_every(n: object) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"log_every_n_batches must be a non-negative integer, got {n!r}")
 
 
 def _optimizer_iterations(model: Any) -> int:

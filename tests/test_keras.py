@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 
 import em_dist as em
-from tests.integrations.frameworks import require, series
+from tests.integrations.frameworks import require, series as _series
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+
+
+def series(rec, type: str, name: str, rank: int) -> list[tuple]:
+    """By step: Keras may run the batch hooks of an async-safe callback on several helper threads."""
+    return sorted(_series(rec, type, name, rank), key=lambda p: p[0])
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +96,23 @@ def test_without_a_run_the_fit_callback_makes_and_finishes_one(keras) -> None:
         EMFitCallback("not a run")
     with pytest.raises(ValueError, match="log_every_n_batches"):
         EMFitCallback(log_every_n_batches=-1)
+
+
+def test_batch_hook_runs_off_the_training_thread_on_the_torch_backend(keras) -> None:
+    import threading
+
+    from em_dist.keras import EMFitCallback
+
+    threads: set[int] = set()
+
+    class Watch(EMFitCallback):
+        def on_train_batch_end(self, batch, logs=None):
+            threads.add(threading.get_ident())
+            super().on_train_batch_end(batch, logs)
+
+    x, y = _data()
+    run = em.create_run(name="async")
+    _model(keras).fit(x, y, batch_size=8, epochs=1, callbacks=[Watch(run)], verbose=0)
+    run.finish()
+    assert threads and threading.get_ident() not in threads  # Keras's helper threads, not the training thread
+    assert [s for s, _, _ in series(em.load_run(run.path), "train", "loss", 0)] == [1, 2, 3, 4]
