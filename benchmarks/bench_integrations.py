@@ -13,7 +13,11 @@ For each framework, in a fresh process of its own (single process, CPU, one thre
 
 The two configurations alternate over ``--reps`` repetitions after one warm-up of each;
 the median time per step of each is reported, with the difference in µs and percent, and the
-spread (max - min over repetitions) of the baseline as the noise to compare against.
+spread (max - min over repetitions) of the baseline as the noise to compare against. On a
+shared machine that noise can exceed the hook's cost, so the time spent inside the hook's
+own methods is measured too (``in hook``: wall time per step inside the integration's
+per-step methods, timed around each call; for Keras on a helper thread, off the training
+thread).
 Run by hand (about 2 minutes on 2 cores)::
 
     KERAS_BACKEND=torch python benchmarks/bench_integrations.py
@@ -31,10 +35,29 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("keras", "lightning", "transformers", "accelerate")
+
+
+_IN_HOOK = [0]  # ns spent inside the timed hook methods in this process
+
+
+def timed(obj: Any, *names: str) -> Any:
+    """Wrap ``obj``'s methods ``names`` so the time spent in them adds to ``_IN_HOOK``."""
+    for name in names:
+        method = getattr(obj, name)
+
+        def wrapper(*args: Any, _method: Callable = method, **kwargs: Any) -> Any:
+            t0 = time.perf_counter_ns()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                _IN_HOOK[0] += time.perf_counter_ns() - t0
+
+        setattr(obj, name, wrapper)
+    return obj
 
 
 def _keras(with_hook: bool, run) -> tuple[float, int]:
@@ -48,7 +71,7 @@ def _keras(with_hook: bool, run) -> tuple[float, int]:
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     rng = np.random.default_rng(0)
     x, y = rng.random((256 * 16, 32), dtype=np.float32), rng.integers(0, 10, 256 * 16)
-    callbacks = [EMFitCallback(run, log_hparams=False)] if with_hook else []
+    callbacks = [timed(EMFitCallback(run, log_hparams=False), "on_train_batch_end", "on_epoch_end")] if with_hook else []
     t0 = time.perf_counter()
     model.fit(x, y, batch_size=16, epochs=1, callbacks=callbacks, verbose=0)
     return time.perf_counter() - t0, 256
@@ -79,7 +102,7 @@ def _lightning(with_hook: bool, run) -> tuple[float, int]:
     data = DataLoader(TensorDataset(torch.randn(256 * 16, 32), torch.randint(0, 10, (256 * 16,))), batch_size=16)
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
-                         callbacks=[EMCallback(run, log_every_n_steps=1)] if with_hook else [])
+                         callbacks=[timed(EMCallback(run, log_every_n_steps=1), "on_train_batch_end", "on_train_epoch_end")] if with_hook else [])
     t0 = time.perf_counter()
     trainer.fit(MLP(), data)
     return time.perf_counter() - t0, 256
@@ -112,7 +135,7 @@ def _transformers(with_hook: bool, run) -> tuple[float, int]:
         args = TrainingArguments(output_dir=out, max_steps=64, per_device_train_batch_size=8, logging_steps=1,
                                  report_to="none", use_cpu=True, save_strategy="no", disable_tqdm=True)
         trainer = Trainer(model=BertForSequenceClassification(config), args=args, train_dataset=Synthetic(512),
-                          callbacks=[EMCallback(run)] if with_hook else [])
+                          callbacks=[timed(EMCallback(run), "on_log")] if with_hook else [])
         t0 = time.perf_counter()
         with open(os.devnull, "w") as devnull:  # the Trainer prints its logs when no tqdm bar is shown
             stdout, sys.stdout = sys.stdout, devnull
@@ -129,7 +152,7 @@ def _accelerate(with_hook: bool, run) -> tuple[float, int]:
 
     from em_dist.integrations.accelerate import EMTracker
 
-    tracker = EMTracker(run)
+    tracker = timed(EMTracker(run), "log")
     accelerator = Accelerator(cpu=True, log_with=tracker)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
@@ -155,13 +178,16 @@ def measure(framework: str, reps: int) -> dict:
     import em_dist as em
 
     work = WORKLOADS[framework]
-    times: dict[str, list[float]] = {"without": [], "with": []}
+    times: dict[str, list[float]] = {"without": [], "with": [], "in_hook": []}
     with em.create_run(name=f"bench-{framework}") as run:
         for rep in range(reps + 1):
             for config in (("without", "with") if rep % 2 else ("with", "without")):
+                _IN_HOOK[0] = 0
                 seconds, steps = work(config == "with", run)
                 if rep:  # the first round is the warm-up
                     times[config].append(seconds / steps)
+                    if config == "with":
+                        times["in_hook"].append(_IN_HOOK[0] / 1e9 / steps)
     return {"framework": framework, **times}
 
 
@@ -169,8 +195,9 @@ def report(result: dict) -> str:
     base, hook = statistics.median(result["without"]), statistics.median(result["with"])
     noise = max(result["without"]) - min(result["without"])
     diff = hook - base
+    inside = statistics.median(result["in_hook"])
     return (f"| {result['framework']} | {base * 1e6:,.0f} | {hook * 1e6:,.0f} | {diff * 1e6:+,.0f} | "
-            f"{100 * diff / base:+.1f} % | ±{noise * 1e6:,.0f} |")
+            f"{100 * diff / base:+.1f} % | ±{noise * 1e6:,.0f} | {inside * 1e6:,.1f} ({100 * inside / base:.2f} %) |")
 
 
 def main() -> int:
@@ -182,8 +209,8 @@ def main() -> int:
     if args.child:
         print(json.dumps(measure(args.child, args.reps)))
         return 0
-    print("| framework | without, µs/step | with, µs/step | difference | overhead | baseline spread |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| framework | without, µs/step | with, µs/step | difference | overhead | baseline spread | in hook, µs/step |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for framework in args.only or FRAMEWORKS:
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(os.environ, EM_RUN_PARENT_DIR=str(Path(tmp) / "runs"), EM_ARTIFACT_PARENT_DIR=str(Path(tmp) / "artifacts"),

@@ -98,13 +98,16 @@ class EMCallback(Callback):
             self._run.hparams.update(hparams)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not self._metrics or _step(trainer) % self._every:
+        if not self._metrics:
+            return
+        step = _step(trainer)
+        if step % self._every:
             return
         values = {k: v for k, v in trainer.callback_metrics.items() if not k.endswith("_epoch")}
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if loss is not None and hasattr(loss, "detach"):
             values.setdefault("loss", loss.detach())
-        self._log(trainer, values, only="train")
+        self._log(trainer, values, only="train", step=step)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._metrics:
@@ -128,10 +131,10 @@ class EMCallback(Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._target.finish()
 
-    def _log(self, trainer: pl.Trainer, metrics: Mapping[str, Any], only: str) -> None:
+    def _log(self, trainer: pl.Trainer, metrics: Mapping[str, Any], only: str, step: int | None = None) -> None:
         part = split_by_type(metrics).get(only)
         if part:
-            self._run.log(only, part, step=_step(trainer), epoch=trainer.current_epoch)
+            self._run.log(only, part, step=_step(trainer) if step is None else step, epoch=trainer.current_epoch)
 
 
 class EMLogger(Logger):
