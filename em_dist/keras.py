@@ -26,7 +26,26 @@ __all__ = ["EMFitCallback", "EMEvalCallback", "AIMDFitCallback", "AIMDEvalCallba
 _VAL_PREFIX = "val_"
 
 
-class EMFitCallback(keras.callbacks.Callback):
+class _RunCallback(keras.callbacks.Callback):
+    """What both callbacks share: the run they record into and how often a batch is logged.
+
+    Both are ``async_safe``: on the backends that allow it (torch, JAX) Keras runs their batch
+    hooks on helper threads with the step's metric tensors unconverted, so the training thread
+    never waits for a device; em_dist's ``log()`` takes the tensors as they are.
+    """
+
+    async_safe = True
+
+    def __init__(self, run_or_trial: Run | Trial | None, log_every_n_batches: int, name: str) -> None:
+        super().__init__()
+        if isinstance(log_every_n_batches, bool) or not isinstance(log_every_n_batches, int) or log_every_n_batches < 0:
+            raise ValueError(f"log_every_n_batches must be a non-negative integer, got {log_every_n_batches!r}")
+        self._target = RunTarget(run_or_trial, name)
+        self.log_every_n_batches = log_every_n_batches
+        self._run: Run | None = None
+
+
+class EMFitCallback(_RunCallback):
     """Records ``model.fit``: train metrics per batch and per epoch, validation per epoch, the compile setup as hparams.
 
     ``run_or_trial``: a Run, a Trial, or None (the live run of the process, else one named
@@ -35,14 +54,10 @@ class EMFitCallback(keras.callbacks.Callback):
     batch count (continued across ``fit`` calls from the optimizer's iteration count); epochs
     count from 1, as Keras prints them. ``log_hparams=False`` leaves the hparams alone.
 
-    The callback is ``async_safe``: on the backends that allow it (torch, JAX) Keras runs its
-    batch hook on a helper thread with the step's metric tensors unconverted, so the training
-    thread never waits for a device; em_dist's ``log()`` takes the tensors as they are. The
-    batch hook therefore derives everything from its ``batch`` argument and state set by the
-    epoch hooks, which Keras calls in order after the batch hooks finished.
+    The batch hook may run on Keras's helper threads (``async_safe``), so it derives everything
+    from its ``batch`` argument and state set by the epoch hooks, which Keras calls in order
+    after the batch hooks finished.
     """
-
-    async_safe = True
 
     def __init__(
         self,
@@ -52,12 +67,8 @@ class EMFitCallback(keras.callbacks.Callback):
         *,
         name: str = "keras",
     ) -> None:
-        super().__init__()
-        _check_every(log_every_n_batches)
-        self._target = RunTarget(run_or_trial, name)
-        self.log_every_n_batches = log_every_n_batches
+        super().__init__(run_or_trial, log_every_n_batches, name)
         self.log_hparams = log_hparams
-        self._run: Run | None = None
         self._step = 0
         self._epoch = 1
         self._seen = 0
@@ -98,16 +109,13 @@ class EMFitCallback(keras.callbacks.Callback):
         self._target.finish()
 
 
-class EMEvalCallback(keras.callbacks.Callback):
+class EMEvalCallback(_RunCallback):
     """Records ``model.evaluate`` as type ``test``: the final metrics (and every n-th batch's when asked).
 
     The step is ``step`` when given, else the optimizer's iteration count (the global train
     step the model reached), so test points line up with the training curves. Per-batch
-    points (``log_every_n_batches``) are type ``test_batch`` at the batch number. Like
-    :class:`EMFitCallback` it is ``async_safe``.
+    points (``log_every_n_batches``) are type ``test_batch`` at the batch number.
     """
-
-    async_safe = True
 
     def __init__(
         self,
@@ -117,12 +125,8 @@ class EMEvalCallback(keras.callbacks.Callback):
         *,
         name: str = "keras",
     ) -> None:
-        super().__init__()
-        _check_every(log_every_n_batches)
-        self._target = RunTarget(run_or_trial, name)
+        super().__init__(run_or_trial, log_every_n_batches, name)
         self.step = step
-        self.log_every_n_batches = log_every_n_batches
-        self._run: Run | None = None
         self._at = 0
 
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -180,11 +184,6 @@ def _names(obj: Any) -> Any:
             return obj.get("config", {}).get("name") or obj["class_name"]
         return {str(k): _names(v) for k, v in obj.items()}
     return getattr(obj, "name", None) or getattr(obj, "__name__", None) or type(obj).__name__
-
-
-def _check_every(n: object) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"log_every_n_batches must be a non-negative integer, got {n!r}")
 
 
 def _optimizer_iterations(model: Any) -> int:

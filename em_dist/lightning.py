@@ -30,6 +30,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from .artifact import create_artifact
 from .integrations._target import RunTarget
+from .integrations._types import group_by_type
 from .run import Run
 from .trial import Trial
 
@@ -41,17 +42,7 @@ _SKIP = frozenset({"epoch", "step"})
 
 def split_by_type(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Group Lightning metric names by em_dist type: ``val_loss`` -> ``{"val": {"loss": ...}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for key, value in metrics.items():
-        if key in _SKIP:
-            continue
-        kind, name = "train", key
-        for prefix, t in _PREFIXES:
-            if key.startswith(prefix) and len(key) > len(prefix):
-                kind, name = t, key[len(prefix):]
-                break
-        out.setdefault(kind, {})[name] = value
-    return out
+    return group_by_type(metrics, _PREFIXES, _SKIP)
 
 
 class EMCallback(Callback):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import numpy as np
 import pytest
 
 import em_dist as em
-from tests.integrations.frameworks import require, series as _series
+from tests.conftest import PYTHON, python_env
+from tests.integrations.frameworks import WORKERS, require, series as _series
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
@@ -116,3 +118,16 @@ def test_batch_hook_runs_off_the_training_thread_on_the_torch_backend(keras) -> 
     run.finish()
     assert threads and threading.get_ident() not in threads  # Keras's helper threads, not the training thread
     assert [s for s, _, _ in series(em.load_run(run.path), "train", "loss", 0)] == [1, 2, 3, 4]
+
+
+def test_jax_backend(run_parent) -> None:
+    require("jax")
+    proc = subprocess.run([PYTHON, str(WORKERS / "keras_fit.py")], env=python_env(KERAS_BACKEND="jax", JAX_PLATFORMS="cpu"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [rec] = em.list_runs(run_parent)
+    assert rec.name == "keras-jax" and rec.status == "Succeeded"
+    assert [(s, e) for s, e, _ in series(rec, "train", "loss", 0)] == [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)]
+    assert [s for s, _, _ in series(rec, "val", "accuracy", 0)] == [3, 6]
+    assert [s for s, _, _ in series(rec, "test", "loss", 0)] == [6]
+    assert rec.hparams["optimizer"] == "SGD" and rec.hparams["learning_rate"] == pytest.approx(0.01)

@@ -26,30 +26,18 @@ from ..artifact import create_artifact
 from ..run import Run
 from ..trial import Trial
 from ._target import RunTarget
+from ._types import group_by_type
 
 __all__ = ["EMCallback", "split_logs"]
 
 _PREFIXES = (("eval_", "val"), ("test_", "test"))
-_SUMMARY = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss"})
+_SUMMARY = dict.fromkeys(("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss"), "summary")
 _SKIP = frozenset({"epoch", "step"})
 
 
 def split_logs(logs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Group a Trainer's log dict by em_dist type: ``eval_loss`` -> ``{"val": {"loss": ...}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for key, value in logs.items():
-        if key in _SKIP or isinstance(value, (str, bytes)) or value is None:
-            continue
-        kind, name = "train", key
-        if key in _SUMMARY:
-            kind = "summary"
-        else:
-            for prefix, t in _PREFIXES:
-                if key.startswith(prefix):
-                    kind, name = t, key[len(prefix):]
-                    break
-        out.setdefault(kind, {})[name] = value
-    return out
+    return group_by_type(logs, _PREFIXES, _SKIP, fixed=_SUMMARY)
 
 
 class EMCallback(TrainerCallback):
