@@ -1,6 +1,6 @@
 """Lightning on 2 CPU processes: every rank's own values in the one run, hparams, checkpoints as an artifact.
 
-Lightning's ``ddp`` launcher and ``ddp_spawn`` with a run the callback makes at ``setup``,
+Lightning's ``ddp`` launcher, ``ddp_spawn`` and ``ddp_fork`` with a run the callback makes at ``setup``,
 and ``torchrun`` with a run the script made at the top (``EMLogger`` + ``EMCallback``).
 """
 
@@ -39,7 +39,7 @@ def _check_ranks(rec, *, rank_metric: str = "rank_value") -> None:
     assert rec.hparams == {"lr": 0.05, "hidden": 8}
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn", "ddp_fork"])
 def test_callback_records_every_rank_under_lightnings_launchers(tmp_path: Path, strategy: str) -> None:
     env = job_env(tmp_path)
     proc = run_job([sys.executable, str(WORKER), "--strategy", strategy, "--checkpoints", "--root", str(tmp_path)],
