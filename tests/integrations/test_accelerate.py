@@ -18,7 +18,7 @@ def test_accelerate_launch_two_cpu_processes(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
            str(WORKERS / "accelerate_train.py"), "--steps", "5"]
-    proc = run_job(cmd, job_env(tmp_path), timeout=150)
+    proc = run_job(cmd, job_env(tmp_path, HF_HUB_OFFLINE="1"), timeout=150)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     rec = the_run(tmp_path)
     assert rec.name == "acc" and rec.status == "Succeeded" and rec.lost_ranks == []

@@ -21,7 +21,8 @@ def _ok(proc) -> None:
 def test_trainer_under_torchrun_records_every_process(tmp_path: Path, top: bool) -> None:
     require("transformers")
     args = ["--out", str(tmp_path / "trainer")] + (["--run-at-top"] if top else ["--checkpoints"])
-    proc = run_job(torchrun_cmd(2, *args, script=WORKERS / "transformers_train.py"), job_env(tmp_path), timeout=150)
+    env = job_env(tmp_path, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")  # nothing may be downloaded
+    proc = run_job(torchrun_cmd(2, *args, script=WORKERS / "transformers_train.py"), env, timeout=150)
     _ok(proc)
     rec = the_run(tmp_path)
     assert rec.name == ("hf-top" if top else "hf") and rec.status == "Succeeded"
