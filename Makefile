@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0 numpy
-	$(PIP) install -q -e '.[server,dev,mpi,progress]'
+	$(PIP) install -q -e '.[server,dev,mpi,progress,integrations]' 'torch==2.13.0'
 	touch $@
 
 # OpenMPI, PostgreSQL, Chromium and a one-node SLURM for the multi-process, database, browser and launcher tests.

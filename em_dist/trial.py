@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .run import Run, create_run
+from .store import layout
 
 
 class Trial:
@@ -54,14 +55,19 @@ def create_trial(
     labels: list[str] | None = None,
     description: str = "",
 ) -> Trial:
-    """Start a trial (``aimd.create_trial``); ``folder_id`` wins over ``folder_path``; neither means ``default``."""
-    run = create_run(
-        name=trial_name,
-        hparams=params,
-        labels=labels,
-        description=description,
-        folder=folder_path or "default",
-        make_folder=make_folder,
-        folder_id=folder_id,
-    )
+    """Start a trial (``aimd.create_trial``); ``folder_id`` wins over ``folder_path``; neither means ``default``.
+
+    The trial's folder is ``.aimd/trials/<name>_<date>_<time>_<suffix>`` (``$AIMD_TRIAL_PARENT_DIR``),
+    as the ``aimd`` SDK kept them; ``em run list/upload -d .aimd/trials`` and ``aimd trial upload`` read them.
+    """
+    with layout.runs_under(layout.trial_parent_dir()):
+        run = create_run(
+            name=trial_name,
+            hparams=params,
+            labels=labels,
+            description=description,
+            folder=folder_path or "default",
+            make_folder=make_folder,
+            folder_id=folder_id,
+        )
     return Trial(run)

@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EM_RUN_PARENT_DIR", str(tmp_path / "em" / "runs"))
     monkeypatch.setenv("EM_ARTIFACT_PARENT_DIR", str(tmp_path / "em" / "artifacts"))
+    monkeypatch.setenv("AIMD_TRIAL_PARENT_DIR", str(tmp_path / "aimd" / "trials"))
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

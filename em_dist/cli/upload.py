@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Callable
 
 from ..errors import CommandError
 from ..store import layout
 
 
-def _add_target_args(p: argparse.ArgumentParser, what: str) -> None:
+def _add_target_args(p: argparse.ArgumentParser, what: str, default_dir: str) -> None:
     p.add_argument("-p", "--path", default=None, help=f"{what} folder to upload")
     p.add_argument("-n", "--name", default=None, help=f"upload every {what} with this name under the parent folder")
-    p.add_argument("-d", "--dir", default=None, help=f"parent folder of {what}s (default ${'EM_RUN_PARENT_DIR' if what == 'run' else 'EM_ARTIFACT_PARENT_DIR'})")
+    p.add_argument("-d", "--dir", default=None, help=f"parent folder of {what}s (default {default_dir})")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--folder", default="default", help="server folder path (default 'default')")
     where.add_argument("--folder-id", default=None, help="server folder id (wins over a path)")
@@ -24,16 +25,21 @@ def _add_target_args(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def register(groups: dict) -> None:
-    p = groups["run"].add_parser("upload", help="upload saved runs with their artifacts",
-                                 description="Upload saved runs (resumable: only what the server lacks is sent).")
-    _add_target_args(p, "run")
-    p.add_argument("--conflict-strategy", choices=layout.CONFLICT_STRATEGIES, default="new",
-                   help="when the folder holds another run of that name (default new)")
-    p.set_defaults(func=_run_upload)
+    add_run_upload(groups["run"], "run", "$EM_RUN_PARENT_DIR or .em/runs", layout.run_parent_dir)
     p = groups["artifact"].add_parser("upload", help="upload saved artifacts",
                                       description="Upload saved artifacts (files the server has are not sent again).")
-    _add_target_args(p, "artifact")
+    _add_target_args(p, "artifact", "$EM_ARTIFACT_PARENT_DIR or .em/artifacts")
     p.set_defaults(func=_artifact_upload)
+
+
+def add_run_upload(sub: argparse._SubParsersAction, what: str, default_dir: str, parent_dir: Callable[[], Path]) -> None:
+    """The ``upload`` command of runs under ``sub`` (``em run upload``; ``aimd trial upload`` with ``what="trial"``)."""
+    p = sub.add_parser("upload", help=f"upload saved {what}s with their artifacts",
+                       description=f"Upload saved {what}s (resumable: only what the server lacks is sent).")
+    _add_target_args(p, what, default_dir)
+    p.add_argument("--conflict-strategy", choices=layout.CONFLICT_STRATEGIES, default="new",
+                   help=f"when the folder holds another {what} of that name (default new)")
+    p.set_defaults(func=_run_upload, parent_dir=parent_dir)
 
 
 def _targets(args: argparse.Namespace, marker: str, parent: Path) -> list[Path]:
@@ -53,7 +59,7 @@ def _targets(args: argparse.Namespace, marker: str, parent: Path) -> list[Path]:
 def _run_upload(args: argparse.Namespace) -> int:
     from ..client.upload import upload_run
 
-    for path in _targets(args, layout.RUN_FILE, layout.run_parent_dir()):
+    for path in _targets(args, layout.RUN_FILE, args.parent_dir()):
         r = upload_run(path, folder=args.folder, folder_id=args.folder_id, make_folder=args.make_folder,
                        conflict_strategy=args.conflict_strategy, host=args.host, api_key=args.api_key,
                        progress=not args.no_progress)

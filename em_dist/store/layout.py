@@ -7,6 +7,9 @@ import re
 import secrets
 import string
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 FORMAT_VERSION = 1
@@ -30,9 +33,34 @@ CONFLICT_STRATEGIES = ("skip", "error", "new", "replace")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 
+_parent_for_new_runs: ContextVar[Path | None] = ContextVar("em_dist_run_parent", default=None)
+
+
 def run_parent_dir() -> Path:
-    """Where runs live: ``$EM_RUN_PARENT_DIR`` or ``.em/runs``."""
+    """Where runs live: ``$EM_RUN_PARENT_DIR`` or ``.em/runs`` (inside :func:`runs_under`, its folder)."""
+    chosen = _parent_for_new_runs.get()
+    if chosen is not None:
+        return chosen
     return Path(os.environ.get("EM_RUN_PARENT_DIR") or ".em/runs")
+
+
+def trial_parent_dir() -> Path:
+    """Where ``aimd`` trials live: ``$AIMD_TRIAL_PARENT_DIR`` or ``.aimd/trials`` (the seed's place)."""
+    return Path(os.environ.get("AIMD_TRIAL_PARENT_DIR") or ".aimd/trials")
+
+
+@contextmanager
+def runs_under(parent: Path) -> Iterator[Path]:
+    """Within this block (this thread or task only), :func:`run_parent_dir` is ``parent``.
+
+    ``create_trial`` places its run under ``.aimd/trials`` this way: a run's folder is decided
+    once, in ``create_run``, so the block only needs to span that call.
+    """
+    token = _parent_for_new_runs.set(Path(parent))
+    try:
+        yield Path(parent)
+    finally:
+        _parent_for_new_runs.reset(token)
 
 
 def artifact_parent_dir() -> Path:

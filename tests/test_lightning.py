@@ -1,0 +1,79 @@
+"""Lightning on 2 CPU processes: every rank's own values in the one run, hparams, checkpoints as an artifact.
+
+Lightning's ``ddp`` launcher, ``ddp_spawn`` and ``ddp_fork`` with a run the callback makes at ``setup``,
+and ``torchrun`` with a run the script made at the top (``EMLogger`` + ``EMCallback``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import em_dist as em
+from tests.integrations.frameworks import WORKERS, require, series
+from tests.ranks._launch import job_env, run_job, the_run, torchrun_cmd
+
+pytestmark = pytest.mark.timeout(180)
+WORKER = WORKERS / "lightning_train.py"
+
+
+@pytest.fixture(autouse=True)
+def _lightning() -> None:
+    require("lightning")
+
+
+def _ok(proc) -> None:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+
+def _check_ranks(rec, *, rank_metric: str = "rank_value") -> None:
+    """2 ranks x 2 epochs x 4 batches: each rank's own values at Lightning's steps 0..7, validation per epoch."""
+    assert rec.ranks() == [0, 1] and rec.status == "Succeeded" and rec.world["size"] == 2
+    for r in (0, 1):
+        points = series(rec, "train", rank_metric, r)
+        assert [(s, e) for s, e, _ in points] == [(s, s // 4) for s in range(8)], f"rank {r}"
+        assert {v for _, _, v in points} == {float(r)}  # this rank's own value, not rank 0's
+        assert [(s, e) for s, e, _ in series(rec, "val", "loss", r)] == [(3, 0), (7, 1)]
+    assert rec.hparams == {"lr": 0.05, "hidden": 8}
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn", "ddp_fork"])
+def test_callback_records_every_rank_under_lightnings_launchers(tmp_path: Path, strategy: str) -> None:
+    env = job_env(tmp_path)
+    proc = run_job([sys.executable, str(WORKER), "--strategy", strategy, "--checkpoints", "--root", str(tmp_path)],
+                   env, timeout=150)
+    _ok(proc)
+    rec = the_run(tmp_path)
+    assert rec.name == "lit"
+    _check_ranks(rec)
+    for r in (0, 1):  # the training_step loss and the epoch means Lightning computed on this rank
+        assert len(series(rec, "train", "loss", r)) == 8
+        assert [(s, e) for s, e, _ in series(rec, "train", "loss_epoch", r)] == [(3, 0), (7, 1)]
+    [artifact] = [a for a in rec.artifacts if a.role == "output"]
+    assert artifact.name == "lit-checkpoints"
+    assert [f["path"] for f in em.load_artifact(artifact.path).files] == ["epoch=1-step=8.ckpt"]
+
+
+def test_logger_and_callback_under_torchrun_with_the_scripts_run(tmp_path: Path) -> None:
+    env = job_env(tmp_path)
+    proc = run_job(torchrun_cmd(2, "--strategy", "ddp", "--run-at-top", "--logger", "--root", str(tmp_path), script=WORKER),
+                   env, timeout=150)
+    _ok(proc)
+    rec = the_run(tmp_path)
+    assert rec.name == "lit-top" and rec.world["launcher"] == "torchrun"
+    # the logger's log_metrics ran on every rank: Lightning's names, no callback duplicates
+    _check_ranks(rec)
+    for r in (0, 1):
+        assert {p["name"] for p in rec.metrics(type="train", rank=r)} == {"rank_value", "loss_step", "loss_epoch"}
+        assert len(series(rec, "train", "loss_step", r)) == 8
+
+
+def test_split_by_type_and_alias() -> None:
+    from em_dist.aimd.lightning import AIMDCallback
+    from em_dist.lightning import EMCallback, split_by_type
+
+    assert AIMDCallback is EMCallback
+    assert split_by_type({"val_loss": 1, "val/acc": 2, "test_acc": 3, "train_loss": 4, "lr": 5, "epoch": 0}) == {
+        "val": {"loss": 1, "acc": 2}, "test": {"acc": 3}, "train": {"loss": 4, "lr": 5}}
