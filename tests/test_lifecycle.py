@@ -96,3 +96,64 @@ def test_stale_heartbeat_of_a_live_status_reads_as_crashed(tmp_path) -> None:
     assert (rec.status, rec.status_reason) == ("Failed", "crashed")
     assert json.loads(meta_path.read_text())["status"] == "Running"  # readers never rewrite
     del os
+
+
+def test_sys_exit_with_an_error_code_marks_the_run_failed(tmp_path, run_parent) -> None:
+    proc = _run_script(tmp_path, """
+        import sys
+        import em_dist as em
+        run = em.create_run(name="exit1")
+        run.log(type="train", metrics={"loss": 1.0}, step=0)
+        sys.exit(1)
+        """)
+    assert proc.returncode == 1
+    [rec] = em.list_runs(run_parent)
+    assert (rec.status, rec.status_reason) == ("Failed", "exit code: 1")
+    assert rec.end_timestamp is not None and len(rec.metrics()) == 1
+
+
+def test_sys_exit_zero_is_a_success(tmp_path, run_parent) -> None:
+    proc = _run_script(tmp_path, """
+        import sys
+        import em_dist as em
+        run = em.create_run(name="exit0")
+        sys.exit(0)
+        """)
+    assert proc.returncode == 0
+    [rec] = em.list_runs(run_parent)
+    assert rec.status == "Succeeded"
+
+
+def test_fork_children_that_leave_by_os_exit_finish_their_runs(tmp_path, run_parent) -> None:
+    # torch.multiprocessing.start_processes(start_method="fork") and Lightning's ddp_fork end each
+    # child with os._exit: no atexit there. The parent's own run is not the children's to finish.
+    proc = _run_script(tmp_path, """
+        import multiprocessing as mp
+        import em_dist as em
+
+        def child(i):
+            run = em.create_run(name=f"child{i}")
+            run.log(type="train", metrics={"loss": 1.0}, step=0)
+            if i == 1:
+                raise RuntimeError("child failed")
+
+        if __name__ == "__main__":
+            parent = em.create_run(name="parent")
+            parent.flush()
+            ctx = mp.get_context("fork")
+            procs = [ctx.Process(target=child, args=(i,)) for i in range(2)]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join(60)
+            assert [p.exitcode for p in procs] == [0, 1], [p.exitcode for p in procs]
+            assert em.load_run(parent.path).status in ("Initializing", "Running")  # untouched by the children
+            parent.finish()
+        """)
+    assert proc.returncode == 0, proc.stderr
+    status = {r.name: (r.status, r.status_reason) for r in em.list_runs(run_parent)}
+    assert status == {
+        "parent": ("Succeeded", None),
+        "child0": ("Succeeded", None),
+        "child1": ("Failed", "exception: RuntimeError: child failed"),
+    }

@@ -58,7 +58,10 @@ def test_plain_process_run_is_exactly_single_process(tmp_path, monkeypatch):
     try:
         assert isinstance(run._sink, RunWriter)
         assert run.world["size"] == 1
-        assert signal.getsignal(signal.SIGTERM) is before
+        from em_dist.ranks import signals
+
+        assert before is not signals._handle  # a single process records SIGTERM too (issue 8)
+        assert signal.getsignal(signal.SIGTERM) is signals._handle
         new = [t.name for t in set(threading.enumerate()) - threads_before]
         assert new == ["em_dist-writer"], "a plain process runs the writer thread and nothing else"
         run.log(type="train", metrics={"loss": 1.0}, step=0)
