@@ -8,6 +8,7 @@ import socket
 import time
 from pathlib import Path
 
+from .._warn import warn_once
 from ..errors import RunFormatError
 from .lines import decode_number
 from . import layout
@@ -112,15 +113,59 @@ def read_points(run_dir: Path) -> list[dict]:
 
 
 def iter_records(path: Path):
-    """The complete JSON lines of one metrics file; a torn last line (crash mid-write) is skipped."""
+    """The records of one metrics file.
+
+    A torn last line (a crash mid-write) is skipped. A torn line *inside* the file (left by
+    an older writer after a full disk) is skipped too, with one warning per file; a record
+    glued to the torn fragment on the same line is kept (see :func:`repair_line`).
+    """
     with open(path, "rb") as f:
         for line in f:
             if not line.endswith(b"\n"):
                 break
             try:
                 yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                fixed = repair_line(line)
+                warn_once(f"torn:{path}", f"em_dist: {path} holds a damaged line (a write cut short by a full "
+                          "disk or a crash); it is skipped", 4)
+                if fixed.strip():
+                    yield json.loads(fixed)
+
+
+_RECORD_START = b'{"type":'
+
+
+def repair_line(line: bytes) -> bytes:
+    """A damaged metrics line made readable without changing its length.
+
+    A write cut short leaves the start of a record with no newline, and the next write
+    glues a whole record to it: ``{"type":"train","st{"type":"train","step":7,...}``. The
+    fragment before the last record start becomes spaces (JSON ignores them); a line with
+    no whole record becomes all spaces. Same length, so byte offsets (the uploader's
+    resume points) stay valid.
+    """
+    body = line.rstrip(b"\n")
+    start = body.rfind(_RECORD_START)
+    while start > 0:
+        try:
+            json.loads(body[start:])
+            return b" " * start + line[start:]
+        except (ValueError, UnicodeDecodeError):
+            start = body.rfind(_RECORD_START, 0, start)
+    return b" " * len(body) + line[len(body):]
+
+
+def repair_chunk(data: bytes) -> bytes:
+    """:func:`repair_line` applied to every line of ``data`` that is not JSON (same length)."""
+    out = []
+    for line in data.splitlines(keepends=True):
+        try:
+            json.loads(line)
+            out.append(line)
+        except (ValueError, UnicodeDecodeError):
+            out.append(repair_line(line))
+    return b"".join(out)
 
 
 def effective_status(run_dir: Path, meta: dict) -> tuple[str, str | None]:
