@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 import em_dist as em
 from tests.conftest import PYTHON, python_env
+from tests.poll import wait_for
 
 
 def _run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
@@ -157,3 +161,36 @@ def test_fork_children_that_leave_by_os_exit_finish_their_runs(tmp_path, run_par
         "child0": ("Succeeded", None),
         "child1": ("Failed", "exception: RuntimeError: child failed"),
     }
+
+
+def test_a_fast_loop_never_has_more_than_flush_interval_unwritten(tmp_path, run_parent) -> None:
+    # issue 8, item 6: the writer fell up to 1.2 s behind a fast loop (20,000-record chunks, a
+    # 50,000-record backlog before log() helped), so a kill -9 could lose more than flush_interval.
+    # The loop itself samples how old the newest record on disk is (what a kill -9 at that moment
+    # would keep), then dies of SIGKILL.
+    proc = _run_script(tmp_path, """
+        import json, os, signal, time
+        import em_dist as em
+        from em_dist.store import layout
+        run = em.create_run(name="fast")
+        path = layout.metrics_file(run.path, 0)
+        t0 = time.monotonic()
+        step, lags = 0, []
+        while time.monotonic() - t0 < 3.0:
+            run.log(type="train", metrics={"loss": 1.0 / (step + 1), "acc": 0.5}, step=step)
+            step += 1
+            if not step & 0x3fff and time.monotonic() - t0 > 0.6:
+                with open(path, "rb") as f:  # the newest complete line (a write may be under way)
+                    f.seek(max(0, os.fstat(f.fileno()).st_size - 1000))
+                    data = f.read()
+                    lags.append(time.time() - json.loads(data[: data.rfind(b"\\n")].splitlines()[-1])["time"])
+        print(json.dumps({"steps": step, "lags": lags}), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert len(doc["lags"]) >= 5, doc
+    assert max(doc["lags"]) <= 0.5, f"the newest record on disk fell {max(doc['lags']):.3f} s behind ({doc})"
+    [rec] = em.list_runs(run_parent)
+    steps = [p["step"] for p in rec.metrics(name="loss")]
+    assert steps == list(range(len(steps)))  # nothing torn, nothing twice

@@ -138,6 +138,7 @@ class RunWriter(QueuedSink):
     # -- the writer thread ------------------------------------------------------
     def _cycle(self, final: bool = False) -> None:
         buf = self.buffer
+        ready = self._ensure_dir()  # once per cycle: each syscall may cost a GIL hand-over
         for _ in range(len(buf) // CHUNK + 1):  # bounded: a producer faster than us can't keep us here
             batch = self._take()
             if batch:
@@ -146,11 +147,11 @@ class RunWriter(QueuedSink):
             while remote:
                 rank, records = remote.popleft()
                 self._queue_lines(rank, records)
-            if not self._ensure_dir():
-                self._drain_meta()
-                return
-            if not self._write_lines(final=False) or not buf:
-                break
+            if not ready or not self._write_lines(final=False) or not buf:
+                break  # written chunk by chunk: a record is durable one chunk after it is taken
+        if not ready:
+            self._drain_meta()
+            return
         self._write_lines(final)
         self._write_meta()
         self._heartbeat["time"] = time.time()
