@@ -14,6 +14,7 @@ from .lines import decode_number
 from . import layout
 from .files import read_json
 from .records import ArtifactRecord, ArtifactRef, RunRecord
+from .summary import SUMMARY_FILE
 
 STALE_HEARTBEAT_S = 60.0
 LIVE_STATUSES = ("Initializing", "Running")
@@ -70,6 +71,18 @@ def list_runs(parent_dir: str | os.PathLike | None = None) -> list[RunRecord]:
                     continue  # a folder being created or damaged is not the caller's problem here
     runs.sort(key=lambda r: r.start_timestamp or "")
     return runs
+
+
+def read_summary(run_dir: str | os.PathLike | None) -> dict | None:
+    """The writer's ``summary.json`` (records and last values per rank and type), or None when the
+    folder has none (a run older than it, or one that crashed before its first write)."""
+    if run_dir is None:
+        return None
+    try:
+        doc = read_json(Path(run_dir) / SUMMARY_FILE, None)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("records"), dict) else None
 
 
 def load_artifact(path: str | os.PathLike) -> ArtifactRecord:
