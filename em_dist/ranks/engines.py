@@ -2,7 +2,8 @@
 
 - ``torch``: a torchrun job (its agent store is reachable without any collective) or a
   script whose default process group is initialised; em_dist's own gloo pairs.
-- ``horovod``: launched by horovodrun, or Horovod imported; Horovod's own alltoall.
+- ``horovod``: launched by horovodrun, or Horovod imported; Horovod finds the ranks, the
+  records travel beside its cycle (gloo pairs or MPI; alltoall rounds as a last resort).
 - ``mpi``: the script imported mpi4py; point-to-point on ``COMM_WORLD``.
 - ``deferred``: a job whose script has not started an engine yet (``create_run``
   before ``init_process_group``, an MPI job before ``import mpi4py``); the channel waits
@@ -105,8 +106,23 @@ def _build_deferred(world: WorldInfo, counter: int, timings: RankTimings) -> Cha
 
 
 def _build_horovod(world: WorldInfo, counter: int, timings: RankTimings) -> Channel:
+    """Horovod finds the ranks; the records travel beside its cycle (see ranks/horovod_store.py)."""
+    from . import horovod_store
+
+    server = horovod_store.rendezvous()
+    if server is not None:  # horovodrun --gloo: gloo pairs on a store published through Horovod's rendezvous
+        from . import gloo
+
+        nonce = f"job/{counter}"  # as _gloo_wire builds it outside torchrun
+        store = horovod_store.RendezvousStore(world.rank, nonce, server, timings)
+        return _frames(world, gloo.GlooWire(world.rank, world.world_size, nonce, store, timings), timings)
+    if horovod_store.mpi_with_threads():  # horovodrun --mpi, hvd.init() done with MPI_THREAD_MULTIPLE
+        return _build_mpi(world, counter, timings)
     from .horovod import HorovodPeer, HorovodRoot
 
+    warn_once("horovod-rounds", "em_dist: records travel in Horovod alltoall rounds, which share Horovod's "
+              "negotiation cycle and slow training; under horovodrun --mpi call create_run after hvd.init() "
+              "with MPI_THREAD_MULTIPLE available (or use horovodrun --gloo) for em_dist's own links.")
     end = HorovodRoot if world.rank == 0 else HorovodPeer
     return end(rank=world.rank, world_size=world.world_size, timings=timings)
 

@@ -179,7 +179,10 @@ class HorovodRoot(_Rounds, RootChannel):
             self.mark_ready()
             self._rounds()
         except Exception as exc:  # noqa: BLE001 - Horovod shut down, a rank died, elastic reset...
-            _log.warning("em_dist: Horovod channel stopped: %s: %s", type(exc).__name__, exc)
+            if self._gave_up:  # the run is over (rank-0-only: the round left pending ends at hvd.shutdown())
+                _log.debug("em_dist: Horovod channel ended at shutdown: %s: %s", type(exc).__name__, exc)
+            else:
+                _log.warning("em_dist: Horovod channel stopped: %s: %s", type(exc).__name__, exc)
         finally:
             self._done.set()
 
