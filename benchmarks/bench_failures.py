@@ -22,7 +22,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HPARAMS_WORKER = REPO / "tests" / "ranks" / "workers" / "hparams_loop.py"
 INTERVAL = 0.5
 
 FAST_LOOP = """
@@ -75,33 +73,18 @@ def _the_run(tmp: Path):
 
 
 def job_trial() -> tuple[bool, str]:
+    """The CI test's trial (tests/ranks/test_signal_deadlock.py), once."""
+    sys.path.insert(0, str(REPO))
+    from tests.ranks.test_signal_deadlock import sigterm_trial
+
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        procs = [subprocess.Popen([sys.executable, str(HPARAMS_WORKER)], env=_env(
-            tmp, RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r), LOCAL_WORLD_SIZE="2",
-            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for r in range(2)]
-        hung = False
         try:
-            if not all(_wait_file(tmp / f"ready-{r}", procs) for r in range(2)):
-                return False, "did not start"
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    hung = True
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                p.wait(10)
+            hung, codes = sigterm_trial(tmp)
+        except AssertionError as exc:
+            return False, f"did not start: {exc}"
         rec = _the_run(tmp)
-        return hung, f"{rec.status} / {rec.status_reason}"
+        return hung, f"{rec.status} / {rec.status_reason} / exit {codes}"
 
 
 def single_trial(sig: int) -> dict:
