@@ -1,60 +1,131 @@
-"""The one holder of live runs: finishes them at interpreter exit with the status the exit deserves."""
+"""The one holder of live runs: finishes them at interpreter exit with the status the exit deserves.
+
+How the end of a process is seen:
+
+- ``run.finish()`` / ``with``: Succeeded (or Failed with the exception).
+- an uncaught exception: ``sys.excepthook`` notes it; at exit the run is Failed with it.
+- ``sys.exit(n)`` on the main thread with a non-zero ``n`` (or a message): em_dist wraps
+  ``sys.exit`` to note the code; at exit the run is Failed (``exit code: n``). A
+  ``raise SystemExit(n)`` written out (not through ``sys.exit``) can't be seen by
+  Python < 3.12's hooks and reads as Succeeded.
+- a signal: :mod:`em_dist.ranks.signals`.
+- the end of a ``multiprocessing`` child (``start_processes(start_method="fork")``,
+  Lightning ``ddp_fork``), which leaves by ``os._exit`` without running ``atexit``:
+  multiprocessing runs its own finalizers first, and one of them finishes the child's runs.
+- a fork child never finishes (nor writes to) the runs of its parent: they are forgotten
+  in the child at fork.
+
+No lock is taken here from a finishing path: list append/remove are atomic under the GIL,
+and a signal's finishing thread may unregister a run while the interrupted thread is in here.
+"""
 
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 from typing import Any
 
 _live: list[Any] = []
-_lock = threading.Lock()
-_installed = False
-_uncaught: BaseException | None = None
+_install_lock = threading.Lock()  # register only
+_installed: list[bool] = []
+_uncaught: list[BaseException] = []
+_exit_code: list[Any] = []
 _previous_hook = None
+_original_exit = sys.exit
 
 
 def register(run: Any) -> None:
     """Track ``run`` until it finishes; installs the exit hooks on first use."""
-    global _installed
-    with _lock:
-        _live.append(run)
-        if not _installed:
-            _installed = True
-            _install()
+    _live.append(run)
+    if not _installed:
+        with _install_lock:
+            if not _installed:
+                _installed.append(True)
+                _install()
+    _watch_multiprocessing_child()
 
 
 def unregister(run: Any) -> None:
-    with _lock:
-        if run in _live:
-            _live.remove(run)
+    try:
+        _live.remove(run)
+    except ValueError:
+        pass
 
 
 def current() -> Any | None:
     """The most recently created run that is not finished yet, if any."""
-    with _lock:
-        return _live[-1] if _live else None
+    live = list(_live)
+    return live[-1] if live else None
 
 
 def _install() -> None:
     global _previous_hook
     _previous_hook = sys.excepthook
     sys.excepthook = _excepthook
+    sys.exit = _exit
     atexit.register(_at_exit)
 
 
 def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
-    global _uncaught
-    _uncaught = exc
+    _uncaught.append(exc)
     hook = _previous_hook or sys.__excepthook__
     hook(exc_type, exc, tb)
 
 
+def _exit(status: Any = None) -> None:
+    """``sys.exit`` that notes the exit status of the main thread (then exits as ever)."""
+    if threading.current_thread() is threading.main_thread():
+        _exit_code[:] = [status]
+    _original_exit(status)
+
+
+def _ending() -> tuple[str, str | None]:
+    """The status and reason a run left unfinished at exit deserves."""
+    if _uncaught:
+        exc = _uncaught[0]
+        return "Failed", f"exception: {type(exc).__name__}: {exc}"
+    if _exit_code and _exit_code[0] not in (None, 0):
+        return "Failed", f"exit code: {_exit_code[0]}"
+    return "Succeeded", None
+
+
 def _at_exit() -> None:
-    with _lock:
-        runs = list(reversed(_live))
-    for run in runs:
-        if _uncaught is not None:
-            run._finish("Failed", f"exception: {type(_uncaught).__name__}: {_uncaught}")
-        else:
-            run._finish("Succeeded", None)
+    status, reason = _ending()
+    for run in reversed(list(_live)):
+        run._finish(status, reason)
+
+
+def _watch_multiprocessing_child() -> None:
+    """In a multiprocessing child, finish the runs among multiprocessing's exit finalizers
+    (its ``_bootstrap`` runs them, then leaves by ``os._exit``: atexit never runs there)."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is None or mp.parent_process() is None:
+        return
+    from multiprocessing import util
+
+    if not getattr(_watch_multiprocessing_child, "_done", False):
+        util.Finalize(None, _at_child_exit, exitpriority=100)
+        _watch_multiprocessing_child._done = True  # type: ignore[attr-defined]
+
+
+def _at_child_exit() -> None:
+    status, reason = _ending()
+    exc = sys.exc_info()[1]  # the child's target raising: multiprocessing runs us in a `finally`
+    if exc is not None and not (isinstance(exc, SystemExit) and exc.code in (None, 0)):
+        status = "Failed"
+        reason = f"exit code: {exc.code}" if isinstance(exc, SystemExit) else f"exception: {type(exc).__name__}: {exc}"
+    for run in reversed(list(_live)):
+        run._finish(status, reason)
+
+
+def _forget_after_fork() -> None:
+    """A fork child does not own its parent's runs: it must neither finish nor write them."""
+    _live.clear()
+    _uncaught.clear()
+    _exit_code.clear()
+    _watch_multiprocessing_child._done = False  # type: ignore[attr-defined]
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import lifecycle
-from ._warn import warn_once
+from ._warn import silence, warn_once
 from .artifact import Artifact
 from .hparams import Hparams
 from .store import attempts, layout
@@ -109,7 +109,8 @@ class Run:
         self.uploads: list[Any] = []
         self._artifacts: list[dict[str, Any]] = []
         self._known_names: set[str] = set()
-        self._finish_lock = threading.Lock()
+        self._finish_lock = threading.Lock()  # claimed once, never released: see _finish
+        self._finish_done = threading.Event()
         self._finished = False
         self._auto_uploader: Any = None
 
@@ -130,9 +131,10 @@ class Run:
         self._save_meta()
         sink.start()
         self._watching_signals = False
-        if self.world["size"] > 1 and os.environ.get("EM_DIST_NO_SIGNALS") != "1":
-            # launchers stop the survivors of a failed job with SIGTERM: record that ending
-            self._watching_signals = signals.add_callback(self._on_signal)
+        if os.environ.get("EM_DIST_NO_SIGNALS") != "1":
+            # schedulers preempt and launchers stop the survivors of a failed job with SIGTERM:
+            # record that ending (single processes too)
+            self._watching_signals = signals.add_callback(self._on_signal, self._timings.signal_close_cap)
         if self.auto_upload and self.world.get("rank", 0) == 0:  # rank 0 uploads the one run of the job
             self._start_auto_upload()
         if place.resumed:
@@ -277,29 +279,36 @@ class Run:
         return False
 
     def _finish(self, status: str, reason: str | None, signalled: bool = False) -> None:
-        with self._finish_lock:
-            if self._finished:
-                return
-            self._finished = True
+        # A non-blocking claim: the first caller finishes, any other waits (bounded) for it to be
+        # done. Never a blocking acquire: a signal's finishing thread runs while the interrupted
+        # thread may be anywhere, also in here.
+        if not self._finish_lock.acquire(blocking=False):
+            limit = self._timings.capped(self.dist_timeout, signalled)
+            self._finish_done.wait(2 * limit + 1.0)  # e.g. the script ends while a signal is finishing the run
+            return
+        self._finished = True
+        limit = self._timings.capped(self.dist_timeout, signalled)
+        deadline = time.monotonic() + limit
         try:
             if self._late is not None and not self._late.done and torch_ready():
                 self._sink.flush(self._timings.signal_close_cap)  # let the writer's cycle join the job first
             self.status, self.status_reason = status, reason
             self.end_timestamp = _iso(_now())
             self._sink.write_run(self._run_doc())  # a peer tells rank 0 why it failed
-            self._apply(self._sink.end(self._timings.capped(self.dist_timeout, signalled)))
+            self._apply(self._sink.end(limit))
             attempts.end_attempt(self.attempts, self.end_timestamp, self.status, self.status_reason)
             self._refresh_platform()
             self._save_meta()
-            self._sink.close(self.dist_timeout)
+            self._sink.close(max(1.0, deadline - time.monotonic()) if signalled else self.dist_timeout)
             if self._auto_uploader is not None:
-                self._auto_uploader.stop(timeout=self.dist_timeout)
+                self._auto_uploader.stop(timeout=limit)
         except Exception as exc:  # finishing must never raise into the script
             warn_once("finish", f"em_dist: finishing run {self.name!r} hit {exc!r}; the data on disk is kept")
         finally:
             if self._watching_signals:
                 signals.remove_callback(self._on_signal)
             lifecycle.unregister(self)
+            self._finish_done.set()
 
     def _apply(self, report: EndReport) -> None:
         """Record what the end of a multi-rank run found: absent and lost ranks, peers' failures."""
@@ -338,10 +347,12 @@ class Run:
                 self.status_reason = f"{self.status_reason}; lost ranks: {self.lost_ranks}"
 
     def _on_signal(self, name: str) -> None:
-        """SIGTERM/SIGINT in a multi-rank job: finish as Failed, with every wait capped."""
-        if self._finished or self._finish_lock.locked():
-            self._sink.flush(2.0)  # finish() is under way on this thread: save what we can, don't re-enter
-            return
+        """SIGTERM/SIGINT/SIGHUP: finish as Failed, with every wait capped.
+
+        Called on em_dist's signal thread (never inside the handler), while the training
+        thread goes on; a finish already under way is waited for instead (bounded).
+        """
+        silence(f"log-after-finish:{self.id}")  # the training thread logs on until the signal is handed on
         self._finish("Failed", f"signal: {name}", signalled=True)
 
     # -- upload -----------------------------------------------------------------------

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 
-from ..store.reader import list_runs, load_run
+from ..store.reader import list_runs, load_run, read_summary
 from ..store.records import RunRecord
 
 
@@ -25,17 +25,21 @@ def register(groups: dict) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
+    """Metadata only (run.json and the writer's summary.json): never a metric file, so a run of
+    millions of points lists as fast as an empty one."""
     runs = list_runs(args.dir)
     if args.json:
-        json.dump([_summary(r) for r in runs], sys.stdout, indent=1)
+        json.dump([dict(_summary(r), summary=read_summary(r.path)) for r in runs], sys.stdout, indent=1)
         print()
         return 0
     if not runs:
         print("no runs found")
         return 0
-    rows = [("NAME", "STATUS", "WORLD", "STARTED", "POINTS", "PATH")]
+    rows = [("NAME", "STATUS", "WORLD", "STARTED", "RECORDS", "PATH")]
     for r in runs:
-        rows.append((r.name, r.status, str(r.world.get("size", 1)), (r.start_timestamp or "")[:19], str(len(r.metrics())), r.path or ""))
+        summary = read_summary(r.path)
+        records = str(sum(summary["records"].values())) if summary else "-"
+        rows.append((r.name, r.status, str(r.world.get("size", 1)), (r.start_timestamp or "")[:19], records, r.path or ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from em_dist.client.auth import client_for
-from em_dist.client.http import HttpClient
+from em_dist._warn import warn_once
+from em_dist.client.http import HttpClient, raise_for_status
 from em_dist.client.snapshot import RunSnapshot, record_upload, resolve_artifact_path, take
 from em_dist.errors import RunFormatError, ServerError
 from em_dist.store import layout
-from em_dist.store.reader import load_artifact
+from em_dist.store.reader import load_artifact, repair_chunk
 
 CHUNK_BYTES = 4 * 1024 * 1024
 _BLOB_READ = 1024 * 1024
@@ -147,10 +148,7 @@ def _send_rank(http: HttpClient, run_id: str, rank_file: Path, rank: int, start:
             if cut < 0:
                 break  # only a partial last line remains: it is sent once it is complete
             data = data[: cut + 1]
-            response = http.request(
-                "POST", f"/runs/{run_id}/metrics/{rank}", params={"offset": offset}, data=data,
-                headers={"Content-Type": "application/x-ndjson"}, accept=(409,),
-            )
+            response = _post_lines(http, run_id, rank, offset, data, rank_file)
             answer = response.json()
             if response.status_code == 409:
                 if "offset" not in answer:
@@ -163,6 +161,27 @@ def _send_rank(http: HttpClient, run_id: str, rank_file: Path, rank: int, start:
             bar.update(1)
             offset = answer["offset"]
     return offset, sent
+
+
+def _post_lines(http: HttpClient, run_id: str, rank: int, offset: int, data: bytes, rank_file: Path) -> Any:
+    """POST one chunk of lines. A chunk the server finds malformed (400: a torn line an older
+    writer left after a full disk) is sent once more with its damaged lines blanked out (same
+    length, so offsets hold) after one warning."""
+    post = lambda body: http.request(  # noqa: E731
+        "POST", f"/runs/{run_id}/metrics/{rank}", params={"offset": offset}, data=body,
+        headers={"Content-Type": "application/x-ndjson"}, accept=(400, 409),
+    )
+    response = post(data)
+    if response.status_code == 400:
+        repaired = repair_chunk(data)
+        if repaired == data:
+            raise_for_status(response)
+        warn_once(f"torn-upload:{rank_file}", f"em_dist: {rank_file} holds a damaged line (a write cut short "
+                  "by a full disk or a crash); it is skipped in the upload", 4)
+        response = post(repaired)
+        if response.status_code == 400:
+            raise_for_status(response)
+    return response
 
 
 def _run_body(snap: RunSnapshot, spec: dict[str, Any], strategy: str) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 - ``torch``: a torchrun job (its agent store is reachable without any collective) or a
   script whose default process group is initialised; em_dist's own gloo pairs.
-- ``horovod``: launched by horovodrun, or Horovod imported; Horovod's own alltoall.
+- ``horovod``: launched by horovodrun, or Horovod imported; Horovod finds the ranks, the
+  records travel beside its cycle (gloo pairs or MPI; alltoall rounds as a last resort).
 - ``mpi``: the script imported mpi4py; point-to-point on ``COMM_WORLD``.
 - ``deferred``: a job whose script has not started an engine yet (``create_run``
   before ``init_process_group``, an MPI job before ``import mpi4py``); the channel waits
@@ -112,8 +113,23 @@ def _build_deferred(world: WorldInfo, meeting: Meeting, timings: RankTimings) ->
 
 
 def _build_horovod(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Channel:
+    """Horovod finds the ranks; the records travel beside its cycle (see ranks/horovod_store.py)."""
+    from . import horovod_store
+
+    server = horovod_store.rendezvous()
+    if server is not None:  # horovodrun --gloo: gloo pairs on a store published through Horovod's rendezvous
+        from . import gloo
+
+        store = horovod_store.RendezvousStore(world.rank, meeting.nonce, server, timings)
+        wire = gloo.GlooWire(world.rank, world.world_size, meeting.nonce, store, timings, meeting.run_doc)
+        return _frames(world, wire, timings)
+    if horovod_store.mpi_with_threads():  # horovodrun --mpi, hvd.init() done with MPI_THREAD_MULTIPLE
+        return _build_mpi(world, meeting, timings)
     from .horovod import HorovodPeer, HorovodRoot
 
+    warn_once("horovod-rounds", "em_dist: records travel in Horovod alltoall rounds, which share Horovod's "
+              "negotiation cycle and slow training; under horovodrun --mpi call create_run after hvd.init() "
+              "with MPI_THREAD_MULTIPLE available (or use horovodrun --gloo) for em_dist's own links.")
     if world.rank == 0:
         return HorovodRoot(rank=0, world_size=world.world_size, nonce=meeting.nonce, timings=timings,
                            run_doc=meeting.run_doc)

@@ -185,7 +185,10 @@ class HorovodRoot(_Rounds, RootChannel):
             self._rounds()
         except Exception as exc:  # noqa: BLE001 - Horovod shut down, a rank died, elastic reset...
             self._failed = True
-            _log.warning("em_dist: Horovod channel stopped: %s: %s", type(exc).__name__, exc)
+            if self._gave_up:  # the run is over (rank-0-only: the round left pending ends at hvd.shutdown())
+                _log.debug("em_dist: Horovod channel ended at shutdown: %s: %s", type(exc).__name__, exc)
+            else:
+                _log.warning("em_dist: Horovod channel stopped: %s: %s", type(exc).__name__, exc)
         finally:
             self._done.set()
 

@@ -8,11 +8,13 @@ import socket
 import time
 from pathlib import Path
 
+from .._warn import warn_once
 from ..errors import RunFormatError
 from .lines import decode_number
 from . import layout
 from .files import read_json
 from .records import ArtifactRecord, ArtifactRef, RunRecord
+from .summary import SUMMARY_FILE
 
 STALE_HEARTBEAT_S = 60.0
 LIVE_STATUSES = ("Initializing", "Running")
@@ -74,6 +76,18 @@ def list_runs(parent_dir: str | os.PathLike | None = None) -> list[RunRecord]:
     return runs
 
 
+def read_summary(run_dir: str | os.PathLike | None) -> dict | None:
+    """The writer's ``summary.json`` (records and last values per rank and type), or None when the
+    folder has none (a run older than it, or one that crashed before its first write)."""
+    if run_dir is None:
+        return None
+    try:
+        doc = read_json(Path(run_dir) / SUMMARY_FILE, None)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("records"), dict) else None
+
+
 def load_artifact(path: str | os.PathLike) -> ArtifactRecord:
     """Open a saved artifact folder (a path, or an alternative name under ``$EM_ARTIFACT_PARENT_DIR``)."""
     art_dir = _resolve(Path(path), layout.artifact_parent_dir(), layout.ARTIFACT_FILE)
@@ -116,15 +130,59 @@ def read_points(run_dir: Path) -> list[dict]:
 
 
 def iter_records(path: Path):
-    """The complete JSON lines of one metrics file; a torn last line (crash mid-write) is skipped."""
+    """The records of one metrics file.
+
+    A torn last line (a crash mid-write) is skipped. A torn line *inside* the file (left by
+    an older writer after a full disk) is skipped too, with one warning per file; a record
+    glued to the torn fragment on the same line is kept (see :func:`repair_line`).
+    """
     with open(path, "rb") as f:
         for line in f:
             if not line.endswith(b"\n"):
                 break
             try:
                 yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                fixed = repair_line(line)
+                warn_once(f"torn:{path}", f"em_dist: {path} holds a damaged line (a write cut short by a full "
+                          "disk or a crash); it is skipped", 4)
+                if fixed.strip():
+                    yield json.loads(fixed)
+
+
+_RECORD_START = b'{"type":'
+
+
+def repair_line(line: bytes) -> bytes:
+    """A damaged metrics line made readable without changing its length.
+
+    A write cut short leaves the start of a record with no newline, and the next write
+    glues a whole record to it: ``{"type":"train","st{"type":"train","step":7,...}``. The
+    fragment before the last record start becomes spaces (JSON ignores them); a line with
+    no whole record becomes all spaces. Same length, so byte offsets (the uploader's
+    resume points) stay valid.
+    """
+    body = line.rstrip(b"\n")
+    start = body.rfind(_RECORD_START)
+    while start > 0:
+        try:
+            json.loads(body[start:])
+            return b" " * start + line[start:]
+        except (ValueError, UnicodeDecodeError):
+            start = body.rfind(_RECORD_START, 0, start)
+    return b" " * len(body) + line[len(body):]
+
+
+def repair_chunk(data: bytes) -> bytes:
+    """:func:`repair_line` applied to every line of ``data`` that is not JSON (same length)."""
+    out = []
+    for line in data.splitlines(keepends=True):
+        try:
+            json.loads(line)
+            out.append(line)
+        except (ValueError, UnicodeDecodeError):
+            out.append(repair_line(line))
+    return b"".join(out)
 
 
 def effective_status(run_dir: Path, meta: dict) -> tuple[str, str | None]:

@@ -5,27 +5,42 @@ returns; a daemon thread wakes every ``flush_interval`` seconds, or early when t
 backlog grows, turns the records into JSON lines and appends them to
 ``metrics/rank-<r>.jsonl``. Metadata documents are replaced atomically. Disk trouble
 is warned about once; the unwritten lines are kept (bounded) and retried.
+
+What the disk can do to us, and what the writer does about it:
+
+- **a write cut short** (disk full, quota, I/O error): the metrics file is cut back to
+  its last complete line (``ftruncate``) before anything is retried, so a file never
+  holds a torn line in its middle nor a line twice;
+- **the run folder deleted** under us (a cleanup job, ``rm -rf``): every cycle compares
+  the folder's inode and the open files' link counts; a deleted folder is warned about
+  once and recreated with every metadata document, and what is still pending is written;
+- **a disk that never comes back** (read-only): :meth:`RunWriter.close` says once how
+  many records could not be written.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable
 
 from filelock import FileLock
 
-from .._warn import warn_once
+from .._warn import warn, warn_once
 from ..sink import CHUNK, EndReport, QueuedSink, Record
 from . import layout
 from .files import write_json_atomic
+from .summary import SUMMARY_FILE, RunSummary
 
 DEFAULT_FLUSH_INTERVAL = 0.5
 DEFAULT_MAX_PENDING = 1_000_000
+
+WRITE_BYTES = 1 << 20
+"""Bytes per ``write`` call: a full disk then costs at most this much of a retry, and a disk with
+some room left still takes what fits."""
 
 
 class RunWriter(QueuedSink):
@@ -48,22 +63,30 @@ class RunWriter(QueuedSink):
         super().__init__(interval=flush_interval, max_pending=max_pending, thread_name="em_dist-writer")
         self.run_dir = run_dir
         self._rank = rank
+        """Whose records ``log()`` appends here: 0, or a peer writing into rank 0's folder itself."""
         self.on_cycle: Callable[[], None] | None = None
         """Called on the writer thread after each cycle (the rank layer watches for a late engine)."""
         self._handed_over = False
-        """Whose records ``log()`` appends here: 0, or a peer writing into rank 0's folder itself."""
         self._beats = heartbeat
         self._attempt_prefix = f'{{"attempt":{attempt},' if attempt else ""
         """A continued run's lines say which attempt wrote them (every rank's: peers' lines too)."""
         self._slow_hint = f"Is the disk at {run_dir} slow or full?"
         self._remote: deque[tuple[int, list[Record]]] = deque()
-        self._meta: dict[str, Any] = {}
-        self._meta_lock = threading.Lock()
+        # Metadata arrives on any thread, also from a signal's finishing thread while the
+        # interrupted thread may be anywhere: a deque append needs no lock (atomic under the
+        # GIL), so set_meta can never wait on a lock the interrupted thread holds.
+        self._meta_in: deque[tuple[str, Any]] = deque()
+        self._meta_pending: dict[str, Any] = {}  # writer thread only
+        self._meta_written: dict[str, Any] = {}  # the last version on disk, to recreate a deleted folder
         self._unwritten: dict[int, list[str]] = {}
         self._unwritten_count = 0
-        self._files: dict[int, TextIO] = {}
-        self._dir_ready = False
+        self._dropped = 0
+        self._fds: dict[int, int] = {}
+        self._good: dict[int, int] = {}  # rank -> bytes of complete lines in its file
+        self._dir_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the run folder we made
+        self._last_error: BaseException | None = None
         self._heartbeat = {"pid": os.getpid(), "host": socket.gethostname(), "time": 0.0}
+        self.summary = RunSummary()
 
     # -- called from any thread -------------------------------------------------
     def start(self) -> None:
@@ -81,8 +104,7 @@ class RunWriter(QueuedSink):
 
     def set_meta(self, relpath: str, doc: Any) -> None:
         """Replace the metadata file ``relpath`` (relative to the run folder) with ``doc`` at the next flush."""
-        with self._meta_lock:
-            self._meta[relpath] = doc
+        self._meta_in.append((relpath, doc))
 
     def write_run(self, doc: dict[str, Any]) -> None:
         self.set_meta(layout.RUN_FILE, doc)
@@ -103,10 +125,23 @@ class RunWriter(QueuedSink):
         return EndReport()
 
     def close(self, timeout: float = 30.0) -> bool:
-        """Write everything, fsync and stop the thread; False if that took longer than ``timeout``."""
+        """Write everything, fsync and stop the thread; False if that took longer than ``timeout``.
+
+        Records that could not be written by then (a read-only or still-full disk) are
+        lost: one warning says how many, so the end of such a run is never silent.
+        """
         if not self._stop(timeout):
             warn_once("close-timeout", f"em_dist: writing {self.run_dir} took longer than {timeout:.0f}s; giving up waiting")
             return False
+        lost = self._unwritten_count + self._dropped + len(self.buffer)
+        if lost or self._meta_pending:
+            said = [f"{lost} metric records could not be written to {self.run_dir} and are lost"] if lost else []
+            if layout.RUN_FILE in self._meta_pending:
+                said.append(f"{self.run_dir / layout.RUN_FILE} still says the run is live (it reads back as Failed, crashed)")
+            elif self._meta_pending:
+                said.append(f"{', '.join(sorted(self._meta_pending))} could not be updated in {self.run_dir}")
+            warn(f"em_dist: {'; '.join(said)} ({self._last_error}). Free or remount that disk; "
+                 "what is on it stays readable.")
         return True
 
     def handover(self) -> list[str]:
@@ -123,14 +158,20 @@ class RunWriter(QueuedSink):
             os.remove(path)  # the lines move: whoever takes them writes them once, somewhere
         except OSError:
             pass
-        lines += self._unwritten.pop(self._rank, [])
-        return lines  # what is still in ``buffer`` stays there: the next owner of the deque takes it
+        pending = self._unwritten.pop(self._rank, [])
+        self._unwritten_count -= len(pending)
+        return lines + pending  # what is still in ``buffer`` stays there: the next owner of the deque takes it
+    @property
+    def unwritten(self) -> int:
+        """Records held in memory because the disk refused them (or dropped past ``max_pending``)."""
+        return self._unwritten_count + self._dropped
 
     # -- the writer thread ------------------------------------------------------
     def _cycle(self, final: bool = False) -> None:
         if self._handed_over:
             return
         buf = self.buffer
+        ready = self._ensure_dir()  # once per cycle: each syscall may cost a GIL hand-over
         for _ in range(len(buf) // CHUNK + 1):  # bounded: a producer faster than us can't keep us here
             batch = self._take()
             if batch:
@@ -139,10 +180,11 @@ class RunWriter(QueuedSink):
             while remote:
                 rank, records = remote.popleft()
                 self._queue_lines(rank, records)
-            if not self._ensure_dir():
-                return
-            if not self._write_lines(final=False) or not buf:
-                break
+            if not ready or not self._write_lines(final=False) or not buf:
+                break  # written chunk by chunk: a record is durable one chunk after it is taken
+        if not ready:
+            self._drain_meta()
+            return
         self._write_lines(final)
         self._write_meta()
         if self.on_cycle is not None:
@@ -151,11 +193,14 @@ class RunWriter(QueuedSink):
             return
         self._heartbeat["time"] = time.time()
         try:
+            if self.summary.changed:
+                write_json_atomic(self.run_dir / SUMMARY_FILE, self.summary.doc(), durable=False)
             write_json_atomic(self.run_dir / layout.HEARTBEAT_FILE, self._heartbeat, durable=False)
         except OSError:
             pass  # the line and metadata writes above already warned about this disk
 
     def _queue_lines(self, rank: int, records: list) -> None:
+        self.summary.add(rank, records)
         encode = self.encode
         lines = self._unwritten.setdefault(rank, [])
         new = [r if r.__class__ is str else encode(r) for r in records]
@@ -179,6 +224,7 @@ class RunWriter(QueuedSink):
             del lines[:cut]
             excess -= cut
             self._unwritten_count -= cut
+            self._dropped += cut
             if excess <= 0:
                 break
 
@@ -189,38 +235,87 @@ class RunWriter(QueuedSink):
             if not lines:
                 continue
             try:
-                f = self._files.get(rank)
-                if f is None:
-                    path = layout.metrics_file(self.run_dir, rank)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    f = self._files[rank] = open(path, "a", encoding="utf-8")
-                f.write("".join(lines))
-                f.flush()
+                self._append(rank, lines)
                 if final:
-                    os.fsync(f.fileno())
-            except (OSError, ValueError) as exc:
+                    os.fsync(self._fds[rank])
+            except OSError as exc:
                 self._disk_trouble(exc)
-                self._close_file(rank)
                 ok = False
-                continue
-            self._unwritten_count -= len(lines)
-            lines.clear()
         if final:
-            for rank in list(self._files):
+            for rank in list(self._fds):
                 self._close_file(rank)
         return ok
 
-    def _close_file(self, rank: int) -> None:
-        f = self._files.pop(rank, None)
-        if f is not None:
+    def _append(self, rank: int, lines: list[str]) -> None:
+        """Write ``lines`` to the rank's file in pieces of :data:`WRITE_BYTES`, removing each piece once
+        it is wholly on disk. A piece cut short is cut off the file again before the error propagates,
+        so the file ends with a complete line and nothing is written twice on the retry."""
+        fd = self._open(rank)
+        while lines:
+            n, size = 0, 0
+            while n < len(lines) and size < WRITE_BYTES:
+                size += len(lines[n])
+                n += 1
+            data = "".join(lines[:n]).encode("utf-8")
+            view, done = memoryview(data), 0
             try:
-                f.close()
+                while done < len(data):  # a short write (disk just filled) returns less; the next one raises
+                    done += os.write(fd, view[done:])
+            except OSError:
+                self._cut_back(rank)
+                raise
+            self._good[rank] += len(data)
+            del lines[:n]
+            self._unwritten_count -= n
+
+    def _open(self, rank: int) -> int:
+        fd = self._fds.get(rank)
+        if fd is not None:
+            return fd
+        path = layout.metrics_file(self.run_dir, rank)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fds[rank] = fd
+        size = os.fstat(fd).st_size
+        good = self._good.get(rank)
+        if good is None or good > size:  # a file we don't know (or one that shrank): trust its complete lines
+            good = _complete_size(fd, size)
+        self._good[rank] = good
+        if size > good:
+            os.ftruncate(fd, good)  # what a cut-short write left behind (the truncate itself may have failed then)
+        return fd
+
+    def _cut_back(self, rank: int) -> None:
+        """After a failed write: drop the partial tail. If even that fails, close the file; the next
+        :meth:`_open` cuts it back to the last size known good."""
+        fd = self._fds.get(rank)
+        try:
+            if fd is not None:
+                os.ftruncate(fd, self._good[rank])
+                return
+        except OSError:
+            pass
+        self._close_file(rank)
+
+    def _close_file(self, rank: int) -> None:
+        fd = self._fds.pop(rank, None)
+        if fd is not None:
+            try:
+                os.close(fd)
             except OSError:
                 pass  # the unwritten lines are still held; they are rewritten on the next open
 
+    def _drain_meta(self) -> None:
+        """Move what :meth:`set_meta` queued into the writer's own pending map (newest wins)."""
+        incoming = self._meta_in
+        pending = self._meta_pending
+        while incoming:
+            relpath, doc = incoming.popleft()
+            pending[relpath] = doc
+
     def _write_meta(self) -> None:
-        with self._meta_lock:
-            pending, self._meta = self._meta, {}
+        self._drain_meta()
+        pending = self._meta_pending
         if not pending:
             return
         try:
@@ -229,27 +324,73 @@ class RunWriter(QueuedSink):
                     path = self.run_dir / relpath
                     path.parent.mkdir(parents=True, exist_ok=True)
                     write_json_atomic(path, doc)
-                    del pending[relpath]
-        except Exception as exc:  # OSError, filelock.Timeout
+                    self._meta_written[relpath] = pending.pop(relpath)
+        except Exception as exc:  # OSError, filelock.Timeout: what failed stays pending
             self._disk_trouble(exc)
-            with self._meta_lock:  # keep what failed unless a newer version arrived meanwhile
-                for relpath, doc in pending.items():
-                    self._meta.setdefault(relpath, doc)
 
     def _ensure_dir(self) -> bool:
-        if self._dir_ready:
-            return True
+        """The run folder exists and is the one we made; recreate it when it was deleted under us."""
         try:
-            (self.run_dir / layout.METRICS_DIR).mkdir(parents=True, exist_ok=True)
+            st = os.stat(self.run_dir)
+        except FileNotFoundError:
+            st = None
         except OSError as exc:
             self._disk_trouble(exc)
             return False
-        self._dir_ready = True
+        if self._dir_id is not None:
+            if st is None or (st.st_dev, st.st_ino) != self._dir_id:
+                self._recreate("was deleted")
+                st = None
+            else:
+                for rank, fd in list(self._fds.items()):
+                    if os.fstat(fd).st_nlink == 0:  # the file alone was deleted: start it again
+                        self._recreate(f"lost its file {layout.metrics_file(self.run_dir, rank).name}")
+                        break
+                else:
+                    return True
+        try:
+            (self.run_dir / layout.METRICS_DIR).mkdir(parents=True, exist_ok=True)
+            st = os.stat(self.run_dir)
+        except OSError as exc:
+            self._disk_trouble(exc)
+            return False
+        self._dir_id = (st.st_dev, st.st_ino)
         return True
 
+    def _recreate(self, what: str) -> None:
+        """Forget the deleted files and queue every metadata document (and the summary) again."""
+        warn_once(
+            f"deleted:{self.run_dir}",
+            f"em_dist: the run folder {self.run_dir} {what} while the run was live; it is recreated with "
+            "its metadata and what was not yet written. Records written before the deletion are gone.",
+        )
+        for rank in list(self._fds):
+            self._close_file(rank)
+        self._good.clear()
+        self._dir_id = None
+        self._drain_meta()
+        for relpath, doc in self._meta_written.items():
+            self._meta_pending.setdefault(relpath, doc)
+        self._meta_written = {}
+        self.summary.changed = True
+
     def _disk_trouble(self, exc: BaseException) -> None:
+        self._last_error = exc
         warn_once(
             f"disk:{self.run_dir}",
             f"em_dist: cannot write the run folder {self.run_dir} ({exc}); training goes on, "
             "the data is kept in memory and written when the disk allows.",
         )
+
+
+def _complete_size(fd: int, size: int) -> int:
+    """Bytes of ``fd`` up to and including its last newline (a crash may have left a torn tail)."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 65536)
+        block = os.pread(fd, pos - start, start)
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        pos = start
+    return 0

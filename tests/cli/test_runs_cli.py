@@ -48,3 +48,36 @@ def test_help() -> None:
     for args in (["--help"], ["run", "--help"], ["run", "list", "--help"], ["run", "show", "--help"]):
         out = _em(*args)
         assert out.returncode == 0 and "usage" in out.stdout
+
+
+def test_list_reads_metadata_only_and_is_fast_for_100_runs(run_parent, monkeypatch, capsys) -> None:
+    # issue 8, item 10: listing read every metric point (23 s, 2.7 GB RSS over 6.8M points)
+    import argparse
+    import time
+
+    from em_dist.cli import runs as cli_runs
+    from em_dist.store import layout, reader
+
+    for i in range(100):
+        run = em.create_run(name=f"r{i}")
+        run.log(type="train", metrics={"loss": float(i)}, step=i)
+        run.finish()
+    big = layout.metrics_file(run.path, 0)
+    line = big.read_bytes()
+    big.write_bytes(line * 200_000)  # a big run (its size must not matter: no metrics file is read)
+
+    def no_points(*a, **k):
+        raise AssertionError("em run list read a metrics file")
+
+    monkeypatch.setattr(reader, "read_points", no_points)
+    monkeypatch.setattr(reader, "iter_records", no_points)
+    t0 = time.monotonic()
+    assert cli_runs._list(argparse.Namespace(dir=str(run_parent), json=False)) == 0
+    took = time.monotonic() - t0
+    out = capsys.readouterr().out
+    assert took < 1.0, f"listing 100 runs took {took:.2f} s"
+    assert out.count("Succeeded") == 100 and "RECORDS" in out
+    assert cli_runs._list(argparse.Namespace(dir=str(run_parent), json=True)) == 0
+    docs = json.loads(capsys.readouterr().out)
+    last = {d["name"]: d["summary"]["last"]["0"]["train"]["loss"]["value"] for d in docs}
+    assert last["r7"] == 7.0 and len(last) == 100
