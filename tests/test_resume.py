@@ -64,3 +64,17 @@ def test_a_crashed_attempt_is_closed_when_the_next_one_starts():
 def test_bad_resume_values_are_refused():
     with pytest.raises(ValueError, match="resume must be one of"):
         em.create_run(name="r", resume="sometimes")
+
+
+def test_a_continued_run_with_a_torn_last_line_is_cut_back_once_and_appended_to():
+    first = em.create_run(name="r", id="torn")
+    first.log(type="train", metrics={"loss": 1.0}, step=0)
+    first.finish()
+    metrics = first.path / "metrics" / "rank-0.jsonl"
+    with open(metrics, "a", encoding="utf-8") as f:
+        f.write('{"type": "train", "step": 1, "met')  # the previous attempt died mid-write
+    second = em.create_run(name="r", id="torn")
+    second.log(type="train", metrics={"loss": 0.5}, step=2)
+    second.finish()
+    assert [(p["step"], p["attempt"]) for p in em.load_run(first.path).metrics(name="loss")] == [(0, 0), (2, 1)]
+    assert metrics.read_text().count("\n") == 2 and metrics.read_text().endswith("\n")

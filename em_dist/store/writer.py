@@ -274,15 +274,19 @@ class RunWriter(QueuedSink):
             return fd
         path = layout.metrics_file(self.run_dir, rank)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._fds[rank] = fd
-        size = os.fstat(fd).st_size
-        good = self._good.get(rank)
-        if good is None or good > size:  # a file we don't know (or one that shrank): trust its complete lines
-            good = _complete_size(fd, size)
-        self._good[rank] = good
-        if size > good:
-            os.ftruncate(fd, good)  # what a cut-short write left behind (the truncate itself may have failed then)
+        # read and write: an existing file (a continued run, a reopened one) is read back to its last newline
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            good = self._good.get(rank)
+            if good is None or good > size:  # a file we don't know (or one that shrank): trust its complete lines
+                good = _complete_size(fd, size)
+            if size > good:
+                os.ftruncate(fd, good)  # what a cut-short write left behind (the truncate itself may have failed then)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fds[rank], self._good[rank] = fd, good
         return fd
 
     def _cut_back(self, rank: int) -> None:
