@@ -15,7 +15,7 @@ def test_local_runs_keep_their_folders_and_aimd_trials_are_found(tmp_path, monke
     a = em.create_run(name="in-project", folder="proj/a")
     a.log(type="train", metrics={"loss": 1.0}, step=0)
     a.finish()
-    monkeypatch.setenv("EM_RUN_PARENT_DIR", str(root / ".aimd" / "trials"))
+    monkeypatch.setenv("AIMD_TRIAL_PARENT_DIR", str(root / ".aimd" / "trials"))  # where create_trial saves
     trial = em.create_trial(trial_name="old-style", folder_path="legacy")
     trial.finish()
     assert {p.parent.name for p in find_run_dirs(root)} == {"runs", "trials"}
