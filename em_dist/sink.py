@@ -140,10 +140,11 @@ class QueuedSink(Sink):
     and no more than one extra cycle); ``_stop`` runs a last cycle with ``final=True``.
     """
 
-    def __init__(self, *, interval: float, max_pending: int, thread_name: str, buffer: deque | None = None) -> None:
+    def __init__(self, *, interval: float, max_pending: int, thread_name: str, buffer: deque | None = None,
+                 encode_at: int = ENCODE_AT) -> None:
         self.buffer: deque[Record] = deque(maxlen=max_pending) if buffer is None else buffer
         self.wake_at = min(CHUNK, max(1, max_pending // 2))
-        self.encode_at = min(ENCODE_AT, max(1, max_pending // 2))
+        self.encode_at = min(encode_at, max(1, max_pending // 2))
         self.encode = LineEncoder()
         self._max_pending = max_pending
         self._interval = interval

@@ -28,6 +28,12 @@ from .identity import fallback_run_id
 from .timing import RankTimings
 
 
+PEER_ENCODE_AT = 50_000
+"""A peer's backlog at which ``log()`` encodes records itself. Higher than the writer's: the
+writer's low mark bounds what a kill -9 loses on rank 0's disk, while a peer's records are
+durable only once rank 0 wrote them anyway, and its thread sends in bursts."""
+
+
 class PeerSink(QueuedSink):
     """Everything this rank's Run records, forwarded to rank 0 through ``channel``."""
 
@@ -37,7 +43,7 @@ class PeerSink(QueuedSink):
     def __init__(self, channel: PeerChannel | None, rank: int, *, timings: RankTimings, max_pending: int,
                  own_place: RunPlace, flush_interval: float, retired: RunWriter | None = None) -> None:
         super().__init__(interval=timings.send_interval, max_pending=max_pending, thread_name=f"em_dist-peer-{rank}",
-                         buffer=retired.buffer if retired is not None else None)
+                         buffer=retired.buffer if retired is not None else None, encode_at=PEER_ENCODE_AT)
         self.channel = channel
         self.rank = rank
         self._timings = timings
