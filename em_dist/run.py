@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from .ranks.deferred import torch_ready
 from .ranks.identity import derived_run_id, job_identity, next_occurrence
 from .ranks.late import LateJoin
 from .ranks.world import WorldInfo, detect_world
-from .ranks.timing import RankTimings
+from .ranks.timing import RankTimings, positive_seconds
 from .sink import EndReport, Sink
 from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
 from .values import MAX_FLOAT, MAX_STEP, TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
@@ -68,11 +67,10 @@ class Run:
         self.folder, self.folder_id, self.make_folder = folder, folder_id, bool(make_folder)
         self.conflict_strategy = conflict_strategy
         self.auto_upload = bool(auto_upload)
-        if dist_timeout is not None:
-            _positive(dist_timeout, "dist_timeout", None, 0.0)
         self._timings = RankTimings.from_env(dist_timeout)
         self.dist_timeout = self._timings.dist_timeout
-        interval = _positive(flush_interval, "flush_interval", os.environ.get("EM_FLUSH_INTERVAL"), DEFAULT_FLUSH_INTERVAL)
+        interval = positive_seconds(flush_interval, "flush_interval", os.environ.get("EM_FLUSH_INTERVAL"),
+                                    DEFAULT_FLUSH_INTERVAL)
 
         # Identity, not order: every rank derives the same id for the same create_run from the
         # job's identity, the name and how many runs of that name this process made before.
@@ -293,7 +291,7 @@ class Run:
             if self._late is not None and not self._late.done and torch_ready():
                 self._sink.flush(self._timings.signal_close_cap)  # let the writer's cycle join the job first
             self.status, self.status_reason = status, reason
-            self.end_timestamp = _iso(_now())
+            self.end_timestamp = layout.iso_time(_now())
             self._sink.write_run(self._run_doc())  # a peer tells rank 0 why it failed
             self._apply(self._sink.end(limit))
             attempts.end_attempt(self.attempts, self.end_timestamp, self.status, self.status_reason)
@@ -352,7 +350,9 @@ class Run:
         Called on em_dist's signal thread (never inside the handler), while the training
         thread goes on; a finish already under way is waited for instead (bounded).
         """
-        silence(f"log-after-finish:{self.id}")  # the training thread logs on until the signal is handed on
+        # The training thread logs on until the signal is handed on: silence its warning. _id, not
+        # id: on a peer that property may wait for rank 0, and this is the signal's thread.
+        silence(f"log-after-finish:{self._id}")
         self._finish("Failed", f"signal: {name}", signalled=True)
 
     # -- upload -----------------------------------------------------------------------
@@ -556,20 +556,3 @@ def _apply_config(args: dict[str, Any], path: Path) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_DEFAULTS)}")
     return {k: (doc[k] if k in doc and args[k] == _DEFAULTS[k] else args[k]) for k in args}
-
-
-def _positive(value: Any, what: str, env: str | None, default: float) -> float:
-    if value is None and env:
-        try:
-            value = float(env)
-        except ValueError:
-            raise ValueError(f"the environment gives {what}={env!r}; it must be a number of seconds") from None
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{what} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat()

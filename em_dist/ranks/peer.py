@@ -52,13 +52,13 @@ class PeerSink(QueuedSink):
         self._joined = threading.Event()
         self._run_doc: dict[str, Any] = {}
         self._local: RunWriter | None = None
+        """This rank's run of its own, when rank 0 has no run of this identity or became unreachable."""
         self._direct = False  # _local writes into rank 0's own folder (no engine)
         self._retired = retired
         """The writer of this process's own run before it learnt its rank (:mod:`.late`): this sink
         takes over its buffer (the very deque log() appends to, so no record can fall between the
         two), and its folder goes once rank 0 has everything."""
         self._handed_off = False
-        """This rank's run of its own, when rank 0 has no run of this identity or became unreachable."""
         self._lock = threading.Lock()  # the training thread writes metadata, the cycle reads it
         self._meta: dict[str, Any] = {}
         self._sent_meta: dict[str, Any] = {}
@@ -121,12 +121,12 @@ class PeerSink(QueuedSink):
     def _cycle(self, final: bool) -> None:
         channel = self.channel
         if channel is None or self._broken:
-            self._keep_locally(final)
+            self._keep_locally()
             return
         try:
             if not channel.connected and not self._connect(channel, final):
                 if final:
-                    self._keep_locally(final, why="rank 0 made no run of this identity, or could not be reached")
+                    self._keep_locally(why="rank 0 made no run of this identity, or could not be reached")
                 return
             self._joined.set()
             self._forward(channel)
@@ -140,7 +140,7 @@ class PeerSink(QueuedSink):
                               "its last records may be missing from the run.")
         except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach
             self._broken = True
-            self._keep_locally(final, why=f"the link to rank 0 broke ({exc})")
+            self._keep_locally(why=f"the link to rank 0 broke ({exc})")
         finally:
             if final:
                 try:
@@ -213,30 +213,33 @@ class PeerSink(QueuedSink):
                 warn_once(f"ship:{path}", f"em_dist: could not send artifact {path} to rank 0 ({exc})")
 
     # -- a run of its own -----------------------------------------------------------------
-    def _keep_locally(self, final: bool, why: str = "") -> None:
-        """Rank 0 has no run of this identity (or is gone): keep this rank's records in a run of its
-        own rather than drop them; warn once, naming it."""
-        if self._local is None and not self.buffer:
-            return  # nothing of this rank's is left to keep
-        if self._local is None and not self._joined.is_set() and self._into_rank0_folder():
-            pass
-        elif self._local is None:
-            place = self._own_place
-            self._local = RunWriter(place.path, flush_interval=self._flush_interval, max_pending=self._max_pending)
-            self._local.start()
-            with self._lock:
-                meta = dict(self._sent_meta, **self._meta)
-            self._local.write_run(self._own_doc())
-            if "hparams" in meta:
-                self._local.write_hparams(meta["hparams"])
-            self._local.write_platform({"size": 1, "rank": 0}, meta.get("platform", {}))
-            name = self._run_doc.get("name", "?")
-            warn_once(f"peer-own-run:{place.path}", f"em_dist: rank {self.rank}'s run {name!r}: {why or 'rank 0 is out of reach'}; "
-                      f"this rank's records are kept in a run of its own at {place.path}")
+    def _keep_locally(self, why: str = "") -> None:
+        """Rank 0 has no run of this identity (or is gone): keep this rank's records rather than drop
+        them, in rank 0's folder when there is no engine but a shared filesystem, else in a run of
+        its own (warned once, naming it)."""
+        if self._local is None:
+            if not self.buffer:
+                return  # nothing of this rank's is left to keep
+            if self._joined.is_set() or not self._into_rank0_folder():
+                self._start_own_run(why)
         local = self._local
         while self.buffer:  # bounded by the buffer's own size
             local.buffer.extend(self._take())
         local.wake()
+
+    def _start_own_run(self, why: str) -> None:
+        place = self._own_place
+        self._local = RunWriter(place.path, flush_interval=self._flush_interval, max_pending=self._max_pending)
+        self._local.start()
+        with self._lock:
+            meta = dict(self._sent_meta, **self._meta)
+        self._local.write_run(self._own_doc())
+        if "hparams" in meta:
+            self._local.write_hparams(meta["hparams"])
+        self._local.write_platform({"size": 1, "rank": 0}, meta.get("platform", {}))
+        name = self._run_doc.get("name", "?")
+        warn_once(f"peer-own-run:{place.path}", f"em_dist: rank {self.rank}'s run {name!r}: {why or 'rank 0 is out of reach'}; "
+                  f"this rank's records are kept in a run of its own at {place.path}")
 
     def _into_rank0_folder(self) -> bool:
         """No engine, but rank 0's run folder is on a filesystem this rank sees (one node, or a shared

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 DEFAULT_DIST_TIMEOUT = 60.0
 
@@ -50,24 +51,25 @@ class RankTimings:
         wait from ``EM_DIST_ENGINE_WAIT``; never shorter than ``dist_timeout``."""
         env = os.environ if env is None else env
         timings = cls()
-        if dist_timeout is None:
-            dist_timeout = _seconds(env, "EM_DIST_TIMEOUT", timings.dist_timeout)
-        engine_wait = _seconds(env, "EM_DIST_ENGINE_WAIT", timings.engine_wait)
-        return replace(timings, dist_timeout=float(dist_timeout), engine_wait=max(engine_wait, float(dist_timeout)))
+        dist_timeout = positive_seconds(dist_timeout, "dist_timeout", env.get("EM_DIST_TIMEOUT"), timings.dist_timeout)
+        engine_wait = positive_seconds(None, "EM_DIST_ENGINE_WAIT", env.get("EM_DIST_ENGINE_WAIT"), timings.engine_wait)
+        return replace(timings, dist_timeout=dist_timeout, engine_wait=max(engine_wait, dist_timeout))
 
     def capped(self, timeout: float, signalled: bool) -> float:
         """``timeout``, or at most :attr:`signal_close_cap` when a signal is ending the process."""
         return min(timeout, self.signal_close_cap) if signalled else timeout
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
+def positive_seconds(value: Any, what: str, env: str | None, default: float) -> float:
+    """The one rule for a duration setting: ``value`` if given, else the environment's ``env`` text,
+    else ``default``; a positive number of seconds, or a ``ValueError`` saying which setting."""
+    if value is None and env:
+        try:
+            value = float(env)
+        except ValueError:
+            raise ValueError(f"the environment gives {what}={env!r}; it must be a number of seconds") from None
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"the environment gives {name}={raw!r}; it must be a number of seconds") from None
-    if value <= 0:
-        raise ValueError(f"the environment gives {name}={raw!r}; it must be a positive number of seconds")
-    return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{what} must be a positive number of seconds, got {value!r}")
+    return float(value)

@@ -9,10 +9,8 @@ lines written by a later attempt carry ``"attempt": n`` (docs/format.md).
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +48,7 @@ def check_resume(resume: object) -> str | None:
 def new_place(name: str, run_id: str, started: float, world_size: int) -> RunPlace:
     """A fresh run folder (not created yet: the writer makes it)."""
     alt = layout.alternative_name(name, started)
-    return RunPlace(run_id, alt, (layout.run_parent_dir() / alt).resolve(), _iso(started),
+    return RunPlace(run_id, alt, (layout.run_parent_dir() / alt).resolve(), layout.iso_time(started),
                     [_attempt(started, world_size)])
 
 
@@ -84,9 +82,9 @@ def place_run(name: str, run_id: str, resume: str | None, started: float, world_
     if last.get("end") is None:  # the previous attempt died without finishing (kill -9, node loss)
         beat = read_json(found / layout.HEARTBEAT_FILE, None) or {}
         when = beat.get("time") if isinstance(beat, dict) else None
-        last.update(end=_iso(when) if when else None, status="Failed", reason=last.get("reason") or "crashed")
+        last.update(end=layout.iso_time(when) if when else None, status="Failed", reason=last.get("reason") or "crashed")
     attempts.append(_attempt(started, world_size))
-    return RunPlace(run_id, found.name, found.resolve(), doc.get("start_timestamp") or _iso(started), attempts, True)
+    return RunPlace(run_id, found.name, found.resolve(), doc.get("start_timestamp") or layout.iso_time(started), attempts, True)
 
 
 def end_attempt(attempts: list[dict[str, Any]], end: str, status: str, reason: str | None) -> None:
@@ -103,8 +101,4 @@ def _first_attempt(doc: dict) -> dict[str, Any]:
 
 
 def _attempt(started: float, world_size: int) -> dict[str, Any]:
-    return {"start": _iso(started), "end": None, "world_size": world_size, "status": "Running", "reason": None}
-
-
-def _iso(t: float | None) -> str:
-    return datetime.fromtimestamp(time.time() if t is None else t, timezone.utc).isoformat()
+    return {"start": layout.iso_time(started), "end": None, "world_size": world_size, "status": "Running", "reason": None}

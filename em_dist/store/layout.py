@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime, timezone
 from pathlib import Path
 
 FORMAT_VERSION = 1
@@ -98,6 +99,11 @@ def find_run_dir(run_id: str, name: str | None = None, parent: Path | None = Non
 
 def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def iso_time(t: float) -> str:
+    """A timestamp of run.json (``start_timestamp``, ``end_timestamp``, attempts): ISO 8601 in UTC."""
+    return datetime.fromtimestamp(t, timezone.utc).isoformat()
 
 
 def metrics_file(run_dir: Path, rank: int) -> Path:
