@@ -13,7 +13,8 @@ How the end of a process is seen:
   Lightning ``ddp_fork``), which leaves by ``os._exit`` without running ``atexit``:
   multiprocessing runs its own finalizers first, and one of them finishes the child's runs.
 - a fork child never finishes (nor writes to) the runs of its parent: they are forgotten
-  in the child at fork.
+  in the child at fork; one the child's engine later makes its rank's run (``ddp_fork``) is
+  registered again then (:mod:`em_dist.ranks.forked`).
 
 No lock is taken here from a finishing path: list append/remove are atomic under the GIL,
 and a signal's finishing thread may unregister a run while the interrupted thread is in here.
@@ -121,11 +122,39 @@ def _at_child_exit() -> None:
 
 
 def _forget_after_fork() -> None:
-    """A fork child does not own its parent's runs: it must neither finish nor write them."""
-    _live.clear()
+    """A fork child does not own its parent's runs: it must neither finish nor write them. A run
+    that may become the child's rank's run (``ddp_fork``) is handed to :mod:`em_dist.ranks.forked`."""
+    kept = []
+    for run in list(_live):
+        try:
+            if run._after_fork():
+                kept.append(run)
+        except Exception:  # noqa: BLE001 - a fork must never fail over tracking; the run stays the parent's
+            pass
+            pass
+    _live[:] = kept
     _uncaught.clear()
     _exit_code.clear()
     _watch_multiprocessing_child._done = False  # type: ignore[attr-defined]
+    if kept and "multiprocessing.util" in sys.modules:
+        # A multiprocessing child clears its finalizers after this hook, then runs its after-fork
+        # callbacks: watch for the child's end from there.
+        sys.modules["multiprocessing.util"].register_after_fork(_AFTER_MP_FORK, _watch_after_mp_fork)
+
+
+class _Anchor:
+    """Something ``multiprocessing.util.register_after_fork`` can hold a weak reference to."""
+
+
+_AFTER_MP_FORK = _Anchor()
+
+
+def _watch_after_mp_fork(_: object) -> None:
+    """In a multiprocessing child, once multiprocessing set it up (threads may start here, unlike
+    in the at-fork hook): watch for its end and let kept runs start their background work."""
+    _watch_multiprocessing_child()
+    for run in list(_live):
+        run._after_fork_settled()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

@@ -19,7 +19,7 @@ from .hparams import Hparams
 from .store import attempts, layout
 from .store.reader import load_artifact
 from .store.records import ArtifactRecord
-from .ranks import signals
+from .ranks import forked, signals
 from .ranks.attach import open_sink
 from .ranks.deferred import torch_ready
 from .ranks.identity import derived_run_id, job_identity, next_occurrence
@@ -288,7 +288,10 @@ class Run:
         limit = self._timings.capped(self.dist_timeout, signalled)
         deadline = time.monotonic() + limit
         try:
-            if self._late is not None and not self._late.done and torch_ready():
+            if self._continued_by_fork(limit):
+                return
+            joining = (self._late is not None and not self._late.done) or isinstance(self._sink, forked.ForkedSink)
+            if joining and torch_ready():
                 self._sink.flush(self._timings.signal_close_cap)  # let the writer's cycle join the job first
             self.status, self.status_reason = status, reason
             self.end_timestamp = layout.iso_time(_now())
@@ -307,6 +310,30 @@ class Run:
                 signals.remove_callback(self._on_signal)
             lifecycle.unregister(self)
             self._finish_done.set()
+
+    def _continued_by_fork(self, timeout: float) -> bool:
+        """True (and this process's writer retired) when ranks forked from this process made
+        this run folder the job's Run (Lightning ``ddp_fork``): their rank 0 wrote it, not us."""
+        if not isinstance(self._sink, RunWriter):
+            return False
+        doc = forked.taken_over(self._path)
+        if doc is None:
+            return False
+        self._sink.retire(timeout)
+        self.status, self.status_reason = doc.get("status", self.status), doc.get("status_reason")
+        self.end_timestamp = doc.get("end_timestamp")
+        self.world = doc.get("world", self.world)
+        self.lost_ranks, self.late_ranks = doc.get("lost_ranks", []), doc.get("late_ranks", [])
+        return True
+
+    def _after_fork(self) -> bool:
+        """In a fork child, from the at-fork hook: True if the child keeps this run (:mod:`em_dist.ranks.forked`)."""
+        return forked.after_fork(self)
+
+    def _after_fork_settled(self) -> None:
+        """In a multiprocessing child after its set-up: a kept run starts watching for the engine."""
+        if isinstance(self._sink, forked.ForkedSink):
+            self._sink.start()
 
     def _apply(self, report: EndReport) -> None:
         """Record what the end of a multi-rank run found: absent and lost ranks, peers' failures."""

@@ -39,7 +39,8 @@ class LateJoin:
                  become: Callable[[Sink, dict[str, Any]], None], doc: Callable[[], dict[str, Any]]) -> None:
         self._writer = writer
         self._place = place
-        self._key = key
+        self.key = key
+        """What the processes meet under: the run's name and occurrence, alike on every rank."""
         self._timings = timings
         self._become = become
         self._doc = doc
@@ -67,21 +68,13 @@ class LateJoin:
                       f"could not join rank 0's run ({exc!r}); it keeps a run of its own at {self._place.path}")
 
     def _join(self, rank: int, size: int) -> None:
-        local = int(os.environ.get("LOCAL_RANK", rank))
-        world = WorldInfo(rank=rank, world_size=size, local_rank=local, local_world_size=0,
-                          launcher=launcher_guess(), source="torch.distributed")
         place = self._place
         run_doc = {"id": place.id, "alternative_name": place.alternative_name, "path": str(place.path),
                    "restarts": place.attempt}
-        wire = _gloo_wire(world, Meeting(self._key, 0, run_doc), self._timings)
-        from .attach import world_doc
-
-        doc = world_doc(world, "gloo")
+        wire, doc = meet(rank, size, self.key, run_doc, self._timings)
         sink: Sink
         if rank == 0:
-            channel = FrameRoot(wire, release_wait=self._timings.release_wait)
-            sink = RootSink(self._writer, channel, self._timings)
-            channel.start(sink._deliver)  # type: ignore[attr-defined]
+            sink = root_sink(self._writer, wire, self._timings)
         else:
             lines = self._writer.handover()
             peer = PeerSink(FramePeer(wire), rank, timings=self._timings, max_pending=self._writer._max_pending,
@@ -92,3 +85,23 @@ class LateJoin:
             peer.start()
             sink = peer
         self._become(sink, doc)
+
+
+def meet(rank: int, size: int, key: str, run_doc: dict[str, Any], timings: RankTimings) -> tuple[Any, dict[str, Any]]:
+    """Meet the job's other processes under ``key`` on em_dist's gloo pairs over the default group's
+    store; returns the wire and the ``world`` document of this rank."""
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    world = WorldInfo(rank=rank, world_size=size, local_rank=local, local_world_size=0,
+                      launcher=launcher_guess(), source="torch.distributed")
+    wire = _gloo_wire(world, Meeting(key, 0, run_doc), timings)
+    from .attach import world_doc
+
+    return wire, world_doc(world, "gloo")
+
+
+def root_sink(writer: RunWriter, wire: Any, timings: RankTimings) -> RootSink:
+    """Rank 0's sink over ``writer``, receiving the other ranks on ``wire`` from now on."""
+    channel = FrameRoot(wire, release_wait=timings.release_wait)
+    sink = RootSink(writer, channel, timings)
+    channel.start(sink._deliver)  # type: ignore[attr-defined]
+    return sink

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,10 @@ class PeerSink(QueuedSink):
     _slow_hint = "Is rank 0 alive and reachable?"
 
     def __init__(self, channel: PeerChannel | None, rank: int, *, timings: RankTimings, max_pending: int,
-                 own_place: RunPlace, flush_interval: float, retired: RunWriter | None = None) -> None:
+                 own_place: RunPlace, flush_interval: float, retired: RunWriter | None = None,
+                 buffer: deque | None = None) -> None:
         super().__init__(interval=timings.send_interval, max_pending=max_pending, thread_name=f"em_dist-peer-{rank}",
-                         buffer=retired.buffer if retired is not None else None, encode_at=PEER_ENCODE_AT)
+                         buffer=retired.buffer if retired is not None else buffer, encode_at=PEER_ENCODE_AT)
         self.channel = channel
         self.rank = rank
         self._timings = timings

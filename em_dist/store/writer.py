@@ -59,8 +59,9 @@ class RunWriter(QueuedSink):
         attempt: int = 0,
         rank: int = 0,
         heartbeat: bool = True,
+        buffer: deque | None = None,
     ) -> None:
-        super().__init__(interval=flush_interval, max_pending=max_pending, thread_name="em_dist-writer")
+        super().__init__(interval=flush_interval, max_pending=max_pending, thread_name="em_dist-writer", buffer=buffer)
         self.run_dir = run_dir
         self._rank = rank
         """Whose records ``log()`` appends here: 0, or a peer writing into rank 0's folder itself."""
@@ -161,6 +162,15 @@ class RunWriter(QueuedSink):
         pending = self._unwritten.pop(self._rank, [])
         self._unwritten_count -= len(pending)
         return lines + pending  # what is still in ``buffer`` stays there: the next owner of the deque takes it
+
+    def retire(self, timeout: float) -> None:
+        """Write nothing more: another process continues this run folder (a forked rank 0,
+        :mod:`em_dist.ranks.forked`). Stops the thread; metadata not yet written is dropped."""
+        self._handed_over = True
+        self._stop(timeout)
+        self._meta_in.clear()
+        self._meta_pending.clear()
+
     @property
     def unwritten(self) -> int:
         """Records held in memory because the disk refused them (or dropped past ``max_pending``)."""

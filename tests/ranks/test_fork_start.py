@@ -49,3 +49,41 @@ def test_fork_started_ranks_finish_their_run_with_every_record(tmp_path) -> None
     assert rec.end_timestamp is not None
     for rank in (0, 1):
         assert [p["value"] for p in rec.metrics(name="v", rank=rank)] == [rank * 100 + s for s in range(10)]
+
+
+BEFORE_FORK = textwrap.dedent("""
+    import os, sys
+    import em_dist as em
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    run = em.create_run(name="made_before_fork", dist_timeout=20)  # the parent's, before any rank exists
+    run.hparams["lr"] = 0.5
+
+    def worker(rank, port):
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+        for step in range(10):
+            run.log(type="train", metrics={"v": rank * 100 + step}, step=step)
+        dist.barrier()
+
+    if __name__ == "__main__":
+        mp.start_processes(worker, args=(int(sys.argv[1]),), nprocs=2, start_method="fork")
+        run.finish()
+        print("STATUS", run.status, run.path)
+    """)
+
+
+def test_a_run_made_before_the_fork_becomes_the_forked_ranks_run(tmp_path) -> None:
+    script = tmp_path / "before_fork.py"
+    script.write_text(BEFORE_FORK)
+    proc = subprocess.run([sys.executable, str(script), str(free_port())], env=job_env(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folders = [p for p in (tmp_path / "runs").iterdir() if (p / "run.json").is_file()]
+    assert len(folders) == 1, f"one run, no stray folders: {[p.name for p in folders]}"
+    rec = the_run(tmp_path)
+    assert (rec.status, rec.status_reason, rec.lost_ranks, rec.world["size"]) == ("Succeeded", None, [], 2)
+    assert rec.hparams["lr"] == 0.5
+    for rank in (0, 1):
+        assert [p["value"] for p in rec.metrics(name="v", rank=rank)] == [rank * 100 + s for s in range(10)]
+    assert f"STATUS Succeeded {rec.path}" in proc.stdout

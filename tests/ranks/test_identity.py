@@ -107,3 +107,21 @@ def test_lightning_ddp_launcher_gives_one_run_wherever_it_is_created(tmp_path, w
         assert [p["step"] for p in rec.metrics(name="loss", rank=rank)] == list(range(250))
         assert {p["value"] for p in rec.metrics(name="rank", rank=rank)} == {rank}
     assert result(tmp_path, 0) == result(tmp_path, 1) == {"id": rec.id, "path": rec.path}
+
+
+def test_lightning_ddp_fork_with_the_run_made_before_the_fork_gives_one_run(tmp_path):
+    """``ddp_fork`` forks the ranks from the process that made the run: the children's records
+    reach the parent's run folder, which becomes the job's one Run (no folder of their own)."""
+    pytest.importorskip("lightning")
+    script = Path(__file__).parent / "workers" / "lightning_ddp.py"
+    proc = subprocess.run([sys.executable, str(script), "ddp_fork", "top"], env=job_env(tmp_path), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    folders = [p for p in (tmp_path / "runs").iterdir() if (p / "run.json").is_file()]
+    assert len(folders) == 1, f"one run, no stray folders: {[p.name for p in folders]}"
+    rec = em.load_run(folders[0])
+    assert (rec.status, rec.lost_ranks) == ("Succeeded", []) and rec.world["size"] == 2
+    for rank in (0, 1):
+        assert [p["step"] for p in rec.metrics(name="loss", rank=rank)] == list(range(250))
+        assert {p["value"] for p in rec.metrics(name="rank", rank=rank)} == {rank}
+    assert result(tmp_path, 0) == {"id": rec.id, "path": rec.path}  # the parent's run object names the Run
