@@ -18,7 +18,7 @@ from sqlalchemy import delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from em_dist.server import blob_records
-from em_dist.server.blobs import BlobStore
+from em_dist.server.blobs import STALE_UPLOAD_S, BlobStore
 from em_dist.server.db import Database
 from em_dist.server.models import ArtifactFile, Blob
 
@@ -91,6 +91,6 @@ def collect(db: Database, store: BlobStore, *, grace_s: float = GRACE_S, dry_run
             report.blobs += 1
             report.bytes += size
     if not dry_run:
-        report.stale_uploads = store.remove_stale_uploads(max(grace_s, 0.0))
+        report.stale_uploads = store.remove_stale_uploads(STALE_UPLOAD_S)  # a live upload keeps writing
     return report
 

@@ -152,13 +152,19 @@ class S3BlobStore(BlobStore):
 
     def pending_uploads(self) -> list[tuple[str, str, float]]:
         """Multipart uploads not completed nor aborted under the prefix: (key, upload id, initiated)."""
+        from botocore.exceptions import ClientError
+
         found = []
         pages = self._s3.get_paginator("list_multipart_uploads").paginate(
             Bucket=self.bucket, **({"Prefix": self.prefix + "/"} if self.prefix else {}))
-        for page in pages:
-            for upload in page.get("Uploads", []):
-                initiated = upload.get("Initiated") or dt.datetime.now(dt.timezone.utc)
-                found.append((upload["Key"], upload["UploadId"], initiated.timestamp()))
+        try:
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    initiated = upload.get("Initiated") or dt.datetime.now(dt.timezone.utc)
+                    found.append((upload["Key"], upload["UploadId"], initiated.timestamp()))
+        except ClientError as exc:  # rclone answers NoSuchUpload for a bucket that never had one
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
         return found
 
     def remove_stale_uploads(self, older_than_s: float = STALE_UPLOAD_S) -> int:
