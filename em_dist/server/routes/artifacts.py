@@ -43,7 +43,7 @@ def upsert_artifact(artifact_id: str, body: ArtifactUpload, user: CurrentUser, s
     paths = [check_object_path(f.path) for f in body.files]
     if len(set(paths)) != len(paths):
         raise HTTPException(400, "an artifact lists the same file path twice")
-    existing = session.get(Artifact, artifact_id)
+    existing = session.get(Artifact, artifact_id, with_for_update=True)  # one writer per artifact (PostgreSQL)
     if existing is not None:
         folders.require(session, user, session.get(Folder, existing.folder_id), "edit")
     hashes = {f.sha256 for f in body.files}
@@ -58,6 +58,11 @@ def upsert_artifact(artifact_id: str, body: ArtifactUpload, user: CurrentUser, s
     artifact = existing
     if artifact is None:
         folder = folders.resolve(session, user, path=body.folder, folder_id=body.folder_id, make=body.make_folder)
+        folders.lock(session, folder)  # the same artifact sent twice at once: the second finds the first
+        artifact = session.get(Artifact, artifact_id, populate_existing=True, with_for_update=True)
+        if artifact is not None:
+            folders.require(session, user, session.get(Folder, artifact.folder_id), "edit")
+    if artifact is None:
         artifact = Artifact(id=artifact_id, folder_id=folder.id, owner_id=folder.owner_id)
         session.add(artifact)
     meta = body.artifact
