@@ -45,8 +45,7 @@ def bench_workers(work: Path, points: int, clients: int) -> list[tuple[int, floa
     bindir = find_pg_bindir()
     if bindir is None:
         raise SystemExit("PostgreSQL binaries not found (apt install postgresql)")
-    root = work / "pg"
-    root.mkdir()
+    root = Path(tempfile.mkdtemp(prefix="em-pg-"))  # its own: postgres must reach it
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     cluster = PgCluster(bindir, root, free_port())
@@ -69,6 +68,7 @@ def bench_workers(work: Path, points: int, clients: int) -> list[tuple[int, floa
             rows.append((workers, single, parallel))
     finally:
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
     return rows
 
 
