@@ -24,9 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_upload import bench_artifact, write_run  # noqa: E402
+from benchmarks.bench_upload import bench_artifact, write_run  # noqa: E402
 from tests.server.harness import PgCluster, ServerProcess, find_pg_bindir, free_port  # noqa: E402
 from tests.server.s3 import running_s3_server  # noqa: E402
 

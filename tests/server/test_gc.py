@@ -15,11 +15,12 @@ from em_dist.server.blobs_dir import DirectoryBlobStore
 from em_dist.server.config import ServerConfig
 from em_dist.server.db import Database, open_database
 from em_dist.server.models import User
+from tests.server.harness import database_url
 
 
-@pytest.fixture
-def world(tmp_path: Path):  # type: ignore[no-untyped-def]
-    config = ServerConfig.build(tmp_path / "server")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    config = ServerConfig.build(tmp_path / "server", database_url(request.param, request))
     migrate.upgrade(config)
     db = open_database(config)
     admin.add_user(db, "alice")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
+
 import em_dist as em
 from tests.server.harness import ServerProcess, database_url, em_cli
 from tests.server.runs import assert_same_run, make_run
@@ -29,6 +31,19 @@ def test_four_workers_take_forty_concurrent_uploads(request, tmp_path) -> None: 
         assert len(set(names)) == len(names) and "twin" in names  # the twins were renamed, one keeps the name
         for run in runs + twins:
             assert_same_run(client, run.path)
+        # conflict_strategy="error" at once: exactly one of four runs named alike gets in
+        solos = [make_run("solo", steps=5, artifact_bytes=None) for _ in range(4)]
+
+        def send(run):  # type: ignore[no-untyped-def]
+            try:
+                return em.upload(run.path, folder="team/sweep", conflict_strategy="error", host=srv.url, api_key=key)
+            except em.ConflictError:
+                return None
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            landed = [r for r in pool.map(send, solos) if r is not None]
+        assert len(landed) == 1 and [r["name"] for r in client.runs("team/sweep")].count("solo") == 1
+        assert len(psutil.Process(srv.proc.pid).children()) >= 4  # the uploads met four server processes
     finally:
         srv.stop()
 
