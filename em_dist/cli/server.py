@@ -80,10 +80,13 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _start(args: argparse.Namespace) -> int:
     from ..server.serve import WorkersError, check_workers, serve
 
+    from ..server.blobs import BlobStoreUnavailable, open_blob_store
+
     config = _config(args)
     try:
         check_workers(config, args.workers)
-    except WorkersError as exc:
+        open_blob_store(config.blob_location, s3_endpoint_url=config.s3_endpoint_url)  # fail here, not in a worker
+    except (WorkersError, BlobStoreUnavailable) as exc:
         raise CommandError(str(exc)) from None
     serve(config, host=args.host, port=args.port, log_level=args.log_level, workers=args.workers)
     return 0
@@ -91,14 +94,17 @@ def _start(args: argparse.Namespace) -> int:
 
 def _gc(args: argparse.Namespace) -> int:
     from ..server import blob_gc, migrate
-    from ..server.blobs import open_blob_store
+    from ..server.blobs import BlobStoreUnavailable, open_blob_store
     from ..server.db import open_database
 
     config = _config(args)
+    try:
+        store = open_blob_store(config.blob_location, s3_endpoint_url=config.s3_endpoint_url)
+    except BlobStoreUnavailable as exc:
+        raise CommandError(str(exc)) from None
     migrate.upgrade(config)
     db = open_database(config)
     try:
-        store = open_blob_store(config.blob_location, s3_endpoint_url=config.s3_endpoint_url)
         grace = blob_gc.GRACE_S if args.grace_s is None else args.grace_s
         report = blob_gc.collect(db, store, grace_s=grace, dry_run=args.dry_run)
     finally:

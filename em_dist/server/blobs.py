@@ -35,6 +35,10 @@ class DigestMismatch(Exception):
         self.actual = actual
 
 
+class BlobStoreUnavailable(Exception):
+    """The blob store cannot be used (no such bucket, no credentials, endpoint unreachable)."""
+
+
 def is_sha256(text: str) -> bool:
     """True for a lowercase 64-digit hex string."""
     return bool(_SHA256.match(text))

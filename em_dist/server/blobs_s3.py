@@ -18,7 +18,7 @@ import datetime as dt
 import os
 from typing import Any, Iterator
 
-from em_dist.server.blobs import STALE_UPLOAD_S, BlobStore, BlobWriter, StoredBlob, is_sha256
+from em_dist.server.blobs import STALE_UPLOAD_S, BlobStore, BlobStoreUnavailable, BlobWriter, StoredBlob, is_sha256
 
 PART_BYTES = 8 * 1024 * 1024
 """Multipart part size (S3 wants at least 5 MiB for every part but the last)."""
@@ -98,11 +98,21 @@ class S3BlobStore(BlobStore):
 
     @classmethod
     def from_url(cls, url: str, *, endpoint_url: str | None = None) -> "S3BlobStore":
-        """The store for ``s3://bucket[/prefix]``."""
+        """The store for ``s3://bucket[/prefix]``, checked: raises BlobStoreUnavailable when the
+        bucket cannot be reached with the credentials at hand."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         if not bucket:
-            raise ValueError(f"an S3 blob location is s3://bucket[/prefix], not {url!r}")
-        return cls(_client(endpoint_url), bucket, prefix)
+            raise BlobStoreUnavailable(f"an S3 blob location is s3://bucket[/prefix], not {url!r}")
+        client = _client(endpoint_url)
+        try:
+            client.head_bucket(Bucket=bucket)
+        except (ClientError, BotoCoreError) as exc:
+            where = client.meta.endpoint_url
+            raise BlobStoreUnavailable(f"cannot use S3 bucket {bucket!r} at {where}: {exc} (the bucket must exist; "
+                                       "credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)") from None
+        return cls(client, bucket, prefix)
 
     def key(self, sha256: str) -> str:
         """The object key of blob ``sha256``."""

@@ -7,6 +7,7 @@ import hashlib
 import os
 import socket
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -152,3 +153,10 @@ def test_gc_takes_only_unreferenced_blobs_past_the_grace_period(blob_server, sto
     assert api("PUT", f"/blobs/{loose}", data=loose_content).status_code == 201
     assert api("PUT", f"/artifacts/{late}", json={"artifact": {"name": "late"}, "files": files}).status_code == 200
     assert api("GET", f"/artifacts/{late}/files/late.bin").content == loose_content
+
+
+def test_a_missing_bucket_stops_the_server_with_a_clear_message(s3_server, tmp_path: Path) -> None:
+    proc = em_cli("server", "start", "--data-dir", str(tmp_path / "d"), "--blobs", "s3://no-such-bucket/x",
+                  env=python_env(**s3_server.env()), check=False)
+    assert proc.returncode != 0 and "cannot use S3 bucket 'no-such-bucket'" in proc.stderr
+    assert "Traceback" not in proc.stderr
