@@ -14,12 +14,11 @@ import requests
 
 import em_dist as em
 from em_dist.server.blobs import BlobStore, open_blob_store
-from em_dist.server.blobs_dir import DirectoryBlobStore
-from em_dist.server.blobs_s3 import S3BlobStore
 from tests.conftest import python_env
 from tests.poll import wait_for
 from tests.server.harness import ServerProcess, em_cli
 from tests.server.runs import make_run
+from tests.server.test_blob_store import leftovers
 
 MiB = 1024 * 1024
 
@@ -45,13 +44,6 @@ def store(blob_server, monkeypatch: pytest.MonkeyPatch) -> BlobStore:  # type: i
     for name, value in blob_server.env.items():
         monkeypatch.setenv(name, value)
     return open_blob_store(blob_server.blobs or blob_server.data_dir / "blobs")
-
-
-def leftovers(store: BlobStore) -> list:
-    if isinstance(store, DirectoryBlobStore):
-        return list(store.root.rglob(".upload-*"))
-    assert isinstance(store, S3BlobStore)
-    return store.pending_uploads()
 
 
 def _api(server, key: str):  # type: ignore[no-untyped-def]
