@@ -1,16 +1,29 @@
-"""``em server start``, ``em server user add``, ``em server key create|revoke``."""
+"""``em server start``, ``em server gc``, ``em server user add``, ``em server key create|revoke``.
+
+Each store flag falls back to an environment variable (``EM_DATA_DIR``, ``EM_DATABASE_URL``,
+``EM_BLOBS``, ``EM_S3_ENDPOINT_URL``), so a container sets them once for every command.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import CommandError
 
 
 def _add_store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", default=None, help="data directory (SQLite db and blobs; default ~/.em/server)")
-    p.add_argument("--db", default=None, help="database URL, e.g. postgresql://user@host:5432/em (default SQLite in the data dir)")
+    env = os.environ.get
+    p.add_argument("--data-dir", default=env("EM_DATA_DIR"),
+                   help="data directory (SQLite db and blobs; default ~/.em/server; env EM_DATA_DIR)")
+    p.add_argument("--db", default=env("EM_DATABASE_URL"),
+                   help="database URL, e.g. postgresql://user@host:5432/em (default SQLite in the data dir; env EM_DATABASE_URL)")
+    p.add_argument("--blobs", default=env("EM_BLOBS"),
+                   help="blob store: a directory or s3://bucket/prefix (default DATA_DIR/blobs; env EM_BLOBS); S3 "
+                        "credentials and region from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION")
+    p.add_argument("--s3-endpoint-url", default=env("EM_S3_ENDPOINT_URL"),
+                   help="endpoint of a non-AWS S3 store, e.g. http://minio:9000 (env EM_S3_ENDPOINT_URL or AWS_ENDPOINT_URL)")
 
 
 def register(groups: dict) -> None:
@@ -19,8 +32,20 @@ def register(groups: dict) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (0 picks a free one; the bound address is printed)")
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("EM_WORKERS", "1")),
+                   help="server processes sharing the port (default 1; env EM_WORKERS); more than 1 needs PostgreSQL")
     _add_store_args(p)
     p.set_defaults(func=_start)
+
+    p = server.add_parser("gc", help="remove blobs no artifact references",
+                          description="Remove blobs that no artifact references and that nobody uploaded within the "
+                                      "grace period (younger ones may be uploads in flight), and abandoned uploads. "
+                                      "Safe while servers run.")
+    p.add_argument("--grace-s", type=float, default=None,
+                   help="keep unreferenced blobs uploaded less than this many seconds ago (default 86400)")
+    p.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    _add_store_args(p)
+    p.set_defaults(func=_gc)
 
     user = server.add_parser("user", help="manage users", description="Manage users.")
     user_sub = user.add_subparsers(dest="user_command", metavar="SUBCOMMAND")
@@ -49,13 +74,42 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         from ..server.config import ServerConfig
     except ImportError as exc:  # pragma: no cover - depends on installed extras
         raise CommandError(f"the server needs its extras: pip install 'em-dist[server]' ({exc})") from None
-    return ServerConfig.build(args.data_dir, args.db)
+    return ServerConfig.build(args.data_dir, args.db, blobs=args.blobs, s3_endpoint_url=args.s3_endpoint_url)
 
 
 def _start(args: argparse.Namespace) -> int:
-    from ..server.serve import serve
+    from ..server.serve import WorkersError, check_workers, serve
 
-    serve(_config(args), host=args.host, port=args.port, log_level=args.log_level)
+    from ..server.blobs import BlobStoreUnavailable, open_blob_store
+
+    config = _config(args)
+    try:
+        check_workers(config, args.workers)
+        open_blob_store(config.blob_location, s3_endpoint_url=config.s3_endpoint_url)  # fail here, not in a worker
+    except (WorkersError, BlobStoreUnavailable) as exc:
+        raise CommandError(str(exc)) from None
+    serve(config, host=args.host, port=args.port, log_level=args.log_level, workers=args.workers)
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from ..server import blob_gc, migrate
+    from ..server.blobs import BlobStoreUnavailable, open_blob_store
+    from ..server.db import open_database
+
+    config = _config(args)
+    try:
+        store = open_blob_store(config.blob_location, s3_endpoint_url=config.s3_endpoint_url)
+    except BlobStoreUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    migrate.upgrade(config)
+    db = open_database(config)
+    try:
+        grace = blob_gc.GRACE_S if args.grace_s is None else args.grace_s
+        report = blob_gc.collect(db, store, grace_s=grace, dry_run=args.dry_run)
+    finally:
+        db.dispose()
+    print(f"{'would remove' if args.dry_run else 'removed'} {report}")
     return 0
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from em_dist.server import migrate
-from em_dist.server.blobs import BlobStore
+from em_dist.server.blobs import open_blob_store
 from em_dist.server.config import ServerConfig
 from em_dist.server.db import open_database
 from em_dist.server.body_limit import BodyLimitMiddleware
@@ -62,7 +62,7 @@ def create_app(config: ServerConfig, *, run_migrations: bool = True) -> FastAPI:
     )
     app.state.config = config
     app.state.db = open_database(config)
-    app.state.blobs = BlobStore(config.blob_dir)
+    app.state.blobs = open_blob_store(config.blob_location, s3_endpoint_url=config.s3_endpoint_url)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from em_dist.server import folders
@@ -48,14 +47,3 @@ def usable(session: Session, user: User, hashes: Iterable[str]) -> dict[str, int
             if seen[folder_id]:
                 out[sha] = size
     return out
-
-
-def add_owner(session: Session, user_id: str, sha256: str) -> None:
-    """Record that ``user_id`` uploaded ``sha256`` (idempotent, safe against a concurrent twin). Commits."""
-    if session.get(BlobOwner, (sha256, user_id)) is not None:
-        return
-    try:
-        session.add(BlobOwner(sha256=sha256, user_id=user_id))
-        session.commit()
-    except IntegrityError:  # the same user uploaded the same bytes concurrently
-        session.rollback()

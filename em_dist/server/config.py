@@ -21,12 +21,15 @@ def default_data_dir() -> Path:
 class ServerConfig:
     """Settings of one server instance.
 
-    ``db_url`` defaults to SQLite at ``<data_dir>/em.db``; blobs always live under
-    ``<data_dir>/blobs``.
+    ``db_url`` defaults to SQLite at ``<data_dir>/em.db``; ``blobs`` (a directory or
+    ``s3://bucket/prefix``) defaults to ``<data_dir>/blobs``; ``s3_endpoint_url`` names a
+    non-AWS S3 endpoint (otherwise boto3's ``AWS_ENDPOINT_URL``, or AWS itself).
     """
 
     data_dir: Path
     db_url: str | None = None
+    blobs: str | None = None
+    s3_endpoint_url: str | None = None
     max_json_bytes: int = MAX_JSON_BYTES
     max_metrics_chunk_bytes: int = MAX_METRICS_CHUNK_BYTES
     lost_after_s: float = DEFAULT_LOST_AFTER_S
@@ -39,15 +42,17 @@ class ServerConfig:
         return normalize_db_url(self.db_url)
 
     @property
-    def blob_dir(self) -> Path:
-        return self.data_dir / "blobs"
+    def blob_location(self) -> str:
+        """Where blobs live: ``blobs`` when given, else ``<data_dir>/blobs``."""
+        return self.blobs or str(self.data_dir / "blobs")
 
     @classmethod
-    def build(cls, data_dir: str | Path | None = None, db_url: str | None = None) -> "ServerConfig":
+    def build(cls, data_dir: str | Path | None = None, db_url: str | None = None, *, blobs: str | None = None,
+              s3_endpoint_url: str | None = None) -> "ServerConfig":
         """Config from CLI-style arguments (``None`` means the default); ``EM_LOST_AFTER_S`` sets
         how long a live run may stay silent before it shows as lost."""
         return cls(data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(), db_url=db_url,
-                   lost_after_s=lost_after_from_env())
+                   blobs=blobs or None, s3_endpoint_url=s3_endpoint_url or None, lost_after_s=lost_after_from_env())
 
 
 def lost_after_from_env() -> float:

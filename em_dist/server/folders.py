@@ -59,6 +59,12 @@ def require(session: Session, user: User, folder: Folder, need: str) -> str:
     return have
 
 
+def lock(session: Session, folder: Folder) -> None:
+    """Hold ``folder``'s row lock until the transaction ends (PostgreSQL ``FOR UPDATE``; on
+    SQLite the write transaction already excludes every other writer)."""
+    session.execute(select(Folder.id).where(Folder.id == folder.id).with_for_update()).all()
+
+
 def _create_levels(session: Session, owner: User, parts: list[str]) -> Folder:
     parent: Folder | None = None
     for depth in range(1, len(parts) + 1):

@@ -61,7 +61,10 @@ class _Columns:
 
 
 def _offset_row(session: Session, run_id: str, rank: int) -> RankOffset:
-    row = session.get(RankOffset, (run_id, rank))
+    """The rank's offset row, locked to the end of the transaction (PostgreSQL ``FOR UPDATE``):
+    two uploads of one run (two server processes) ingest a rank one after the other, the
+    second seeing what the first stored, instead of racing on its series rows."""
+    row = session.get(RankOffset, (run_id, rank), with_for_update=True, populate_existing=True)
     if row is not None:
         return row
     try:
@@ -69,7 +72,7 @@ def _offset_row(session: Session, run_id: str, rank: int) -> RankOffset:
             row = RankOffset(run_id=run_id, rank=rank, offset=0, lines=0)
             session.add(row)
     except IntegrityError:
-        row = session.get(RankOffset, (run_id, rank), populate_existing=True)
+        row = session.get(RankOffset, (run_id, rank), with_for_update=True, populate_existing=True)
     return row
 
 
@@ -220,7 +223,12 @@ def ingest(session: Session, run_id: str, rank: int, offset: int, data: bytes) -
         .execution_options(synchronize_session=False)
     )
     if done.rowcount != 1:
-        raise OffsetConflict(f"rank {rank}: another upload of this run moved the offset; retry", current)
+        # Another upload of this run moved the offset (and committed: our UPDATE waited for it).
+        # Answer the offset that stands now, read afresh: the stale `current` would be the very
+        # offset the client sent, which it takes for a server that refuses to move.
+        now = session.scalar(select(RankOffset.offset).where(RankOffset.run_id == run_id, RankOffset.rank == rank))
+        raise OffsetConflict(f"rank {rank}: another upload of this run moved the offset; retry",
+                             current if now is None else int(now))
     touch_run(session, run_id)
     return IngestResult(new_offset, lines_held + len(records), points)
 

@@ -145,11 +145,15 @@ class MetricChunk(Base):
 
 
 class Blob(Base):
+    """A blob the store holds. ``last_upload`` (None before 0004: then ``created``) starts the
+    garbage collector's grace period; every upload of the bytes, or a hash check of them, renews it."""
+
     __tablename__ = "blobs"
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    last_upload: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=_now)
 
 
 class Artifact(Base):

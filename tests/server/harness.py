@@ -48,14 +48,19 @@ class ServerProcess:
     proc: subprocess.Popen | None = None
     url: str = ""
     keys: dict[str, str] = field(default_factory=dict)
+    blobs: str | None = None
+    workers: int = 1
+    env: dict[str, str] = field(default_factory=dict)
 
     def store_args(self) -> list[str]:
-        return ["--data-dir", str(self.data_dir)] + (["--db", self.db_url] if self.db_url else [])
+        return (["--data-dir", str(self.data_dir)] + (["--db", self.db_url] if self.db_url else [])
+                + (["--blobs", self.blobs] if self.blobs else []))
 
     def start(self) -> "ServerProcess":
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "em_dist.cli.main", "server", "start", "--port", str(self.port), *self.store_args()],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=python_env(),
+            [PYTHON, "-m", "em_dist.cli.main", "server", "start", "--port", str(self.port), "--workers",
+             str(self.workers), *self.store_args()],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**python_env(), **self.env},
         )
         deadline, seen = time.monotonic() + START_TIMEOUT_S, b""
         while time.monotonic() < deadline:

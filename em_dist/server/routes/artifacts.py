@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import posixpath
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import delete
 
-from em_dist.server import blob_access, folders
+from em_dist.server import blob_access, blob_records, folders
+from em_dist.server.blob_download import blob_response
 from em_dist.server.deps import Blobs, CurrentUser, ReadSession, WriteSession
 from em_dist.server.lookup import get_artifact
 from em_dist.server.models import Artifact, ArtifactFile, Folder
@@ -42,10 +43,11 @@ def upsert_artifact(artifact_id: str, body: ArtifactUpload, user: CurrentUser, s
     paths = [check_object_path(f.path) for f in body.files]
     if len(set(paths)) != len(paths):
         raise HTTPException(400, "an artifact lists the same file path twice")
-    existing = session.get(Artifact, artifact_id)
+    existing = session.get(Artifact, artifact_id, with_for_update=True)  # one writer per artifact (PostgreSQL)
     if existing is not None:
         folders.require(session, user, session.get(Folder, existing.folder_id), "edit")
     hashes = {f.sha256 for f in body.files}
+    blob_records.hold(session, hashes)  # `em server gc` cannot take them between this check and the commit
     held = blob_access.usable(session, user, hashes)  # only blobs the caller uploaded or can see
     missing = sorted(h for h in hashes if h not in held or not blobs.exists(h))
     if missing:
@@ -56,6 +58,11 @@ def upsert_artifact(artifact_id: str, body: ArtifactUpload, user: CurrentUser, s
     artifact = existing
     if artifact is None:
         folder = folders.resolve(session, user, path=body.folder, folder_id=body.folder_id, make=body.make_folder)
+        folders.lock(session, folder)  # the same artifact sent twice at once: the second finds the first
+        artifact = session.get(Artifact, artifact_id, populate_existing=True, with_for_update=True)
+        if artifact is not None:
+            folders.require(session, user, session.get(Folder, artifact.folder_id), "edit")
+    if artifact is None:
         artifact = Artifact(id=artifact_id, folder_id=folder.id, owner_id=folder.owner_id)
         session.add(artifact)
     meta = body.artifact
@@ -76,11 +83,11 @@ def read_artifact(artifact_id: str, user: CurrentUser, session: ReadSession) -> 
 
 
 @router.get("/artifacts/{artifact_id}/files/{path:path}")
-def download_file(artifact_id: str, path: str, user: CurrentUser, session: ReadSession, blobs: Blobs) -> FileResponse:
-    """The bytes of one artifact file."""
+def download_file(artifact_id: str, path: str, request: Request, user: CurrentUser, session: ReadSession,
+                  blobs: Blobs) -> Response:
+    """The bytes of one artifact file (one ``Range: bytes=a-b`` is honoured: 206)."""
     get_artifact(session, user, artifact_id)
     row = session.get(ArtifactFile, (artifact_id, path))
     if row is None:
         raise HTTPException(404, f"artifact {artifact_id} has no file {path!r}")
-    return FileResponse(blobs.path(row.sha256), media_type="application/octet-stream",
-                        filename=posixpath.basename(path), headers={"X-Content-SHA256": row.sha256})
+    return blob_response(blobs, row.sha256, row.size, request.headers.get("range"), posixpath.basename(path))

@@ -10,14 +10,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from em_dist.server import blob_access
+from em_dist.server import blob_access, blob_records
 from em_dist.server.blobs import DigestMismatch, is_sha256
 from em_dist.server.deps import Blobs, CurrentUser, ReadSession
-from em_dist.server.models import Blob
 from em_dist.server.schemas import BlobQuery
 
 router = APIRouter(tags=["blobs"])
@@ -40,6 +38,8 @@ async def put_blob(sha256: str, request: Request, user: CurrentUser, blobs: Blob
     """Stream one blob (raw body). The server hashes what it receives; a mismatch is a 400 and nothing is kept."""
     if not is_sha256(sha256):
         raise HTTPException(400, f"not a lowercase sha256 hex digest: {sha256!r}")
+    db = request.app.state.db
+    await run_in_threadpool(blob_records.renew, db, sha256)  # `em server gc` keeps it while it arrives
     try:
         size = await blobs.write_stream(sha256, request.stream())
     except DigestMismatch as exc:
@@ -47,16 +47,6 @@ async def put_blob(sha256: str, request: Request, user: CurrentUser, blobs: Blob
     except ClientDisconnect:
         log.warning("blob %s: the client disconnected during the upload; nothing was kept", sha256)
         return Response(status_code=400)
-    await run_in_threadpool(_record, request, user.id, sha256, size)
+    if not await run_in_threadpool(blob_records.record, db, blobs, user.id, sha256, size):
+        raise HTTPException(503, f"blob {sha256} was collected while it was uploaded; send it again")
     return {"sha256": sha256, "size": size}
-
-
-def _record(request: Request, user_id: str, sha256: str, size: int) -> None:
-    with request.app.state.db.write_session() as session:
-        if session.get(Blob, sha256) is None:
-            try:
-                session.add(Blob(sha256=sha256, size=size))
-                session.commit()
-            except IntegrityError:  # the same content arrived concurrently
-                session.rollback()
-        blob_access.add_owner(session, user_id, sha256)

@@ -86,10 +86,16 @@ def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSe
     if not 1 <= len(run_id) <= 36:
         raise HTTPException(400, "a run id is a UUID")
     _check_links(session, user, body)
-    run = session.get(Run, run_id)
-    created = run is None
+    # Row locks (PostgreSQL; SQLite has one writer anyway) order concurrent uploads whichever
+    # server process takes them: updates of one run go one at a time, and runs are named in
+    # a folder one at a time, so a twin (same name, or the same run sent twice) is seen.
+    run = session.get(Run, run_id, with_for_update=True)
     if run is None:
         folder = folders.resolve(session, user, path=body.folder, folder_id=body.folder_id, make=body.make_folder)
+        folders.lock(session, folder)
+        run = session.get(Run, run_id, populate_existing=True, with_for_update=True)
+    created = run is None
+    if run is None:
         name, skipped = _resolve_name(session, body, folder, run_id)
         if skipped:
             session.rollback()
