@@ -66,10 +66,11 @@ function stepWindow(chart, axis, x0, x1) {
   return Number.isFinite(min) && Number.isFinite(max) ? { min: Math.floor(min), max: Math.ceil(max) } : null;
 }
 
-// kinds: {only: type} charts that type alone (the System tab, x axis time by default), {exclude: type} all but it.
+// kinds: {only: type} charts that type alone (the System tab: x axis time, no cross-rank band by default, as
+// samples of different ranks share an index, not a moment), {exclude: type} all but it.
 export async function renderMetrics(body, ctx, run, params, kinds = {}) {
   const ofKind = (names) => names.filter((s) => (kinds.only ? s.type === kinds.only : s.type !== kinds.exclude));
-  const view = { axis: params.get('x') || kinds.axis || 'step', smoothing: 0, hidden: new Set(), band: true, log: params.get('log') === '1',
+  const view = { axis: params.get('x') || kinds.axis || 'step', smoothing: 0, hidden: new Set(), band: !kinds.only, log: params.get('log') === '1',
     clip: params.get('clip') === '1', search: params.get('metric') || '', charts: new Map(), signature: '' };
   const keep = () => ctx.setParams({ x: view.axis === (kinds.axis || 'step') ? '' : view.axis, log: view.log ? '1' : '', clip: view.clip ? '1' : '',
     metric: view.search });
