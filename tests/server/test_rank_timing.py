@@ -6,19 +6,13 @@ import json
 import uuid
 
 import pytest
-import requests
+from tests.server.runs import new_raw_run
 
 from em_dist.observe.steps import rank_timing, reach_times
 
 
 def test_the_server_names_the_slowest_rank_like_the_local_rule(fresh_server) -> None:
-    _, key = fresh_server.add_user()
-    http = requests.Session()
-    http.headers["Authorization"] = f"Bearer {key}"
-    api = f"{fresh_server.url}/api/v1"
-    run_id = str(uuid.uuid4())
-    body = {"folder": "timing", "make_folder": True, "ranks": [0, 1, 2], "run": {"name": "timing", "world": {"size": 3}}}
-    assert http.put(f"{api}/runs/{run_id}", json=body, timeout=30).status_code == 200
+    http, api, run_id = new_raw_run(fresh_server, "timing", [0, 1, 2])
     points = []
     for rank in (0, 1, 2):
         recs = []
