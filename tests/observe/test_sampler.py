@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import warnings
 
 import pytest
@@ -55,10 +54,6 @@ def test_a_run_records_process_host_and_step_time_metrics():
     assert not any(p["name"].startswith("gpu_") for p in points)  # no GPU here: absent, not zero
     steps_per_s = [p["value"] for p in points if p["name"] == "step_time_s"]
     assert all(0 < v < 60 for v in steps_per_s)
-    # nothing follows the end of the run
-    count = len(points)
-    time.sleep(0.3)  # not synchronisation: a stopped sampler would have written by now
-    assert len(_system(run.path)) == count
 
 
 def test_zero_turns_it_off():
