@@ -26,6 +26,8 @@ from .ranks.identity import derived_run_id, job_identity, next_occurrence
 from .ranks.late import LateJoin
 from .ranks.world import WorldInfo, detect_world
 from .ranks.timing import RankTimings, positive_seconds
+from .observe.sampler import SystemSampler, system_metrics_interval as _sampling_interval
+from .observe.steps import STEP_METRIC
 from .sink import EndReport, Sink
 from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
 from .values import MAX_FLOAT, MAX_STEP, TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
@@ -52,6 +54,7 @@ class Run:
         max_pending: int | None = None,
         id: str | None = None,
         resume: str | None = None,
+        system_metrics_interval: float | None = None,
     ) -> None:
         self.name = layout.check_name(name, "run name")
         if id is not None:
@@ -71,6 +74,7 @@ class Run:
         self.dist_timeout = self._timings.dist_timeout
         interval = positive_seconds(flush_interval, "flush_interval", os.environ.get("EM_FLUSH_INTERVAL"),
                                     DEFAULT_FLUSH_INTERVAL)
+        sample_every = _sampling_interval(system_metrics_interval)
 
         # Identity, not order: every rank derives the same id for the same create_run from the
         # job's identity, the name and how many runs of that name this process made before.
@@ -111,6 +115,7 @@ class Run:
         self._finish_done = threading.Event()
         self._finished = False
         self._auto_uploader: Any = None
+        self._sampler: SystemSampler | None = None
 
         # The one call into the rank layer: a plain process gets the run folder's writer, rank 0
         # of a job the writer plus the other ranks' records, any other rank a forwarder to rank 0.
@@ -128,6 +133,8 @@ class Run:
         self._probe_platform()
         self._save_meta()
         sink.start()
+        if sample_every > 0:
+            self._start_sampler(sample_every, world)
         self._watching_signals = False
         if os.environ.get("EM_DIST_NO_SIGNALS") != "1":
             # schedulers preempt and launchers stop the survivors of a failed job with SIGTERM:
@@ -227,6 +234,15 @@ class Run:
         if self.status == "Initializing":
             self._set_status("Running")
 
+    def step(self, step: int) -> None:
+        """Mark that this rank reached training ``step`` now (returns at once, like :meth:`log`).
+
+        Step time and lag behind the other ranks are derived from the times of ``train``
+        records; a script that logs less often than it steps marks its steps with this. It
+        records the ``system`` metric ``step`` (its value is the step) in this rank's series.
+        """
+        self.log("system", {STEP_METRIC: step}, step)
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything logged so far is on disk (rank 0) or handed to the transport; True if it is."""
         try:
@@ -288,6 +304,8 @@ class Run:
         limit = self._timings.capped(self.dist_timeout, signalled)
         deadline = time.monotonic() + limit
         try:
+            if self._sampler is not None:  # before the sink ends: no record may follow its last cycle
+                self._sampler.stop(min(limit, SAMPLER_STOP_WAIT))
             if self._continued_by_fork(limit):
                 return
             joining = (self._late is not None and not self._late.done) or isinstance(self._sink, forked.ForkedSink)
@@ -491,6 +509,20 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - a probe must never stop a run from ending
             warn_once("platform-end", f"em_dist: platform probe at the end failed ({exc!r})")
 
+    def _start_sampler(self, interval: float, world: WorldInfo) -> None:
+        try:
+            self._sampler = SystemSampler(interval, self._emit_system, lambda: self._sink.step_mark,
+                                          local_rank=world.local_rank, host=world.local_rank == 0)
+            self._sampler.start()
+        except Exception as exc:  # noqa: BLE001 - a sampler must never stop a run from starting
+            warn_once("system-metrics-start", f"em_dist: system metrics could not start ({exc!r})")
+            self._sampler = None
+
+    def _emit_system(self, sample: int, t: float, metrics: dict) -> None:
+        """The sampler's record, on its thread: appended like a log() record (deque appends are atomic)."""
+        if not self._finished:
+            self._buffer.append(("system", sample, None, t, metrics))
+
     def _start_auto_upload(self) -> None:
         try:
             from .client.sync import AutoUploader
@@ -525,6 +557,7 @@ def create_run(
     max_pending: int | None = None,
     id: str | None = None,
     resume: str | None = None,
+    system_metrics_interval: float | None = None,
 ) -> Run:
     """Start a run: a local run folder now, every ``log()`` written in the background, uploadable later.
 
@@ -535,6 +568,9 @@ def create_run(
     ``id`` and ``resume`` continue a run: ``resume="allow"`` (the default when ``id`` is given, and
     for a job restarted by its launcher) appends to the run with that id if it exists,
     ``"must"`` raises ``ValueError`` when it does not, ``"never"`` when it does.
+
+    ``system_metrics_interval`` (else ``$EM_SYSTEM_METRICS_INTERVAL``, else 10) is the seconds
+    between samples of each rank's system metrics (type ``system``); 0 turns them off.
     """
     args = dict(
         name=name, hparams=hparams, labels=labels, description=description, folder=folder,
@@ -556,6 +592,7 @@ def create_run(
         max_pending=max_pending,
         id=id,
         resume=resume,
+        system_metrics_interval=system_metrics_interval,
     )
     if args["hparams"]:
         run.hparams.update(args["hparams"])
@@ -583,3 +620,7 @@ def _apply_config(args: dict[str, Any], path: Path) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_DEFAULTS)}")
     return {k: (doc[k] if k in doc and args[k] == _DEFAULTS[k] else args[k]) for k in args}
+
+
+SAMPLER_STOP_WAIT = 2.0
+"""The most ``finish()`` waits for the system sampler's thread (one reading is milliseconds)."""

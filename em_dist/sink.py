@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._warn import warn_once
+from .observe.steps import marks_step
 from .store.lines import LineEncoder
 from .values import materialize
 
@@ -46,6 +47,9 @@ ENCODE_AT = 10_000
 that logs faster than the writer can encode pays for its own lines, which bounds the backlog the
 writer must encode to about 50 ms of work (at 50,000 a fast loop kept the writer 0.3-1.2 s behind,
 issue 8 item 6)."""
+
+MARK_SCAN = 64
+"""Records at the end of a taken batch looked at for the newest step mark (see :attr:`Sink.step_mark`)."""
 
 
 @dataclass
@@ -79,6 +83,9 @@ class Sink(ABC):
     """Backlog at which ``log()`` encodes records itself, so a writer starved of the GIL can't let memory grow."""
     encode: Callable[[Record], str]
     """The line encoder (shared by the training thread and the background thread)."""
+    step_mark: tuple[int, float] | None = None
+    """``(step, time)`` of the newest step-marking record the background thread took off the
+    buffer (:func:`em_dist.observe.steps.marks_step`): the system sampler's ``step_time_s``."""
 
     @abstractmethod
     def start(self) -> None:
@@ -190,7 +197,17 @@ class QueuedSink(Sink):
         batch = [buf.popleft() for _ in range(min(CHUNK, len(buf)))]
         if batch:
             materialize(batch)
+            self._note_step(batch)
         return batch
+
+    def _note_step(self, batch: list[Record]) -> None:
+        # The newest step mark, from the end of the batch: at most MARK_SCAN records looked at
+        # (usually one), so the writer pays O(1) per batch; a batch whose tail marks no step
+        # (all encoded lines, or a long run of other types) leaves the previous mark.
+        for rec in batch[-1:-MARK_SCAN - 1:-1]:
+            if rec.__class__ is tuple and marks_step(rec[0], rec[4]):
+                self.step_mark = (rec[1], rec[3])
+                return
 
     def _stop(self, timeout: float) -> bool:
         """Run the final cycle and stop the thread; False if it did not end within ``timeout``."""

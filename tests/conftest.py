@@ -21,6 +21,8 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(home))
     for var in ("EM_HOST", "EM_API_KEY", "EM_DIST_TIMEOUT", "EM_FLUSH_INTERVAL"):
         monkeypatch.delenv(var, raising=False)
+    # System metrics are on by default (every 10 s); tests that count records turn them on themselves.
+    monkeypatch.setenv("EM_SYSTEM_METRICS_INTERVAL", "0")
 
 
 @pytest.fixture

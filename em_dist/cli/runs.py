@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 
+from ..observe.steps import describe_slowest
 from ..store.reader import list_runs, load_run, read_summary
 from ..store.records import RunRecord
 
@@ -50,7 +51,8 @@ def _show(args: argparse.Namespace) -> int:
     r = load_run(args.path)
     if args.json:
         doc = _summary(r)
-        doc.update(hparams=r.hparams, rank_hparams=r.rank_hparams, platform=r.platform, git=r.git, metrics=r.metrics())
+        doc.update(hparams=r.hparams, rank_hparams=r.rank_hparams, platform=r.platform, git=r.git, metrics=r.metrics(),
+                   rank_timing=r.rank_timing())
         json.dump(doc, sys.stdout, indent=1, default=str)
         print()
         return 0
@@ -70,6 +72,14 @@ def _show(args: argparse.Namespace) -> int:
     print("last metrics (type/name: value @ step, per rank)")
     for (type_, name, rank), p in sorted(_last_points(r).items()):
         print(f"  {type_}/{name} rank {rank}: {p['value']} @ step {p['step']}" + (f", epoch {p['epoch']}" if p["epoch"] is not None else ""))
+    timing = r.rank_timing()
+    if any(e["step_time_s"] is not None for e in timing["ranks"]):
+        print(f"slowest    {describe_slowest(timing)}")
+        print("step time (median per rank)")
+        for e in timing["ranks"]:
+            lag = f", lag {e['lag_s'] * 1000:.1f} ms" if e["lag_s"] is not None else ""
+            step_time = f"{e['step_time_s'] * 1000:.1f} ms" if e["step_time_s"] is not None else "-"
+            print(f"  rank {e['rank']}: {step_time}{lag}  ({e['steps']} steps)")
     print("artifacts")
     for a in r.artifacts:
         print(f"  {a.role:6} {a.name}  ({len(a.files)} files)  {a.path}")

@@ -47,6 +47,10 @@ class RootSink(Sink):
         self._receiver = ArtifactReceiver(Path(writer.run_dir))
 
     # -- the Sink face ----------------------------------------------------------------
+    @property
+    def step_mark(self) -> tuple[int, float] | None:  # type: ignore[override]
+        return self.writer.step_mark
+
     def start(self) -> None:
         self.writer.start()
         if self.channel is not None:

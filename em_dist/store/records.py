@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..observe.steps import rank_timing, reach_times
 from .lines import aggregate_across_ranks
 
 
@@ -85,3 +86,7 @@ class RunRecord:
     def cross_rank(self, type: str | None = None, name: str | None = None) -> list[dict]:
         """Mean/min/max across ranks per (type, name, step), by the one rule of :func:`em_dist.store.lines.aggregate_across_ranks`."""
         return aggregate_across_ranks(self.metrics(type=type, name=name))
+
+    def rank_timing(self) -> dict:
+        """Step time per rank, lag behind the first rank and the slowest rank, by the rule of :mod:`em_dist.observe.steps`."""
+        return rank_timing(reach_times(self._all_points()))

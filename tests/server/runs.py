@@ -7,8 +7,24 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import requests
+
 import em_dist as em
 from em_dist.client.read import Client
+
+
+def new_raw_run(server, name: str, ranks: list[int]) -> tuple[requests.Session, str, str]:  # type: ignore[no-untyped-def]
+    """A new user and an empty run of ``ranks`` made over raw REST; returns (session with the key, API url, run id)."""
+    import uuid
+
+    _, key = server.add_user()
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {key}"
+    api = f"{server.url}/api/v1"
+    run_id = str(uuid.uuid4())
+    body = {"folder": name, "make_folder": True, "ranks": ranks, "run": {"name": name, "world": {"size": len(ranks)}}}
+    assert http.put(f"{api}/runs/{run_id}", json=body, timeout=30).status_code == 200
+    return http, api, run_id
 
 
 def make_run(name: str = "run", steps: int = 50, *, artifact_bytes: bytes | None = b"weights", hparams: dict | None = None,

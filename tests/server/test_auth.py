@@ -39,7 +39,7 @@ def test_other_users_runs_and_folders_are_403(server) -> None:
     bob_name, bob = server.add_user()
     run = make_run("private", steps=3)
     result = em.upload(run.path, folder="secret", make_folder=True, host=server.url, api_key=alice)
-    for path in (f"/runs/{run.id}", f"/runs/{run.id}/metrics", f"/folders/{result.folder_id}/runs",
+    for path in (f"/runs/{run.id}", f"/runs/{run.id}/metrics", f"/runs/{run.id}/ranks", f"/folders/{result.folder_id}/runs",
                  f"/artifacts/{result.artifacts[0]}", f"/lineage/{run.id}"):
         response = _get(server, path, bob)
         assert response.status_code == 403, path

@@ -6,17 +6,11 @@ from __future__ import annotations
 import json
 import uuid
 
-import requests
+from tests.server.runs import new_raw_run
 
 
 def test_a_step_range_narrows_the_downsampled_series_and_aggregate(fresh_server) -> None:
-    _, key = fresh_server.add_user()
-    http = requests.Session()
-    http.headers["Authorization"] = f"Bearer {key}"
-    api = f"{fresh_server.url}/api/v1"
-    run_id = str(uuid.uuid4())
-    body = {"folder": "zoom", "make_folder": True, "ranks": [0, 1], "run": {"name": "zoom", "world": {"size": 2}}}
-    assert http.put(f"{api}/runs/{run_id}", json=body, timeout=30).status_code == 200
+    http, api, run_id = new_raw_run(fresh_server, "zoom", [0, 1])
     for rank in (0, 1):
         lines = "".join(json.dumps({"type": "train", "step": s, "time": float(s), "metrics": {"loss": s + rank * 0.5}}) + "\n"
                         for s in range(10_000)).encode()

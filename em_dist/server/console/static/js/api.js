@@ -55,6 +55,7 @@ export const artifact = (id) => api(`/artifacts/${encodeURIComponent(id)}`);
 export const lineage = (id, depth = 2) => api(`/lineage/${encodeURIComponent(id)}?depth=${depth}`);
 export const metricNames = (id) => api(`/runs/${encodeURIComponent(id)}/metrics/names`);
 export const metrics = (id, params) => api(`/runs/${encodeURIComponent(id)}/metrics?${query(params)}`);
+export const rankTiming = (id) => api(`/runs/${encodeURIComponent(id)}/ranks`);
 export const aggregate = (id, params) => api(`/runs/${encodeURIComponent(id)}/metrics/aggregate?${query(params)}`);
 
 export const shares = (id) => api(`/folders/${encodeURIComponent(id)}/shares`);

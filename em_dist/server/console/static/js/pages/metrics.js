@@ -66,10 +66,13 @@ function stepWindow(chart, axis, x0, x1) {
   return Number.isFinite(min) && Number.isFinite(max) ? { min: Math.floor(min), max: Math.ceil(max) } : null;
 }
 
-export async function renderMetrics(body, ctx, run, params) {
-  const view = { axis: params.get('x') || 'step', smoothing: 0, hidden: new Set(), band: true, log: params.get('log') === '1',
+// kinds: {only: type} charts that type alone (the System tab: x axis time, no cross-rank band by default, as
+// samples of different ranks share an index, not a moment), {exclude: type} all but it.
+export async function renderMetrics(body, ctx, run, params, kinds = {}) {
+  const ofKind = (names) => names.filter((s) => (kinds.only ? s.type === kinds.only : s.type !== kinds.exclude));
+  const view = { axis: params.get('x') || kinds.axis || 'step', smoothing: 0, hidden: new Set(), band: !kinds.only, log: params.get('log') === '1',
     clip: params.get('clip') === '1', search: params.get('metric') || '', charts: new Map(), signature: '' };
-  const keep = () => ctx.setParams({ x: view.axis === 'step' ? '' : view.axis, log: view.log ? '1' : '', clip: view.clip ? '1' : '',
+  const keep = () => ctx.setParams({ x: view.axis === (kinds.axis || 'step') ? '' : view.axis, log: view.log ? '1' : '', clip: view.clip ? '1' : '',
     metric: view.search });
   const axisSelect = h('select', { id: 'x-axis' }, ['step', 'epoch', 'time'].map((a) => h('option', { value: a, selected: a === view.axis }, a)));
   const smoothing = h('input', { type: 'range', id: 'smoothing', min: 0, max: 0.99, step: 0.01, value: 0 });
@@ -185,7 +188,7 @@ export async function renderMetrics(body, ctx, run, params) {
   clipBox.addEventListener('change', () => { view.clip = clipBox.checked; keep(); view.charts.forEach(redraw); });
   search.addEventListener('input', () => { view.search = search.value; keep(); applySearch(); });
 
-  let names = await api.metricNames(run.id);
+  let names = ofKind(await api.metricNames(run.id));
   await build(names);
   if (isLive(run)) {
     // Poll while the run is live; stop once it ended. A failed poll (the server restarting or
@@ -195,7 +198,7 @@ export async function renderMetrics(body, ctx, run, params) {
       if (busy) return;
       busy = true;
       try {
-        const fresh = await api.metricNames(run.id);
+        const fresh = ofKind(await api.metricNames(run.id));
         const current = await api.run(run.id);
         const groups = metricGroups(fresh);
         const signature = groups.map((g) => `${g.key}:${g.ranks.join('.')}:${g.maxCount > 1}`).join('|');

@@ -5,9 +5,10 @@ import { clear, isLive, fmtBytes, fmtDuration, fmtTime, fmtValue, h, labels, lin
 import { renderDataflow } from '../dataflow.js';
 import { renderMetrics } from './metrics.js';
 import { renderPlatform } from './platform.js';
+import { renderRanks } from './ranks.js';
 
 const TABS = [
-  ['overview', 'Overview'], ['platform', 'Platform'], ['metrics', 'Metrics'],
+  ['overview', 'Overview'], ['platform', 'Platform'], ['metrics', 'Metrics'], ['system', 'System'], ['ranks', 'Ranks'],
   ['hparams', 'Hparams'], ['artifacts', 'Artifacts'], ['dataflow', 'Dataflow'],
 ];
 
@@ -33,7 +34,9 @@ export async function renderRun(page, ctx, runId, tab, params) {
   }
   switch (tab) {
     case 'platform': return renderPlatform(body, run);
-    case 'metrics': return renderMetrics(body, ctx, run, params);
+    case 'metrics': return renderMetrics(body, ctx, run, params, { exclude: 'system' });
+    case 'system': return renderMetrics(body, ctx, run, params, { only: 'system', axis: 'time' });
+    case 'ranks': return renderRanks(body, run);
     case 'hparams': return renderHparams(body, run);
     case 'artifacts': return renderArtifacts(body, run);
     case 'dataflow': return renderDataflow(body, runId);
