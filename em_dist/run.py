@@ -13,10 +13,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import lifecycle
+from . import capture, lifecycle
 from ._warn import silence, warn_once
 from .artifact import Artifact
 from .hparams import Hparams
+from .limits import log_max_bytes
 from .store import attempts, layout
 from .store.reader import load_artifact
 from .store.records import ArtifactRecord
@@ -53,6 +54,7 @@ class Run:
         max_pending: int | None = None,
         id: str | None = None,
         resume: str | None = None,
+        capture_output: bool | None = None,
     ) -> None:
         self.name = layout.check_name(name, "run name")
         if id is not None:
@@ -73,6 +75,9 @@ class Run:
         self._timings = RankTimings.from_env(dist_timeout)
         self.dist_timeout = self._timings.dist_timeout
         interval = _positive(flush_interval, "flush_interval", os.environ.get("EM_FLUSH_INTERVAL"), DEFAULT_FLUSH_INTERVAL)
+        self._capturing = _capture_wanted(capture_output)
+        if self._capturing:
+            log_max_bytes()  # a bad EM_LOG_MAX_BYTES is refused here, at the call
 
         # Identity, not order: every rank derives the same id for the same create_run from the
         # job's identity, the name and how many runs of that name this process made before.
@@ -130,6 +135,8 @@ class Run:
         self._probe_platform()
         self._save_meta()
         sink.start()
+        if self._capturing:  # from here on what this process prints is recorded too
+            self._capturing = capture.start(self._output_line, interval)
         self._watching_signals = False
         if os.environ.get("EM_DIST_NO_SIGNALS") != "1":
             # schedulers preempt and launchers stop the survivors of a failed job with SIGTERM:
@@ -165,6 +172,10 @@ class Run:
         """How many times the job was restarted into this run (0 for a run's first start)."""
         self._adopt_rank0()
         return self._restarts
+
+    def _output_line(self, record: str) -> None:
+        """A line this process printed (on the capture's thread): into the record buffer, like a metric."""
+        self._buffer.append(record)
 
     def _use_sink(self, sink: Sink) -> None:
         self._sink = sink
@@ -292,6 +303,9 @@ class Run:
         try:
             if self._late is not None and not self._late.done and torch_ready():
                 self._sink.flush(self._timings.signal_close_cap)  # let the writer's cycle join the job first
+            if self._capturing:  # the last lines first: fds back, what was printed before now in the buffer
+                self._capturing = False
+                capture.stop(self._output_line, self._timings.capped(1.0, signalled))
             self.status, self.status_reason = status, reason
             self.end_timestamp = _iso(_now())
             self._sink.write_run(self._run_doc())  # a peer tells rank 0 why it failed
@@ -498,6 +512,7 @@ def create_run(
     max_pending: int | None = None,
     id: str | None = None,
     resume: str | None = None,
+    capture_output: bool | None = None,
 ) -> Run:
     """Start a run: a local run folder now, every ``log()`` written in the background, uploadable later.
 
@@ -508,6 +523,10 @@ def create_run(
     ``id`` and ``resume`` continue a run: ``resume="allow"`` (the default when ``id`` is given, and
     for a job restarted by its launcher) appends to the run with that id if it exists,
     ``"must"`` raises ``ValueError`` when it does not, ``"never"`` when it does.
+
+    ``capture_output`` (default on, or ``$EM_CAPTURE_OUTPUT``): what the process writes to
+    stdout and stderr is still shown and also saved, per rank, in ``logs/rank-<r>.log`` of
+    rank 0's run folder (:mod:`em_dist.capture`).
     """
     args = dict(
         name=name, hparams=hparams, labels=labels, description=description, folder=folder,
@@ -529,6 +548,7 @@ def create_run(
         max_pending=max_pending,
         id=id,
         resume=resume,
+        capture_output=capture_output,
     )
     if args["hparams"]:
         run.hparams.update(args["hparams"])
@@ -569,6 +589,15 @@ def _positive(value: Any, what: str, env: str | None, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"{what} must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+def _capture_wanted(capture_output: bool | None) -> bool:
+    """``capture_output`` as given, else ``$EM_CAPTURE_OUTPUT`` (``0`` / ``false`` / ``no`` / ``off`` turn it off), else on."""
+    if capture_output is not None:
+        if not isinstance(capture_output, bool):
+            raise TypeError(f"capture_output must be True or False, got {capture_output!r}")
+        return capture_output
+    return os.environ.get("EM_CAPTURE_OUTPUT", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _iso(t: float) -> str:
