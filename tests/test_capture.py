@@ -66,6 +66,10 @@ def test_prints_fd_writes_and_subprocesses_are_shown_and_recorded(tmp_path: Path
     run = em.load_run(result.read_text())
     assert [p["name"] for p in run.metrics()] == ["loss"]
     assert [line["text"] for line in _lines(Path((tmp_path / "result.2").read_text()))] == ["second run line"]
+    # read back through the run record
+    assert [(x["rank"], x["text"]) for x in run.logs(rank=0, tail=2)] == [(0, "progress 100%"), (0, "no newline yet")]
+    assert sorted(x["text"] for x in run.logs()) == sorted(line["text"] for line in lines)
+    assert run.logs(rank=3) == []
 
 
 @pytest.mark.parametrize("how", ["argument", "environment"])

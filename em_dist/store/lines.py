@@ -130,10 +130,18 @@ OUTPUT_STREAMS = ("out", "err", "em")
 _DROPPED = re.compile(r"dropped (\d+) bytes")
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted (replaced whole: safe from any thread)
+
+
 def output_line(t: float, stream: str, text: str) -> str:
     """One line of a rank's log file: ``<UTC time> <stream> <text>\\n`` (``text`` holds no newline)."""
+    global _second
     whole = int(t)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{int((t - whole) * 1e6):06d}Z {stream} {text}\n"
+    second, stamp = _second
+    if second != whole:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, stamp)
+    return f"{stamp}.{int((t - whole) * 1e6):06d}Z {stream} {text}\n"
 
 
 def output_record(t: float, stream: str, text: str) -> str:

@@ -153,3 +153,29 @@ def _write_all(fd: int, data: bytes) -> None:
     view, done = memoryview(data), 0
     while done < len(data):
         done += os.write(fd, view[done:])
+
+
+def read_log(run_dir: Path, rank: int | None = None, tail: int | None = None) -> list[dict]:
+    """Captured lines ``{rank, time, stream, text}`` of one rank (in the order printed) or of every
+    rank (ordered by time); ``tail`` keeps the last ``tail`` lines of each rank. A marker of dropped
+    output reads as a line of stream ``em``; a torn last line (a crash mid-write) is skipped."""
+    from collections import deque
+
+    from .lines import parse_output_line
+
+    if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int) or tail < 0):
+        raise ValueError(f"tail must be a non-negative number of lines, got {tail!r}")
+    out: list[dict] = []
+    for r in log_ranks(run_dir) if rank is None else [rank]:
+        try:
+            with open(log_file(run_dir, r), encoding="utf-8", errors="backslashreplace") as f:
+                lines = deque((line for line in f if line.endswith("\n")), maxlen=tail)
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            parsed = parse_output_line(line)
+            if parsed is not None:
+                out.append({"rank": r, **parsed})
+    if rank is None:
+        out.sort(key=lambda line: line["time"])
+    return out
