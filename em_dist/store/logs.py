@@ -14,6 +14,7 @@ upload resumes at the same place after the head of the file was dropped:
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
 from pathlib import Path
@@ -165,8 +166,10 @@ def read_log(run_dir: Path, rank: int | None = None, tail: int | None = None) ->
 
     if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int) or tail < 0):
         raise ValueError(f"tail must be a non-negative number of lines, got {tail!r}")
-    out: list[dict] = []
+    per_rank: list[list[dict]] = []
     for r in log_ranks(run_dir) if rank is None else [rank]:
+        out: list[dict] = []
+        per_rank.append(out)
         try:
             with open(log_file(run_dir, r), encoding="utf-8", errors="backslashreplace") as f:
                 lines = deque((line for line in f if line.endswith("\n")), maxlen=tail)
@@ -176,6 +179,5 @@ def read_log(run_dir: Path, rank: int | None = None, tail: int | None = None) ->
             parsed = parse_output_line(line)
             if parsed is not None:
                 out.append({"rank": r, **parsed})
-    if rank is None:
-        out.sort(key=lambda line: line["time"])
-    return out
+    # each rank in its own order (a marker of dropped output first), the ranks merged by time
+    return list(heapq.merge(*per_rank, key=lambda line: line["time"]))
