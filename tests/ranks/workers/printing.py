@@ -12,6 +12,7 @@ import em_dist as em
 
 p = argparse.ArgumentParser()
 p.add_argument("--init", choices=["gloo", "none"], default="gloo")
+p.add_argument("--fail-rank", type=int, default=-1, help="this rank raises after printing")
 args = p.parse_args()
 rank = int(os.environ["RANK"])
 
@@ -28,6 +29,8 @@ for step in range(20):
 print(f"rank {rank} warns", file=sys.stderr)
 sys.stdout.flush()
 subprocess.run(["sh", "-c", f"echo rank {rank} child"])
+if rank == args.fail_rank:
+    raise RuntimeError(f"rank {rank} gives up")
 run.finish()
 if dist is not None:
     dist.destroy_process_group()
