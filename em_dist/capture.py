@@ -44,6 +44,7 @@ import select
 import sys
 import threading
 import time
+from collections import deque
 from typing import Callable
 
 from ._warn import warn_once
@@ -100,42 +101,52 @@ class OutputCapture:
         except OSError:
             self._undo()
             raise
-        self._stopping = False
-        self._wake_r, self._wake_w = os.pipe()  # stop() wakes the thread's poll through it
-        self._drained = threading.Event()
-        self._second = -1
-        self._prefix_cache = ""
+        self._wake_r, self._wake_w = os.pipe()  # sync() wakes the thread's poll through it
+        self._syncs: deque[threading.Event] = deque()  # set once all written before them is handed on
         self._thread = threading.Thread(target=self._loop, name="em_dist-output", daemon=True)
         self._thread.start()
 
     # -- any thread ---------------------------------------------------------------
-    def subscribe(self, deliver: Deliver) -> None:
+    def subscribe(self, deliver: Deliver, timeout: float) -> None:
+        """Hand ``deliver`` what is written from now on (not what an earlier run's lines still in the pipe)."""
+        self.sync(timeout)
         self._subscribers = [*self._subscribers, deliver]
 
-    def unsubscribe(self, deliver: Deliver) -> bool:
-        """Stop handing lines to ``deliver``; True when no subscriber is left."""
+    def unsubscribe(self, deliver: Deliver, timeout: float) -> None:
+        """Stop handing lines to ``deliver``, once what was written before is handed to it."""
+        self.sync(timeout)
         self._subscribers = [d for d in self._subscribers if d is not deliver]
-        return not self._subscribers
 
-    def stop(self, deliver: Deliver | None, timeout: float) -> None:
-        """Flush Python's buffers, give the fds back and wait (at most ``timeout``) until what was
-        written before is read and handed to ``deliver`` (the last subscriber)."""
+    def sync(self, timeout: float) -> bool:
+        """Flush Python's buffers and wait (at most ``timeout``) until every byte written to the fds
+        before the call is read and handed on (a partial line then ends)."""
         for f in (sys.stdout, sys.stderr):
             try:
                 if f is not None:
                     f.flush()
             except Exception:  # noqa: BLE001 - a closed or odd stream must not stop the finish
                 pass
-        for s in self._streams:
-            s.restore()
-        self._stopping = True
+        done = threading.Event()
+        self._syncs.append(done)
         try:
             os.write(self._wake_w, b"x")
         except OSError:
-            pass
-        self._drained.wait(timeout)
-        if deliver is not None:
-            self.unsubscribe(deliver)
+            return False
+        return done.wait(timeout)
+
+    def stop(self, timeout: float) -> None:
+        """Give the fds back, hand on what was written before (waiting at most ``timeout``), then only
+        pass through what subprocesses that outlive the run still write."""
+        for f in (sys.stdout, sys.stderr):  # Python's buffered text goes through us, not past us
+            try:
+                if f is not None:
+                    f.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        for s in self._streams:
+            s.restore()
+        self.sync(timeout)
+        self._subscribers = []
 
     # -- the thread -----------------------------------------------------------------
     def _loop(self) -> None:
@@ -147,7 +158,7 @@ class OutputCapture:
         half = self._interval / 2
         while by_fd:
             pending = any(s.partial for s in by_fd.values())
-            wait = half if pending else (0.05 if self._stopping and not self._drained.is_set() else half * 4)
+            wait = 0.02 if self._syncs else (half if pending else half * 4)
             try:
                 events = poller.poll(wait * 1000)
             except InterruptedError:
@@ -174,12 +185,13 @@ class OutputCapture:
             for s in by_fd.values():
                 if s.partial and now - s.partial_since >= half:
                     self._end_partial(s, now)
-            if self._stopping and not events and not self._drained.is_set():
-                for s in by_fd.values():  # what was written before stop() is read: hand it all on
+            if self._syncs and not events:  # the pipes are empty: all written before a sync is handed on
+                for s in by_fd.values():
                     self._end_partial(s, now)
-                self._drained.set()
-                self._subscribers = []  # from here on only pass through (subprocesses that outlive us)
-        self._drained.set()
+                while self._syncs:
+                    self._syncs.popleft().set()
+        while self._syncs:
+            self._syncs.popleft().set()
         for fd in [s.saved for s in self._streams] + [self._wake_r, self._wake_w]:
             try:
                 os.close(fd)
@@ -269,14 +281,14 @@ def start(deliver: Deliver, interval: float) -> bool:
     """Hand this process's output lines to ``deliver`` from now on (starting the capture when it is
     the first); False when the fds can't be captured here (closed, not a POSIX system)."""
     if _active:
-        _active[0].subscribe(deliver)
+        _active[0].subscribe(deliver, interval)
         return True
     try:
         capture = OutputCapture(interval)
     except (OSError, AttributeError, ValueError) as exc:
         warn_once("capture", f"em_dist: stdout/stderr can't be captured here ({exc!r}); the run records no output")
         return False
-    capture.subscribe(deliver)
+    capture._subscribers = [deliver]  # a new capture: nothing earlier is in its pipes
     _active.append(capture)
     return True
 
@@ -288,13 +300,13 @@ def stop(deliver: Deliver, timeout: float) -> None:
         return
     capture = _active[0]
     if len(capture._subscribers) > 1 or deliver not in capture._subscribers:
-        capture.unsubscribe(deliver)
+        capture.unsubscribe(deliver, timeout)
         return
     try:
         _active.remove(capture)
     except ValueError:
         return  # another thread is stopping it
-    capture.stop(deliver, timeout)
+    capture.stop(timeout)
 
 
 def _forget_after_fork() -> None:

@@ -16,6 +16,7 @@ from tests.server.harness import ServerProcess
 
 from .conftest import job_env, shot
 from .test_console import sign_in
+from .test_console_security import MARKUP, strict_page  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.timeout(240)
 PRINTING = Path(__file__).parents[1] / "ranks" / "workers" / "printing.py"
@@ -86,3 +87,19 @@ def test_follow_mode_shows_new_lines_of_a_live_run(page, logs_server, tmp_path, 
         page.wait_for_selector("#log-view .logtext:has-text('live line two')")
     finally:
         live.finish()
+
+
+def test_printed_markup_is_drawn_as_text_under_the_real_policy(strict_page, logs_server, tmp_path, monkeypatch):
+    page = strict_page
+    srv, key, _ = logs_server
+    monkeypatch.setenv("EM_RUN_PARENT_DIR", str(tmp_path / "runs"))
+    with pytest.raises(RuntimeError), em.create_run(name="markup") as run:  # Failed: the Overview shows its output
+        os.write(1, f"{MARKUP}</b><img src=x onerror=alert(1)>\n".encode())
+        raise RuntimeError("for the overview")
+    em.upload(run.path, folder="jobs", host=srv.url, api_key=key)
+    sign_in(page, srv.url, key)
+    for tab in ("logs", "overview"):
+        page.goto(f"{srv.url}/#/run/{run.id}/{tab}")
+        page.wait_for_selector(".logview .logtext:has-text('pwned')")
+        assert page.locator(".logview b, .logview img").count() == 0
+        assert MARKUP in page.inner_text(".logview")

@@ -68,6 +68,17 @@ elif mode == "fork":
     print("after fork", flush=True)
     run.finish()
     done(run)
+elif mode == "nested":
+    first = em.create_run(name="first")
+    print("first only", flush=True)
+    second = em.create_run(name="second")
+    print("both", flush=True)
+    second.finish()
+    print("first again", flush=True)
+    first.finish()
+    done(first)
+    with open(result + ".2", "w") as f:
+        f.write(str(second.path))
 elif mode == "crash":
     run = em.create_run(name="printer")
     print("about to fail", flush=True)
