@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from em_dist.limits import text_problem
-from em_dist.server.metric_store import IngestError, OffsetConflict, touch_run
+from em_dist.server.metric_store import IngestError, OffsetConflict, offset_row, touch_run
 from em_dist.server.models import LogLine, LogOffset
 from em_dist.store.lines import parse_output_line
 
@@ -32,16 +31,7 @@ class LogIngest:
 
 
 def _offset_row(session: Session, run_id: str, rank: int) -> LogOffset:
-    row = session.get(LogOffset, (run_id, rank))
-    if row is not None:
-        return row
-    try:
-        with session.begin_nested():
-            row = LogOffset(run_id=run_id, rank=rank, offset=0, held_bytes=0, dropped_bytes=0)
-            session.add(row)
-    except IntegrityError:
-        row = session.get(LogOffset, (run_id, rank), populate_existing=True)
-    return row
+    return offset_row(session, LogOffset, run_id, rank, offset=0, held_bytes=0, dropped_bytes=0)
 
 
 def _parse(run_id: str, rank: int, data: bytes) -> list[dict]:

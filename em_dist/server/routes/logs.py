@@ -10,10 +10,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from em_dist.limits import MAX_LOGS_CHUNK_BYTES, MAX_RANK, log_max_bytes
-from em_dist.server import log_store, metric_store
+from em_dist.server import log_store
 from em_dist.server.deps import CurrentUser, ReadSession
 from em_dist.server.lookup import get_run
 from em_dist.server.models import User
+from em_dist.server.routes.metrics import ingest_chunk
 
 router = APIRouter(tags=["logs"])
 log = logging.getLogger(__name__)
@@ -41,18 +42,9 @@ async def ingest_logs(run_id: str, rank: int, request: Request, user: CurrentUse
 
 
 def _ingest_sync(request: Request, run_id: str, rank: int, offset: int, data: bytes, user: User) -> dict | JSONResponse:
-    with request.app.state.db.write_session() as session:
-        get_run(session, user, run_id, need="edit")
-        try:
-            result = log_store.ingest(session, run_id, rank, offset, data, _limit())
-        except metric_store.IngestError as exc:
-            session.rollback()
-            raise HTTPException(400, str(exc)) from None
-        except metric_store.OffsetConflict as exc:
-            session.rollback()
-            return JSONResponse(status_code=409, content={"detail": str(exc), "offset": exc.offset})
-        session.commit()
-    return {"offset": result.offset, "lines": result.lines}
+    return ingest_chunk(request, user, run_id,
+                        lambda session: log_store.ingest(session, run_id, rank, offset, data, _limit()),
+                        lambda r: {"offset": r.offset, "lines": r.lines})
 
 
 @router.get("/runs/{run_id}/logs/offsets")
