@@ -2,21 +2,25 @@
 
 Capture works on the file descriptors, not on ``sys.stdout``: fd 1 and fd 2 are
 ``dup2``-ed onto two pipes, so Python's ``print``, ``os.write(1, ...)``, C extensions
-and subprocesses that inherit the fds (``subprocess.run``) all land there. One daemon
-thread (``em_dist-output``) reads both pipes, writes every byte on to the original fd at
-once (the terminal, torchrun's pipe, a file: the output is shown as before), and hands
-each line, with the time it was read, to every live run that captures (as a record of
-:func:`em_dist.store.lines.output_record`, appended to the run's record buffer: the
-writer and the peers' forwarder carry it like a metric).
+and subprocesses that inherit the fds (``subprocess.run``) all land there. A small
+pass-through process (:mod:`em_dist._tee`) reads both pipes, writes every byte on to the
+original fd at once (the terminal, torchrun's pipe, a file: the output is shown as before)
+and forwards it, with the time it was read, to one daemon thread here
+(``em_dist-output``), which cuts it into lines and hands each to every live run that
+captures (as a record of :func:`em_dist.store.lines.output_record`, appended to the
+run's record buffer: the writer and the peers' forwarder carry it like a metric).
 
 What it guarantees, and how:
 
-- **The training thread is never held longer than by the terminal.** The thread reads as
-  soon as a pipe has data and its only blocking call is the write to the original fd;
-  handing a line on is a deque append. The pipes are enlarged (``F_SETPIPE_SZ``) so a burst
-  does not wait for the thread to be scheduled. (A C extension that prints more than a
-  pipe holds *while holding the GIL* would wait for this thread, which needs the GIL; the
-  pipe size makes that a megabyte of output in one call.)
+- **The training thread is never held longer than by the terminal.** The pass-through
+  process reads as soon as a pipe has data; its only blocking call is the write to the
+  original fd, and it holds what this process's thread has not taken yet in its own memory
+  (non-blocking forwarding), so neither the GIL nor a slow run slows the pipes. The pipes
+  are enlarged (``F_SETPIPE_SZ``) for bursts.
+- **Shown even when the process dies:** what was printed just before a ``kill -9`` or a
+  segfault (faulthandler's dump) is still in the pipe; the pass-through process outlives
+  the script, shows the rest and exits when every writer has closed the pipes. It
+  ignores SIGINT, SIGTERM and SIGHUP (they are the script's to handle).
 - **kill -9 loses at most one interval.** A complete line is recorded when it is read; a
   partial line (no newline yet: ``print(..., end="")``, a progress bar) is recorded as it
   stands once it is half an interval old, and what follows starts a new line. The writer
@@ -27,9 +31,9 @@ What it guarantees, and how:
 - **The fds come back**: the last run to stop capturing flushes ``sys.stdout`` and
   ``sys.stderr`` (so Python's buffered text is captured, not written past us), then puts
   the original fds back, but only where fd 1 / fd 2 still are our pipes (pytest and other
-  tools that swapped them meanwhile keep theirs). The thread then reads what is left and
-  goes on passing through (not recording) what subprocesses that outlive the run still
-  write, until they close the pipe. A fork child (``os.fork``, ``multiprocessing`` with
+  tools that swapped them meanwhile keep theirs), and what was written before is handed
+  to the run; the pass-through process goes on showing (not recording) what subprocesses
+  that outlive the run still write, until they close the pipes. A fork child (``os.fork``, ``multiprocessing`` with
   fork) gets the original fds back at once: it has no reading thread. ``subprocess``
   children (fork + exec in C) keep the pipes and are captured.
 - **No locks on the signal path**: subscribers are a list replaced whole (atomic under the
@@ -41,6 +45,8 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import struct
+import subprocess
 import sys
 import threading
 import time
@@ -58,26 +64,29 @@ PIPE_BYTES = 1 << 20
 """Pipe size asked for (Linux caps it at ``/proc/sys/fs/pipe-max-size``, 1 MiB by default)."""
 _READ = 1 << 16
 _FDS = ((1, "out"), (2, "err"))
+_HEADER = 13
+"""A frame from the pass-through process: tag (1 byte), length (uint32), read time (float64); see em_dist._tee."""
 
 
 class _Stream:
-    """One captured fd: the pipe it now points at, the original it is passed on to, the partial line."""
+    """One captured fd: the pipe it will point at, the original it is passed on to, the partial line."""
 
     def __init__(self, fd: int, name: str) -> None:
         self.fd, self.name = fd, name
-        self.saved = os.dup(fd)  # the original (terminal, launcher's pipe, file)
-        self.read_fd, write_fd = os.pipe()
+        self.saved = os.dup(fd)  # the original (terminal, launcher's pipe, file); not inheritable
+        self.read_fd, self.write_fd = os.pipe()
         try:
-            fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+            fcntl.fcntl(self.write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
         except OSError:
             pass  # a smaller pipe still works; it just fills sooner
-        os.set_inheritable(self.saved, False)
-        os.dup2(write_fd, fd)  # fd 1/2 stay inheritable: subprocesses write into the pipe
-        self.pipe_id = _ident(write_fd)
-        os.close(write_fd)
+        self.pipe_id = _ident(self.write_fd)
         self.partial = bytearray()
         self.partial_since = 0.0
-        self.open = True
+
+    def redirect(self) -> None:
+        os.dup2(self.write_fd, self.fd)  # fd 1/2 stay inheritable: subprocesses write into the pipe
+        os.close(self.write_fd)
+        self.write_fd = -1
 
     def restore(self) -> None:
         """Put the original fd back, unless someone replaced ours meanwhile (then theirs stays)."""
@@ -89,26 +98,46 @@ class _Stream:
 
 
 class OutputCapture:
-    """Fds 1 and 2 onto pipes, and the thread that shows and records what comes through."""
+    """Fds 1 and 2 onto pipes read by the pass-through process (:mod:`em_dist._tee`), and the
+    thread that records what it forwards."""
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
         self._subscribers: list[Deliver] = []
         self._streams: list[_Stream] = []
+        self._fds: list[int] = []  # ours to close at the end
+        self._syncs: deque[threading.Event] = deque()  # set once all written before them is handed on
+        if not sys.executable:
+            raise OSError("no Python interpreter to start the pass-through process with")
         try:
             for fd, name in _FDS:
                 self._streams.append(_Stream(fd, name))
-        except OSError:
+            ctl_r, self._ctl_w = os.pipe()
+            self._fds += [ctl_r, self._ctl_w]
+            self._ret_r, ret_w = os.pipe()
+            self._fds += [self._ret_r, ret_w]
+            out, err = self._streams
+            self._tee = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.join(os.path.dirname(__file__), "_tee.py"),
+                 *(str(f) for f in (out.read_fd, err.read_fd, out.saved, err.saved, ctl_r, ret_w))],
+                pass_fds=(out.read_fd, err.read_fd, out.saved, err.saved, ctl_r, ret_w),
+                stdin=subprocess.DEVNULL, start_new_session=False)
+            for fd in (ctl_r, ret_w):
+                self._close(fd)  # the pass-through process holds them now
+            for stream in self._streams:
+                self._close(stream.read_fd)
+                stream.read_fd = -1
+        except (OSError, subprocess.SubprocessError):
             self._undo()
             raise
-        self._wake_r, self._wake_w = os.pipe()  # sync() wakes the thread's poll through it
-        self._syncs: deque[threading.Event] = deque()  # set once all written before them is handed on
+        for stream in self._streams:
+            stream.redirect()
         self._thread = threading.Thread(target=self._loop, name="em_dist-output", daemon=True)
         self._thread.start()
 
     # -- any thread ---------------------------------------------------------------
     def subscribe(self, deliver: Deliver, timeout: float) -> None:
-        """Hand ``deliver`` what is written from now on (not what an earlier run's lines still in the pipe)."""
+        """Hand ``deliver`` what is written from now on (not an earlier run's lines still in the pipes)."""
         self.sync(timeout)
         self._subscribers = [*self._subscribers, deliver]
 
@@ -120,82 +149,85 @@ class OutputCapture:
     def sync(self, timeout: float) -> bool:
         """Flush Python's buffers and wait (at most ``timeout``) until every byte written to the fds
         before the call is read and handed on (a partial line then ends)."""
-        for f in (sys.stdout, sys.stderr):
-            try:
-                if f is not None:
-                    f.flush()
-            except Exception:  # noqa: BLE001 - a closed or odd stream must not stop the finish
-                pass
+        _flush_python()
         done = threading.Event()
         self._syncs.append(done)
         try:
-            os.write(self._wake_w, b"x")
+            os.write(self._ctl_w, b"s")
         except OSError:
             return False
         return done.wait(timeout)
 
     def stop(self, timeout: float) -> None:
-        """Give the fds back, hand on what was written before (waiting at most ``timeout``), then only
-        pass through what subprocesses that outlive the run still write."""
-        for f in (sys.stdout, sys.stderr):  # Python's buffered text goes through us, not past us
-            try:
-                if f is not None:
-                    f.flush()
-            except Exception:  # noqa: BLE001
-                pass
+        """Give the fds back, hand on what was written before (waiting at most ``timeout``); the
+        pass-through process goes on showing what subprocesses that outlive the run still write."""
+        _flush_python()  # Python's buffered text goes through us, not past us
         for s in self._streams:
             s.restore()
         self.sync(timeout)
         self._subscribers = []
+        self._close(self._ctl_w)  # the pass-through process stops forwarding; the thread sees the end
 
     # -- the thread -----------------------------------------------------------------
     def _loop(self) -> None:
-        poller = select.poll()
-        by_fd = {s.read_fd: s for s in self._streams}
-        for fd in by_fd:
-            poller.register(fd, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
+        by_tag = {b"o": self._streams[0], b"e": self._streams[1]}
         half = self._interval / 2
-        while by_fd:
-            pending = any(s.partial for s in by_fd.values())
-            wait = 0.02 if self._syncs else (half if pending else half * 4)
+        buf = bytearray()
+        poller = select.poll()
+        poller.register(self._ret_r, select.POLLIN)
+        while True:
+            pending = any(s.partial for s in self._streams)
             try:
-                events = poller.poll(wait * 1000)
+                events = poller.poll((half if pending else half * 4) * 1000)
             except InterruptedError:
                 continue
             now = time.time()
-            if any(fd == self._wake_r for fd, _ in events):
-                os.read(self._wake_r, 64)
-                events = [e for e in events if e[0] != self._wake_r]  # a wake alone: no data below
-            for fd, _ in events:
-                s = by_fd[fd]
+            if events:
                 try:
-                    data = os.read(fd, _READ)
+                    data = os.read(self._ret_r, _READ)
                 except OSError:
                     data = b""
-                if not data:  # every writer closed it: the end of this stream
-                    poller.unregister(fd)
-                    del by_fd[fd]
-                    s.open = False
-                    self._end_partial(s, now)
-                    os.close(fd)
-                    continue
-                _show(s.saved, data)
-                self._split(s, data, now)
-            for s in by_fd.values():
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= _HEADER:
+                    size, read_at = struct.unpack_from("<Id", buf, 1)
+                    if len(buf) < _HEADER + size:
+                        break
+                    tag, body = bytes(buf[:1]), bytes(buf[_HEADER:_HEADER + size])
+                    del buf[:_HEADER + size]
+                    now = min(read_at, time.time())  # the time the pass-through process read it
+                    if tag in by_tag:
+                        self._split(by_tag[tag], body, now)
+                    elif tag == b"s":
+                        for s in self._streams:
+                            self._end_partial(s, now)
+                        for _ in range(len(body)):
+                            if self._syncs:
+                                self._syncs.popleft().set()
+                    elif tag == b"d":
+                        self._note(f"[em_dist] {body.decode()} bytes of output were shown but not recorded "
+                                   "(the capture fell behind)", now)
+            now = time.time()
+            for s in self._streams:
                 if s.partial and now - s.partial_since >= half:
                     self._end_partial(s, now)
-            if self._syncs and not events:  # the pipes are empty: all written before a sync is handed on
-                for s in by_fd.values():
-                    self._end_partial(s, now)
-                while self._syncs:
-                    self._syncs.popleft().set()
+        # the pass-through process stopped forwarding (stop()), or died: then give the fds back
+        for s in self._streams:
+            self._end_partial(s, time.time())
+            s.restore()
         while self._syncs:
             self._syncs.popleft().set()
-        for fd in [s.saved for s in self._streams] + [self._wake_r, self._wake_w]:
+        self._close(self._ret_r)
+        if self._ctl_w in self._fds:  # the pass-through process died while capturing: fds back
+            self._undo()
+        self._tee.poll()  # reaped when it has exited
+
+    def _note(self, text: str, now: float) -> None:
+        for deliver in self._subscribers:
             try:
-                os.close(fd)
-            except OSError:
+                deliver(output_record(now, "em", text))
+            except Exception:  # noqa: BLE001
                 pass
 
     def _split(self, s: _Stream, data: bytes, now: float) -> None:
@@ -242,30 +274,31 @@ class OutputCapture:
                 pass
 
     def _undo(self) -> None:
-        """Give the fds back and close ours, with no thread (a failed start; a fork child)."""
-        fds = [getattr(self, "_wake_r", -1), getattr(self, "_wake_w", -1)]
+        """Give the fds back and close ours (a failed start, the end of the thread, a fork child)."""
         for s in self._streams:
             s.restore()
-            fds += [s.read_fd, s.saved]
-        for fd in fds:
+            self._fds += [fd for fd in (s.saved, s.read_fd, s.write_fd) if fd >= 0]
+        self._streams = []
+        for fd in list(self._fds):
+            self._close(fd)
+
+    def _close(self, fd: int) -> None:
+        """Close one of our fds once (a number closed twice could be someone else's by then)."""
+        if fd in self._fds:
+            self._fds.remove(fd)
             try:
-                if fd >= 0:
-                    os.close(fd)
+                os.close(fd)
             except OSError:
                 pass
-        self._streams = []
 
 
-def _show(fd: int, data: bytes) -> None:
-    """Pass ``data`` on to the original fd (blocking, as the script's own write would have been)."""
-    view, done = memoryview(data), 0
-    while done < len(data):
+def _flush_python() -> None:
+    for f in (sys.stdout, sys.stderr):
         try:
-            done += os.write(fd, view[done:])
-        except InterruptedError:
-            continue
-        except OSError:
-            return  # the terminal is gone (EPIPE, EIO): still recorded, no longer shown
+            if f is not None:
+                f.flush()
+        except Exception:  # noqa: BLE001 - a closed or odd stream must not stop the run
+            pass
 
 
 def _ident(fd: int) -> tuple[int, int]:

@@ -110,6 +110,12 @@ def test_lines_older_than_the_flush_interval_survive_kill_9(tmp_path: Path) -> N
     assert kept[:len(old)] == [f"line {i}" for i in old]
 
 
+def test_what_was_printed_just_before_kill_9_is_still_shown(tmp_path: Path) -> None:
+    proc, _ = _printer(tmp_path, "die")
+    assert proc.returncode == -9
+    assert proc.stdout == b"last words\n"  # the pass-through process outlived the script
+
+
 def test_output_is_bounded_newest_kept_with_a_marker(tmp_path: Path) -> None:
     proc, result = _printer(tmp_path, "bound", EM_LOG_MAX_BYTES="4096")
     assert proc.returncode == 0, proc.stderr

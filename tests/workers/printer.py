@@ -79,6 +79,11 @@ elif mode == "nested":
     done(first)
     with open(result + ".2", "w") as f:
         f.write(str(second.path))
+elif mode == "die":
+    run = em.create_run(name="printer")
+    done(run)
+    os.write(1, b"last words\n")
+    os.kill(os.getpid(), 9)
 elif mode == "crash":
     run = em.create_run(name="printer")
     print("about to fail", flush=True)
