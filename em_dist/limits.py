@@ -13,6 +13,7 @@ Standard library only: the SDK, the server and the tests import it alike.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from typing import Any
 
@@ -91,3 +92,29 @@ def json_problem(value: Any, where: str = "", depth: int = 0) -> str | None:
             if problem:
                 return problem
     return None
+
+
+DEFAULT_LOG_MAX_BYTES = 100 * 1024 * 1024
+"""Captured output kept per rank (``logs/rank-<r>.log``, and on the server) unless ``EM_LOG_MAX_BYTES`` says otherwise."""
+MAX_OUTPUT_LINE_CHARS = 16 * 1024
+"""A captured line longer than this is recorded as several lines (a progress bar that never ends its line)."""
+MAX_LOGS_CHUNK_BYTES = 8 * 1024 * 1024
+"""The largest chunk of captured output (raw log lines) the server takes in one request."""
+
+
+def log_max_bytes() -> int:
+    """Bytes of captured output kept per rank: ``$EM_LOG_MAX_BYTES`` or :data:`DEFAULT_LOG_MAX_BYTES`.
+
+    Past it the oldest half is dropped and one marker line says how much (the newest is kept).
+    A value that is not a positive integer is refused with ``ValueError`` naming the variable.
+    """
+    raw = os.environ.get("EM_LOG_MAX_BYTES")
+    if not raw:
+        return DEFAULT_LOG_MAX_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1024:
+        raise ValueError(f"EM_LOG_MAX_BYTES={raw!r}: it must be a whole number of bytes, at least 1024")
+    return value

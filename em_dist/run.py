@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import lifecycle
+from . import capture, lifecycle
 from ._warn import silence, warn_once
 from .artifact import Artifact
 from .hparams import Hparams
+from .limits import log_max_bytes
 from .store import attempts, layout
 from .store.reader import load_artifact
 from .store.records import ArtifactRecord
@@ -55,6 +56,7 @@ class Run:
         id: str | None = None,
         resume: str | None = None,
         system_metrics_interval: float | None = None,
+        capture_output: bool | None = None,
     ) -> None:
         self.name = layout.check_name(name, "run name")
         if id is not None:
@@ -75,6 +77,9 @@ class Run:
         interval = positive_seconds(flush_interval, "flush_interval", os.environ.get("EM_FLUSH_INTERVAL"),
                                     DEFAULT_FLUSH_INTERVAL)
         sample_every = _sampling_interval(system_metrics_interval)
+        self._capturing = _capture_wanted(capture_output)
+        if self._capturing:
+            log_max_bytes()  # a bad EM_LOG_MAX_BYTES is refused here, at the call
 
         # Identity, not order: every rank derives the same id for the same create_run from the
         # job's identity, the name and how many runs of that name this process made before.
@@ -135,6 +140,8 @@ class Run:
         sink.start()
         if sample_every > 0:
             self._start_sampler(sample_every, world)
+        if self._capturing:  # from here on what this process prints is recorded too
+            self._capturing = capture.start(self._output_line, interval)
         self._watching_signals = False
         if os.environ.get("EM_DIST_NO_SIGNALS") != "1":
             # schedulers preempt and launchers stop the survivors of a failed job with SIGTERM:
@@ -170,6 +177,10 @@ class Run:
         """How many times the job was restarted into this run (0 for a run's first start)."""
         self._adopt_rank0()
         return self._restarts
+
+    def _output_line(self, record: str) -> None:
+        """A line this process printed (on the capture's thread): into the record buffer, like a metric."""
+        self._buffer.append(record)
 
     def _use_sink(self, sink: Sink) -> None:
         self._sink = sink
@@ -311,6 +322,9 @@ class Run:
             joining = (self._late is not None and not self._late.done) or isinstance(self._sink, forked.ForkedSink)
             if joining and torch_ready():
                 self._sink.flush(self._timings.signal_close_cap)  # let the writer's cycle join the job first
+            if self._capturing:  # the last lines first: fds back, what was printed before now in the buffer
+                self._capturing = False
+                capture.stop(self._output_line, self._timings.capped(1.0, signalled))
             self.status, self.status_reason = status, reason
             self.end_timestamp = layout.iso_time(_now())
             self._sink.write_run(self._run_doc())  # a peer tells rank 0 why it failed
@@ -558,6 +572,7 @@ def create_run(
     id: str | None = None,
     resume: str | None = None,
     system_metrics_interval: float | None = None,
+    capture_output: bool | None = None,
 ) -> Run:
     """Start a run: a local run folder now, every ``log()`` written in the background, uploadable later.
 
@@ -571,6 +586,10 @@ def create_run(
 
     ``system_metrics_interval`` (else ``$EM_SYSTEM_METRICS_INTERVAL``, else 10) is the seconds
     between samples of each rank's system metrics (type ``system``); 0 turns them off.
+
+    ``capture_output`` (default on, or ``$EM_CAPTURE_OUTPUT``): what the process writes to
+    stdout and stderr is still shown and also saved, per rank, in ``logs/rank-<r>.log`` of
+    rank 0's run folder (:mod:`em_dist.capture`).
     """
     args = dict(
         name=name, hparams=hparams, labels=labels, description=description, folder=folder,
@@ -593,6 +612,7 @@ def create_run(
         id=id,
         resume=resume,
         system_metrics_interval=system_metrics_interval,
+        capture_output=capture_output,
     )
     if args["hparams"]:
         run.hparams.update(args["hparams"])
@@ -624,3 +644,12 @@ def _apply_config(args: dict[str, Any], path: Path) -> dict[str, Any]:
 
 SAMPLER_STOP_WAIT = 2.0
 """The most ``finish()`` waits for the system sampler's thread (one reading is milliseconds)."""
+
+
+def _capture_wanted(capture_output: bool | None) -> bool:
+    """``capture_output`` as given, else ``$EM_CAPTURE_OUTPUT`` (``0`` / ``false`` / ``no`` / ``off`` turn it off), else on."""
+    if capture_output is not None:
+        if not isinstance(capture_output, bool):
+            raise TypeError(f"capture_output must be True or False, got {capture_output!r}")
+        return capture_output
+    return os.environ.get("EM_CAPTURE_OUTPUT", "1").strip().lower() not in ("0", "false", "no", "off")

@@ -108,12 +108,27 @@ class Client:
             lost_ranks=d["lost_ranks"],
             artifacts=[ArtifactRef(id=a["id"], name=a["name"], path=None, role=a["role"], files=a["files"]) for a in d["artifacts"]],
             points=self._points(run_id),
+            output=lambda rank, tail: self.logs(run_id, rank=rank, tail=tail),
         )
 
     def metrics(self, run_id: str, *, type: str | None = None, name: str | None = None, rank: int | None = None,
                 points: int | None = None, x: str = "step") -> dict:
         """Raw series columns (``points=N`` downsamples keeping min/max per bucket; ``x`` adds epochs or times)."""
         return self._http.get_json(f"/runs/{run_id}/metrics", type=type, name=name, rank=rank, points=points, x=x)
+
+    def logs(self, run_id: str, *, rank: int | None = None, tail: int | None = None,
+             search: str | None = None) -> list[dict]:
+        """What the run's ranks printed: lines ``{rank, time, stream, text}`` of one rank (in order) or of
+        all (by time), the last ``tail`` ones, or those containing ``search``. A rank whose oldest output
+        was dropped under the limit starts with an ``em`` line saying how much."""
+        d = self._http.get_json(f"/runs/{run_id}/logs", rank=rank, tail=tail, q=search)
+        out = [{"rank": x["rank"], "time": x["time"], "stream": x["stream"], "text": x["text"]} for x in d["lines"]]
+        for r, n in sorted(d.get("dropped", {}).items(), key=lambda kv: int(kv[0])):
+            if rank is None or int(r) == rank:
+                first = min((x["time"] for x in out if x["rank"] == int(r)), default=0.0)
+                out.insert(0, {"rank": int(r), "time": first, "stream": "em",
+                               "text": f"[em_dist] dropped {n} bytes of earlier output"})
+        return out
 
     def metric_names(self, run_id: str) -> list[dict]:
         """Every series of a run with count and last value."""

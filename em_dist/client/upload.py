@@ -16,6 +16,7 @@ from typing import Any, Callable
 from em_dist.client.auth import client_for
 from em_dist._warn import warn_once
 from em_dist.client.http import HttpClient, raise_for_status
+from em_dist.client.upload_logs import upload_logs
 from em_dist.client.snapshot import RunSnapshot, record_upload, resolve_artifact_path, take
 from em_dist.errors import RunFormatError, ServerError
 from em_dist.store import layout
@@ -34,6 +35,7 @@ class UploadResult:
     folder: str
     skipped: bool = False
     metrics_sent: int = 0
+    logs_sent: int = 0
     bytes_sent: int = 0
     folder_id: str | None = None
     name: str | None = None
@@ -266,11 +268,14 @@ def upload_run(
                     result.bytes_sent += sent
         finally:
             bar.close()
+        log_offsets, result.logs_sent = upload_logs(http, run_dir, snap.record.id)  # captured output
+        result.bytes_sent += result.logs_sent
         if record:
             record_upload(run_dir, {
                 "host": http.host, "server_run_id": result.server_run_id, "folder": result.folder,
                 "folder_id": result.folder_id, "name": result.name, "status": snap.record.status,
                 "offsets": {str(k): v for k, v in offsets.items()},
+                "log_offsets": {str(k): v for k, v in log_offsets.items()},
             })
         return result
     finally:

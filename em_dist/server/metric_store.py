@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select, update
@@ -61,18 +62,23 @@ class _Columns:
 
 
 def _offset_row(session: Session, run_id: str, rank: int) -> RankOffset:
-    """The rank's offset row, locked to the end of the transaction (PostgreSQL ``FOR UPDATE``):
-    two uploads of one run (two server processes) ingest a rank one after the other, the
-    second seeing what the first stored, instead of racing on its series rows."""
-    row = session.get(RankOffset, (run_id, rank), with_for_update=True, populate_existing=True)
+    return offset_row(session, RankOffset, run_id, rank, offset=0, lines=0)
+
+
+def offset_row(session: Session, model: type, run_id: str, rank: int, **zero: int) -> Any:
+    """The ``(run_id, rank)`` row of an offset table, made (with ``zero``) when missing, locked to
+    the end of the transaction (PostgreSQL ``FOR UPDATE``): two uploads of one run (two server
+    processes) ingest a rank one after the other, the second seeing what the first stored,
+    instead of racing on its rows. A concurrent upload making the row first is fine."""
+    row = session.get(model, (run_id, rank), with_for_update=True, populate_existing=True)
     if row is not None:
         return row
     try:
         with session.begin_nested():
-            row = RankOffset(run_id=run_id, rank=rank, offset=0, lines=0)
+            row = model(run_id=run_id, rank=rank, **zero)
             session.add(row)
     except IntegrityError:
-        row = session.get(RankOffset, (run_id, rank), with_for_update=True, populate_existing=True)
+        row = session.get(model, (run_id, rank), with_for_update=True, populate_existing=True)
     return row
 
 

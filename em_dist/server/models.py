@@ -20,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    Index,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -220,3 +221,31 @@ class BlobOwner(Base):
 
     sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+
+
+class LogOffset(Base):
+    """How much of a rank's captured output the server took (logical bytes, see em_dist.store.logs)
+    and how much it dropped to stay under the limit (newest kept)."""
+
+    __tablename__ = "log_offsets"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    held_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    dropped_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LogLine(Base):
+    """One captured line of one rank (``logs/rank-<r>.log``), in the order printed (``id``)."""
+
+    __tablename__ = "log_lines"
+    __table_args__ = (Index("ix_log_lines_run_rank", "run_id", "rank", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(Integer)
+    time: Mapped[float] = mapped_column(Float)
+    stream: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)

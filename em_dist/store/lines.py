@@ -14,13 +14,26 @@ rank, the *last* value it logged for a step counts (a rank that logs a step twic
 corrected itself, and counting both would weigh that rank double); across ranks, the
 mean, min and max of those values per step, with the number of ranks and which.
 
+Captured output (what a rank wrote to stdout and stderr) is one line of ``logs/rank-<r>.log``
+per line printed (:func:`output_line`, :func:`parse_output_line`)::
+
+    2026-12-01T00:20:01.123456Z out epoch 3: loss 0.25
+
+the time it was read (UTC), the stream (``out``, ``err``, or ``em`` for em_dist's own marker
+lines) and the text. The same line travels in the record channel (a rank's buffer, the
+peers' ``rec`` messages) with :data:`OUTPUT_MARK` in front: the one rule that tells a
+captured line from a metric line (:func:`is_output_record`).
+
 Standard library only: the server, the SDK and the tests import it alike.
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import math
+import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -108,3 +121,62 @@ def aggregate_across_ranks(points: Iterable[Mapping[str, Any]]) -> list[dict[str
             "count": len(values), "ranks": sorted(by_rank),
         })
     return out
+
+
+OUTPUT_MARK = "\x1e"
+"""The first character of a record that is a captured output line (a metric line starts with ``{``)."""
+OUTPUT_STREAMS = ("out", "err", "em")
+"""stdout, stderr, and em_dist's own marker lines (output dropped past the limit)."""
+_DROPPED = re.compile(r"dropped (\d+) bytes")
+
+
+_second: tuple[int, str] = (-1, "")  # the last second formatted (replaced whole: safe from any thread)
+
+
+def output_line(t: float, stream: str, text: str) -> str:
+    """One line of a rank's log file: ``<UTC time> <stream> <text>\\n`` (``text`` holds no newline)."""
+    global _second
+    whole = int(t)
+    second, stamp = _second
+    if second != whole:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, stamp)
+    return f"{stamp}.{int((t - whole) * 1e6):06d}Z {stream} {text}\n"
+
+
+def output_record(t: float, stream: str, text: str) -> str:
+    """A captured line as a record of the channel: :data:`OUTPUT_MARK`, then its log-file line."""
+    return OUTPUT_MARK + output_line(t, stream, text)
+
+
+def is_output_record(rec: object) -> bool:
+    """Whether a record (tuple or line) is a captured output line rather than a metric."""
+    return rec.__class__ is str and rec[:1] == OUTPUT_MARK  # type: ignore[index]
+
+
+def parse_output_line(line: str) -> dict[str, Any] | None:
+    """``{time, stream, text}`` of a log-file line (None when it is not one)."""
+    if len(line) < 32 or line[27] != " " or line[26] != "Z":
+        return None
+    stream, _, text = line[28:].partition(" ")
+    if stream not in OUTPUT_STREAMS:
+        return None
+    try:
+        t = calendar.timegm(time.strptime(line[:19], "%Y-%m-%dT%H:%M:%S")) + int(line[20:26]) / 1e6
+    except ValueError:
+        return None
+    return {"time": t, "stream": stream, "text": text[:-1] if text.endswith("\n") else text}
+
+
+def dropped_marker(t: float, dropped: int, limit: int) -> str:
+    """The first line of a log file whose oldest output was dropped: ``dropped`` bytes so far in all."""
+    return output_line(t, "em", f"[em_dist] dropped {dropped} bytes of earlier output (EM_LOG_MAX_BYTES={limit})")
+
+
+def dropped_bytes(line: str) -> int | None:
+    """The count a :func:`dropped_marker` line holds (None for any other line)."""
+    parsed = parse_output_line(line)
+    if parsed is None or parsed["stream"] != "em":
+        return None
+    m = _DROPPED.search(parsed["text"])
+    return int(m.group(1)) if m else None

@@ -13,6 +13,7 @@ from ..errors import RunFormatError
 from .lines import decode_number
 from . import layout
 from .files import read_json
+from .logs import read_log
 from .records import ArtifactRecord, ArtifactRef, RunRecord
 from .summary import SUMMARY_FILE
 
@@ -58,6 +59,7 @@ def load_run_and_doc(path: str | os.PathLike) -> tuple[RunRecord, dict]:
         attempts=list(meta.get("attempts") or []),
         artifacts=_artifact_refs(run_dir),
         points=lambda: read_points(run_dir),
+        output=lambda rank, tail: read_log(run_dir, rank, tail),
     ), meta
 
 

@@ -63,6 +63,8 @@ class RunRecord:
     """One entry per start: ``{start, end, world_size, status, reason}``."""
     artifacts: list[ArtifactRef] = field(default_factory=list)
     points: list[dict] | Callable[[], list[dict]] = field(default_factory=list, repr=False)
+    output: Callable[[int | None, int | None], list[dict]] | None = field(default=None, repr=False)
+    """Reads captured output: ``(rank, tail) -> lines`` (the run folder's logs, or the server's)."""
 
     def _all_points(self) -> list[dict]:
         if callable(self.points):
@@ -78,6 +80,12 @@ class RunRecord:
             and (name is None or p["name"] == name)
             and (rank is None or p["rank"] == rank)
         ]
+
+    def logs(self, rank: int | None = None, tail: int | None = None) -> list[dict]:
+        """What the ranks printed: lines ``{rank, time, stream, text}`` (stream ``out``, ``err``, or ``em``
+        for a marker of dropped output), of one rank in the order printed or of all ranks by time;
+        ``tail`` keeps each rank's last lines. Empty when the run captured no output."""
+        return [] if self.output is None else self.output(rank, tail)
 
     def ranks(self) -> list[int]:
         """The ranks that reported at least one point."""

@@ -3,7 +3,9 @@
 ``Run.log()`` appends a record tuple to :attr:`RunWriter.buffer` (a deque) and
 returns; a daemon thread wakes every ``flush_interval`` seconds, or early when the
 backlog grows, turns the records into JSON lines and appends them to
-``metrics/rank-<r>.jsonl``. Metadata documents are replaced atomically. Disk trouble
+``metrics/rank-<r>.jsonl``. Records that are captured output lines
+(:func:`~em_dist.store.lines.is_output_record`, from this process's capture or a peer's)
+go to ``logs/rank-<r>.log`` instead (:class:`~em_dist.store.logs.LogFile`, bounded). Metadata documents are replaced atomically. Disk trouble
 is warned about once; the unwritten lines are kept (bounded) and retried.
 
 What the disk can do to us, and what the writer does about it:
@@ -30,13 +32,19 @@ from typing import Any, Callable
 from filelock import FileLock
 
 from .._warn import warn, warn_once
+from ..limits import log_max_bytes
 from ..sink import CHUNK, EndReport, QueuedSink, Record
 from . import layout
 from .files import write_json_atomic
+from .lines import OUTPUT_MARK
+from .logs import LogFile, log_file
 from .summary import SUMMARY_FILE, RunSummary
 
 DEFAULT_FLUSH_INTERVAL = 0.5
 DEFAULT_MAX_PENDING = 1_000_000
+
+MAX_UNWRITTEN_OUTPUT = 100_000
+"""Captured lines held in memory per rank while the disk refuses them (the oldest go first)."""
 
 WRITE_BYTES = 1 << 20
 """Bytes per ``write`` call: a full disk then costs at most this much of a retry, and a disk with
@@ -80,6 +88,10 @@ class RunWriter(QueuedSink):
         self._meta_pending: dict[str, Any] = {}  # writer thread only
         self._meta_written: dict[str, Any] = {}  # the last version on disk, to recreate a deleted folder
         self._unwritten: dict[int, list[str]] = {}
+        self._output: dict[int, list[str]] = {}  # rank -> captured lines not yet in logs/rank-<r>.log
+        self._logs: dict[int, LogFile] = {}
+        self._log_limit = _log_limit()
+        self._dropped_output = 0
         self._unwritten_count = 0
         self._dropped = 0
         self._fds: dict[int, int] = {}
@@ -161,7 +173,18 @@ class RunWriter(QueuedSink):
             pass
         pending = self._unwritten.pop(self._rank, [])
         self._unwritten_count -= len(pending)
-        return lines + pending  # what is still in ``buffer`` stays there: the next owner of the deque takes it
+        logf = self._logs.pop(self._rank, None)
+        if logf is not None:
+            logf.close()
+        output: list[str] = []
+        try:  # captured output moves too, as output records
+            with open(log_file(self.run_dir, self._rank), encoding="utf-8", errors="backslashreplace") as f:
+                output = [OUTPUT_MARK + line for line in f if line.endswith("\n")]
+            os.remove(log_file(self.run_dir, self._rank))
+        except OSError:
+            pass
+        output += [OUTPUT_MARK + line for line in self._output.pop(self._rank, [])]
+        return lines + pending + output  # what is still in ``buffer`` stays there: the next owner of the deque takes it
 
     def retire(self, timeout: float) -> None:
         """Write nothing more: another process continues this run folder (a forked rank 0,
@@ -210,6 +233,12 @@ class RunWriter(QueuedSink):
             pass  # the line and metadata writes above already warned about this disk
 
     def _queue_lines(self, rank: int, records: list) -> None:
+        output = [r for r in records if r.__class__ is str and r[:1] == OUTPUT_MARK]
+        if output:  # the one rule (store.lines.is_output_record), inlined: this runs per record
+            self._queue_output(rank, output)
+            records = [r for r in records if not (r.__class__ is str and r[:1] == OUTPUT_MARK)]
+            if not records:
+                return
         self.summary.add(rank, records)
         encode = self.encode
         lines = self._unwritten.setdefault(rank, [])
@@ -221,6 +250,36 @@ class RunWriter(QueuedSink):
         self._unwritten_count += len(records)
         if self._unwritten_count > self._max_pending:
             self._drop_oldest()
+
+    def _queue_output(self, rank: int, records: list[str]) -> None:
+        lines = self._output.setdefault(rank, [])
+        lines.extend(r[1:] for r in records)
+        if len(lines) > MAX_UNWRITTEN_OUTPUT:
+            self._dropped_output += len(lines) - MAX_UNWRITTEN_OUTPUT
+            del lines[:len(lines) - MAX_UNWRITTEN_OUTPUT]
+
+    def _write_output(self, final: bool) -> bool:
+        """Append the captured lines to each rank's log file; False if the disk refused some (kept)."""
+        ok = True
+        for rank, lines in self._output.items():
+            if not lines:
+                continue
+            logf = self._logs.get(rank)
+            if logf is None:
+                logf = self._logs[rank] = LogFile(log_file(self.run_dir, rank), self._log_limit)
+            n = len(lines)
+            try:
+                logf.append("".join(lines[:n]).encode("utf-8", "backslashreplace"))
+                del lines[:n]
+                if final:
+                    logf.fsync()
+            except OSError as exc:
+                self._disk_trouble(exc)
+                ok = False
+        if final:
+            for logf in self._logs.values():
+                logf.close()
+        return ok
 
     def _drop_oldest(self) -> None:
         excess = self._unwritten_count - self._max_pending
@@ -240,7 +299,7 @@ class RunWriter(QueuedSink):
 
     def _write_lines(self, final: bool) -> bool:
         """Append every unwritten line; False if the disk refused some (they stay queued)."""
-        ok = True
+        ok = self._write_output(final)
         for rank, lines in self._unwritten.items():
             if not lines:
                 continue
@@ -380,6 +439,9 @@ class RunWriter(QueuedSink):
         )
         for rank in list(self._fds):
             self._close_file(rank)
+        for logf in self._logs.values():
+            logf.close()
+        self._logs.clear()
         self._good.clear()
         self._dir_id = None
         self._drain_meta()
@@ -408,3 +470,13 @@ def _complete_size(fd: int, size: int) -> int:
             return start + cut + 1
         pos = start
     return 0
+
+
+def _log_limit() -> int:
+    try:
+        return log_max_bytes()
+    except ValueError as exc:  # checked at create_run; a writer made elsewhere falls back
+        warn_once("log-max-bytes", f"em_dist: {exc}; using the default")
+        from ..limits import DEFAULT_LOG_MAX_BYTES
+
+        return DEFAULT_LOG_MAX_BYTES

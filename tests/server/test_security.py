@@ -318,3 +318,32 @@ def test_files_named_with_url_characters_download(server) -> None:
     artifact = em.Client(host=server.url, api_key=key).artifact(aid)
     for n in names:
         assert artifact.read(n) == content
+
+
+# -- captured output (issue 11) ----------------------------------------------------------------
+def test_a_runs_output_is_neither_readable_nor_writable_by_another_user(server) -> None:
+    _, _, owner = _user(server)
+    _, _, stranger = _user(server)
+    rid = str(uuid.uuid4())
+    assert owner("PUT", f"/runs/{rid}", json={"run": {"name": "r"}}).status_code == 200
+    line = b"2026-12-01T00:00:00.000000Z out secret output\n"
+    assert owner("POST", f"/runs/{rid}/logs/0", params={"offset": 0}, data=line).json()["offset"] == len(line)
+    for path in (f"/runs/{rid}/logs", f"/runs/{rid}/logs/offsets"):
+        answer = stranger("GET", path, params={"q": "secret"})
+        assert answer.status_code in (403, 404) and "secret" not in answer.text
+    assert stranger("POST", f"/runs/{rid}/logs/0", params={"offset": len(line)}, data=line).status_code in (403, 404)
+    for headers in ATTACK_HEADERS:
+        assert owner("GET", f"/runs/{rid}/logs", headers=headers).status_code == 401
+    assert [x["text"] for x in owner("GET", f"/runs/{rid}/logs").json()["lines"]] == ["secret output"]
+
+
+def test_bad_log_lines_are_400_and_store_nothing(server) -> None:
+    _, _, api = _user(server)
+    rid = str(uuid.uuid4())
+    assert api("PUT", f"/runs/{rid}", json={"run": {"name": "r"}}).status_code == 200
+    good = b"2026-12-01T00:00:00.000000Z out fine\n"
+    for bad in (b"not a log line\n", b"2026-12-01T00:00:00.000000Z out nul \x00 here\n",
+                b"2026-12-01T00:00:00.000000Z out \xff\n", good.rstrip(b"\n")):
+        assert api("POST", f"/runs/{rid}/logs/0", params={"offset": 0}, data=good + bad).status_code == 400, bad
+    assert api("GET", f"/runs/{rid}/logs").json()["lines"] == []
+    assert api("POST", f"/runs/{rid}/logs/{2**31}", params={"offset": 0}, data=good).status_code in (400, 422)

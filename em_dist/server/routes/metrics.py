@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal
+from typing import Any, Callable, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -53,10 +53,18 @@ async def ingest_metrics(
 
 
 def _ingest_sync(request: Request, run_id: str, rank: int, offset: int, data: bytes, user: User) -> dict | JSONResponse:
+    return ingest_chunk(request, user, run_id, lambda session: metric_store.ingest(session, run_id, rank, offset, data),
+                        lambda r: {"offset": r.offset, "lines": r.lines, "points": r.points})
+
+
+def ingest_chunk(request: Request, user: User, run_id: str, ingest: Callable[[Any], Any],
+                 answer: Callable[[Any], dict]) -> dict | JSONResponse:
+    """One offset-based chunk (metrics, captured output) in one transaction, if ``user`` may edit the run:
+    bad content is 400, a gap or race 409 with the server's ``offset``."""
     with request.app.state.db.write_session() as session:
         get_run(session, user, run_id, need="edit")
         try:
-            result = metric_store.ingest(session, run_id, rank, offset, data)
+            result = ingest(session)
         except metric_store.IngestError as exc:
             session.rollback()
             raise HTTPException(400, str(exc)) from None
@@ -64,7 +72,7 @@ def _ingest_sync(request: Request, run_id: str, rank: int, offset: int, data: by
             session.rollback()
             return JSONResponse(status_code=409, content={"detail": str(exc), "offset": exc.offset})
         session.commit()
-    return {"offset": result.offset, "lines": result.lines, "points": result.points}
+    return answer(result)
 
 
 @router.get("/runs/{run_id}/metrics/names")

@@ -6,10 +6,11 @@ import { renderDataflow } from '../dataflow.js';
 import { renderMetrics } from './metrics.js';
 import { renderPlatform } from './platform.js';
 import { renderRanks } from './ranks.js';
+import { lastLinesPanel, renderLogs } from './logs.js';
 
 const TABS = [
   ['overview', 'Overview'], ['platform', 'Platform'], ['metrics', 'Metrics'], ['system', 'System'], ['ranks', 'Ranks'],
-  ['hparams', 'Hparams'], ['artifacts', 'Artifacts'], ['dataflow', 'Dataflow'],
+  ['hparams', 'Hparams'], ['artifacts', 'Artifacts'], ['dataflow', 'Dataflow'], ['logs', 'Logs'],
 ];
 
 
@@ -40,7 +41,15 @@ export async function renderRun(page, ctx, runId, tab, params) {
     case 'hparams': return renderHparams(body, run);
     case 'artifacts': return renderArtifacts(body, run);
     case 'dataflow': return renderDataflow(body, runId);
-    default: return renderOverview(body, run);
+    case 'logs': return renderLogs(body, ctx, run, params);
+    default: {
+      renderOverview(body, run);
+      if (run.status === 'Failed') {  // what a user reads after a crash: each rank's last lines
+        const panel = await lastLinesPanel(run);
+        if (panel && ctx.alive()) body.prepend(panel);
+      }
+      return undefined;
+    }
   }
 }
 

@@ -1,0 +1,352 @@
+"""Captured output: what this process writes to stdout and stderr, still shown, and recorded line by line.
+
+Capture works on the file descriptors, not on ``sys.stdout``: fd 1 and fd 2 are
+``dup2``-ed onto two pipes, so Python's ``print``, ``os.write(1, ...)``, C extensions
+and subprocesses that inherit the fds (``subprocess.run``) all land there. A small
+pass-through process (:mod:`em_dist._tee`) reads both pipes, writes every byte on to the
+original fd at once (the terminal, torchrun's pipe, a file: the output is shown as before)
+and forwards it, with the time it was read, to one daemon thread here
+(``em_dist-output``), which cuts it into lines and hands each to every live run that
+captures (as a record of :func:`em_dist.store.lines.output_record`, appended to the
+run's record buffer: the writer and the peers' forwarder carry it like a metric).
+
+What it guarantees, and how:
+
+- **The training thread is never held longer than by the terminal.** The pass-through
+  process reads as soon as a pipe has data; its only blocking call is the write to the
+  original fd, and it holds what this process's thread has not taken yet in its own memory
+  (non-blocking forwarding), so neither the GIL nor a slow run slows the pipes. The pipes
+  are enlarged (``F_SETPIPE_SZ``) for bursts.
+- **Shown even when the process dies:** what was printed just before a ``kill -9`` or a
+  segfault (faulthandler's dump) is still in the pipe; the pass-through process outlives
+  the script, shows the rest and exits when every writer has closed the pipes. It
+  ignores SIGINT, SIGTERM and SIGHUP (they are the script's to handle).
+- **kill -9 loses at most one interval.** A complete line is recorded when it is read; a
+  partial line (no newline yet: ``print(..., end="")``, a progress bar) is recorded as it
+  stands once it is half an interval old, and what follows starts a new line. The writer
+  then puts it on disk within its flush interval.
+- **Bytes are kept as they are**: non-UTF-8 bytes are shown as ``\\xNN``, NUL as ``\\x00``;
+  a carriage return keeps what a terminal would show (the text after it); a line longer
+  than :data:`em_dist.limits.MAX_OUTPUT_LINE_CHARS` is cut into several.
+- **The fds come back**: the last run to stop capturing flushes ``sys.stdout`` and
+  ``sys.stderr`` (so Python's buffered text is captured, not written past us), then puts
+  the original fds back, but only where fd 1 / fd 2 still are our pipes (pytest and other
+  tools that swapped them meanwhile keep theirs), and what was written before is handed
+  to the run; the pass-through process goes on showing (not recording) what subprocesses
+  that outlive the run still write, until they close the pipes. A fork child (``os.fork``, ``multiprocessing`` with
+  fork) gets the original fds back at once: it has no reading thread. ``subprocess``
+  children (fork + exec in C) keep the pipes and are captured.
+- **No locks on the signal path**: subscribers are a list replaced whole (atomic under the
+  GIL), the state is plain attributes; a signal's finishing thread may stop the capture.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+from ._warn import warn_once
+from .limits import MAX_OUTPUT_LINE_CHARS
+from .store.lines import output_record
+
+Deliver = Callable[[str], None]
+"""Takes one captured line as a record (``output_record(...)``): a run's buffer append."""
+
+PIPE_BYTES = 1 << 20
+"""Pipe size asked for (Linux caps it at ``/proc/sys/fs/pipe-max-size``, 1 MiB by default)."""
+_READ = 1 << 16
+_FDS = ((1, "out"), (2, "err"))
+_HEADER = 13
+"""A frame from the pass-through process: tag (1 byte), length (uint32), read time (float64); see em_dist._tee."""
+
+
+class _Stream:
+    """One captured fd: the pipe it will point at, the original it is passed on to, the partial line."""
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd, self.name = fd, name
+        self.saved = os.dup(fd)  # the original (terminal, launcher's pipe, file); not inheritable
+        self.read_fd, self.write_fd = os.pipe()
+        try:
+            fcntl.fcntl(self.write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+        except OSError:
+            pass  # a smaller pipe still works; it just fills sooner
+        self.pipe_id = _ident(self.write_fd)
+        self.partial = bytearray()
+        self.partial_since = 0.0
+
+    def redirect(self) -> None:
+        os.dup2(self.write_fd, self.fd)  # fd 1/2 stay inheritable: subprocesses write into the pipe
+        os.close(self.write_fd)
+        self.write_fd = -1
+
+    def restore(self) -> None:
+        """Put the original fd back, unless someone replaced ours meanwhile (then theirs stays)."""
+        try:
+            if _ident(self.fd) == self.pipe_id:
+                os.dup2(self.saved, self.fd)
+        except OSError:
+            pass
+
+
+class OutputCapture:
+    """Fds 1 and 2 onto pipes read by the pass-through process (:mod:`em_dist._tee`), and the
+    thread that records what it forwards."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._subscribers: list[Deliver] = []
+        self._streams: list[_Stream] = []
+        self._fds: list[int] = []  # ours to close at the end
+        self._syncs: deque[threading.Event] = deque()  # set once all written before them is handed on
+        if not sys.executable:
+            raise OSError("no Python interpreter to start the pass-through process with")
+        try:
+            for fd, name in _FDS:
+                self._streams.append(_Stream(fd, name))
+            ctl_r, self._ctl_w = os.pipe()
+            self._fds += [ctl_r, self._ctl_w]
+            self._ret_r, ret_w = os.pipe()
+            self._fds += [self._ret_r, ret_w]
+            out, err = self._streams
+            self._tee = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.join(os.path.dirname(__file__), "_tee.py"),
+                 *(str(f) for f in (out.read_fd, err.read_fd, out.saved, err.saved, ctl_r, ret_w))],
+                pass_fds=(out.read_fd, err.read_fd, out.saved, err.saved, ctl_r, ret_w),
+                stdin=subprocess.DEVNULL, start_new_session=False)
+            for fd in (ctl_r, ret_w):
+                self._close(fd)  # the pass-through process holds them now
+            for stream in self._streams:
+                self._close(stream.read_fd)
+                stream.read_fd = -1
+        except (OSError, subprocess.SubprocessError):
+            self._undo()
+            raise
+        for stream in self._streams:
+            stream.redirect()
+        self._thread = threading.Thread(target=self._loop, name="em_dist-output", daemon=True)
+        self._thread.start()
+
+    # -- any thread ---------------------------------------------------------------
+    def subscribe(self, deliver: Deliver, timeout: float) -> None:
+        """Hand ``deliver`` what is written from now on (not an earlier run's lines still in the pipes)."""
+        self.sync(timeout)
+        self._subscribers = [*self._subscribers, deliver]
+
+    def unsubscribe(self, deliver: Deliver, timeout: float) -> None:
+        """Stop handing lines to ``deliver``, once what was written before is handed to it."""
+        self.sync(timeout)
+        self._subscribers = [d for d in self._subscribers if d is not deliver]
+
+    def sync(self, timeout: float) -> bool:
+        """Flush Python's buffers and wait (at most ``timeout``) until every byte written to the fds
+        before the call is read and handed on (a partial line then ends)."""
+        _flush_python()
+        done = threading.Event()
+        self._syncs.append(done)
+        try:
+            os.write(self._ctl_w, b"s")
+        except OSError:
+            return False
+        return done.wait(timeout)
+
+    def stop(self, timeout: float) -> None:
+        """Give the fds back, hand on what was written before (waiting at most ``timeout``); the
+        pass-through process goes on showing what subprocesses that outlive the run still write."""
+        _flush_python()  # Python's buffered text goes through us, not past us
+        for s in self._streams:
+            s.restore()
+        self.sync(timeout)
+        self._subscribers = []
+        self._close(self._ctl_w)  # the pass-through process stops forwarding; the thread sees the end
+
+    # -- the thread -----------------------------------------------------------------
+    def _loop(self) -> None:
+        by_tag = {b"o": self._streams[0], b"e": self._streams[1]}
+        half = self._interval / 2
+        buf = bytearray()
+        poller = select.poll()
+        poller.register(self._ret_r, select.POLLIN)
+        while True:
+            pending = any(s.partial for s in self._streams)
+            try:
+                events = poller.poll((half if pending else half * 4) * 1000)
+            except InterruptedError:
+                continue
+            now = time.time()
+            if events:
+                try:
+                    data = os.read(self._ret_r, _READ)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= _HEADER:
+                    size, read_at = struct.unpack_from("<Id", buf, 1)
+                    if len(buf) < _HEADER + size:
+                        break
+                    tag, body = bytes(buf[:1]), bytes(buf[_HEADER:_HEADER + size])
+                    del buf[:_HEADER + size]
+                    now = min(read_at, time.time())  # the time the pass-through process read it
+                    if tag in by_tag:
+                        self._split(by_tag[tag], body, now)
+                    elif tag == b"s":
+                        for s in self._streams:
+                            self._end_partial(s, now)
+                        for _ in range(len(body)):
+                            if self._syncs:
+                                self._syncs.popleft().set()
+                    elif tag == b"d":
+                        self._note(f"[em_dist] {body.decode()} bytes of output were shown but not recorded "
+                                   "(the capture fell behind)", now)
+            now = time.time()
+            for s in self._streams:
+                if s.partial and now - s.partial_since >= half:
+                    self._end_partial(s, now)
+        # the pass-through process stopped forwarding (stop()), or died: then give the fds back
+        for s in self._streams:
+            self._end_partial(s, time.time())
+            s.restore()
+        while self._syncs:
+            self._syncs.popleft().set()
+        self._close(self._ret_r)
+        if self._ctl_w in self._fds:  # the pass-through process died while capturing: fds back
+            self._undo()
+        self._tee.poll()  # reaped when it has exited
+
+    def _note(self, text: str, now: float) -> None:
+        for deliver in self._subscribers:
+            try:
+                deliver(output_record(now, "em", text))
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _split(self, s: _Stream, data: bytes, now: float) -> None:
+        if not s.partial:
+            s.partial_since = now
+        s.partial += data
+        buf = s.partial
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            self._record(s, bytes(buf[start:nl]), now)
+            start = nl + 1
+        if start:
+            del buf[:start]
+            s.partial_since = now
+        while len(buf) > MAX_OUTPUT_LINE_CHARS:  # a line that never ends: cut it
+            self._record(s, bytes(buf[:MAX_OUTPUT_LINE_CHARS]), now)
+            del buf[:MAX_OUTPUT_LINE_CHARS]
+
+    def _end_partial(self, s: _Stream, now: float) -> None:
+        if s.partial:
+            self._record(s, bytes(s.partial), now)
+            s.partial.clear()
+
+    def _record(self, s: _Stream, raw: bytes, now: float) -> None:
+        subscribers = self._subscribers
+        if not subscribers:
+            return
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        cr = raw.rfind(b"\r")
+        if cr >= 0:  # what the terminal shows: the text after the last carriage return
+            raw = raw[cr + 1:]
+        text = raw.decode("utf-8", "backslashreplace")
+        if "\x00" in text:
+            text = text.replace("\x00", "\\x00")
+        line = output_record(now, s.name, text)
+        for deliver in subscribers:
+            try:
+                deliver(line)
+            except Exception:  # noqa: BLE001 - a subscriber's trouble must not stop the capture
+                pass
+
+    def _undo(self) -> None:
+        """Give the fds back and close ours (a failed start, the end of the thread, a fork child)."""
+        for s in self._streams:
+            s.restore()
+            self._fds += [fd for fd in (s.saved, s.read_fd, s.write_fd) if fd >= 0]
+        self._streams = []
+        for fd in list(self._fds):
+            self._close(fd)
+
+    def _close(self, fd: int) -> None:
+        """Close one of our fds once (a number closed twice could be someone else's by then)."""
+        if fd in self._fds:
+            self._fds.remove(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _flush_python() -> None:
+    for f in (sys.stdout, sys.stderr):
+        try:
+            if f is not None:
+                f.flush()
+        except Exception:  # noqa: BLE001 - a closed or odd stream must not stop the run
+            pass
+
+
+def _ident(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+# -- the one capture of this process ---------------------------------------------------
+_active: list[OutputCapture] = []  # at most one; a list so a fork hook can clear it without a global
+
+
+def start(deliver: Deliver, interval: float) -> bool:
+    """Hand this process's output lines to ``deliver`` from now on (starting the capture when it is
+    the first); False when the fds can't be captured here (closed, not a POSIX system)."""
+    if _active:
+        _active[0].subscribe(deliver, interval)
+        return True
+    try:
+        capture = OutputCapture(interval)
+    except (OSError, AttributeError, ValueError) as exc:
+        warn_once("capture", f"em_dist: stdout/stderr can't be captured here ({exc!r}); the run records no output")
+        return False
+    capture._subscribers = [deliver]  # a new capture: nothing earlier is in its pipes
+    _active.append(capture)
+    return True
+
+
+def stop(deliver: Deliver, timeout: float) -> None:
+    """Stop handing lines to ``deliver``; the last one out gives the fds back (what was written
+    before is handed to ``deliver`` first, waiting at most ``timeout``)."""
+    if not _active:
+        return
+    capture = _active[0]
+    if len(capture._subscribers) > 1 or deliver not in capture._subscribers:
+        capture.unsubscribe(deliver, timeout)
+        return
+    try:
+        _active.remove(capture)
+    except ValueError:
+        return  # another thread is stopping it
+    capture.stop(timeout)
+
+
+def _forget_after_fork() -> None:
+    """A fork child has no reading thread: its fds go back to the originals (its output is shown, not recorded)."""
+    for capture in _active:
+        capture._undo()
+    _active.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
