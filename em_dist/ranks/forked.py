@@ -34,7 +34,7 @@ from ..store.files import write_json_atomic
 from ..store.writer import RunWriter
 from .deferred import torch_ready
 from .frames import FramePeer
-from .late import meet, root_sink
+from .late import engine_rank, meet, root_sink
 from .peer import PeerSink
 
 if TYPE_CHECKING:
@@ -122,14 +122,10 @@ class ForkedSink(QueuedSink):
         return stopped
 
     def _cycle(self, final: bool) -> None:
-        if self._joined or not torch_ready():
+        found = None if self._joined else engine_rank()
+        if found is None:
             return
-        import torch.distributed as dist
-
-        try:
-            rank, size = dist.get_rank(), dist.get_world_size()
-        except Exception:  # noqa: BLE001 - a group being torn down: look again next cycle
-            return
+        rank, size = found
         self._joined = True
         self._stopping = True  # this thread ends after this cycle; the new sink's takes over
         if size <= 1:

@@ -49,14 +49,10 @@ class LateJoin:
 
     def check(self) -> None:
         """On the writer thread, after a cycle: join the job if an engine of several ranks appeared."""
-        if self.done or not torch_ready():
+        found = None if self.done else engine_rank()
+        if found is None:
             return
-        import torch.distributed as dist
-
-        try:
-            rank, size = dist.get_rank(), dist.get_world_size()
-        except Exception:  # noqa: BLE001 - a group being torn down: look again next cycle
-            return
+        rank, size = found
         self.done = True
         self._writer.on_cycle = None
         if size <= 1:
@@ -85,6 +81,19 @@ class LateJoin:
             peer.start()
             sink = peer
         self._become(sink, doc)
+
+
+def engine_rank() -> tuple[int, int] | None:
+    """``(rank, world size)`` of torch.distributed's default group once the script made one, else None
+    (also while a group is being torn down: look again later)."""
+    if not torch_ready():
+        return None
+    import torch.distributed as dist
+
+    try:
+        return dist.get_rank(), dist.get_world_size()
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def meet(rank: int, size: int, key: str, run_doc: dict[str, Any], timings: RankTimings) -> tuple[Any, dict[str, Any]]:

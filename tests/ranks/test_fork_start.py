@@ -38,12 +38,17 @@ SCRIPT = textwrap.dedent("""
     """)
 
 
-def test_fork_started_ranks_finish_their_run_with_every_record(tmp_path) -> None:
+def _launch(tmp_path, source: str) -> subprocess.CompletedProcess:
     script = tmp_path / "fork_job.py"
-    script.write_text(SCRIPT)
+    script.write_text(source)
     proc = subprocess.run([sys.executable, str(script), str(free_port())], env=job_env(tmp_path),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_fork_started_ranks_finish_their_run_with_every_record(tmp_path) -> None:
+    _launch(tmp_path, SCRIPT)
     rec = the_run(tmp_path)
     assert (rec.status, rec.status_reason, rec.lost_ranks) == ("Succeeded", None, [])
     assert rec.end_timestamp is not None
@@ -74,11 +79,7 @@ BEFORE_FORK = textwrap.dedent("""
 
 
 def test_a_run_made_before_the_fork_becomes_the_forked_ranks_run(tmp_path) -> None:
-    script = tmp_path / "before_fork.py"
-    script.write_text(BEFORE_FORK)
-    proc = subprocess.run([sys.executable, str(script), str(free_port())], env=job_env(tmp_path),
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _launch(tmp_path, BEFORE_FORK)
     folders = [p for p in (tmp_path / "runs").iterdir() if (p / "run.json").is_file()]
     assert len(folders) == 1, f"one run, no stray folders: {[p.name for p in folders]}"
     rec = the_run(tmp_path)
