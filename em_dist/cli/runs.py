@@ -96,6 +96,6 @@ def _last_points(r: RunRecord) -> dict:
 
 
 def _summary(r: RunRecord) -> dict:
-    doc = {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name != "points"}
+    doc = {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name not in ("points", "output")}
     doc["artifacts"] = [dataclasses.asdict(a) for a in r.artifacts]
     return doc

@@ -205,3 +205,14 @@ def fresh_server(request: pytest.FixtureRequest, tmp_path: Path):
         srv.stop()
 
 
+
+
+def run_async(func, *args):
+    """``anyio.run(func, *args)`` on a thread of its own: a test process that drove a page with
+    Playwright's sync API keeps an event loop marked running on the main thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import anyio
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(anyio.run, func, *args).result()

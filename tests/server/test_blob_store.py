@@ -6,12 +6,12 @@ import hashlib
 import os
 from pathlib import Path
 
-import anyio
 import pytest
 
 from em_dist.server.blobs import BlobStore, DigestMismatch, open_blob_store
 from em_dist.server.blobs_dir import DirectoryBlobStore
 from em_dist.server.blobs_s3 import S3BlobStore
+from tests.server.harness import run_async
 
 MiB = 1024 * 1024
 
@@ -48,7 +48,7 @@ def put(store: BlobStore, data: bytes, sha: str | None = None, fail_after: int |
     """Stream ``data`` into ``store``; ``fail_after`` breaks the stream after that many quarters."""
     sha = sha or hashlib.sha256(data).hexdigest()
     size = 256 * 1024 if fail_after is None else max(1, len(data) // 4)
-    return anyio.run(store.write_stream, sha, _chunks(data, size, fail_after=fail_after))
+    return run_async(store.write_stream, sha, _chunks(data, size, fail_after=fail_after))
 
 
 @pytest.mark.parametrize("size", [0, 3000, 11 * MiB + 7])

@@ -15,7 +15,7 @@ from em_dist.server.blobs_dir import DirectoryBlobStore
 from em_dist.server.config import ServerConfig
 from em_dist.server.db import Database, open_database
 from em_dist.server.models import User
-from tests.server.harness import database_url
+from tests.server.harness import database_url, run_async
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -42,7 +42,7 @@ async def _stream(data: bytes, midway=None):  # type: ignore[no-untyped-def]
 def _upload(db: Database, store: DirectoryBlobStore, user_id: str, data: bytes, midway=None) -> bool:  # type: ignore[no-untyped-def]
     sha = hashlib.sha256(data).hexdigest()
     blob_records.renew(db, sha)
-    size = anyio.run(store.write_stream, sha, _stream(data, midway))
+    size = run_async(store.write_stream, sha, _stream(data, midway))
     return blob_records.record(db, store, user_id, sha, size)
 
 
@@ -64,7 +64,7 @@ def test_a_fresh_upload_survives_and_orphans_and_dead_uploads_go(world) -> None:
     assert _upload(db, store, user_id, fresh)
     orphan_old, orphan_young = os.urandom(100), os.urandom(200)  # stored, never recorded (a killed server)
     for data in (orphan_old, orphan_young):
-        anyio.run(store.write_stream, hashlib.sha256(data).hexdigest(), _stream(data))
+        run_async(store.write_stream, hashlib.sha256(data).hexdigest(), _stream(data))
     old = time.time() - 7200
     os.utime(store.path(hashlib.sha256(orphan_old).hexdigest()), (old, old))
     dead = store._writer("ef" * 32)  # a temporary upload its dead server never finished
