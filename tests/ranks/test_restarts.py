@@ -52,11 +52,10 @@ def test_a_restarted_pod_continues_the_run_and_records_the_new_world_size(tmp_pa
     """Kubernetes: the pod is recreated with the same ``EM_JOB_ID`` and torchrun starts afresh,
     here with one process instead of two (an elastic shrink): one Run, both attempts' records."""
     env = {**job_env(tmp_path), "EM_JOB_ID": "pytorchjob-mnist"}
-    pod = Path(__file__).parent / "workers" / "pod.py"
 
     def launch(nproc: int, phase: int):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "--max-restarts=0", "--monitor-interval=0.1", str(pod), str(phase)]
+               "--max-restarts=0", "--monitor-interval=0.1", str(RESTART), str(phase)]
         return run_job(cmd, env, timeout=200)
 
     first = launch(2, 0)

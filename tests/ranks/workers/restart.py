@@ -3,11 +3,14 @@ first attempt after logging; the second attempt runs to the end. Ranks take thei
 from torchrun's environment (no default group: em_dist uses the agent's store)."""
 
 import os
+import sys
 
 import em_dist as em
 
 rank = int(os.environ["RANK"])
-attempt = int(os.environ["TORCHELASTIC_RESTART_COUNT"])
+# Which attempt: torchrun's restart count, or the first argument for a job started afresh by
+# something else (a recreated Kubernetes pod, where torchrun's count is 0 again).
+attempt = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ["TORCHELASTIC_RESTART_COUNT"])
 run = em.create_run(name="elastic", dist_timeout=20)
 start = 0 if attempt == 0 else 10  # the script resumes from its "checkpoint" at step 10
 for step in range(start, start + 10):
