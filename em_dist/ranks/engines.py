@@ -77,7 +77,9 @@ def _no_engine_yet(world: WorldInfo) -> bool:
 
 
 def _frames(world: WorldInfo, wire: Wire, timings: RankTimings) -> Channel:
-    return FrameRoot(wire, release_wait=timings.release_wait) if world.rank == 0 else FramePeer(wire)
+    if world.rank == 0:
+        return FrameRoot(wire, release_wait=timings.release_wait)
+    return FramePeer(wire, heartbeat=timings.heartbeat)
 
 
 def _gloo_wire(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Wire:

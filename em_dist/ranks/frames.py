@@ -65,10 +65,13 @@ class Wire(_Readiness, ABC):
 
 
 class FramePeer(PeerChannel):
-    """A peer's end of the frame protocol."""
+    """A peer's end of the frame protocol. ``send([])`` sends an empty frame when nothing went out
+    for ``heartbeat`` seconds (the peer sink calls it every cycle)."""
 
-    def __init__(self, wire: Wire) -> None:
+    def __init__(self, wire: Wire, heartbeat: float = 1.0) -> None:
         self.wire = wire
+        self._heartbeat = heartbeat
+        self._last_frame = time.monotonic()
         self.rank = wire.rank
         self.world_size = wire.world_size
         self._connected = False
@@ -109,6 +112,8 @@ class FramePeer(PeerChannel):
                 start, size = i + 1, 0
         if start < len(messages):
             self._frame(messages[start:])
+        elif not messages and time.monotonic() - self._last_frame >= self._heartbeat:
+            self._frame([])  # a heartbeat: this link is alive, only quiet
 
     def goodbye(self, timeout: float) -> bool:
         self._frame([], bye=True)
@@ -127,6 +132,7 @@ class FramePeer(PeerChannel):
         if bye:
             frame["bye"] = {"frames": self._seq, "messages": self._messages}
         self.wire.send(pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
+        self._last_frame = time.monotonic()
 
 
 class _PeerState:

@@ -86,7 +86,8 @@ class GlooWire(Wire):
         self._store: Any = None
         self._pg: Any = None
         self._tag = 0x454D  # any tag: the pair carries nothing else
-        self._threads: dict[int, threading.Thread] = {}
+        self._acceptor: threading.Thread | None = None
+        self._finished: set[int] = set()
         self._closed = False
         self._created: float | None = None
 
@@ -105,11 +106,20 @@ class GlooWire(Wire):
                 time.sleep(self._timings.poll)
         return self._store
 
-    def _pair(self, store: Any, peer: int, my_rank: int) -> Any:
+    def _pair(self, store: Any, peer: int, my_rank: int, device: Any = None, build_wait: float | None = None) -> Any:
+        """The two-process group with ``peer``. No worker threads (send/recv run on gloo's event
+        loop), and on rank 0 one ``device`` (one event loop) for all pairs. ``build_wait`` bounds the
+        set-up; waits afterwards get :attr:`RankTimings.link_timeout`."""
         import torch.distributed as dist
 
         prefixed = dist.PrefixStore(f"{self._prefix()}/pair/{peer}", store)
-        pg = dist.ProcessGroupGloo(prefixed, my_rank, 2, self._timings.link_timeout)
+        options = dist.ProcessGroupGloo._Options()
+        options._threads = 0
+        options._devices = [device if device is not None else dist.ProcessGroupGloo.create_default_device()]
+        options._timeout = timedelta(seconds=build_wait) if build_wait is not None else self._timings.link_timeout
+        pg = dist.ProcessGroupGloo(prefixed, my_rank, 2, options)
+        if build_wait is not None:
+            pg.set_timeout(self._timings.link_timeout)
         with _live_lock:
             _live.add(pg)
         return pg
@@ -169,43 +179,87 @@ class GlooWire(Wire):
 
     # -- rank 0 ---------------------------------------------------------------------
     def serve(self, on_join, on_frame, on_lost, stop: threading.Event) -> None:
+        """Receive every peer's frames on this one thread; a second thread accepts peers and builds
+        their pairs (gloo's pair set-up blocks until the peer connects)."""
         store = None
         deadline = time.monotonic() + self._timings.engine_wait
         while store is None and not stop.is_set():
             store = self._get_store(min(deadline, time.monotonic() + 1.0))
             if store is None and time.monotonic() > deadline:
                 raise TimeoutError("torch.distributed was not initialised in time")
-        if store is not None:
-            store.set(f"{self._prefix()}/root", json.dumps(self._run_doc))  # rank 0 serves this run
-            self.mark_ready()
+        if store is None:
+            return
+        store.set(f"{self._prefix()}/root", json.dumps(self._run_doc))  # rank 0 serves this run
+        self.mark_ready()
+        import queue
+
+        built: queue.SimpleQueue[_Link | int] = queue.SimpleQueue()
+        self._acceptor = threading.Thread(target=self._accept, args=(store, on_join, built, stop),
+                                          name="em_dist-gloo-accept", daemon=True)
+        self._acceptor.start()
+        self._receive(built, on_frame, on_lost, stop)
+
+    def _accept(self, store: Any, on_join, built, stop: threading.Event) -> None:
+        """Take each peer's hello, accept it and build rank 0's side of its pair, one at a time."""
+        import torch.distributed as dist
+
+        device = dist.ProcessGroupGloo.create_default_device()  # one event loop for every pair
         waiting = {f"{self._prefix()}/hello/{p}": p for p in range(1, self.world_size)}
         while waiting and not stop.is_set():
             for key in [k for k in waiting if store.check([k])]:
                 peer = waiting.pop(key)
                 store.set(f"{self._prefix()}/accepted/{peer}", "1")
                 on_join(peer)
-                thread = threading.Thread(target=self._serve_peer, args=(store, peer, on_frame, on_lost),
-                                          name=f"em_dist-gloo-peer-{peer}", daemon=True)
-                self._threads[peer] = thread
-                thread.start()
+                try:
+                    pg = self._pair(store, peer, 0, device=device, build_wait=self._timings.pair_wait)
+                except Exception:  # noqa: BLE001 - the peer never built its side: it is lost
+                    built.put(peer)
+                    continue
+                built.put(_Link(peer, pg, self._tag))
             stop.wait(self._timings.poll)
 
-    def _serve_peer(self, store: Any, peer: int, on_frame, on_lost) -> None:
-        pg = None
-        try:
-            pg = self._pair(store, peer, 0)
-            while True:
-                data = _recv(pg, 1, self._tag)
-                reply = on_frame(peer, data)
-                if reply is not None:
-                    _send(pg, 1, reply, self._tag)
-                    return
-        except Exception:  # noqa: BLE001 - a broken pair means a lost peer
-            on_lost(peer)
-        finally:
-            if pg is not None:
-                _forget(pg)
-            del pg  # destroyed on this thread, while the interpreter is alive
+    def _receive(self, built, on_frame, on_lost, stop: threading.Event) -> None:
+        """Poll every link's posted header receive; read a frame only once its header arrived, so a
+        quiet link never holds this thread (gloo's waits can't be interrupted)."""
+        links: dict[int, _Link] = {}
+        delay = 0.0005
+        while not stop.is_set():
+            while not built.empty():
+                item = built.get()
+                if isinstance(item, int):
+                    on_lost(item)
+                else:
+                    links[item.peer] = item
+                    item.post()
+            busy = False
+            now = time.monotonic()
+            for peer, link in list(links.items()):
+                try:
+                    if not link.arrived():
+                        if now - link.heard > self._timings.silence:
+                            link.test()  # raises: the peer died (or froze, and this closes its link)
+                        continue
+                    busy = True
+                    data = link.take()
+                    reply = on_frame(peer, data)
+                    if reply is not None:
+                        _send(link.pg, 1, reply, self._tag)
+                        del links[peer]
+                        self._finished.add(peer)
+                        link.release()
+                        continue
+                    link.post()
+                except Exception:  # noqa: BLE001 - a broken pair (or a frame we can't read) means a lost peer
+                    del links[peer]
+                    on_lost(peer)
+                    link.release()
+            if busy:
+                delay = 0.0005
+            else:
+                stop.wait(delay)
+                delay = min(delay * 2, 0.02)
+        # pairs still waiting for a frame stay alive (see _keep_live_pairs): destroying a pair with
+        # a receive posted can abort the process.
 
     def shutdown(self, finished: frozenset[int] = frozenset()) -> None:
         self._closed = True
@@ -214,13 +268,67 @@ class GlooWire(Wire):
                 self._store.set(f"{self._prefix()}/root", "")
             except Exception:  # noqa: BLE001 - the store may be gone with the job
                 pass
-        # A gloo group still alive when the interpreter exits can abort the process ("terminate
-        # called without an active exception"), so each pair is destroyed by its own thread once
-        # done; wait (bounded) for those whose goodbye was answered.
-        deadline = time.monotonic() + self._timings.release_wait
-        for peer, thread in self._threads.items():
-            if peer in finished:  # it is sending the last ack, then destroys its pair
-                thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Link:
+    """Rank 0's side of one peer's pair, with its header receive posted.
+
+    gloo's receive has no ``test``: its ``wait`` blocks, and a timed-out wait closes the pair. So
+    the header is received into a tensor pre-filled with -1 (a length is never negative); gloo's
+    event loop writes the arrived bytes into it, and only then does this thread wait on it (for
+    at most the rest of that frame, already on its way).
+    """
+
+    __slots__ = ("peer", "pg", "tag", "header", "view", "work", "waited", "heard")
+
+    def __init__(self, peer: int, pg: Any, tag: int) -> None:
+        import torch
+
+        self.peer, self.pg, self.tag = peer, pg, tag
+        self.header = torch.full((1,), -1, dtype=torch.int64)
+        self.view = self.header.numpy()
+        self.work: Any = None
+        self.waited = False
+        self.heard = time.monotonic()
+
+    def post(self) -> None:
+        self.view[0] = -1
+        self.waited = False
+        self.work = self.pg.recv([self.header], 1, self.tag)
+
+    def arrived(self) -> bool:
+        return bool(self.view[0] != -1)
+
+    def take(self) -> bytes:
+        """The frame whose header arrived (blocking only for the rest of it)."""
+        import torch
+
+        try:
+            if not self.waited:
+                self.work.wait()
+            size = int(self.header.item())
+            self.heard = time.monotonic()
+            if size == 0:
+                return b""
+            body = torch.empty(size, dtype=torch.uint8)
+            self.pg.recv([body], 1, self.tag).wait()
+        except RuntimeError as exc:
+            raise LinkClosed(str(exc).splitlines()[0]) from exc
+        return body.numpy().tobytes()
+
+    def test(self) -> None:
+        """Wait a moment on the silent link: gloo raises at once when the peer is gone, and closes
+        the pair when the wait times out; either way the link is finished."""
+        try:
+            self.work.wait(timedelta(milliseconds=1))
+        except RuntimeError as exc:
+            raise LinkClosed(str(exc).splitlines()[0]) from exc
+        self.waited = True  # the header did arrive meanwhile: take() reads it next
+
+    def release(self) -> None:
+        """Destroy the pair (on the receiving thread, which used it)."""
+        _forget(self.pg)
+        self.pg = self.work = None
 
 
 def _send(pg: Any, dst: int, data: bytes, tag: int) -> None:
