@@ -153,7 +153,7 @@ class GlooWire(Wire):
             self.rank0_run = json.loads(announced)
         except ValueError:
             self.rank0_run = None
-        store.set(f"{self._prefix()}/hello/{self.rank}", str(os.getpid()))
+        store.set(f"{self._prefix()}/hello/{self.rank}", json.dumps({"pid": os.getpid(), "pids": _pid_space()}))
         # Build the pair only once rank 0 took this hello: a rank 0 that just stopped serving would
         # leave us in gloo's rendezvous for good.
         accepted = f"{self._prefix()}/accepted/{self.rank}"
@@ -208,6 +208,7 @@ class GlooWire(Wire):
         while waiting and not stop.is_set():
             for key in [k for k in waiting if store.check([k])]:
                 peer = waiting.pop(key)
+                pid = _local_pid(store.get(key))
                 store.set(f"{self._prefix()}/accepted/{peer}", "1")
                 on_join(peer)
                 try:
@@ -215,7 +216,7 @@ class GlooWire(Wire):
                 except Exception:  # noqa: BLE001 - the peer never built its side: it is lost
                     built.put(peer)
                     continue
-                built.put(_Link(peer, pg, self._tag))
+                built.put(_Link(peer, pg, self._tag, pid))
             stop.wait(self._timings.poll)
 
     def _receive(self, built, on_frame, on_lost, stop: threading.Event) -> None:
@@ -236,7 +237,7 @@ class GlooWire(Wire):
             for peer, link in list(links.items()):
                 try:
                     if not link.arrived():
-                        if now - link.heard > self._timings.silence:
+                        if link.gone(now) or now - link.heard > self._timings.silence:
                             link.test()  # raises: the peer died (or froze, and this closes its link)
                         continue
                     busy = True
@@ -279,12 +280,14 @@ class _Link:
     at most the rest of that frame, already on its way).
     """
 
-    __slots__ = ("peer", "pg", "tag", "header", "view", "work", "waited", "heard")
+    __slots__ = ("peer", "pg", "tag", "pid", "header", "view", "work", "waited", "heard", "checked", "dead_since")
 
-    def __init__(self, peer: int, pg: Any, tag: int) -> None:
+    def __init__(self, peer: int, pg: Any, tag: int, pid: int | None = None) -> None:
         import torch
 
-        self.peer, self.pg, self.tag = peer, pg, tag
+        self.peer, self.pg, self.tag, self.pid = peer, pg, tag, pid
+        self.checked = 0.0
+        self.dead_since: float | None = None
         self.header = torch.full((1,), -1, dtype=torch.int64)
         self.view = self.header.numpy()
         self.work: Any = None
@@ -298,6 +301,18 @@ class _Link:
 
     def arrived(self) -> bool:
         return bool(self.view[0] != -1)
+
+    def gone(self, now: float) -> bool:
+        """A peer in rank 0's own process space (same host and pid namespace) whose process ended:
+        true half a second after that was seen, so gloo's event loop has drained what it sent."""
+        if self.pid is None or now - self.heard < GONE_CHECK or now - self.checked < GONE_CHECK:
+            return False
+        self.checked = now
+        if self.dead_since is None:
+            if _alive(self.pid):
+                return False
+            self.dead_since = now
+        return now - self.dead_since >= GONE_CHECK
 
     def take(self) -> bytes:
         """The frame whose header arrived (blocking only for the rest of it)."""
@@ -329,6 +344,41 @@ class _Link:
         """Destroy the pair (on the receiving thread, which used it)."""
         _forget(self.pg)
         self.pg = self.work = None
+
+
+GONE_CHECK = 0.5
+"""Seconds of quiet after which rank 0 looks whether a local peer's process still exists."""
+
+
+def _pid_space() -> str:
+    """This machine boot and pid namespace: two processes that share it can check each other's pid."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return ""
+
+
+def _local_pid(hello: bytes) -> int | None:
+    """The peer's pid from its hello when it runs in rank 0's own pid space, else None."""
+    try:
+        doc = json.loads(hello)
+        space = _pid_space()
+        return int(doc["pid"]) if space and doc.get("pids") == space else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, killed but not yet reaped by its launcher, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        return True  # can't tell: the silence bound still applies
 
 
 def _send(pg: Any, dst: int, data: bytes, tag: int) -> None:
