@@ -206,11 +206,14 @@ class GlooWire(Wire):
         device = dist.ProcessGroupGloo.create_default_device()  # one event loop for every pair
         waiting = {f"{self._prefix()}/hello/{p}": p for p in range(1, self.world_size)}
         while waiting and not stop.is_set():
-            for key in [k for k in waiting if store.check([k])]:
+            hellos = [k for k in waiting if store.check([k])]
+            accepted = []
+            for key in hellos:  # accept all first, so each pair is being built on the peer's side meanwhile
                 peer = waiting.pop(key)
-                pid = _local_pid(store.get(key))
+                accepted.append((peer, _local_pid(store.get(key))))
                 store.set(f"{self._prefix()}/accepted/{peer}", "1")
                 on_join(peer)
+            for peer, pid in accepted:
                 try:
                     pg = self._pair(store, peer, 0, device=device, build_wait=self._timings.pair_wait)
                 except Exception:  # noqa: BLE001 - the peer never built its side: it is lost
