@@ -179,8 +179,8 @@ class GlooWire(Wire):
 
     # -- rank 0 ---------------------------------------------------------------------
     def serve(self, on_join, on_frame, on_lost, stop: threading.Event) -> None:
-        """Receive every peer's frames on this one thread; a second thread accepts peers and builds
-        their pairs (gloo's pair set-up blocks until the peer connects)."""
+        """Two threads whatever the number of peers: one receives every peer's frames, one accepts
+        peers and builds their pairs (gloo's pair set-up blocks until the peer connects)."""
         store = None
         deadline = time.monotonic() + self._timings.engine_wait
         while store is None and not stop.is_set():
@@ -197,7 +197,10 @@ class GlooWire(Wire):
         self._acceptor = threading.Thread(target=self._accept, args=(store, on_join, built, stop),
                                           name="em_dist-gloo-accept", daemon=True)
         self._acceptor.start()
-        self._receive(built, on_frame, on_lost, stop)
+        receiver = threading.Thread(target=self._receive, args=(built, on_frame, on_lost, stop),
+                                    name="em_dist-gloo-recv", daemon=True)
+        receiver.start()
+        stop.wait()
 
     def _accept(self, store: Any, on_join, built, stop: threading.Event) -> None:
         """Take each peer's hello, accept it and build rank 0's side of its pair, one at a time."""
@@ -227,7 +230,9 @@ class GlooWire(Wire):
         quiet link never holds this thread (gloo's waits can't be interrupted)."""
         links: dict[int, _Link] = {}
         delay = 0.0005
-        while not stop.is_set():
+        # After stop, links still open keep being served (a late peer's goodbye gets its answer
+        # instead of blocking in a send nobody receives); the thread ends with the last of them.
+        while not stop.is_set() or links or not built.empty():
             while not built.empty():
                 item = built.get()
                 if isinstance(item, int):
@@ -249,8 +254,8 @@ class GlooWire(Wire):
                     if reply is not None:
                         _send(link.pg, 1, reply, self._tag)
                         del links[peer]
-                        self._finished.add(peer)
                         link.release()
+                        self._finished.add(peer)  # answered, and its pair destroyed
                         continue
                     link.post()
                 except Exception:  # noqa: BLE001 - a broken pair (or a frame we can't read) means a lost peer
@@ -262,8 +267,6 @@ class GlooWire(Wire):
             else:
                 stop.wait(delay)
                 delay = min(delay * 2, 0.02)
-        # pairs still waiting for a frame stay alive (see _keep_live_pairs): destroying a pair with
-        # a receive posted can abort the process.
 
     def shutdown(self, finished: frozenset[int] = frozenset()) -> None:
         self._closed = True
@@ -272,6 +275,12 @@ class GlooWire(Wire):
                 self._store.set(f"{self._prefix()}/root", "")
             except Exception:  # noqa: BLE001 - the store may be gone with the job
                 pass
+        # A gloo group still alive when the interpreter exits can abort the process ("terminate
+        # called without an active exception"): wait (bounded) until the receiving thread has
+        # answered and destroyed the pairs of the peers that finished.
+        deadline = time.monotonic() + self._timings.release_wait
+        while not finished <= self._finished and time.monotonic() < deadline:
+            time.sleep(self._timings.poll / 10)
 
 
 class _Link:

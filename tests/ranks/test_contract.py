@@ -41,5 +41,5 @@ def test_rank0_receives_every_link_on_a_fixed_number_of_threads(tmp_path):
     proc = run_job(torchrun_cmd(5, "--count-threads", script=CONTRACT), job_env(tmp_path))
     _check(tmp_path, proc, 5, "torch")
     root = result(tmp_path, 0)
-    assert len(root["em_threads"]) <= 2, root["em_threads"]
+    assert len(root["em_threads"]) <= 3, root["em_threads"]
     assert root["os_threads_added"] <= 4, root["os_threads_added"]  # gloo: one event loop for all pairs
