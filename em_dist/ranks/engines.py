@@ -79,7 +79,8 @@ def _no_engine_yet(world: WorldInfo) -> bool:
 def _frames(world: WorldInfo, wire: Wire, timings: RankTimings) -> Channel:
     if world.rank == 0:
         return FrameRoot(wire, release_wait=timings.release_wait)
-    return FramePeer(wire, heartbeat=timings.heartbeat)
+    # rank 0 is on node 0: a peer on any other node sends its frames compressed
+    return FramePeer(wire, heartbeat=timings.heartbeat, compress=world.node_rank != 0)
 
 
 def _gloo_wire(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Wire:
