@@ -34,6 +34,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench_dist import log_then_finish  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
 
@@ -85,14 +87,7 @@ def worker(args: argparse.Namespace) -> None:
     run = em.create_run(name="bench_scale", dist_timeout=300)
     barrier()
     cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    for i in range(args.records):
-        run.log(type="train", metrics={"x": float(i)}, step=i)
-    log_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    run.finish()
-    t_end = time.perf_counter()
-    result = {"rank": rank, "log_s": log_s, "finish_s": t_end - t1}
+    result = {"rank": rank, **log_then_finish(run, args.records)}
     if rank == 0:
         sampler.stop()
         cpu = time.process_time() - cpu0
@@ -103,7 +98,7 @@ def worker(args: argparse.Namespace) -> None:
         exact = sorted(counts) == sorted(f"rank-{r}" for r in range(world)) and \
             all(n == args.records for n in counts.values())
         result.update(landed=sum(counts.values()), expected=world * args.records, exact=exact,
-                      total_s=t_end - t0, cpu_s=cpu, threads=sampler.threads, sockets=sampler.sockets,
+                      cpu_s=cpu, threads=sampler.threads, sockets=sampler.sockets,
                       lost=list(run.lost_ranks), transport=run.world.get("transport"),
                       maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         Path(args.out, "rank0.json").write_text(json.dumps(result))
