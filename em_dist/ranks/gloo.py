@@ -43,6 +43,22 @@ def _keep_live_pairs() -> None:
             ctypes.pythonapi.Py_IncRef(ctypes.py_object(pg))
 
 
+_device: list[Any] = []
+
+
+def _rank0_device() -> Any:
+    """The one gloo device (one event loop thread) that all of rank 0's pairs share, for every run
+    of the process. Created once and never destroyed: a device destroyed while the interpreter
+    tears down can abort the process like a pair (see above)."""
+    import torch.distributed as dist
+
+    with _live_lock:
+        if not _device:
+            _device.append(dist.ProcessGroupGloo.create_default_device())
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(_device[0]))
+        return _device[0]
+
+
 def _forget(pg: Any) -> None:
     with _live_lock:
         _live.discard(pg)
@@ -108,8 +124,9 @@ class GlooWire(Wire):
 
     def _pair(self, store: Any, peer: int, my_rank: int, device: Any = None, build_wait: float | None = None) -> Any:
         """The two-process group with ``peer``. No worker threads (send/recv run on gloo's event
-        loop), and on rank 0 one ``device`` (one event loop) for all pairs. ``build_wait`` bounds the
-        set-up; waits afterwards get :attr:`RankTimings.link_timeout`."""
+        loop), and on rank 0 one ``device`` (one event loop) for all pairs. ``build_wait`` (rank 0)
+        bounds the set-up, and waits afterwards get :attr:`RankTimings.silence`; a peer's waits
+        get :attr:`RankTimings.link_timeout`."""
         import torch.distributed as dist
 
         prefixed = dist.PrefixStore(f"{self._prefix()}/pair/{peer}", store)
@@ -119,7 +136,10 @@ class GlooWire(Wire):
         options._timeout = timedelta(seconds=build_wait) if build_wait is not None else self._timings.link_timeout
         pg = dist.ProcessGroupGloo(prefixed, my_rank, 2, options)
         if build_wait is not None:
-            pg.set_timeout(self._timings.link_timeout)
+            # rank 0 waits on a pair only for the rest of a frame whose header arrived, or to hand
+            # over a goodbye's answer: a peer that stalls that long is treated as gone, rather than
+            # holding the one receiving thread (and every other peer) for a day
+            pg.set_timeout(timedelta(seconds=self._timings.silence))
         with _live_lock:
             _live.add(pg)
         return pg
@@ -204,9 +224,6 @@ class GlooWire(Wire):
 
     def _accept(self, store: Any, on_join, built, stop: threading.Event) -> None:
         """Take each peer's hello, accept it and build rank 0's side of its pair, one at a time."""
-        import torch.distributed as dist
-
-        device = dist.ProcessGroupGloo.create_default_device()  # one event loop for every pair
         waiting = {f"{self._prefix()}/hello/{p}": p for p in range(1, self.world_size)}
         while waiting and not stop.is_set():
             hellos = [k for k in waiting if store.check([k])]
@@ -218,7 +235,7 @@ class GlooWire(Wire):
                 on_join(peer)
             for peer, pid in accepted:
                 try:
-                    pg = self._pair(store, peer, 0, device=device, build_wait=self._timings.pair_wait)
+                    pg = self._pair(store, peer, 0, device=_rank0_device(), build_wait=self._timings.pair_wait)
                 except Exception:  # noqa: BLE001 - the peer never built its side: it is lost
                     built.put(peer)
                     continue
