@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
 
@@ -77,7 +78,16 @@ def _no_engine_yet(world: WorldInfo) -> bool:
 
 
 def _frames(world: WorldInfo, wire: Wire, timings: RankTimings) -> Channel:
-    return FrameRoot(wire, release_wait=timings.release_wait) if world.rank == 0 else FramePeer(wire)
+    if world.rank == 0:
+        return FrameRoot(wire, release_wait=timings.release_wait)
+    return FramePeer(wire, heartbeat=timings.heartbeat, compress=compress_frames(world))
+
+
+def compress_frames(world: WorldInfo, env: Mapping[str, str] | None = None) -> bool:
+    """Whether this peer compresses its frames: rank 0 is on node 0, so a peer on any other node
+    does, unless ``EM_DIST_COMPRESS=0`` (a fast network, or CPUs too busy to spare)."""
+    env = os.environ if env is None else env
+    return world.node_rank != 0 and env.get("EM_DIST_COMPRESS", "1").strip() != "0"
 
 
 def _gloo_wire(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Wire:

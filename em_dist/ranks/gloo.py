@@ -43,6 +43,22 @@ def _keep_live_pairs() -> None:
             ctypes.pythonapi.Py_IncRef(ctypes.py_object(pg))
 
 
+_device: list[Any] = []
+
+
+def _rank0_device() -> Any:
+    """The one gloo device (one event loop thread) that all of rank 0's pairs share, for every run
+    of the process. Created once and never destroyed: a device destroyed while the interpreter
+    tears down can abort the process like a pair (see above)."""
+    import torch.distributed as dist
+
+    with _live_lock:
+        if not _device:
+            _device.append(dist.ProcessGroupGloo.create_default_device())
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(_device[0]))
+        return _device[0]
+
+
 def _forget(pg: Any) -> None:
     with _live_lock:
         _live.discard(pg)
@@ -86,7 +102,8 @@ class GlooWire(Wire):
         self._store: Any = None
         self._pg: Any = None
         self._tag = 0x454D  # any tag: the pair carries nothing else
-        self._threads: dict[int, threading.Thread] = {}
+        self._acceptor: threading.Thread | None = None
+        self._finished: set[int] = set()
         self._closed = False
         self._created: float | None = None
 
@@ -105,11 +122,24 @@ class GlooWire(Wire):
                 time.sleep(self._timings.poll)
         return self._store
 
-    def _pair(self, store: Any, peer: int, my_rank: int) -> Any:
+    def _pair(self, store: Any, peer: int, my_rank: int, device: Any = None, build_wait: float | None = None) -> Any:
+        """The two-process group with ``peer``. No worker threads (send/recv run on gloo's event
+        loop), and on rank 0 one ``device`` (one event loop) for all pairs. ``build_wait`` (rank 0)
+        bounds the set-up, and waits afterwards get :attr:`RankTimings.silence`; a peer's waits
+        get :attr:`RankTimings.link_timeout`."""
         import torch.distributed as dist
 
         prefixed = dist.PrefixStore(f"{self._prefix()}/pair/{peer}", store)
-        pg = dist.ProcessGroupGloo(prefixed, my_rank, 2, self._timings.link_timeout)
+        options = dist.ProcessGroupGloo._Options()
+        options._threads = 0
+        options._devices = [device if device is not None else dist.ProcessGroupGloo.create_default_device()]
+        options._timeout = timedelta(seconds=build_wait) if build_wait is not None else self._timings.link_timeout
+        pg = dist.ProcessGroupGloo(prefixed, my_rank, 2, options)
+        if build_wait is not None:
+            # rank 0 waits on a pair only for the rest of a frame whose header arrived, or to hand
+            # over a goodbye's answer: a peer that stalls that long is treated as gone, rather than
+            # holding the one receiving thread (and every other peer) for a day
+            pg.set_timeout(timedelta(seconds=self._timings.silence))
         with _live_lock:
             _live.add(pg)
         return pg
@@ -143,7 +173,7 @@ class GlooWire(Wire):
             self.rank0_run = json.loads(announced)
         except ValueError:
             self.rank0_run = None
-        store.set(f"{self._prefix()}/hello/{self.rank}", str(os.getpid()))
+        store.set(f"{self._prefix()}/hello/{self.rank}", json.dumps({"pid": os.getpid(), "pids": _pid_space()}))
         # Build the pair only once rank 0 took this hello: a rank 0 that just stopped serving would
         # leave us in gloo's rendezvous for good.
         accepted = f"{self._prefix()}/accepted/{self.rank}"
@@ -169,43 +199,91 @@ class GlooWire(Wire):
 
     # -- rank 0 ---------------------------------------------------------------------
     def serve(self, on_join, on_frame, on_lost, stop: threading.Event) -> None:
+        """Two threads whatever the number of peers: one receives every peer's frames, one accepts
+        peers and builds their pairs (gloo's pair set-up blocks until the peer connects)."""
         store = None
         deadline = time.monotonic() + self._timings.engine_wait
         while store is None and not stop.is_set():
             store = self._get_store(min(deadline, time.monotonic() + 1.0))
             if store is None and time.monotonic() > deadline:
                 raise TimeoutError("torch.distributed was not initialised in time")
-        if store is not None:
-            store.set(f"{self._prefix()}/root", json.dumps(self._run_doc))  # rank 0 serves this run
-            self.mark_ready()
+        if store is None:
+            return
+        store.set(f"{self._prefix()}/root", json.dumps(self._run_doc))  # rank 0 serves this run
+        self.mark_ready()
+        import queue
+
+        built: queue.SimpleQueue[_Link | int] = queue.SimpleQueue()
+        self._acceptor = threading.Thread(target=self._accept, args=(store, on_join, built, stop),
+                                          name="em_dist-gloo-accept", daemon=True)
+        self._acceptor.start()
+        receiver = threading.Thread(target=self._receive, args=(built, on_frame, on_lost, stop),
+                                    name="em_dist-gloo-recv", daemon=True)
+        receiver.start()
+        stop.wait()
+
+    def _accept(self, store: Any, on_join, built, stop: threading.Event) -> None:
+        """Take each peer's hello, accept it and build rank 0's side of its pair, one at a time."""
         waiting = {f"{self._prefix()}/hello/{p}": p for p in range(1, self.world_size)}
         while waiting and not stop.is_set():
-            for key in [k for k in waiting if store.check([k])]:
+            hellos = [k for k in waiting if store.check([k])]
+            accepted = []
+            for key in hellos:  # accept all first, so each pair is being built on the peer's side meanwhile
                 peer = waiting.pop(key)
+                accepted.append((peer, _local_pid(store.get(key))))
                 store.set(f"{self._prefix()}/accepted/{peer}", "1")
                 on_join(peer)
-                thread = threading.Thread(target=self._serve_peer, args=(store, peer, on_frame, on_lost),
-                                          name=f"em_dist-gloo-peer-{peer}", daemon=True)
-                self._threads[peer] = thread
-                thread.start()
+            for peer, pid in accepted:
+                try:
+                    pg = self._pair(store, peer, 0, device=_rank0_device(), build_wait=self._timings.pair_wait)
+                except Exception:  # noqa: BLE001 - the peer never built its side: it is lost
+                    built.put(peer)
+                    continue
+                built.put(_Link(peer, pg, self._tag, pid))
             stop.wait(self._timings.poll)
 
-    def _serve_peer(self, store: Any, peer: int, on_frame, on_lost) -> None:
-        pg = None
-        try:
-            pg = self._pair(store, peer, 0)
-            while True:
-                data = _recv(pg, 1, self._tag)
-                reply = on_frame(peer, data)
-                if reply is not None:
-                    _send(pg, 1, reply, self._tag)
-                    return
-        except Exception:  # noqa: BLE001 - a broken pair means a lost peer
-            on_lost(peer)
-        finally:
-            if pg is not None:
-                _forget(pg)
-            del pg  # destroyed on this thread, while the interpreter is alive
+    def _receive(self, built, on_frame, on_lost, stop: threading.Event) -> None:
+        """Poll every link's posted header receive; read a frame only once its header arrived, so a
+        quiet link never holds this thread (gloo's waits can't be interrupted)."""
+        links: dict[int, _Link] = {}
+        delay = 0.0005
+        # After stop, links still open keep being served (a late peer's goodbye gets its answer
+        # instead of blocking in a send nobody receives); the thread ends with the last of them.
+        while not stop.is_set() or links or not built.empty():
+            while not built.empty():
+                item = built.get()
+                if isinstance(item, int):
+                    on_lost(item)
+                else:
+                    links[item.peer] = item
+                    item.post()
+            busy = False
+            now = time.monotonic()
+            for peer, link in list(links.items()):
+                try:
+                    if not link.arrived():
+                        if link.gone(now) or now - link.heard > self._timings.silence:
+                            link.test()  # raises: the peer died (or froze, and this closes its link)
+                        continue
+                    busy = True
+                    data = link.take()
+                    reply = on_frame(peer, data)
+                    if reply is not None:
+                        _send(link.pg, 1, reply, self._tag)
+                        del links[peer]
+                        link.release()
+                        self._finished.add(peer)  # answered, and its pair destroyed
+                        continue
+                    link.post()
+                except Exception:  # noqa: BLE001 - a broken pair (or a frame we can't read) means a lost peer
+                    del links[peer]
+                    on_lost(peer)
+                    link.release()
+            if busy:
+                delay = 0.0005
+            else:
+                stop.wait(delay)
+                delay = min(delay * 2, 0.02)
 
     def shutdown(self, finished: frozenset[int] = frozenset()) -> None:
         self._closed = True
@@ -215,12 +293,121 @@ class GlooWire(Wire):
             except Exception:  # noqa: BLE001 - the store may be gone with the job
                 pass
         # A gloo group still alive when the interpreter exits can abort the process ("terminate
-        # called without an active exception"), so each pair is destroyed by its own thread once
-        # done; wait (bounded) for those whose goodbye was answered.
+        # called without an active exception"): wait (bounded) until the receiving thread has
+        # answered and destroyed the pairs of the peers that finished.
         deadline = time.monotonic() + self._timings.release_wait
-        for peer, thread in self._threads.items():
-            if peer in finished:  # it is sending the last ack, then destroys its pair
-                thread.join(max(0.0, deadline - time.monotonic()))
+        while not finished <= self._finished and time.monotonic() < deadline:
+            time.sleep(self._timings.poll / 10)
+
+
+class _Link:
+    """Rank 0's side of one peer's pair, with its header receive posted.
+
+    gloo's receive has no ``test``: its ``wait`` blocks, and a timed-out wait closes the pair. So
+    the header is received into a tensor pre-filled with -1 (a length is never negative); gloo's
+    event loop writes the arrived bytes into it, and only then does this thread wait on it (for
+    at most the rest of that frame, already on its way).
+    """
+
+    __slots__ = ("peer", "pg", "tag", "pid", "header", "view", "work", "waited", "heard", "checked", "dead_since")
+
+    def __init__(self, peer: int, pg: Any, tag: int, pid: int | None = None) -> None:
+        import torch
+
+        self.peer, self.pg, self.tag, self.pid = peer, pg, tag, pid
+        self.checked = 0.0
+        self.dead_since: float | None = None
+        self.header = torch.full((1,), -1, dtype=torch.int64)
+        self.view = self.header.numpy()
+        self.work: Any = None
+        self.waited = False
+        self.heard = time.monotonic()
+
+    def post(self) -> None:
+        self.view[0] = -1
+        self.waited = False
+        self.work = self.pg.recv([self.header], 1, self.tag)
+
+    def arrived(self) -> bool:
+        return bool(self.view[0] != -1)
+
+    def gone(self, now: float) -> bool:
+        """A peer in rank 0's own process space (same host and pid namespace) whose process ended:
+        true half a second after that was seen, so gloo's event loop has drained what it sent."""
+        if self.pid is None or now - self.heard < GONE_CHECK or now - self.checked < GONE_CHECK:
+            return False
+        self.checked = now
+        if self.dead_since is None:
+            if _alive(self.pid):
+                return False
+            self.dead_since = now
+        return now - self.dead_since >= GONE_CHECK
+
+    def take(self) -> bytes:
+        """The frame whose header arrived (blocking only for the rest of it)."""
+        import torch
+
+        try:
+            if not self.waited:
+                self.work.wait()
+            size = int(self.header.item())
+            self.heard = time.monotonic()
+            if size == 0:
+                return b""
+            body = torch.empty(size, dtype=torch.uint8)
+            self.pg.recv([body], 1, self.tag).wait()
+        except RuntimeError as exc:
+            raise LinkClosed(str(exc).splitlines()[0]) from exc
+        return body.numpy().tobytes()
+
+    def test(self) -> None:
+        """Wait a moment on the silent link: gloo raises at once when the peer is gone, and closes
+        the pair when the wait times out; either way the link is finished."""
+        try:
+            self.work.wait(timedelta(milliseconds=1))
+        except RuntimeError as exc:
+            raise LinkClosed(str(exc).splitlines()[0]) from exc
+        self.waited = True  # the header did arrive meanwhile: take() reads it next
+
+    def release(self) -> None:
+        """Destroy the pair (on the receiving thread, which used it)."""
+        _forget(self.pg)
+        self.pg = self.work = None
+
+
+GONE_CHECK = 0.5
+"""Seconds of quiet after which rank 0 looks whether a local peer's process still exists."""
+
+
+def _pid_space() -> str:
+    """This machine boot and pid namespace: two processes that share it can check each other's pid."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return ""
+
+
+def _local_pid(hello: bytes) -> int | None:
+    """The peer's pid from its hello when it runs in rank 0's own pid space, else None."""
+    try:
+        doc = json.loads(hello)
+        space = _pid_space()
+        return int(doc["pid"]) if space and doc.get("pids") == space else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, killed but not yet reaped by its launcher, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        return True  # can't tell: the silence bound still applies
 
 
 def _send(pg: Any, dst: int, data: bytes, tag: int) -> None:

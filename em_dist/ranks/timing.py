@@ -37,6 +37,14 @@ class RankTimings:
     """How long rank 0 waits for its per-peer links to tear down after their goodbye."""
     send_interval: float = 0.2
     """A peer hands its records on at least this often (they reach rank 0 well within 2 s)."""
+    heartbeat: float = 1.0
+    """A joined peer with nothing to send still sends an empty frame this often, so that rank 0 can
+    tell a quiet link from a dead one (gloo offers no way to see a closed pair without waiting on it)."""
+    silence: float = 10.0
+    """A gloo link rank 0 heard nothing from (not even a heartbeat) for this long is tested once,
+    which closes it: the peer died or froze, and is recorded as lost."""
+    pair_wait: float = 30.0
+    """How long rank 0 waits for an accepted peer to build its side of the gloo pair."""
     horovod_interval: float = 0.1
     """Rank 0's pace of Horovod rounds while idle."""
     poll: float = 0.05

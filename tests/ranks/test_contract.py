@@ -34,3 +34,12 @@ def test_contract_over_mpi4py_under_mpirun(tmp_path):
     require_mpirun()
     cmd = mpirun_cmd(3, "--mpi", script=CONTRACT)
     _check(tmp_path, run_job(cmd, job_env(tmp_path)), 3, "mpi")
+
+
+def test_rank0_receives_every_link_on_a_fixed_number_of_threads(tmp_path):
+    """Rank 0's threads do not grow with the number of peers: one receiving thread for all links."""
+    proc = run_job(torchrun_cmd(5, "--count-threads", script=CONTRACT), job_env(tmp_path))
+    _check(tmp_path, proc, 5, "torch")
+    root = result(tmp_path, 0)
+    assert len(root["em_threads"]) <= 3, root["em_threads"]
+    assert root["os_threads_added"] <= 4, root["os_threads_added"]  # gloo: one event loop for all pairs

@@ -152,3 +152,23 @@ def test_a_slow_peer_is_late_not_lost(tmp_path):
     (main,) = runs
     assert main.late_ranks == [1] and main.lost_ranks == [] and main.status == "Succeeded"
     check_gathered(main, 2, STEPS, EXTRA)  # everything rank 1 logged had reached rank 0 already
+
+
+def test_a_frozen_peer_is_lost_after_the_silence_bound(tmp_path):
+    """Rank 1 stops (SIGSTOP) with its link open: gloo can't show rank 0 anything, so rank 0 notices
+    the silence (no heartbeat), closes that link and records rank 1 as lost, within its timeout."""
+    go = tmp_path / "go"
+    procs = spawn_env_job(2, job_env(tmp_path), "--init", "before", "--wait-file", str(go), "--timeout", "40")
+    try:
+        wait_for(lambda: _waiting(tmp_path, [0, 1]), 60, "both ranks to log their points")
+        wait_for(lambda: metric_lines(tmp_path, 1) >= RANK1_LINES, 10, "rank 1's points in rank 0's run")
+        procs[1].send_signal(signal.SIGSTOP)
+        go.touch()
+        wait_for(lambda: "finish_s" in (result(tmp_path, 0) or {}), 60, "rank 0 to finish")
+        procs[1].send_signal(signal.SIGCONT)
+    finally:
+        kill_all(procs)
+    assert result(tmp_path, 0)["finish_s"] < 30  # the silence bound (10 s), not the 40 s timeout
+    rec = the_run(tmp_path)
+    assert rec.lost_ranks == [1] and rec.status == "Failed"
+    _train_points_complete(rec, [0, 1])

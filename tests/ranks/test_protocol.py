@@ -147,3 +147,40 @@ def test_goodbye_is_answered_with_an_ack_and_a_missing_answer_times_out():
     assert 0.25 < time.monotonic() - t0 < 3
     hub.down[1].put(ACK)
     assert peer.wire.recv_reply(0.1) == ACK
+
+
+class CountingWire(MemWire):
+    def __init__(self, hub: Hub, rank: int) -> None:
+        super().__init__(hub, rank)
+        self.bytes = 0
+
+    def send(self, data: bytes) -> None:
+        self.bytes += len(data)
+        super().send(data)
+
+
+def test_frames_from_another_node_are_compressed_and_still_delivered_once():
+    hub = Hub(3)
+    root = Root(hub)
+    lines = [f'{{"type":"train","step":{i},"epoch":0,"time":1764000000.{i},"metrics":{{"loss":0.{i}}}}}\n'
+             for i in range(20_000)]
+    wires = {r: CountingWire(hub, r) for r in (1, 2)}
+    for r, compress in ((1, False), (2, True)):
+        peer = FramePeer(wires[r], compress=compress)
+        peer.connect(1.0)
+        for start in range(0, len(lines), 5000):
+            peer.send([("rec", lines[start:start + 5000])])
+        assert peer.goodbye(10)
+    assert root.channel.close(10, join_grace=1).lost == set()
+    for r in (1, 2):
+        assert [line for _, batch in root.got[r] for line in batch] == lines
+    assert wires[2].bytes * 3 < wires[1].bytes  # zlib: about 4x fewer bytes between nodes
+
+
+def test_a_quiet_peer_sends_a_heartbeat_frame():
+    hub = Hub(2)
+    peer = FramePeer(MemWire(hub, 1), heartbeat=0.05)
+    peer.connect(1.0)
+    peer.send([])
+    assert hub.up[1].qsize() == 0  # not quiet long enough yet
+    wait_for(lambda: (peer.send([]), hub.up[1].qsize())[1] == 1, 5, "a heartbeat frame")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ._launch import check_gathered, job_env, result, run_job, the_run, torchrun_cmd
+from ._launch import WORKER, check_gathered, free_port, job_env, kill_all, result, run_job, the_run, torchrun_cmd
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -76,3 +76,25 @@ def test_ddp_example_runs_with_no_rank_guards(tmp_path):
         assert len(rec.metrics(type="test", name="accuracy", rank=r)) == 1
     assert [a.name for a in rec.artifacts] == ["mnist_ddp_saved_model"] * 2
     assert rec.hparams["world_size"] == 2 and rec.rank_hparams == {}
+
+
+def test_two_agents_as_two_nodes_gather_every_rank_exactly_once(tmp_path):
+    """Two torchrun agents on this host, rendezvous over c10d, each a node of two ranks."""
+    import sys
+
+    env = job_env(tmp_path)
+    port = free_port()
+    agents = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=2",
+                                "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", f"--node_rank={node}",
+                                "--rdzv_id=two-nodes", "--monitor-interval=0.1", str(WORKER), "--allreduce", "1"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for node in (0, 1)]
+    try:
+        outs = [a.communicate(timeout=150)[0] for a in agents]
+    finally:
+        kill_all(agents)
+    assert all(a.returncode == 0 for a in agents), "\n".join(o[-3000:] for o in outs)
+    rec = the_run(tmp_path)
+    check_gathered(rec, 4, steps=40, extra=7)
+    assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.world["size"] == 4
+    assert sorted(rec.platform["ranks"], key=int) == ["0", "1", "2", "3"]

@@ -88,3 +88,12 @@ def test_engine_choice_never_initialises_anything(monkeypatch):
     monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
     monkeypatch.setenv("MASTER_PORT", "29500")
     assert _engine(WorldInfo(1, 2, 1, 2, 0, "torchrun", "env")) == "torch"
+
+
+def test_peers_on_other_nodes_compress_unless_told_not_to():
+    from em_dist.ranks.engines import compress_frames
+    from em_dist.ranks.world import WorldInfo
+
+    assert not compress_frames(WorldInfo(rank=1, world_size=4, node_rank=0), {})
+    assert compress_frames(WorldInfo(rank=2, world_size=4, node_rank=1), {})
+    assert not compress_frames(WorldInfo(rank=2, world_size=4, node_rank=1), {"EM_DIST_COMPRESS": "0"})

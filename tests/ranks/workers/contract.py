@@ -22,6 +22,8 @@ p.add_argument("--mpi", action="store_true", help="import mpi4py first, as an MP
 p.add_argument("--horovod", action="store_true", help="hvd.init() first, as a Horovod script does")
 p.add_argument("--timeout", type=float, default=30.0)
 p.add_argument("--mode", choices=("contract", "silent", "alone"), default="contract")
+p.add_argument("--count-threads", action="store_true",
+               help="rank 0 counts its threads once every peer's messages arrived; peers say goodbye after that")
 args = p.parse_args()
 if args.mpi:
     from mpi4py import MPI  # noqa: F401
@@ -39,6 +41,11 @@ world = detect_world()
 timings = RankTimings.from_env(args.timeout)
 out = os.environ["EM_TEST_OUT"]
 rank0_closed = os.path.join(out, "rank0-closed")
+rank0_counted = os.path.join(out, "rank0-counted")
+
+
+def os_threads() -> int:
+    return len(os.listdir(f"/proc/{os.getpid()}/task"))
 got: dict[int, list[int]] = {}
 sizes: dict[int, int] = {}
 
@@ -58,7 +65,16 @@ if world.rank == 0 or args.mode != "alone":
     channel, engine = open_channel(world, meeting, timings)
     result.update(engine=engine, transport=channel.transport)
 if world.rank == 0:
+    threads_before = os_threads()
     channel.start(deliver)
+    if args.count_threads:
+        import threading
+
+        n = world.world_size
+        wait_for(lambda: all(len(got.get(r, [])) == args.count + r for r in range(1, n)), 60, "every message")
+        result.update(em_threads=sorted(t.name for t in threading.enumerate() if t.name.startswith("em_dist")),
+                      os_threads_added=os_threads() - threads_before)
+        open(rank0_counted, "w").close()
     if args.mode == "silent":
         wait_for(lambda: all(len(got.get(r, [])) == 30 for r in range(1, world.world_size)), 20, "the peers' 30 messages")
     t0 = time.monotonic()
@@ -74,6 +90,8 @@ elif channel is not None:
         channel.send(msgs[start:start + 50])
     if args.mode == "silent":
         wait_for(lambda: os.path.exists(rank0_closed), 30, "rank 0 to give up")
+    if args.count_threads:
+        wait_for(lambda: os.path.exists(rank0_counted), 60, "rank 0 to count its threads")
     t0 = time.monotonic()
     result["goodbye"] = channel.goodbye(args.timeout)
     result["goodbye_s"] = time.monotonic() - t0
