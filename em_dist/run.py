@@ -375,6 +375,8 @@ class Run:
         world["backend"] = report.backend or world.get("backend")
         if report.transport:
             world["transport"] = report.transport
+        if report.relayed_by:
+            world["relayed_by"] = {str(r): leader for r, leader in sorted(report.relayed_by.items())}
         if report.hosts and world.get("size", 1) > 1:
             world["nodes"] = report.hosts
         self.world = world

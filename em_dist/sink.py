@@ -70,6 +70,8 @@ class EndReport:
     """What carried the peers' records (``gloo``, ``mpi``, ``horovod``, ``files``)."""
     hosts: int | None = None
     """How many distinct hosts the ranks reported: the job's node count."""
+    relayed_by: dict[int, int] = field(default_factory=dict)
+    """Rank -> the node leader that relayed its records to rank 0 (ranks that came directly are not in it)."""
 
 
 class Sink(ABC):

@@ -39,6 +39,8 @@ class ChannelEnd:
     """Peers that joined, are still connected, but did not say goodbye within the timeout."""
     absent: set[int] = field(default_factory=set)
     """Peers that never joined."""
+    relayed_by: dict[int, int] = field(default_factory=dict)
+    """Peer -> the node leader that relayed it (see :mod:`.relay`)."""
 
 
 class _Readiness:

@@ -87,6 +87,7 @@ class DeferredWire(Wire):
         while wire is None and not stop.is_set():
             wire = self._resolve(time.monotonic() + 1.0)
         if wire is not None:
+            wire.run_doc = self.run_doc or wire.run_doc  # a node leader set rank 0's run on this wrapper
             wire.serve(on_join, on_frame, on_lost, stop)
 
     def shutdown(self, finished: frozenset[int] = frozenset()) -> None:

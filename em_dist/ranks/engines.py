@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .._warn import warn_once
-from . import deferred
+from . import deferred, relay
 from .channel import PeerChannel, RootChannel
 from .frames import FramePeer, FrameRoot, Wire
 from .timing import RankTimings
@@ -77,49 +77,67 @@ def _no_engine_yet(world: WorldInfo) -> bool:
     return _has("torch") or _has("mpi4py")
 
 
-def _frames(world: WorldInfo, wire: Wire, timings: RankTimings) -> Channel:
+WireFor = Callable[[int], Wire]
+"""Builds this rank's wire to (or, on that rank, serving as) the given root: rank 0 or a node leader."""
+
+
+def _frames(world: WorldInfo, wire_for: WireFor, timings: RankTimings) -> Channel:
+    """This rank's end of the frame protocol: rank 0 serves; a node leader relays its node
+    (:mod:`.relay`); every other rank reports to its leader, or to rank 0 on rank 0's node."""
     if world.rank == 0:
-        return FrameRoot(wire, release_wait=timings.release_wait)
-    return FramePeer(wire, heartbeat=timings.heartbeat, compress=compress_frames(world))
+        return FrameRoot(wire_for(0), release_wait=timings.release_wait)
+    leader = relay.leader_of(world)
+    if leader == 0:
+        return FramePeer(wire_for(0), heartbeat=timings.heartbeat, compress=compress_frames(world))
+    if leader == world.rank:
+        up = FramePeer(wire_for(0), heartbeat=timings.heartbeat, compress=compress_frames(world))
+        return relay.RelayPeer(up, wire_for(leader), relay.members_of(world, leader), timings)
+    # a member: same node as its leader, so its frames go uncompressed
+    return FramePeer(relay.ViaLeader(wire_for(leader), lambda: wire_for(0), timings), heartbeat=timings.heartbeat)
 
 
 def compress_frames(world: WorldInfo, env: Mapping[str, str] | None = None) -> bool:
-    """Whether this peer compresses its frames: rank 0 is on node 0, so a peer on any other node
-    does, unless ``EM_DIST_COMPRESS=0`` (a fast network, or CPUs too busy to spare)."""
+    """Whether this rank compresses what it sends rank 0: a rank on another node than rank 0's
+    does (a node leader, or any such rank when relaying is off), unless ``EM_DIST_COMPRESS=0``
+    (a fast network, or CPUs too busy to spare)."""
     env = os.environ if env is None else env
-    return world.node_rank != 0 and env.get("EM_DIST_COMPRESS", "1").strip() != "0"
+    size = env.get("EM_DIST_NODE_SIZE", "").strip()
+    node = world.rank // int(size) if size.isdigit() and int(size) > 0 else world.node_rank
+    return node != 0 and env.get("EM_DIST_COMPRESS", "1").strip() != "0"
 
 
-def _gloo_wire(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Wire:
+def _gloo_wire(world: WorldInfo, meeting: Meeting, timings: RankTimings, root: int = 0) -> Wire:
     from . import gloo
 
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
         factory: Callable = lambda: gloo.agent_store(timings.engine_wait)  # noqa: E731
     else:
         factory = gloo.default_store
-    return gloo.GlooWire(world.rank, world.world_size, meeting.nonce, factory, timings, meeting.run_doc)
+    return gloo.GlooWire(world.rank, world.world_size, meeting.nonce, factory, timings, meeting.run_doc, root=root)
 
 
-def _mpi_wire(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Wire:
+def _mpi_wire(world: WorldInfo, meeting: Meeting, timings: RankTimings, root: int = 0) -> Wire:
     from .mpi import MPIWire
 
-    return MPIWire(world.rank, world.world_size, meeting.nonce, meeting.run_doc)
+    return MPIWire(world.rank, world.world_size, meeting.nonce, meeting.run_doc, root=root)
 
 
 def _build_torch(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Channel:
-    return _frames(world, _gloo_wire(world, meeting, timings), timings)
+    return _frames(world, lambda root: _gloo_wire(world, meeting, timings, root), timings)
 
 
 def _build_mpi(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Channel:
-    return _frames(world, _mpi_wire(world, meeting, timings), timings)
+    return _frames(world, lambda root: _mpi_wire(world, meeting, timings, root), timings)
 
 
 def _build_deferred(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Channel:
-    wire = deferred.DeferredWire(world.rank, world.world_size, [
-        (deferred.torch_ready, lambda: _gloo_wire(world, meeting, timings)),
-        (deferred.mpi_ready, lambda: _mpi_wire(world, meeting, timings)),
-    ], timings)
-    return _frames(world, wire, timings)
+    def wire_for(root: int) -> Wire:
+        return deferred.DeferredWire(world.rank, world.world_size, [
+            (deferred.torch_ready, lambda: _gloo_wire(world, meeting, timings, root)),
+            (deferred.mpi_ready, lambda: _mpi_wire(world, meeting, timings, root)),
+        ], timings)
+
+    return _frames(world, wire_for, timings)
 
 
 def _build_horovod(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> Channel:
@@ -131,8 +149,8 @@ def _build_horovod(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> 
         from . import gloo
 
         store = horovod_store.RendezvousStore(world.rank, meeting.nonce, server, timings)
-        wire = gloo.GlooWire(world.rank, world.world_size, meeting.nonce, store, timings, meeting.run_doc)
-        return _frames(world, wire, timings)
+        return _frames(world, lambda root: gloo.GlooWire(world.rank, world.world_size, meeting.nonce, store, timings,
+                                                         meeting.run_doc, root=root), timings)
     if horovod_store.mpi_with_threads():  # horovodrun --mpi, hvd.init() done with MPI_THREAD_MULTIPLE
         return _build_mpi(world, meeting, timings)
     from .horovod import HorovodPeer, HorovodRoot

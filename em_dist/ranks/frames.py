@@ -23,6 +23,9 @@ FRAME_BYTES = 4 << 20
 
 ACK = b"em_dist-ack"
 
+RELAYED = frozenset({"relay_join", "relay", "relay_lost"})
+"""The messages a node leader wraps its members' traffic in (:mod:`.relay`); rank 0 unwraps them."""
+
 COMPRESS_AT = 4096
 """A frame from another node is compressed (zlib level 1) from this many pickled bytes on: JSON
 lines shrink about 4.3x at 0.6 µs per record on the sender and 0.2-0.3 µs on rank 0
@@ -55,6 +58,8 @@ class Wire(_Readiness, ABC):
     transport: str = "?"
     rank0_run: dict[str, Any] | None = None
     """A peer: rank 0's run as it announced it when it accepted this rank."""
+    run_doc: dict[str, Any] = {}
+    """A server: the run it announces to the peers it accepts (rank 0's, also at a node leader)."""
     engine_started: bool = True
     """False while the engine under the wire does not exist yet (see :class:`.deferred.DeferredWire`)."""
 
@@ -180,6 +185,7 @@ class FrameRoot(RootChannel):
         self._release_wait = release_wait
         self._deliver: Deliver | None = None
         self._peers: dict[int, _PeerState] = {}
+        self._via: dict[int, int] = {}  # member -> the node leader that relays it
         self._lock = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -222,7 +228,7 @@ class FrameRoot(RootChannel):
             joined = set(self._peers)
             lost = {p for p in joined if self._peers[p].lost}
             late = {p for p in joined if not self._peers[p].done}
-            end = ChannelEnd(lost=lost, late=late, absent=peers - joined)
+            end = ChannelEnd(lost=lost, late=late, absent=peers - joined, relayed_by=dict(self._via))
         self._stop.set()
         if self._thread is not None:  # no engine call of ours may overlap the exit (MPI_Finalize)
             self._thread.join(1.0)
@@ -258,6 +264,9 @@ class FrameRoot(RootChannel):
         deliver = self._deliver
         for msg in frame.get("msgs", ()):
             state.messages += 1
+            if type(msg) is tuple and msg and msg[0] in RELAYED:
+                self._relayed(peer, msg)
+                continue
             if deliver is not None:
                 try:
                     deliver(peer, msg)
@@ -276,11 +285,32 @@ class FrameRoot(RootChannel):
 
     def _on_lost(self, peer: int) -> None:
         with self._lock:
-            state = self._peers.setdefault(peer, _PeerState())
-            if not state.done:
-                state.lost = True
-                state.done = True
+            # a node leader's death loses its members too (those that had not finished): what they
+            # send from now on goes to runs of their own (see :mod:`.relay`)
+            for rank in [peer] + [m for m, leader in self._via.items() if leader == peer]:
+                state = self._peers.setdefault(rank, _PeerState())
+                if not state.done:
+                    state.lost = True
+                    state.done = True
             self._lock.notify_all()
+
+    def _relayed(self, leader: int, msg: tuple) -> None:
+        """A node leader's wrapping of a member's traffic (:mod:`.relay`): applied as if the member
+        had sent it here, so its frame numbers keep every frame exactly once."""
+        kind, member = msg[0], msg[1]
+        if not isinstance(member, int) or not 0 < member < self.world_size or member == leader:
+            return
+        self._via[member] = leader
+        if kind == "relay_join":
+            self._on_join(member)
+        elif kind == "relay":
+            try:
+                self._on_frame(member, msg[2])  # its goodbye was answered by the leader already
+            except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the leader's others
+                warn_once(f"frames-relay-{member}", f"em_dist: could not read a frame of rank {member} relayed "
+                          f"by rank {leader} ({exc!r}).")
+        elif kind == "relay_lost":
+            self._on_lost(member)
 
 
 def _rough_size(msg: Any) -> int:

@@ -2,10 +2,11 @@
 
 Why pairs: ``dist.new_group`` is collective over the user's default group (it would
 hang a script where only rank 0 creates a run), and one full-mesh gloo group needs
-every rank to join. Instead each peer ``r`` and rank 0 build a two-process
+every rank to join. Instead each peer ``r`` and the rank it reports to (rank 0, or its
+node leader under ``via/<leader>``, see :mod:`.relay`) build a two-process
 ``ProcessGroupGloo`` under the store prefix ``em_dist/<nonce>/pair/<r>``, after the
-peer announced itself with a ``hello/<r>`` key. Rank 0 thus never waits for a peer
-that did not come, and a dead peer breaks only its own pair. The store is the job's:
+peer announced itself with a numbered ``hello#<n>`` key. The server thus never waits for a
+peer that did not come, reads only new hellos, and a dead peer breaks only its own pair. The store is the job's:
 torchrun's agent store (``TORCHELASTIC_USE_AGENT_STORE``, reached as a client at
 ``MASTER_ADDR:MASTER_PORT``) or the default group's store. Nothing here touches the
 user's groups; each pair is used from one thread only.
@@ -92,9 +93,11 @@ class GlooWire(Wire):
     transport = "gloo"
 
     def __init__(self, rank: int, world_size: int, nonce: str,
-                 store_factory: Callable[[], Any], timings: RankTimings, run_doc: dict[str, Any] | None = None) -> None:
+                 store_factory: Callable[[], Any], timings: RankTimings, run_doc: dict[str, Any] | None = None,
+                 root: int = 0) -> None:
         self.rank = rank
-        self._run_doc = run_doc or {}
+        self.root = root
+        self.run_doc = run_doc or {}
         self.world_size = world_size
         self.nonce = nonce
         self._store_factory = store_factory
@@ -108,7 +111,8 @@ class GlooWire(Wire):
         self._created: float | None = None
 
     def _prefix(self) -> str:
-        return f"em_dist/{self.nonce}"
+        """The run's keys; a node leader's (:mod:`.relay`) under ``via/<leader>``."""
+        return f"em_dist/{self.nonce}" if self.root == 0 else f"em_dist/{self.nonce}/via/{self.root}"
 
     def _get_store(self, deadline: float) -> Any:
         """The job's store, or None if it did not appear by ``deadline``."""
@@ -173,7 +177,11 @@ class GlooWire(Wire):
             self.rank0_run = json.loads(announced)
         except ValueError:
             self.rank0_run = None
-        store.set(f"{self._prefix()}/hello/{self.rank}", json.dumps({"pid": os.getpid(), "pids": _pid_space()}))
+        # Hellos are numbered (one counter per server), so a server reads only the new ones, whatever
+        # the world size and whoever comes (a relay's members, a member whose leader is gone).
+        number = store.add(f"{self._prefix()}/hellos", 1)
+        store.set(f"{self._prefix()}/hello#{number}",
+                  json.dumps({"rank": self.rank, "pid": os.getpid(), "pids": _pid_space()}))
         # Build the pair only once rank 0 took this hello: a rank 0 that just stopped serving would
         # leave us in gloo's rendezvous for good.
         accepted = f"{self._prefix()}/accepted/{self.rank}"
@@ -209,7 +217,7 @@ class GlooWire(Wire):
                 raise TimeoutError("torch.distributed was not initialised in time")
         if store is None:
             return
-        store.set(f"{self._prefix()}/root", json.dumps(self._run_doc))  # rank 0 serves this run
+        store.set(f"{self._prefix()}/root", json.dumps(self.run_doc))  # this run is served here
         self.mark_ready()
         import queue
 
@@ -224,13 +232,16 @@ class GlooWire(Wire):
 
     def _accept(self, store: Any, on_join, built, stop: threading.Event) -> None:
         """Take each peer's hello, accept it and build rank 0's side of its pair, one at a time."""
-        waiting = {f"{self._prefix()}/hello/{p}": p for p in range(1, self.world_size)}
-        while waiting and not stop.is_set():
-            hellos = [k for k in waiting if store.check([k])]
+        hellos = _Hellos(store, self._prefix(), self._timings)
+        seen: set[int] = set()
+        while not stop.is_set():
             accepted = []
-            for key in hellos:  # accept all first, so each pair is being built on the peer's side meanwhile
-                peer = waiting.pop(key)
-                accepted.append((peer, _local_pid(store.get(key))))
+            for doc in hellos.new():  # accept all first, so each pair is being built on the peer's side meanwhile
+                peer = doc.get("rank")
+                if not isinstance(peer, int) or not 0 < peer < self.world_size or peer in seen:
+                    continue
+                seen.add(peer)
+                accepted.append((peer, _local_pid(doc)))
                 store.set(f"{self._prefix()}/accepted/{peer}", "1")
                 on_join(peer)
             for peer, pid in accepted:
@@ -287,8 +298,8 @@ class GlooWire(Wire):
 
     def shutdown(self, finished: frozenset[int] = frozenset()) -> None:
         self._closed = True
-        if self.rank == 0 and self._store is not None:
-            try:  # a peer that comes later must not wait for this run: it keeps its records itself
+        if self.rank == self.root and self._store is not None:
+            try:  # a peer that comes later must not wait for this run: it goes elsewhere or keeps its records
                 self._store.set(f"{self._prefix()}/root", "")
             except Exception:  # noqa: BLE001 - the store may be gone with the job
                 pass
@@ -389,10 +400,40 @@ def _pid_space() -> str:
         return ""
 
 
-def _local_pid(hello: bytes) -> int | None:
-    """The peer's pid from its hello when it runs in rank 0's own pid space, else None."""
+class _Hellos:
+    """The numbered hellos under a server's prefix, read in order; a number taken by a peer that
+    died before writing its hello is skipped once a later one exists for ``accept_wait``."""
+
+    def __init__(self, store: Any, prefix: str, timings: RankTimings) -> None:
+        self._store, self._prefix, self._timings = store, prefix, timings
+        self._next = 1
+        self._hole_since: float | None = None
+
+    def new(self) -> list[dict[str, Any]]:
+        docs = []
+        while True:
+            key = f"{self._prefix}/hello#{self._next}"
+            if self._store.check([key]):
+                try:
+                    docs.append(json.loads(self._store.get(key)))
+                except ValueError:
+                    pass
+                self._next += 1
+                self._hole_since = None
+                continue
+            if self._hole_since is None:
+                self._hole_since = time.monotonic()
+            elif time.monotonic() - self._hole_since > self._timings.accept_wait:
+                self._hole_since = None
+                if self._store.add(f"{self._prefix}/hellos", 0) >= self._next:
+                    self._next += 1
+                    continue
+            return docs
+
+
+def _local_pid(doc: dict[str, Any]) -> int | None:
+    """The peer's pid from its hello when it runs in this process's own pid space, else None."""
     try:
-        doc = json.loads(hello)
         space = _pid_space()
         return int(doc["pid"]) if space and doc.get("pids") == space else None
     except (ValueError, KeyError, TypeError):

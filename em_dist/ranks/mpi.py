@@ -38,12 +38,15 @@ class MPIWire(Wire):
 
     transport = "mpi"
 
-    def __init__(self, rank: int, world_size: int, key: str, run_doc: dict[str, Any] | None = None) -> None:
+    def __init__(self, rank: int, world_size: int, key: str, run_doc: dict[str, Any] | None = None,
+                 root: int = 0) -> None:
         self.rank = rank
         self.world_size = world_size
         self.key = key
+        self.root = root
+        """The rank this wire reports to or serves as: rank 0, or a node leader (:mod:`.relay`)."""
         self.tag = -1  # known once MPI is (its TAG_UB bounds the tag space)
-        self._run_doc = run_doc or {}
+        self.run_doc = run_doc or {}
         self._mpi: Any = None
         self._hello_req: Any = None
         self._closed = False
@@ -58,8 +61,11 @@ class MPIWire(Wire):
             self._mpi = mpi
             # The run's tag comes from its identity, so every rank picks it alone; rank 0 also
             # checks the identity in each hello, so even a clash of tags can't mix two runs.
+            # A leader serves its node on the next tag, so that what its node sends it is never taken
+            # for rank 0's answers to the leader itself (both arrive at the leader).
             tag_ub = mpi.COMM_WORLD.Get_attr(mpi.TAG_UB) or 32767
-            self.tag = TAG_BASE + zlib.crc32(self.key.encode()) % max(1, tag_ub - TAG_BASE)
+            span = max(2, tag_ub - TAG_BASE) // 2
+            self.tag = TAG_BASE + 2 * (zlib.crc32(self.key.encode()) % span) + (self.root != 0)
         if self._mpi.Is_finalized():
             raise LinkClosed("MPI is finalized")
         return self._mpi.COMM_WORLD
@@ -80,11 +86,11 @@ class MPIWire(Wire):
         self.mark_ready()
         if self._hello_req is None:
             self._hello = HELLO + self.key.encode()
-            self._hello_req = comm.Isend([self._hello, self._mpi.BYTE], dest=0, tag=self.tag)
+            self._hello_req = comm.Isend([self._hello, self._mpi.BYTE], dest=self.root, tag=self.tag)
         deadline = time.monotonic() + wait
         delay = 0.001
         while not self._closed:
-            got = self._probe(comm, 0)
+            got = self._probe(comm, self.root)
             if got is not None and got[1].startswith(READY):  # rank 0's READY, with its run
                 try:
                     self.rank0_run = json.loads(got[1][len(READY):] or b"{}")
@@ -101,14 +107,14 @@ class MPIWire(Wire):
 
     def send(self, data: bytes) -> None:
         comm = self._comm()
-        comm.Send([data, self._mpi.BYTE], dest=0, tag=self.tag)
+        comm.Send([data, self._mpi.BYTE], dest=self.root, tag=self.tag)
 
     def recv_reply(self, timeout: float) -> bytes | None:
         comm = self._comm()
         deadline = time.monotonic() + timeout
         delay = 0.001
         while not self._closed and time.monotonic() < deadline:
-            got = self._probe(comm, 0)
+            got = self._probe(comm, self.root)
             if got is not None:
                 return got[1]
             time.sleep(delay)
@@ -137,7 +143,7 @@ class MPIWire(Wire):
                     continue
                 joined.add(peer)
                 on_join(peer)
-                comm.Send([READY + json.dumps(self._run_doc).encode(), mpi.BYTE], dest=peer, tag=self.tag)
+                comm.Send([READY + json.dumps(self.run_doc).encode(), mpi.BYTE], dest=peer, tag=self.tag)
                 continue
             reply = on_frame(peer, data)
             if reply is not None:

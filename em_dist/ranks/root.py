@@ -97,6 +97,7 @@ class RootSink(Sink):
             end = self.channel.close(timeout, self._timings.root_join_grace)
             report.lost_ranks, report.absent_ranks = sorted(end.lost), sorted(end.absent)
             report.late_ranks = sorted(end.late)
+            report.relayed_by = dict(end.relayed_by)
             report.transport = self.channel.transport
         with self._lock:
             report.peer_failures = dict(self._peer_failures)

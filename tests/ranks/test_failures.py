@@ -172,3 +172,31 @@ def test_a_frozen_peer_is_lost_after_the_silence_bound(tmp_path):
     rec = the_run(tmp_path)
     assert rec.lost_ranks == [1] and rec.status == "Failed"
     _train_points_complete(rec, [0, 1])
+
+
+def test_kill9_of_a_node_leader_loses_only_its_node_in_flight_and_its_member_keeps_the_rest(tmp_path):
+    """Blocks of two ranks: rank 2 relays rank 3. Kill -9 rank 2 once rank 3's points reached rank 0:
+    rank 0 records ranks 2 and 3 as lost and keeps everything they logged before; rank 3 goes on
+    and keeps what it logs afterwards in a run of its own; nobody hangs."""
+    go = tmp_path / "go"
+    env = job_env(tmp_path, EM_DIST_NODE_SIZE="2")
+    procs = spawn_env_job(4, env, "--init", "before", "--wait-file", str(go), "--timeout", "20")
+    try:
+        wait_for(lambda: _waiting(tmp_path, [0, 1, 2, 3]), 60, "every rank to log its points")
+        wait_for(lambda: all(metric_lines(tmp_path, r) >= STEPS + r * EXTRA + 1 for r in range(4)), 20,
+                 "every rank's points in rank 0's run")
+        procs[2].kill()
+        procs[2].wait(10)
+        go.touch()
+        wait_for(lambda: all("finish_s" in (result(tmp_path, r) or {}) for r in (0, 1, 3)), 40,
+                 "ranks 0, 1 and 3 to finish")
+    finally:
+        kill_all(procs)
+    assert all(result(tmp_path, r)["finish_s"] < 20 for r in (0, 1, 3))
+    rec = em.load_run(result(tmp_path, 0)["path"])
+    assert rec.lost_ranks == [2, 3] and rec.status == "Failed"
+    assert rec.world["relayed_by"] == {"3": 2}
+    _train_points_complete(rec, [0, 1, 2, 3])
+    own = [p for p in (tmp_path / "runs").iterdir() if (p / "run.json").is_file() and str(p) != result(tmp_path, 0)["path"]]
+    assert len(own) == 1, own  # rank 3's later heartbeats, kept rather than dropped
+    assert em.load_run(own[0]).metrics(type="heartbeat", name="alive", rank=0)

@@ -73,12 +73,14 @@ RUN_SCRIPT = textwrap.dedent(
 )
 
 
-def _horovodrun(controller: str, script: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _horovodrun(controller: str, script: str, tmp_path: Path, *args: str, counts: dict[int, int] = COUNTS,
+                **env_extra: str) -> subprocess.CompletedProcess:
     path = tmp_path / "script.py"
-    path.write_text(f"COUNTS = {json.dumps({str(k): v for k, v in COUNTS.items()})}\n" + script)
-    env = python_env(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    path.write_text(f"COUNTS = {json.dumps({str(k): v for k, v in counts.items()})}\n" + script)
+    env = python_env(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", **env_extra)
     env["PATH"] = str(Path(PYTHON).parent) + os.pathsep + env.get("PATH", "")
-    cmd = [HOROVODRUN, "-np", "2", "-H", "localhost:2", f"--{controller}", PYTHON, str(path), *args]
+    n = len(counts)
+    cmd = [HOROVODRUN, "-np", str(n), "-H", f"localhost:{n}", f"--{controller}", PYTHON, str(path), *args]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, f"horovodrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
@@ -145,6 +147,18 @@ def test_run_gathers_every_rank(controller: str, tmp_path: Path, run_parent: Pat
     assert solo.status == "Succeeded" and solo.ranks() == [0]
     finish_s = float((tmp_path / "solo_finish_s.txt").read_text())
     assert finish_s < 5.0
+
+
+def test_node_leaders_relay_beside_horovod(tmp_path: Path, run_parent: Path) -> None:
+    """Four ranks in blocks of two under ``--gloo``: rank 3 reaches rank 0 through rank 2."""
+    import em_dist
+
+    counts = {0: 40, 1: 95, 2: 60, 3: 80}
+    _horovodrun("gloo", RUN_SCRIPT, tmp_path, counts=counts, EM_DIST_NODE_SIZE="2")
+    record = em_dist.load_run(next(p for p in run_parent.iterdir() if p.name.startswith("hvd_gather")))
+    assert record.status == "Succeeded" and record.lost_ranks == [] and record.world["relayed_by"] == {"3": 2}
+    for rank, count in counts.items():
+        assert [p["step"] for p in record.metrics(type="train", name="loss", rank=rank)] == list(range(count))
 
 
 def test_example_via_launch_recipe(tmp_path: Path, run_parent: Path) -> None:

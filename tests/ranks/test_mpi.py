@@ -49,3 +49,15 @@ def test_mpirun_rank0_only_script_without_mpi4py_is_not_aborted(tmp_path):
     check_gathered(rec, 2, steps=40, extra=7, ranks=[0])
     assert rec.status == "Succeeded" and rec.world["absent_ranks"] == [1]
     assert result(tmp_path, 0)["mpi_imported"] is False and result(tmp_path, 0)["finish_s"] < 6
+
+
+def test_mpirun_node_leaders_relay_over_mpi(tmp_path):
+    """Blocks of two ranks: rank 3 reaches rank 0 through rank 2, on a tag of rank 2's own."""
+    require_mpirun()
+    proc = run_job(mpirun_cmd(4, "--mpi", "--no-torch", "--init", "none"), job_env(tmp_path, EM_DIST_NODE_SIZE="2"),
+                   timeout=150)
+    _ok(proc)
+    rec = the_run(tmp_path)
+    check_gathered(rec, 4, steps=40, extra=7)
+    assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.late_ranks == []
+    assert rec.world["transport"] == "mpi" and rec.world["relayed_by"] == {"3": 2}

@@ -98,3 +98,17 @@ def test_two_agents_as_two_nodes_gather_every_rank_exactly_once(tmp_path):
     check_gathered(rec, 4, steps=40, extra=7)
     assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.world["size"] == 4
     assert sorted(rec.platform["ranks"], key=int) == ["0", "1", "2", "3"]
+    # node 1's leader (its local rank 0, global rank 2) relayed rank 3; rank 1 shares rank 0's node
+    assert rec.world["relayed_by"] == {"3": 2}
+
+
+def test_node_leaders_relay_their_blocks_of_ranks_exactly_once(tmp_path):
+    """Six ranks in blocks of two: rank 0 holds links to rank 1 and the leaders 2 and 4 only."""
+    proc = run_job(torchrun_cmd(6, "--allreduce", "1", "--artifact"), job_env(tmp_path, EM_DIST_NODE_SIZE="2"),
+                   timeout=150)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    rec = the_run(tmp_path)
+    check_gathered(rec, 6, steps=40, extra=7)
+    assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.late_ranks == []
+    assert rec.world["relayed_by"] == {"3": 2, "5": 4}
+    assert sorted(a.name for a in rec.artifacts) == sorted(f"rank{r}-log" for r in range(6))

@@ -97,3 +97,22 @@ def test_peers_on_other_nodes_compress_unless_told_not_to():
     assert not compress_frames(WorldInfo(rank=1, world_size=4, node_rank=0), {})
     assert compress_frames(WorldInfo(rank=2, world_size=4, node_rank=1), {})
     assert not compress_frames(WorldInfo(rank=2, world_size=4, node_rank=1), {"EM_DIST_COMPRESS": "0"})
+
+
+def test_node_leaders_come_from_the_local_rank_or_blocks_of_node_size():
+    from em_dist.ranks.engines import compress_frames
+    from em_dist.ranks.relay import leader_of, members_of
+
+    def w(rank, local, local_size=4, size=16):
+        return WorldInfo(rank=rank, world_size=size, local_rank=local, local_world_size=local_size,
+                         node_rank=rank // 4)
+
+    assert [leader_of(w(r, r % 4), {}) for r in (0, 1, 3, 4, 7, 13)] == [0, 0, 0, 4, 4, 12]
+    assert members_of(w(4, 0), 4, {}) == range(5, 8)
+    assert leader_of(w(7, 7, 0), {}) == 0  # a launcher that names no local rank: direct to rank 0
+    assert leader_of(w(5, 1), {"EM_DIST_RELAY": "0"}) == 0
+    assert [leader_of(w(r, r), {"EM_DIST_NODE_SIZE": "2"}) for r in (1, 2, 3, 5)] == [0, 2, 2, 4]
+    assert members_of(w(14, 14), 14, {"EM_DIST_NODE_SIZE": "8"}) == range(15, 16)  # the last block is short
+    # a leader on another node compresses what it sends rank 0; blocks count as nodes
+    assert compress_frames(WorldInfo(rank=2, world_size=4), {"EM_DIST_NODE_SIZE": "2"})
+    assert not compress_frames(WorldInfo(rank=1, world_size=4), {"EM_DIST_NODE_SIZE": "2"})

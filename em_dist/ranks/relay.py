@@ -1,0 +1,284 @@
+"""Node leaders: a rank on another node than rank 0 reaches rank 0 through its node's leader.
+
+Rank 0 then holds one link per node (plus its own node's ranks) instead of one per rank,
+and what crosses between nodes goes as one compressed frame per leader cycle.
+
+- :func:`leader_of` says which rank relays for this one (its node's local rank 0, or a
+  block of ``EM_DIST_NODE_SIZE`` ranks); rank 0 and the ranks on its node talk to rank 0
+  directly.
+- A leader's channel is a :class:`RelayPeer`: its own :class:`~.frames.FramePeer` to rank 0
+  (sent from its peer sink's thread, as on any rank), plus a serving thread that receives
+  its node's ranks on a :class:`~.frames.Wire` of their own and queues their frames
+  **unopened**. Each cycle the leader sends its own messages and the queued frames
+  together, wrapped as ``("relay", rank, frame)``; rank 0 unwraps them and applies the
+  frame protocol per original rank, so exactly-once (the frame numbers) holds end to end.
+- A member's goodbye is answered by its leader once the leader holds it; the leader's own
+  goodbye waits (bounded) for its members' goodbyes and forwards them first.
+
+Failure semantics: a leader that dies loses what its node had queued at the leader; rank 0
+records the leader and every member it relayed (and that had not finished) as lost, and the
+members, whose link broke, keep their later records in runs of their own (warned once).
+A member whose leader never serves (it made no run, or finished before the member
+joined) goes to rank 0 directly, so uneven ranks still land in the one Run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from .._warn import warn_once
+from .channel import LinkClosed, PeerChannel
+from .frames import ACK, FramePeer, Wire, unpack
+from .timing import RankTimings
+from .world import WorldInfo
+
+RELAY_BYTES = 64 << 20
+"""The most a leader holds of its members' frames; past it the leader stops reading them, so
+the members' sends block and their records wait in their own bounded buffers (back-pressure)."""
+
+
+def leader_of(world: WorldInfo, env: Mapping[str, str] | None = None) -> int:
+    """The rank that relays this rank's records to rank 0; 0 for direct.
+
+    ``EM_DIST_RELAY=0`` turns relaying off (every rank talks to rank 0). ``EM_DIST_NODE_SIZE=k``
+    groups the ranks in blocks of ``k``; otherwise the launcher's local rank says where this
+    rank's node starts (launchers give a node contiguous ranks: torchrun always, mpirun and
+    srun with their default block mapping). A wrong guess costs a detour, never a record: any
+    rank can relay for any other.
+    """
+    env = os.environ if env is None else env
+    if env.get("EM_DIST_RELAY", "1").strip() == "0" or world.rank == 0:
+        return 0
+    size = env.get("EM_DIST_NODE_SIZE", "").strip()
+    if size.isdigit() and int(size) > 0:
+        return world.rank - world.rank % int(size)
+    if 0 <= world.local_rank <= world.rank:  # a launcher that names no local rank gives rank itself: direct
+        return world.rank - world.local_rank
+    return 0
+
+
+def members_of(world: WorldInfo, leader: int, env: Mapping[str, str] | None = None) -> range:
+    """The ranks a leader expects to relay for (itself excluded), when the layout tells: their
+    goodbyes are worth waiting for at the leader's end, as rank 0 waits for its peers."""
+    env = os.environ if env is None else env
+    size = env.get("EM_DIST_NODE_SIZE", "").strip()
+    count = int(size) if size.isdigit() and int(size) > 0 else max(1, world.local_world_size)
+    return range(leader + 1, min(world.world_size, leader + count))
+
+
+class RelayPeer(PeerChannel):
+    """A node leader's end: its own link to rank 0 (``up``), and its node's ranks (``down``)."""
+
+    def __init__(self, up: FramePeer, down: Wire, members: range, timings: RankTimings) -> None:
+        self.up = up
+        self.down = down
+        self.rank = up.rank
+        self.world_size = up.world_size
+        self._members = set(members)
+        self._timings = timings
+        self._cond = threading.Condition()
+        self._queue: deque[tuple] = deque()
+        self._held = 0
+        self._state: dict[int, str] = {}  # member -> joined | done | lost
+        self._stop = threading.Event()
+        self._broken = False
+        self._thread: threading.Thread | None = None
+
+    # -- the PeerChannel face (the leader's peer sink thread) ------------------------
+    @property
+    def transport(self) -> str:
+        return self.up.transport
+
+    @property
+    def connected(self) -> bool:
+        return self.up.connected
+
+    @property
+    def ready_since(self) -> float | None:
+        return self.up.ready_since
+
+    @property
+    def rank0_run(self) -> dict[str, Any] | None:
+        return self.up.rank0_run
+
+    @property
+    def engine_started(self) -> bool:
+        return self.up.engine_started
+
+    def connect(self, wait: float) -> bool:
+        joined = self.up.connect(wait)
+        if joined and self._thread is None:
+            # serve the node only once rank 0 took this leader: members then learn rank 0's run,
+            # and a leader that can't reach rank 0 never strands them behind it
+            self.down.run_doc = dict(self.up.rank0_run or {})
+            self._thread = threading.Thread(target=self._serve, name=f"em_dist-relay-{self.rank}", daemon=True)
+            self._thread.start()
+        return joined
+
+    def send(self, messages: list[Any]) -> None:
+        try:
+            self.up.send(list(messages) + self._take())
+        except Exception:
+            self._cut_off()
+            raise
+
+    def _cut_off(self) -> None:
+        """Rank 0 is out of reach: stop taking the members' frames (their next send fails, and they
+        keep their records in runs of their own) instead of holding what can't be forwarded."""
+        self._broken = True
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def goodbye(self, timeout: float) -> bool:
+        """Forward every member's frames until each said goodbye (or the time is up; members that
+        never joined get the join grace), then say this leader's own goodbye."""
+        deadline = time.monotonic() + timeout
+        join_deadline = min(deadline, time.monotonic() + self._timings.root_join_grace)
+        while True:
+            self.send([])
+            now = time.monotonic()
+            with self._cond:
+                pending = any(s == "joined" for s in self._state.values())
+                missing = bool(self._members - set(self._state)) and now < join_deadline
+                if (not pending and not missing) or now >= deadline:
+                    break
+                if not self._queue:
+                    self._cond.wait(min(self._timings.send_interval, max(0.0, deadline - now)))
+        self._stop.set()  # late members now see this leader gone, and go to rank 0 directly
+        self.send([])
+        return self.up.goodbye(max(0.0, deadline - time.monotonic()))
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+            done = frozenset(m for m, s in self._state.items() if s == "done")
+        try:
+            self.up.shutdown()
+        finally:
+            try:
+                self.down.shutdown(done)
+            finally:
+                if self._thread is not None:
+                    self._thread.join(1.0)
+
+    # -- the serving thread ------------------------------------------------------------
+    def _serve(self) -> None:
+        try:
+            self.down.serve(self._on_join, self._on_frame, self._on_lost, self._stop)
+        except Exception as exc:  # noqa: BLE001
+            if not self._stop.is_set():
+                warn_once("relay-serve", f"em_dist: node leader rank {self.rank} stopped relaying its node's "
+                          f"ranks ({exc}); they keep their records in runs of their own.")
+
+    def _on_join(self, member: int) -> None:
+        with self._cond:
+            self._state[member] = "joined"
+            self._queue.append(("relay_join", member))
+            self._cond.notify_all()
+
+    def _on_frame(self, member: int, data: bytes) -> bytes | None:
+        if self._broken:  # the serving loop drops this member's link: it keeps its records itself
+            raise LinkClosed(f"node leader rank {self.rank} lost its link to rank 0")
+        bye = "bye" in unpack(data)  # members on this node send uncompressed frames: cheap to look at
+        with self._cond:
+            # hold at most RELAY_BYTES: past it this thread waits, so the members' sends block
+            while self._held > RELAY_BYTES and not self._stop.is_set():
+                self._cond.wait(0.1)
+            self._queue.append(("relay", member, data))
+            self._held += len(data)
+            if bye:
+                self._state[member] = "done"
+            self._cond.notify_all()
+        return ACK if bye else None
+
+    def _on_lost(self, member: int) -> None:
+        with self._cond:
+            if self._state.get(member) != "done":
+                self._state[member] = "lost"
+                self._queue.append(("relay_lost", member))
+                self._cond.notify_all()
+
+    def _take(self) -> list[tuple]:
+        with self._cond:
+            items = list(self._queue)
+            self._queue.clear()
+            self._held = 0
+            self._cond.notify_all()
+        return items
+
+
+class ViaLeader(Wire):
+    """A member's wire: its leader's, or rank 0's directly when the leader never serves this run
+    (it made no run, or it finished before this rank joined)."""
+
+    def __init__(self, leader: Wire, direct: Callable[[], Wire], timings: RankTimings) -> None:
+        self.rank = leader.rank
+        self.world_size = leader.world_size
+        self._leader = leader
+        self._direct = direct
+        self._timings = timings
+        self.wire = leader
+        self._seen: float | None = None
+
+    @property
+    def transport(self) -> str:  # type: ignore[override]
+        return self.wire.transport
+
+    @property
+    def engine_started(self) -> bool:  # type: ignore[override]
+        return self.wire.engine_started
+
+    @property
+    def rank0_run(self) -> dict | None:  # type: ignore[override]
+        return self.wire.rank0_run
+
+    @property
+    def ready_since(self) -> float | None:
+        # from when the leader could first be looked for: a switch to rank 0 does not restart the join grace
+        since = self._leader.ready_since
+        return since if since is not None else self.wire.ready_since
+
+    def connect(self, wait: float) -> bool:
+        if self.wire is self._leader:
+            try:
+                if self._leader.connect(wait):
+                    return True
+            except LinkClosed:  # the leader finished this run before this rank joined
+                self._switch("it finished before this rank joined")
+                return self.wire.connect(wait)
+            since = self._leader.ready_since
+            if since is not None and time.monotonic() - since > self._timings.peer_join_grace:
+                self._switch(f"it did not serve within {self._timings.peer_join_grace:.0f}s")
+            return False
+        return self.wire.connect(wait)
+
+    def _switch(self, why: str) -> None:
+        warn_once(f"relay-direct-{self.rank}", f"em_dist: rank {self.rank} goes to rank 0 directly, not through "
+                  f"its node leader: {why}.")
+        try:
+            self._leader.shutdown()
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+        self.wire = self._direct()
+
+    def send(self, data: bytes) -> None:
+        self.wire.send(data)
+
+    def recv_reply(self, timeout: float) -> bytes | None:
+        return self.wire.recv_reply(timeout)
+
+    def release(self) -> None:
+        self.wire.release()
+
+    def serve(self, on_join, on_frame, on_lost, stop: threading.Event) -> None:
+        raise NotImplementedError("a member's wire does not serve")
+
+    def shutdown(self, finished: frozenset[int] = frozenset()) -> None:
+        self.wire.shutdown(finished)
