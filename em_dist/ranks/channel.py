@@ -105,6 +105,10 @@ class PeerChannel(_Readiness, ABC):
     def goodbye(self, timeout: float) -> bool:
         """Tell rank 0 this rank is done and wait (at most ``timeout``) for its answer."""
 
+    def on_backlog(self, wake: Callable[[], None]) -> None:
+        """``wake`` starts the sending thread's next cycle at once; a channel that gathers messages of
+        its own (a node leader's relay) calls it, from any thread, when it holds enough to send."""
+
     def shutdown(self) -> None:
         """Release what the link holds; never blocks long."""
 

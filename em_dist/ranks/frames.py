@@ -134,15 +134,16 @@ class FramePeer(PeerChannel):
             self._connected = self.wire.connect(wait)
         return self._connected
 
-    def send(self, messages: list[Any]) -> None:
+    def send(self, messages: list[Any], compress: bool | None = None) -> None:
+        """``compress=False``: the messages are compressed already (a leader's relayed frames)."""
         start, size = 0, 0
         for i, msg in enumerate(messages):
             size += _rough_size(msg)
             if size >= FRAME_BYTES:
-                self._frame(messages[start:i + 1])
+                self._frame(messages[start:i + 1], compress=compress)
                 start, size = i + 1, 0
         if start < len(messages):
-            self._frame(messages[start:])
+            self._frame(messages[start:], compress=compress)
         elif not messages and time.monotonic() - self._last_frame >= self._heartbeat:
             self._frame([])  # a heartbeat: this link is alive, only quiet
 
@@ -156,13 +157,13 @@ class FramePeer(PeerChannel):
         finally:
             self.wire.shutdown()
 
-    def _frame(self, msgs: list[Any], bye: bool = False) -> None:
+    def _frame(self, msgs: list[Any], bye: bool = False, compress: bool | None = None) -> None:
         self._seq += 1
         self._messages += len(msgs)
         frame: dict[str, Any] = {"seq": self._seq, "msgs": msgs}
         if bye:
             frame["bye"] = {"frames": self._seq, "messages": self._messages}
-        self.wire.send(pack(frame, self._compress))
+        self.wire.send(pack(frame, self._compress if compress is None else compress))
         self._last_frame = time.monotonic()
 
 
@@ -233,7 +234,8 @@ class FrameRoot(RootChannel):
         if self._thread is not None:  # no engine call of ours may overlap the exit (MPI_Finalize)
             self._thread.join(1.0)
         try:
-            self.wire.shutdown(frozenset(joined - lost - late))  # only finished links are worth a wait
+            # only finished links of this wire are worth a wait (relayed ranks have none here)
+            self.wire.shutdown(frozenset(joined - lost - late - set(self._via)))
         except Exception:  # noqa: BLE001 - best effort: never block exit
             pass
         return end

@@ -47,6 +47,8 @@ class PeerSink(QueuedSink):
         super().__init__(interval=timings.send_interval, max_pending=max_pending, thread_name=f"em_dist-peer-{rank}",
                          buffer=retired.buffer if retired is not None else buffer, encode_at=PEER_ENCODE_AT)
         self.channel = channel
+        if channel is not None:
+            channel.on_backlog(self._wake_event.set)  # a node leader's relay may call for an early cycle
         self.rank = rank
         self._timings = timings
         self._own_place = own_place

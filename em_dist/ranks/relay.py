@@ -37,6 +37,12 @@ from .frames import ACK, FramePeer, Wire, unpack
 from .timing import RankTimings
 from .world import WorldInfo
 
+WAKE_BYTES = 1 << 20
+"""Held members' frames past which the leader forwards them before its next cycle."""
+
+BYE_BYTES = 512
+"""A member's goodbye frame is smaller than this (no messages, a few counts)."""
+
 RELAY_BYTES = 64 << 20
 """The most a leader holds of its members' frames; past it the leader stops reading them, so
 the members' sends block and their records wait in their own bounded buffers (back-pressure)."""
@@ -87,6 +93,7 @@ class RelayPeer(PeerChannel):
         self._state: dict[int, str] = {}  # member -> joined | done | lost
         self._stop = threading.Event()
         self._broken = False
+        self._wake: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
 
     # -- the PeerChannel face (the leader's peer sink thread) ------------------------
@@ -120,9 +127,19 @@ class RelayPeer(PeerChannel):
             self._thread.start()
         return joined
 
+    def on_backlog(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+
     def send(self, messages: list[Any]) -> None:
+        """This leader's own messages (compressed when rank 0 is on another node), then its
+        members' frames as one batch, unopened: they were compressed where they were made, which
+        spreads that work over the node's ranks instead of loading the leader with it."""
+        relayed = self._take()
         try:
-            self.up.send(list(messages) + self._take())
+            if messages or not relayed:
+                self.up.send(list(messages))
+            if relayed:
+                self.up.send(relayed, compress=False)
         except Exception:
             self._cut_off()
             raise
@@ -186,7 +203,7 @@ class RelayPeer(PeerChannel):
     def _on_frame(self, member: int, data: bytes) -> bytes | None:
         if self._broken:  # the serving loop drops this member's link: it keeps its records itself
             raise LinkClosed(f"node leader rank {self.rank} lost its link to rank 0")
-        bye = "bye" in unpack(data)  # members on this node send uncompressed frames: cheap to look at
+        bye = len(data) < BYE_BYTES and "bye" in unpack(data)  # a goodbye is a small frame: only those are opened
         with self._cond:
             # hold at most RELAY_BYTES: past it this thread waits, so the members' sends block
             while self._held > RELAY_BYTES and not self._stop.is_set():
@@ -196,6 +213,9 @@ class RelayPeer(PeerChannel):
             if bye:
                 self._state[member] = "done"
             self._cond.notify_all()
+            early = self._held >= WAKE_BYTES
+        if early and self._wake is not None:
+            self._wake()  # a burst (a member's backlog at its end): forward it now, not at the next cycle
         return ACK if bye else None
 
     def _on_lost(self, member: int) -> None:

@@ -184,3 +184,59 @@ def test_a_quiet_peer_sends_a_heartbeat_frame():
     peer.send([])
     assert hub.up[1].qsize() == 0  # not quiet long enough yet
     wait_for(lambda: (peer.send([]), hub.up[1].qsize())[1] == 1, 5, "a heartbeat frame")
+
+
+def test_a_leader_relays_its_members_frames_once_and_rank0_waits_on_its_own_links_only():
+    """Rank 2 relays rank 3 (whose first frame arrives twice); rank 1 talks to rank 0 directly.
+    Rank 0 delivers every message once, and at close waits for the release of its own links
+    only (a relayed rank has none there: waiting for it cost every relayed job 2 s)."""
+    from em_dist.ranks.relay import RelayPeer
+    from em_dist.ranks.timing import RankTimings
+
+    hub, node = Hub(4), Hub(4)
+    node.duplicate_first_frame = True
+    released: list[set[int]] = []
+
+    class RootWire(MemWire):
+        def shutdown(self, finished=frozenset()) -> None:
+            released.append(set(finished))
+
+    got: dict[int, list] = {}
+    root = FrameRoot(RootWire(hub, 0))
+    root.start(lambda src, msg: got.setdefault(src, []).append(msg))
+    leader = RelayPeer(FramePeer(MemWire(hub, 2)), MemWire(node, 2), range(3, 4),
+                       RankTimings(send_interval=0.05, root_join_grace=1.0))
+    assert leader.connect(1.0)
+    member = FramePeer(MemWire(node, 3))
+    assert member.connect(1.0)
+    for start in range(0, 300, 50):
+        member.send([("m", i) for i in range(start, start + 50)])
+    leader.send([("own", 0)])
+    assert member.goodbye(10)  # answered by the leader, which holds its frames
+    direct = FramePeer(MemWire(hub, 1))
+    assert direct.connect(1.0)
+    direct.send([("m", "one")])
+    assert direct.goodbye(10)
+    assert leader.goodbye(10)
+    leader.shutdown()
+    end = root.close(10, join_grace=1)
+    assert end.lost == set() and end.late == set() and end.absent == set() and end.relayed_by == {3: 2}
+    assert got[3] == [("m", i) for i in range(300)] and got[2] == [("own", 0)] and got[1] == [("m", "one")]
+    assert released == [{1, 2}]
+
+
+def test_a_lost_leader_loses_the_members_it_relayed_that_had_not_finished():
+    hub = Hub(5)
+    root = Root(hub)
+    leader = FramePeer(MemWire(hub, 2))
+    leader.connect(1.0)
+    from em_dist.ranks.frames import pack
+
+    bye = pack({"seq": 1, "msgs": [("m", 4)], "bye": {"frames": 1, "messages": 1}}, False)
+    leader.send([("relay_join", 3), ("relay_join", 4), ("relay", 4, bye),
+                 ("relay", 3, pack({"seq": 1, "msgs": [("m", 3)]}, False))])
+    wait_for(lambda: root.got.get(3) and root.got.get(4), 5, "the relayed messages")
+    hub.dead.add(2)
+    end = root.channel.close(30, join_grace=0.5)
+    assert end.lost == {2, 3} and end.absent == {1} and end.relayed_by == {3: 2, 4: 2}
+    assert root.got[3] == [("m", 3)] and root.got[4] == [("m", 4)]
