@@ -240,3 +240,15 @@ def test_a_lost_leader_loses_the_members_it_relayed_that_had_not_finished():
     end = root.channel.close(30, join_grace=0.5)
     assert end.lost == {2, 3} and end.absent == {1} and end.relayed_by == {3: 2, 4: 2}
     assert root.got[3] == [("m", 3)] and root.got[4] == [("m", 4)]
+
+
+def test_frames_between_nodes_are_zstd_and_zlib_frames_still_read():
+    import pickle
+    import zlib
+
+    from em_dist.ranks.frames import pack, unpack
+
+    frame = {"seq": 1, "msgs": [("rec", [f"{i:06d}" + "x" * 100 for i in range(100)])]}
+    assert pack(frame, True)[:4] == b"\x28\xb5\x2f\xfd" and unpack(pack(frame, True)) == frame
+    assert pack(frame, False)[:1] == b"\x80" and unpack(pack(frame, False)) == frame
+    assert unpack(zlib.compress(pickle.dumps(frame), 1)) == frame
