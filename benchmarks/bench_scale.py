@@ -200,7 +200,8 @@ def row(r: dict) -> str:
     rate = r["landed"] / r["total_s"]
     per_m = r["cpu_s"] / max(1, r["landed"]) * 1e6
     exact = "yes" if r["exact"] and not r["lost"] else f"NO (lost {r['lost']})"
-    mode = f"relayed ({r['relayed']} via leaders)" if r["relay"] else "flat"
+    direct = r["world"] - 1 - r["relayed"]  # ranks with a link of their own into rank 0
+    mode = f"relayed: {direct} links into rank 0" if r["relay"] else f"flat: {direct} links"
     lead = r["leader"]
     leader = f"{lead['threads']} / {lead['sockets']} / {lead['cpu_s']:.2f}" if lead and r["relay"] else "-"
     return (f"| {r['world']} | {r['transport']} {shape} | {mode} | {r['landed']:,}/{r['expected']:,} | {rate:,.0f} | "

@@ -8,6 +8,7 @@ when a job actually uses them. The map:
 - :mod:`.channel`   the contract of an engine: ``PeerChannel`` (peers) and ``RootChannel`` (rank 0)
 - :mod:`.engines`   the table of engines and the one that fits a job
 - :mod:`.frames`    the engine-neutral frame protocol over a point-to-point ``Wire``
+- :mod:`.relay`     node leaders: a node's ranks reach rank 0 through their local rank 0
 - :mod:`.gloo`      em_dist's own two-process gloo groups, built from the job's store
 - :mod:`.mpi`       point-to-point on ``COMM_WORLD`` under em_dist's tag
 - :mod:`.deferred`  waits for the script to start an engine, never starts one itself
