@@ -112,3 +112,16 @@ def test_node_leaders_relay_their_blocks_of_ranks_exactly_once(tmp_path):
     assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.late_ranks == []
     assert rec.world["relayed_by"] == {"3": 2, "5": 4}
     assert sorted(a.name for a in rec.artifacts) == sorted(f"rank{r}-log" for r in range(6))
+
+
+def test_a_rank_whose_leader_finished_before_it_joined_goes_to_rank0_directly(tmp_path):
+    """Blocks of two; rank 3 makes its run 6 s late, after its leader (rank 2) has finished, while
+    rank 0 is still serving: rank 3's records still land in the one run, sent directly."""
+    proc = run_job(torchrun_cmd(4, "--late-rank", "3", "--late-s", "6", "--slow-rank", "0", "--slow-s", "12"),
+                   job_env(tmp_path, EM_DIST_NODE_SIZE="2"), timeout=150)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    rec = the_run(tmp_path)
+    check_gathered(rec, 4, steps=40, extra=7)
+    assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.world.get("absent_ranks") is None
+    assert rec.world.get("relayed_by") is None  # rank 3 came directly
+    assert "goes to rank 0 directly" in proc.stderr

@@ -28,6 +28,8 @@ p.add_argument("--timeout", type=float, default=20.0)
 p.add_argument("--raise-rank", type=int, default=-1, help="this rank raises instead of finishing")
 p.add_argument("--slow-rank", type=int, default=-1, help="this rank waits --slow-s seconds before finish()")
 p.add_argument("--slow-s", type=float, default=0.0)
+p.add_argument("--late-rank", type=int, default=-1, help="this rank waits --late-s seconds before create_run()")
+p.add_argument("--late-s", type=float, default=0.0)
 args = p.parse_args()
 
 out = os.environ["EM_TEST_OUT"]
@@ -65,6 +67,8 @@ if dist is not None and args.init == "before":
     dist.init_process_group("gloo")
 
 run = None
+if rank == args.late_rank:
+    time.sleep(args.late_s)  # starts late on purpose (uneven ranks), not a synchronisation
 if not args.rank0_only or rank == 0:
     run = em.create_run(name="disttest", dist_timeout=args.timeout)
     run.hparams.update({"lr": 0.01, "batch_size": 32, "seed": 1000 + rank})
