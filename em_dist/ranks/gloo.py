@@ -5,11 +5,11 @@ hang a script where only rank 0 creates a run), and one full-mesh gloo group nee
 every rank to join. Instead each peer ``r`` and the rank it reports to (rank 0, or its
 node leader under ``via/<leader>``, see :mod:`.relay`) build a two-process
 ``ProcessGroupGloo`` under the store prefix ``em_dist/<nonce>/pair/<r>``, after the
-peer announced itself with a numbered ``hello#<n>`` key. The server thus never waits for a
-peer that did not come, reads only new hellos, and a dead peer breaks only its own pair. The store is the job's:
-torchrun's agent store (``TORCHELASTIC_USE_AGENT_STORE``, reached as a client at
-``MASTER_ADDR:MASTER_PORT``) or the default group's store. Nothing here touches the
-user's groups; each pair is used from one thread only.
+peer announced itself with a numbered ``hello#<n>`` key. The server thus never waits for
+a peer that did not come, reads only new hellos, and a dead peer breaks only its own
+pair. The store is the job's: torchrun's agent store (``TORCHELASTIC_USE_AGENT_STORE``,
+reached as a client at ``MASTER_ADDR:MASTER_PORT``) or the default group's store.
+Nothing here touches the user's groups; each pair is used from one thread only.
 """
 
 from __future__ import annotations
