@@ -106,6 +106,8 @@ class GlooWire(Wire):
         self._pg: Any = None
         self._tag = 0x454D  # any tag: the pair carries nothing else
         self._acceptor: threading.Thread | None = None
+        self._receiver: threading.Thread | None = None
+        self._quit = threading.Event()  # set at shutdown: the serving threads end (see shutdown)
         self._finished: set[int] = set()
         self._closed = False
         self._created: float | None = None
@@ -225,16 +227,16 @@ class GlooWire(Wire):
         self._acceptor = threading.Thread(target=self._accept, args=(store, on_join, built, stop),
                                           name="em_dist-gloo-accept", daemon=True)
         self._acceptor.start()
-        receiver = threading.Thread(target=self._receive, args=(built, on_frame, on_lost, stop),
-                                    name="em_dist-gloo-recv", daemon=True)
-        receiver.start()
+        self._receiver = threading.Thread(target=self._receive, args=(built, on_frame, on_lost, stop),
+                                          name="em_dist-gloo-recv", daemon=True)
+        self._receiver.start()
         stop.wait()
 
     def _accept(self, store: Any, on_join, built, stop: threading.Event) -> None:
         """Take each peer's hello, accept it and build rank 0's side of its pair, one at a time."""
         hellos = _Hellos(store, self._prefix(), self._timings)
         seen: set[int] = set()
-        while not stop.is_set():
+        while not stop.is_set() and not self._quit.is_set():
             accepted = []
             for doc in hellos.new():  # accept all first, so each pair is being built on the peer's side meanwhile
                 peer = doc.get("rank")
@@ -260,7 +262,7 @@ class GlooWire(Wire):
         delay = 0.0005
         # After stop, links still open keep being served (a late peer's goodbye gets its answer
         # instead of blocking in a send nobody receives); the thread ends with the last of them.
-        while not stop.is_set() or links or not built.empty():
+        while (not stop.is_set() or links or not built.empty()) and not self._quit.is_set():
             while not built.empty():
                 item = built.get()
                 if isinstance(item, int):
@@ -309,6 +311,16 @@ class GlooWire(Wire):
         deadline = time.monotonic() + self._timings.release_wait
         while not finished <= self._finished and time.monotonic() < deadline:
             time.sleep(self._timings.poll / 10)
+        # Then end the serving threads and wait for them (bounded): a daemon thread still inside a
+        # torch call (a store check, a gloo wait) when the interpreter finalises is ended by
+        # pthread_exit as it takes the GIL back inside pybind11's guard, a noexcept destructor,
+        # and that aborts the whole process with the same message. Links of late peers stay
+        # open, unserved: their pairs are never destroyed (see _keep_live_pairs).
+        self._quit.set()
+        deadline = time.monotonic() + self._timings.release_wait
+        for thread in (self._acceptor, self._receiver):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class _Link:
