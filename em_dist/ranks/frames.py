@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable
 
 from .._warn import warn_once
-from .channel import ChannelEnd, Deliver, PeerChannel, RootChannel, _Readiness
+from .channel import ChannelEnd, Deliver, LinkClosed, PeerChannel, RootChannel, _Readiness
 
 FRAME_BYTES = 4 << 20
 """Pack messages into frames up to about this size (pickled)."""
@@ -164,8 +164,13 @@ class FramePeer(PeerChannel):
             self._frame([])  # a heartbeat: this link is alive, only quiet
 
     def goodbye(self, timeout: float) -> bool:
-        self._frame([], bye=True)
-        return self.wire.recv_reply(timeout) == ACK
+        """True once rank 0 acknowledged; False when it did not within ``timeout``, or closed the
+        link first (this rank was late: rank 0 had finished without it)."""
+        try:
+            self._frame([], bye=True)
+            return self.wire.recv_reply(timeout) == ACK
+        except LinkClosed:
+            return False
 
     def shutdown(self) -> None:
         try:

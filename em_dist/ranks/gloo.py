@@ -295,8 +295,12 @@ class GlooWire(Wire):
             if busy:
                 delay = 0.0005
             else:
-                stop.wait(delay)
+                (self._quit if stop.is_set() else stop).wait(delay)
                 delay = min(delay * 2, 0.02)
+        # Shut down: the links still open are late peers'. Close them, so that a send of theirs
+        # fails at once rather than waiting for a receive that will never be posted.
+        for link in links.values():
+            link.close()
 
     def shutdown(self, finished: frozenset[int] = frozenset()) -> None:
         self._closed = True
@@ -314,8 +318,8 @@ class GlooWire(Wire):
         # Then end the serving threads and wait for them (bounded): a daemon thread still inside a
         # torch call (a store check, a gloo wait) when the interpreter finalises is ended by
         # pthread_exit as it takes the GIL back inside pybind11's guard, a noexcept destructor,
-        # and that aborts the whole process with the same message. Links of late peers stay
-        # open, unserved: their pairs are never destroyed (see _keep_live_pairs).
+        # and that aborts the whole process with the same message. The receiving thread closes
+        # the links of late peers on its way out (their goodbye is no longer answered).
         self._quit.set()
         deadline = time.monotonic() + self._timings.release_wait
         for thread in (self._acceptor, self._receiver):
@@ -396,6 +400,16 @@ class _Link:
         """Destroy the pair (on the receiving thread, which used it)."""
         _forget(self.pg)
         self.pg = self.work = None
+
+    def close(self) -> None:
+        """Give up on the link: a timed-out wait closes the pair (the peer's next send fails), then
+        destroy it."""
+        try:
+            if self.work is not None:
+                self.work.wait(timedelta(milliseconds=1))
+        except Exception:  # noqa: BLE001 - the expected way out
+            pass
+        self.release()
 
 
 GONE_CHECK = 0.5

@@ -1,4 +1,5 @@
-"""The System and Ranks tabs in headless Chromium, on a real 4-rank torchrun job whose rank 2 is 50 ms slower per step.
+"""The System and Ranks tabs in headless Chromium, on a real 4-rank torchrun job whose rank 2 is 150 ms slower per step
+(far more than a loaded 2-core machine can delay a rank's start).
 
 The Ranks screenshot (test-output/console/ranks.png) is the README's docs/img/console-ranks.png.
 """
@@ -27,7 +28,7 @@ def straggler_server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("straggler-job")
     env = dict(job_env(root), EM_SYSTEM_METRICS_INTERVAL="0.2")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4",
-                           "--monitor-interval=0.1", str(STEPS), "--steps", "30", "--slow-rank", "2"],
+                           "--monitor-interval=0.1", str(STEPS), "--steps", "30", "--slow-rank", "2", "--slow-s", "0.15"],
                           env=env, capture_output=True, text=True, timeout=180, cwd=root)
     _check(proc, "torchrun job")
     (run_dir,) = (root / ".em" / "runs").iterdir()

@@ -33,16 +33,18 @@ def test_every_rank_samples_its_process_and_local_rank_0_its_host(tmp_path):
     assert not any(p["name"].startswith("gpu_") for p in rec.metrics(type="system"))  # no GPU here
 
 
-def test_a_rank_50ms_slower_per_step_is_named_the_straggler(tmp_path):
+def test_a_rank_150ms_slower_per_step_is_named_the_straggler(tmp_path):
     env = job_env(tmp_path, EM_SYSTEM_METRICS_INTERVAL="0")
-    _ok(run_job(torchrun_cmd(4, "--steps", "30", "--step-s", "0.05", "--slow-rank", "2", "--slow-s", "0.05",
+    # rank 2 is 150 ms slower per step: 2.25 s behind at the median step, which a rank that the
+    # scheduler of a loaded 2-core machine held back for a second at the start (seen once in CI)
+    # does not approach
+    _ok(run_job(torchrun_cmd(4, "--steps", "30", "--step-s", "0.05", "--slow-rank", "2", "--slow-s", "0.15",
                              script=STEPS), env, timeout=180))
     rec = the_run(tmp_path)
     timing = rec.rank_timing()
     assert timing["slowest"]["rank"] == 2, timing["ranks"]
     by_rank = {e["rank"]: e for e in timing["ranks"]}
-    # rank 2 falls 50 ms further behind each step: about 0.75 s at the median step, far past the others
-    assert by_rank[2]["lag_s"] > 0.3 and by_rank[2]["step_time_s"] >= 0.1
+    assert by_rank[2]["lag_s"] > 1.0 and by_rank[2]["step_time_s"] >= 0.2
     assert all(by_rank[r]["lag_s"] < by_rank[2]["lag_s"] / 2 for r in (0, 1, 3))
     shown = subprocess.run([sys.executable, "-m", "em_dist.cli.main", "run", "show", rec.path], env=env,
                            capture_output=True, text=True, timeout=60)
