@@ -101,8 +101,8 @@ def compress_frames(world: WorldInfo, env: Mapping[str, str] | None = None) -> b
     does (a node leader, or any such rank when relaying is off), unless ``EM_DIST_COMPRESS=0``
     (a fast network, or CPUs too busy to spare)."""
     env = os.environ if env is None else env
-    size = env.get("EM_DIST_NODE_SIZE", "").strip()
-    node = world.rank // int(size) if size.isdigit() and int(size) > 0 else world.node_rank
+    size = relay.node_size(env)
+    node = world.rank // size if size is not None else world.node_rank
     return node != 0 and env.get("EM_DIST_COMPRESS", "1").strip() != "0"
 
 

@@ -23,8 +23,10 @@ FRAME_BYTES = 4 << 20
 
 ACK = b"em_dist-ack"
 
-RELAYED = frozenset({"relay_join", "relay", "relay_lost"})
-"""The messages a node leader wraps its members' traffic in (:mod:`.relay`); rank 0 unwraps them."""
+RELAY_JOIN, RELAY, RELAY_LOST = "relay_join", "relay", "relay_lost"
+"""The messages a node leader wraps its members' traffic in (:mod:`.relay`): a member joined,
+one of its frames (unopened), its link broke. Rank 0 unwraps them."""
+RELAYED = frozenset({RELAY_JOIN, RELAY, RELAY_LOST})
 
 try:
     import zstandard as _zstd
@@ -250,13 +252,14 @@ class FrameRoot(RootChannel):
             joined = set(self._peers)
             lost = {p for p in joined if self._peers[p].lost}
             late = {p for p in joined if not self._peers[p].done}
-            end = ChannelEnd(lost=lost, late=late, absent=peers - joined, relayed_by=dict(self._via))
+            via = dict(self._via)
+            end = ChannelEnd(lost=lost, late=late, absent=peers - joined, relayed_by=via)
         self._stop.set()
         if self._thread is not None:  # no engine call of ours may overlap the exit (MPI_Finalize)
             self._thread.join(1.0)
         try:
             # only finished links of this wire are worth a wait (relayed ranks have none here)
-            self.wire.shutdown(frozenset(joined - lost - late - set(self._via)))
+            self.wire.shutdown(frozenset(joined - lost - late - set(via)))
         except Exception:  # noqa: BLE001 - best effort: never block exit
             pass
         return end
@@ -323,16 +326,17 @@ class FrameRoot(RootChannel):
         kind, member = msg[0], msg[1]
         if not isinstance(member, int) or not 0 < member < self.world_size or member == leader:
             return
-        self._via[member] = leader
-        if kind == "relay_join":
+        with self._lock:
+            self._via[member] = leader
+        if kind == RELAY_JOIN:
             self._on_join(member)
-        elif kind == "relay":
+        elif kind == RELAY:
             try:
                 self._on_frame(member, msg[2])  # its goodbye was answered by the leader already
             except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the leader's others
                 warn_once(f"frames-relay-{member}", f"em_dist: could not read a frame of rank {member} relayed "
                           f"by rank {leader} ({exc!r}).")
-        elif kind == "relay_lost":
+        elif kind == RELAY_LOST:
             self._on_lost(member)
 
 

@@ -406,8 +406,8 @@ class _Link:
         destroy it."""
         try:
             if self.work is not None:
-                self.work.wait(timedelta(milliseconds=1))
-        except Exception:  # noqa: BLE001 - the expected way out
+                self.test()
+        except Exception:  # noqa: BLE001 - LinkClosed is the expected way out
             pass
         self.release()
 

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from .._warn import warn_once
 from .channel import LinkClosed, PeerChannel
-from .frames import ACK, FramePeer, Wire, unpack
+from .frames import ACK, RELAY, RELAY_JOIN, RELAY_LOST, FramePeer, Wire, unpack
 from .timing import RankTimings
 from .world import WorldInfo
 
@@ -48,6 +48,12 @@ RELAY_BYTES = 64 << 20
 the members' sends block and their records wait in their own bounded buffers (back-pressure)."""
 
 
+def node_size(env: Mapping[str, str]) -> int | None:
+    """``EM_DIST_NODE_SIZE``: ranks per node in contiguous blocks, when set to a positive number."""
+    size = env.get("EM_DIST_NODE_SIZE", "").strip()
+    return int(size) if size.isdigit() and int(size) > 0 else None
+
+
 def leader_of(world: WorldInfo, env: Mapping[str, str] | None = None) -> int:
     """The rank that relays this rank's records to rank 0; 0 for direct.
 
@@ -60,9 +66,9 @@ def leader_of(world: WorldInfo, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     if env.get("EM_DIST_RELAY", "1").strip() == "0" or world.rank == 0:
         return 0
-    size = env.get("EM_DIST_NODE_SIZE", "").strip()
-    if size.isdigit() and int(size) > 0:
-        return world.rank - world.rank % int(size)
+    size = node_size(env)
+    if size is not None:
+        return world.rank - world.rank % size
     if 0 <= world.local_rank <= world.rank:  # a launcher that names no local rank gives rank itself: direct
         return world.rank - world.local_rank
     return 0
@@ -72,8 +78,7 @@ def members_of(world: WorldInfo, leader: int, env: Mapping[str, str] | None = No
     """The ranks a leader expects to relay for (itself excluded), when the layout tells: their
     goodbyes are worth waiting for at the leader's end, as rank 0 waits for its peers."""
     env = os.environ if env is None else env
-    size = env.get("EM_DIST_NODE_SIZE", "").strip()
-    count = int(size) if size.isdigit() and int(size) > 0 else max(1, world.local_world_size)
+    count = node_size(env) or max(1, world.local_world_size)
     return range(leader + 1, min(world.world_size, leader + count))
 
 
@@ -197,7 +202,7 @@ class RelayPeer(PeerChannel):
     def _on_join(self, member: int) -> None:
         with self._cond:
             self._state[member] = "joined"
-            self._queue.append(("relay_join", member))
+            self._queue.append((RELAY_JOIN, member))
             self._cond.notify_all()
 
     def _on_frame(self, member: int, data: bytes) -> bytes | None:
@@ -208,7 +213,7 @@ class RelayPeer(PeerChannel):
             # hold at most RELAY_BYTES: past it this thread waits, so the members' sends block
             while self._held > RELAY_BYTES and not self._stop.is_set():
                 self._cond.wait(0.1)
-            self._queue.append(("relay", member, data))
+            self._queue.append((RELAY, member, data))
             self._held += len(data)
             if bye:
                 self._state[member] = "done"
@@ -222,7 +227,7 @@ class RelayPeer(PeerChannel):
         with self._cond:
             if self._state.get(member) != "done":
                 self._state[member] = "lost"
-                self._queue.append(("relay_lost", member))
+                self._queue.append((RELAY_LOST, member))
                 self._cond.notify_all()
 
     def _take(self) -> list[tuple]:
@@ -245,7 +250,6 @@ class ViaLeader(Wire):
         self._direct = direct
         self._timings = timings
         self.wire = leader
-        self._seen: float | None = None
 
     @property
     def transport(self) -> str:  # type: ignore[override]
