@@ -102,6 +102,7 @@ class Run:
             place = attempts.new_place(self.name, run_id, started, world.world_size)
         self._id, self._alternative_name, self._path = place.id, place.alternative_name, place.path
         self._rank0_known = world.rank == 0
+        self._rank0_wait = self._timings.peer_join_grace
         self.attempts = place.attempts
         self._restarts = place.attempt
         self.start_timestamp = place.start_timestamp
@@ -110,6 +111,10 @@ class Run:
         self.status_reason: str | None = None
         self.lost_ranks: list[int] = []
         self.late_ranks: list[int] = []
+        self.dropped: dict[str, dict[str, int]] = {}
+        """Rank -> records and output lines it accepted and dropped to bound memory (see :class:`~em_dist.sink.Drops`)."""
+        self.delivery: dict[str, dict[str, Any]] = {}
+        """Rank -> how many of its records the run holds, whether that is all, and where the rest is."""
         self.hparams = Hparams(on_change=self._hparams_changed)
         self.platform: dict[str, Any] = {}
         self.git: dict[str, Any] | None = None
@@ -180,7 +185,10 @@ class Run:
 
     def _output_line(self, record: str) -> None:
         """A line this process printed (on the capture's thread): into the record buffer, like a metric."""
-        self._buffer.append(record)
+        buf = self._buffer
+        if len(buf) >= self._max_pending:
+            self._sink.evicting()
+        buf.append(record)
 
     def _use_sink(self, sink: Sink) -> None:
         self._sink = sink
@@ -188,19 +196,23 @@ class Run:
         self._wake_at = sink.wake_at
         self._encode_at = sink.encode_at
         self._encode = sink.encode
+        self._max_pending = sink.buffer.maxlen or 1 << 62
 
     def _joined_late(self, sink: Sink, world: dict[str, Any]) -> None:
         """The engine started after create_run and made this process a rank (on the writer thread)."""
         self.world = world
         self._use_sink(sink)
         if world["rank"] != 0:
-            self._rank0_known = False
+            self._rank0_known, self._rank0_wait = False, self._timings.peer_join_grace
         self._save_meta()
 
     def _adopt_rank0(self) -> None:
+        # Decided once: the first read waits (bounded) for rank 0's announcement; later reads only
+        # look whether it came meanwhile, so a run rank 0 never made costs one wait, not one per read.
         if self._rank0_known:
             return
-        doc = self._sink.rank0_run(self._timings.peer_join_grace)
+        wait, self._rank0_wait = self._rank0_wait, 0.0
+        doc = self._sink.rank0_run(wait)
         if doc is not None:
             self._id, self._alternative_name, self._path = doc["id"], doc["alternative_name"], Path(doc["path"])
             self._restarts = int(doc.get("restarts", 0))
@@ -239,7 +251,9 @@ class Run:
         if n >= self._wake_at:
             if n >= self._encode_at and not has_device_values(rec):
                 rec = self._encode(rec)  # the writer is behind: hand it a finished line
-            if not n & 1023:  # wake the writer early, but not on every call of a long backlog
+            if n >= self._max_pending:
+                self._sink.evicting()  # the append below evicts the oldest: counted, warned once
+            elif not n & 1023:  # wake the writer early, but not on every call of a long backlog
                 self._sink.wake()
         buf.append(rec)
         if self.status == "Initializing":
@@ -391,6 +405,23 @@ class Run:
             if causes:
                 first = min(causes)
                 self.status_reason = f"rank {first}: {causes[first]}; then rank 0: {self.status_reason}"
+        if report.delivery:
+            self.delivery = {str(r): e for r, e in sorted(report.delivery.items())}
+            missing = {r: e.get("journal", "its journal") for r, e in report.delivery.items() if not e["complete"]}
+            if missing:
+                warn_once("incomplete-ranks", f"em_dist: not every record of ranks {sorted(missing)} is in run "
+                          f"{self.name!r} yet; the rest is in their journals ({missing}). Each rank merges its "
+                          "journal at its own end when it sees this run's folder; else run `em run merge "
+                          f"{self._path}` where the journal is.")
+        drops = {r: d for r, d in report.peer_drops.items() if d}
+        own = self._sink.drops()
+        if own:
+            drops[int(self.world.get("rank", 0))] = own
+        if drops:
+            self.dropped = {str(r): drops[r].doc() for r in sorted(drops)}
+            warn_once("dropped", f"em_dist: run {self.name!r} dropped records to bound memory (rank: counts): "
+                      f"{self.dropped}; they are counted in run.json's 'dropped'. A larger max_pending, or "
+                      "logging less often, keeps them.")
         if report.late_ranks:
             self.late_ranks = report.late_ranks
             warn_once("late-ranks", f"em_dist: ranks {self.late_ranks} were still running when this run ended "
@@ -493,6 +524,8 @@ class Run:
             "world": self.world,
             "lost_ranks": self.lost_ranks,
             "late_ranks": self.late_ranks,
+            "dropped": self.dropped,
+            "delivery": self.delivery,
             "restarts": self._restarts,
             "attempts": self.attempts,
         }
@@ -537,7 +570,10 @@ class Run:
     def _emit_system(self, sample: int, t: float, metrics: dict) -> None:
         """The sampler's record, on its thread: appended like a log() record (deque appends are atomic)."""
         if not self._finished:
-            self._buffer.append(("system", sample, None, t, metrics))
+            buf = self._buffer
+            if len(buf) >= self._max_pending:
+                self._sink.evicting()
+            buf.append(("system", sample, None, t, metrics))
 
     def _start_auto_upload(self) -> None:
         try:

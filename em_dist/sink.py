@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from ._warn import warn_once
 from .observe.steps import marks_step
-from .store.lines import LineEncoder
+from .store.lines import OUTPUT_MARK, LineEncoder
 from .values import materialize
 
 Record = tuple
@@ -53,6 +53,26 @@ MARK_SCAN = 64
 
 
 @dataclass
+class Drops:
+    """Records a rank accepted and then dropped to bound its memory: never silent, reported at the
+    end in ``run.json`` (``dropped``), by ``em run show`` and by one warning."""
+
+    records: int = 0
+    """Metric records (``log()``, system metrics)."""
+    output_lines: int = 0
+    """Captured output lines."""
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.output_lines)
+
+    def __add__(self, other: Drops) -> Drops:
+        return Drops(self.records + other.records, self.output_lines + other.output_lines)
+
+    def doc(self) -> dict[str, int]:
+        return {"records": self.records, "output_lines": self.output_lines}
+
+
+@dataclass
 class EndReport:
     """What the end of a multi-rank run found out, for the Run to record (rank 0; empty elsewhere)."""
 
@@ -72,6 +92,11 @@ class EndReport:
     """How many distinct hosts the ranks reported: the job's node count."""
     relayed_by: dict[int, int] = field(default_factory=dict)
     """Rank -> the node leader that relayed its records to rank 0 (ranks that came directly are not in it)."""
+    delivery: dict[int, dict] = field(default_factory=dict)
+    """Peer -> ``{records, complete[, journal]}``: how many of its records the run holds, whether
+    that is all it journaled, and where the rest is (``host:path`` of its journal)."""
+    peer_drops: dict[int, Drops] = field(default_factory=dict)
+    """Rank -> what that peer dropped to bound its memory (as it reported at its end)."""
 
 
 class Sink(ABC):
@@ -88,6 +113,16 @@ class Sink(ABC):
     step_mark: tuple[int, float] | None = None
     """``(step, time)`` of the newest step-marking record the background thread took off the
     buffer (:func:`em_dist.observe.steps.marks_step`): the system sampler's ``step_time_s``."""
+
+    @abstractmethod
+    def evicting(self) -> None:
+        """The buffer is full and a record is about to be appended: drop the oldest record now,
+        count it by kind and warn once (the ``deque``'s own ``maxlen`` eviction is the backstop
+        of two threads appending at once, and is not counted)."""
+
+    @abstractmethod
+    def drops(self) -> Drops:
+        """What this rank dropped so far (the buffer's evictions and the writer's own)."""
 
     @abstractmethod
     def start(self) -> None:
@@ -163,19 +198,36 @@ class QueuedSink(Sink):
         self._started_cycles = 0
         self._done_cycles = 0
         self._thread = threading.Thread(target=self._loop, name=thread_name, daemon=True)
+        self._evicted = Drops()
 
     # -- called from any thread ---------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
 
     def wake(self) -> None:
-        if len(self.buffer) >= self._max_pending:
-            warn_once(
-                f"queue-full:{id(self)}",
-                f"em_dist: {self._max_pending} metric records are waiting to be {self._drain_verb}; the oldest "
-                f"are being dropped to bound memory (newest kept). {self._slow_hint}",
-            )
         self._wake_event.set()
+
+    def evicting(self) -> None:
+        # Any appending thread (the training loop, the capture, the sampler) may call this. The
+        # oldest record is popped here and counted, rather than left to the deque's maxlen: a
+        # popleft is atomic, so a record the background thread took meanwhile is never counted.
+        try:
+            oldest = self.buffer.popleft()
+        except IndexError:
+            return
+        if oldest.__class__ is str and oldest[:1] == OUTPUT_MARK:
+            self._evicted.output_lines += 1
+        else:
+            self._evicted.records += 1
+        warn_once(
+            f"queue-full:{id(self)}",
+            f"em_dist: {self._max_pending} records are waiting to be {self._drain_verb}; the oldest "
+            f"are being dropped to bound memory (newest kept; counted in the run's 'dropped'). {self._slow_hint}",
+        )
+        self._wake_event.set()
+
+    def drops(self) -> Drops:
+        return Drops(self._evicted.records, self._evicted.output_lines)
 
     def flush(self, timeout: float = 10.0) -> bool:
         if not self._thread.is_alive():

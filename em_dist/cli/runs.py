@@ -24,6 +24,16 @@ def register(groups: dict) -> None:
     p.add_argument("--json", action="store_true", help="print everything (metrics included) as JSON")
     p.set_defaults(func=_show)
 
+    p = run.add_parser("merge", help="merge ranks' journals into a finished run",
+                       description="Append to a finished run the records its ranks journaled and rank 0 never "
+                                   "confirmed, exactly once by (rank, record number); closed journals are deleted "
+                                   "once merged. Run it where the journals are (a rank's host), with the run folder "
+                                   "copied or mounted there, then upload the run as usual.")
+    p.add_argument("path", help="the run folder")
+    p.add_argument("--spool", action="append", default=[],
+                   help="a folder of journals (rank-<r>.journal); default: <runs folder>/.spool/<run id>")
+    p.set_defaults(func=_merge)
+
 
 def _list(args: argparse.Namespace) -> int:
     """Metadata only (run.json and the writer's summary.json): never a metric file, so a run of
@@ -47,6 +57,27 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..store import journal
+
+    run_dir = Path(args.path)
+    r = load_run(run_dir)
+    if not journal.finished(run_dir):
+        print(f"em run merge: run {r.name!r} at {run_dir} is still live; merge once it has ended", file=sys.stderr)
+        return 1
+    paths = journal.journals_of(r.id, run_dir.parent, [Path(d) for d in args.spool])
+    if not paths:
+        print(f"no journals of run {r.id} found")
+        return 0
+    for path in paths:
+        merged = journal.merge(run_dir, path)
+        state = "complete, journal removed" if merged.removed else "journal still open: run merge again once that rank ended"
+        print(f"rank {merged.rank}: {merged.added} records added, the run holds 1..{merged.last} ({state})")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     r = load_run(args.path)
     if args.json:
@@ -63,6 +94,8 @@ def _show(args: argparse.Namespace) -> int:
     print(f"started    {r.start_timestamp}")
     print(f"ended      {r.end_timestamp or '-'}")
     print(f"world      size {r.world.get('size', 1)}, launcher {r.world.get('launcher', 'none')}" + (f", lost ranks {r.lost_ranks}" if r.lost_ranks else ""))
+    for line in _world_lines(r):
+        print(line)
     if r.labels:
         print(f"labels     {', '.join(r.labels)}")
     print(f"path       {r.path}")
@@ -86,6 +119,21 @@ def _show(args: argparse.Namespace) -> int:
         for f in a.files:
             print(f"         {f['path']}  {f['size']} B  sha256 {f['sha256'][:16]}…")
     return 0
+
+
+def _world_lines(r: RunRecord) -> list[str]:
+    """Nodes, relays, late ranks, each rank's delivery and drops: where every rank's records are."""
+    w, lines = r.world, []
+    if w.get("nodes") and w.get("size", 1) > 1:
+        lines.append(f"nodes      {w['nodes']}" + (f", relayed by {w['relayed_by']}" if w.get("relayed_by") else ""))
+    if r.late_ranks:
+        lines.append(f"late ranks {r.late_ranks}")
+    for rank, d in sorted(r.delivery.items(), key=lambda kv: int(kv[0])):
+        where = "complete" if d.get("complete") else f"incomplete: the rest is in {d.get('journal') or 'its journal'}"
+        lines.append(f"rank {rank:<5} {d.get('records', 0)} records in the run, {where}")
+    for rank, d in sorted(r.dropped.items(), key=lambda kv: int(kv[0])):
+        lines.append(f"dropped    rank {rank}: {d.get('records', 0)} records, {d.get('output_lines', 0)} output lines")
+    return lines
 
 
 def _last_points(r: RunRecord) -> dict:

@@ -51,7 +51,7 @@ def open_sink(world: WorldInfo, place: RunPlace, *, meeting_key: str, job_attemp
     doc = world_doc(world, channel.transport if channel is not None and engine != "deferred" else None)
     if world.rank == 0:
         writer = RunWriter(place.path, flush_interval=flush_interval, max_pending=max_pending, attempt=place.attempt)
-        return RootSink(writer, channel, timings), doc  # type: ignore[arg-type]
+        return RootSink(writer, channel, timings, run_id=place.id), doc  # type: ignore[arg-type]
     peer = PeerSink(channel, world.rank, timings=timings, max_pending=max_pending,  # type: ignore[arg-type]
                     own_place=place, flush_interval=flush_interval)
     return peer, doc

@@ -24,6 +24,18 @@ from typing import Any, Callable
 Deliver = Callable[[int, Any], None]
 """Called on rank 0, from the channel's receiving thread, once per message: (source rank, message)."""
 
+Acknowledge = Callable[[int, int, list[int]], dict[int, int]]
+"""Called on rank 0 at a peer's goodbye: (peer, its newest record number, the members it relayed) ->
+the newest record number rank 0 has *on disk* for the peer and each member (it may wait, bounded)."""
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Rank 0's answer to a goodbye: rank -> the newest of its record numbers on rank 0's disk (empty when
+    the answer came from a node leader or an engine that does not count: then nothing is confirmed)."""
+
+    on_disk: dict[int, int] = field(default_factory=dict)
+
 
 class LinkClosed(Exception):
     """The link to rank 0 or to a peer broke (the process died or the engine shut down)."""
@@ -102,8 +114,9 @@ class PeerChannel(_Readiness, ABC):
         """
 
     @abstractmethod
-    def goodbye(self, timeout: float) -> bool:
-        """Tell rank 0 this rank is done and wait (at most ``timeout``) for its answer."""
+    def goodbye(self, timeout: float, records: int = 0) -> Ack | None:
+        """Tell rank 0 this rank is done (``records``: the newest number it journaled) and wait (at most
+        ``timeout``) for its answer; None when none came."""
 
     def on_backlog(self, wake: Callable[[], None]) -> None:
         """``wake`` starts the sending thread's next cycle at once; a channel that gathers messages of
@@ -124,8 +137,9 @@ class RootChannel(_Readiness, ABC):
         """What carries the bytes (``gloo``, ``mpi``, ``horovod``)."""
 
     @abstractmethod
-    def start(self, deliver: Deliver) -> None:
-        """Begin accepting peers and receiving; returns at once."""
+    def start(self, deliver: Deliver, acknowledge: Acknowledge | None = None) -> None:
+        """Begin accepting peers and receiving; returns at once. ``acknowledge`` answers goodbyes with
+        what is on rank 0's disk (a channel that can't carry numbers ignores it)."""
 
     @property
     def engine_started(self) -> bool:

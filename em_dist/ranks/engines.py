@@ -110,6 +110,11 @@ def _gloo_wire(world: WorldInfo, meeting: Meeting, timings: RankTimings, root: i
     from . import gloo
 
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        # Imported now, on the thread that calls create_run: a rank that dies a moment later
+        # connects from its exit path, where an import that registers an atexit hook (torch's
+        # concurrent.futures) raises "can't register atexit after shutdown".
+        import torch.distributed  # noqa: F401
+
         factory: Callable = lambda: gloo.agent_store(timings.engine_wait)  # noqa: E731
     else:
         factory = gloo.default_store

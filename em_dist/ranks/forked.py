@@ -147,7 +147,7 @@ class ForkedSink(QueuedSink):
             writer = RunWriter(run._path, flush_interval=self._flush_interval, max_pending=self._max_pending,
                                attempt=run._restarts, buffer=self.buffer)
             write_json_atomic(run._path / TAKEN_OVER_FILE, {"pid": os.getpid()}, durable=True)
-            sink: Any = root_sink(writer, wire, run._timings)
+            sink: Any = root_sink(writer, wire, run._timings, run._id)
         else:
             own = attempts.new_place(run.name, f"{run._id}-rank{rank}", time.time(), size)
             sink = PeerSink(FramePeer(wire), rank, timings=run._timings, max_pending=self._max_pending,

@@ -8,6 +8,7 @@ exactly once and a gap is noticed.
 
 from __future__ import annotations
 
+import json
 import pickle
 import threading
 import time
@@ -16,12 +17,28 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable
 
 from .._warn import warn_once
-from .channel import ChannelEnd, Deliver, LinkClosed, PeerChannel, RootChannel, _Readiness
+from .channel import Ack, Acknowledge, ChannelEnd, Deliver, LinkClosed, PeerChannel, RootChannel, _Readiness
 
 FRAME_BYTES = 4 << 20
 """Pack messages into frames up to about this size (pickled)."""
 
 ACK = b"em_dist-ack"
+"""The start of a goodbye's answer; rank 0's own answer goes on with ``{rank: newest record number on
+its disk}`` as JSON (a node leader answers its members with ``ACK`` alone: it confirms nothing)."""
+
+
+def ack_reply(on_disk: dict[int, int]) -> bytes:
+    return ACK + json.dumps({str(r): n for r, n in on_disk.items()}).encode()
+
+
+def parse_ack(reply: bytes | None) -> Ack | None:
+    if reply is None or not reply.startswith(ACK):
+        return None
+    try:
+        doc = json.loads(reply[len(ACK):] or b"{}")
+        return Ack({int(r): int(n) for r, n in doc.items()})
+    except (ValueError, TypeError, AttributeError):
+        return Ack()
 
 RELAY_JOIN, RELAY, RELAY_LOST = "relay_join", "relay", "relay_lost"
 """The messages a node leader wraps its members' traffic in (:mod:`.relay`): a member joined,
@@ -165,14 +182,14 @@ class FramePeer(PeerChannel):
         elif not messages and time.monotonic() - self._last_frame >= self._heartbeat:
             self._frame([])  # a heartbeat: this link is alive, only quiet
 
-    def goodbye(self, timeout: float) -> bool:
-        """True once rank 0 acknowledged; False when it did not within ``timeout``, or closed the
-        link first (this rank was late: rank 0 had finished without it)."""
+    def goodbye(self, timeout: float, records: int = 0) -> Ack | None:
+        """Rank 0's answer; None when it did not come within ``timeout``, or rank 0 closed the link
+        first (this rank was late: rank 0 had finished without it)."""
         try:
-            self._frame([], bye=True)
-            return self.wire.recv_reply(timeout) == ACK
+            self._frame([], bye=True, records=records)
+            return parse_ack(self.wire.recv_reply(timeout))
         except LinkClosed:
-            return False
+            return None
 
     def shutdown(self) -> None:
         try:
@@ -180,12 +197,12 @@ class FramePeer(PeerChannel):
         finally:
             self.wire.shutdown()
 
-    def _frame(self, msgs: list[Any], bye: bool = False, compress: bool | None = None) -> None:
+    def _frame(self, msgs: list[Any], bye: bool = False, compress: bool | None = None, records: int = 0) -> None:
         self._seq += 1
         self._messages += len(msgs)
         frame: dict[str, Any] = {"seq": self._seq, "msgs": msgs}
         if bye:
-            frame["bye"] = {"frames": self._seq, "messages": self._messages}
+            frame["bye"] = {"frames": self._seq, "messages": self._messages, "records": records}
         self.wire.send(pack(frame, self._compress if compress is None else compress))
         self._last_frame = time.monotonic()
 
@@ -208,6 +225,7 @@ class FrameRoot(RootChannel):
         self.world_size = wire.world_size
         self._release_wait = release_wait
         self._deliver: Deliver | None = None
+        self._acknowledge: Acknowledge | None = None
         self._peers: dict[int, _PeerState] = {}
         self._via: dict[int, int] = {}  # member -> the node leader that relays it
         self._lock = threading.Condition()
@@ -226,8 +244,9 @@ class FrameRoot(RootChannel):
     def engine_started(self) -> bool:
         return self.wire.engine_started
 
-    def start(self, deliver: Deliver) -> None:
+    def start(self, deliver: Deliver, acknowledge: Acknowledge | None = None) -> None:
         self._deliver = deliver
+        self._acknowledge = acknowledge
         self._thread = threading.Thread(target=self._serve, name="em_dist-frames-0", daemon=True)
         self._thread.start()
 
@@ -276,7 +295,7 @@ class FrameRoot(RootChannel):
             self._peers.setdefault(peer, _PeerState())
             self._lock.notify_all()
 
-    def _on_frame(self, peer: int, data: bytes) -> bytes | None:
+    def _on_frame(self, peer: int, data: bytes, relayed: bool = False) -> bytes | None:
         frame = unpack(data)
         with self._lock:
             state = self._peers.setdefault(peer, _PeerState())
@@ -304,10 +323,18 @@ class FrameRoot(RootChannel):
         if bye.get("messages") != state.messages:
             warn_once(f"frames-count-{peer}", f"em_dist: rank {peer} sent {bye.get('messages')} messages, "
                       f"rank 0 got {state.messages}.")
+        on_disk: dict[int, int] = {}
+        if self._acknowledge is not None and not relayed:
+            with self._lock:
+                members = [m for m, leader in self._via.items() if leader == peer]
+            try:
+                on_disk = self._acknowledge(peer, int(bye.get("records") or 0), members)
+            except Exception as exc:  # noqa: BLE001 - an answer that confirms nothing keeps the journal
+                warn_once("frames-ack", f"em_dist: could not confirm rank {peer}'s records ({exc!r}).")
         with self._lock:
             state.done = True
             self._lock.notify_all()
-        return ACK
+        return ack_reply(on_disk)
 
     def _on_lost(self, peer: int) -> None:
         with self._lock:
@@ -332,7 +359,7 @@ class FrameRoot(RootChannel):
             self._on_join(member)
         elif kind == RELAY:
             try:
-                self._on_frame(member, msg[2])  # its goodbye was answered by the leader already
+                self._on_frame(member, msg[2], relayed=True)  # its goodbye was answered by the leader already
             except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the leader's others
                 warn_once(f"frames-relay-{member}", f"em_dist: could not read a frame of rank {member} relayed "
                           f"by rank {leader} ({exc!r}).")

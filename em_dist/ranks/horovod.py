@@ -49,7 +49,7 @@ import time
 from typing import Any
 
 from ..errors import DistributedError
-from .channel import ChannelEnd, Deliver, LinkClosed, PeerChannel, RootChannel
+from .channel import Ack, Acknowledge, ChannelEnd, Deliver, LinkClosed, PeerChannel, RootChannel
 from .frames import _rough_size
 from .timing import RankTimings
 
@@ -151,7 +151,7 @@ class HorovodRoot(_Rounds, RootChannel):
         """True once the first round with every peer completed."""
         return self._connected.is_set()
 
-    def start(self, deliver: Deliver) -> None:
+    def start(self, deliver: Deliver, acknowledge: Acknowledge | None = None) -> None:
         self._deliver = deliver
         if self.world_size <= 1:
             self._connected.set()
@@ -274,14 +274,16 @@ class HorovodPeer(_Rounds, PeerChannel):
             if i >= len(messages):
                 return
 
-    def goodbye(self, timeout: float) -> bool:
+    def goodbye(self, timeout: float, records: int = 0) -> Ack | None:
+        """An empty :class:`Ack` once rank 0 said stop: these rounds carry no record numbers, so the
+        journal stays and is merged at the end (rank 0's, or this rank's own)."""
         until = time.monotonic() + timeout
         if not self._peer_round([], bye=True, until=until):
-            return False
+            return None
         while not self._stopped:  # stay in rounds until rank 0 says stop: nobody leaves one half-entered
             if not self._peer_round([], bye=False, until=until):
-                return False
-        return True
+                return None
+        return Ack()
 
     def _peer_round(self, batch: list[Any], bye: bool, until: float | None) -> bool:
         if self._stopped:

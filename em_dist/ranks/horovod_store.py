@@ -80,8 +80,16 @@ class RendezvousStore:
             host, port = read_data_from_kvstore(*self.server, SCOPE, self.key)
         except RuntimeError:  # 404 until rank 0 published (or never, in a rank-0-only script)
             return None
+        try:  # a rank 0 that finished and exited took its store along: don't let TCPStore retry for minutes
+            socket.create_connection((host, int(port)), timeout=STORE_PROBE).close()
+        except OSError:
+            return None
         return TCPStore(host, int(port), is_master=False, wait_for_workers=False,
                         timeout=timedelta(seconds=self._timings.engine_wait))
+
+
+STORE_PROBE = 2.0
+"""Seconds to reach rank 0's published store before treating it as gone (it is on the job's network)."""
 
 
 def mpi_with_threads() -> bool:

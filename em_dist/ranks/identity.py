@@ -92,8 +92,3 @@ def derived_run_id(job: JobIdentity, name: str, occurrence: int) -> str | None:
     if job.job is None:
         return None
     return str(uuid.uuid5(_NAMESPACE, f"{job.job}\0{name}\0{occurrence}"))
-
-
-def fallback_run_id(run_id: str, rank: int) -> str:
-    """The id of the run a peer keeps for itself when rank 0 has no run of that identity."""
-    return str(uuid.uuid5(uuid.UUID(run_id), f"rank-{rank}"))

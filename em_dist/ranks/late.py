@@ -70,7 +70,7 @@ class LateJoin:
         wire, doc = meet(rank, size, self.key, run_doc, self._timings)
         sink: Sink
         if rank == 0:
-            sink = root_sink(self._writer, wire, self._timings)
+            sink = root_sink(self._writer, wire, self._timings, place.id)
         else:
             lines = self._writer.handover()
             peer = PeerSink(FramePeer(wire, heartbeat=self._timings.heartbeat), rank, timings=self._timings,
@@ -108,9 +108,9 @@ def meet(rank: int, size: int, key: str, run_doc: dict[str, Any], timings: RankT
     return wire, world_doc(world, "gloo")
 
 
-def root_sink(writer: RunWriter, wire: Any, timings: RankTimings) -> RootSink:
+def root_sink(writer: RunWriter, wire: Any, timings: RankTimings, run_id: str) -> RootSink:
     """Rank 0's sink over ``writer``, receiving the other ranks on ``wire`` from now on."""
     channel = FrameRoot(wire, release_wait=timings.release_wait)
-    sink = RootSink(writer, channel, timings)
-    channel.start(sink._deliver)  # type: ignore[attr-defined]
+    sink = RootSink(writer, channel, timings, run_id=run_id)
+    channel.start(sink._deliver, sink._acknowledge)
     return sink

@@ -12,6 +12,7 @@ goodbye, all within the ``end`` timeout.
 from __future__ import annotations
 
 import shutil
+import socket
 import threading
 import time
 from collections import deque
@@ -20,12 +21,15 @@ from typing import Any
 
 from .._warn import warn_once
 from ..sink import CHUNK, EndReport, QueuedSink
+from ..store import journal as journals
 from ..store import layout
+from ..store.journal import Journal
 from ..store.attempts import RunPlace
+from ..store.lines import OUTPUT_MARK
+from ..store.summary import RunSummary
 from ..store.writer import RunWriter
 from .artifacts import artifact_messages
 from .channel import PeerChannel
-from .identity import fallback_run_id
 from .timing import RankTimings
 
 
@@ -56,8 +60,8 @@ class PeerSink(QueuedSink):
         self._joined = threading.Event()
         self._run_doc: dict[str, Any] = {}
         self._local: RunWriter | None = None
-        """This rank's run of its own, when rank 0 has no run of this identity or became unreachable."""
-        self._direct = False  # _local writes into rank 0's own folder (no engine)
+        """A writer into rank 0's own folder, when the script started no engine (a shared filesystem)."""
+        self._direct = False
         self._retired = retired
         """The writer of this process's own run before it learnt its rank (:mod:`.late`): this sink
         takes over its buffer (the very deque log() appends to, so no record can fall between the
@@ -71,6 +75,13 @@ class PeerSink(QueuedSink):
         self._failure: str | None = None
         self._deadline = float("inf")
         self._broken = False
+        self._journal: Journal | None = None
+        """This rank's journal (made at its first record): numbered, on this rank's disk until rank 0 confirms."""
+        self._unsent: deque[tuple] = deque()  # (first number, lines | None when spilled[, count])
+        self._unsent_count = 0
+        self._pending_meta: list[tuple[str, Any]] = []
+        self.summary = RunSummary()
+        """This rank's own summary (last value of every metric), sent to rank 0 when it changed."""
 
     # -- metadata: forwarded, not written ---------------------------------------------
     def write_run(self, doc: dict[str, Any]) -> None:
@@ -107,7 +118,7 @@ class PeerSink(QueuedSink):
         self._deadline = time.monotonic() + timeout
         if not self._stop(timeout):
             warn_once("peer-end", f"em_dist: rank {self.rank} could not hand its last records to rank 0 "
-                      f"within {timeout:.0f}s; they are not in the run.")
+                      f"within {timeout:.0f}s; they stay in its journal {self._journal_path()}.")
         return EndReport()
 
     def close(self, timeout: float) -> bool:
@@ -116,35 +127,45 @@ class PeerSink(QueuedSink):
             if self._handed_off and self._local is None:
                 shutil.rmtree(self._retired.run_dir, ignore_errors=True)
         if self._local is not None and not self._thread.is_alive():
-            if not self._direct:
-                self._local.write_run(self._own_doc())
             return self._local.close(timeout)
         return not self._thread.is_alive()
 
     # -- the forwarding thread -----------------------------------------------------------
     def _cycle(self, final: bool) -> None:
         channel = self.channel
-        if channel is None or self._broken:
-            self._keep_locally()
+        if channel is None or (final and not self._joined.is_set() and not channel.engine_started):
+            # No engine: rank 0's folder on a filesystem this rank sees takes the records directly.
+            self._journal_taken()
+            if final:
+                self._end_without_link()
+            return
+        self._journal_taken()
+        if self._broken:
+            if final:
+                self._end_without_link()
             return
         try:
             if not channel.connected and not self._connect(channel, final):
                 if final:
-                    self._keep_locally(why="rank 0 made no run of this identity, or could not be reached")
+                    self._end_without_link("rank 0 made no run of this identity, or could not be reached")
                 return
-            self._joined.set()
+            if not self._joined.is_set():
+                self._joined_rank0(channel)
             self._forward(channel)
             if final:
                 if self._failure is not None:
                     channel.send([("failed", self._failure)])
+                drops = self.drops()
+                if drops:
+                    channel.send([("dropped", drops.doc())])
                 self._ship_artifacts(channel)
-                self._handed_off = channel.goodbye(max(0.0, self._deadline - time.monotonic()))
-                if not self._handed_off:
-                    warn_once("peer-goodbye", f"em_dist: rank 0 did not acknowledge rank {self.rank}'s end in time; "
-                              "its last records may be missing from the run.")
+                self._goodbye(channel)
         except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach
             self._broken = True
-            self._keep_locally(why=f"the link to rank 0 broke ({exc})")
+            warn_once(f"peer-link:{self.rank}", f"em_dist: rank {self.rank}: the link to rank 0 broke ({exc}); "
+                      f"its records are kept in its journal {self._journal_path()} and merged into the run later.")
+            if final:
+                self._end_without_link()
         finally:
             if final:
                 try:
@@ -162,34 +183,197 @@ class PeerSink(QueuedSink):
             return False  # the script started no engine: there is no rank 0 to wait for
         while not channel.connect(min(0.2, max(0.0, self._deadline - time.monotonic()))):
             now = time.monotonic()
-            since = channel.ready_since
-            if now >= self._deadline or (since is not None and now >= max(began, since) + self._timings.peer_join_grace):
+            # a rank 0 never seen (its store gone with it: it finished and exited) gets the grace from now
+            since = channel.ready_since or began
+            if now >= self._deadline or now >= max(began, since) + self._timings.peer_join_grace:
                 return False
         return True
 
+    def _journal_taken(self) -> None:
+        """Take what ``log()`` appended off the buffer, number it and journal it (durable on this rank
+        before it leaves), whether or not rank 0 is reachable: the buffer never fills while rank 0 is
+        slow or gone; what is not sent yet waits in :attr:`_unsent` (or, past ``max_pending``, in the
+        journal alone)."""
+        buf, enc = self.buffer, self.encode
+        for _ in range(len(buf) // CHUNK + 1):  # bounded: a faster producer can't keep us here
+            batch = self._take()
+            if not batch:
+                break
+            self.summary.add(self.rank, [r for r in batch if not (r.__class__ is str and r[:1] == OUTPUT_MARK)])
+            lines = [r if r.__class__ is str else enc(r) for r in batch]
+            journal = self._open_journal()
+            first = journal.append(lines)
+            if journal.failed is not None:
+                warn_once(f"journal:{self.rank}", f"em_dist: rank {self.rank} cannot write its journal "
+                          f"{journal.path} ({journal.failed}); its records still go to rank 0, without a copy here.")
+            self._unsent.append((first, lines))
+            self._unsent_count += len(lines)
+            while self._unsent_count > self._max_pending and len(self._unsent) > 1:
+                # spilled: the lines stay in the journal only, and are read back from it when sent
+                spill_first, spill_lines = self._unsent[0]
+                if spill_lines is None:
+                    break
+                self._unsent[0] = (spill_first, None, len(spill_lines))  # type: ignore[assignment]
+                self._unsent_count -= len(spill_lines)
+            if not buf:
+                break
+
+    def _open_journal(self) -> Journal:
+        if self._journal is None:
+            place = self._own_place
+            self._journal = Journal(journals.spool_dir(place.path.parent, place.id), self.rank,
+                                    {"run_id": place.id, "name": self._run_doc.get("name")})
+        return self._journal
+
+    def _journal_path(self) -> str:
+        return str(self._journal.path) if self._journal is not None else "(none: nothing was logged)"
+
+    def _joined_rank0(self, channel: PeerChannel) -> None:
+        """Rank 0 accepted this rank: the journal learns whose run it feeds; rank 0 learns where it is."""
+        self._joined.set()
+        doc = channel.rank0_run or {}
+        journal = self._open_journal()
+        journal.describe(run_id=doc.get("id", self._own_place.id), run_path=doc.get("path"),
+                         attempt=int(doc.get("restarts", 0) or 0))
+        self._pending_meta.append(("journal", {"host": socket.gethostname(), "path": str(journal.path.resolve())}))
+
     def _forward(self, channel: PeerChannel) -> None:
-        messages: list[Any] = []
+        messages: list[Any] = list(self._pending_meta)
+        self._pending_meta.clear()
         with self._lock:
             meta, self._meta = self._meta, {}
         for kind, doc in meta.items():
             if self._sent_meta.get(kind) != doc:
                 self._sent_meta[kind] = doc
                 messages.append((kind, doc))
-        buf = self.buffer
-        enc = self.encode
-        for _ in range(len(buf) // CHUNK + 1):  # bounded: a faster producer can't keep us here
-            batch = self._take()
-            lines = [r if r.__class__ is str else enc(r) for r in batch]
-            if lines:
-                messages.append(("rec", lines))
-            try:
-                channel.send(messages)  # at least once per cycle: Horovod's rank 0 needs our round
-            except Exception:
-                buf.extendleft(reversed(lines))  # not handed on: they stay this rank's to keep
-                raise
+        if self.summary.changed:
+            self.summary.changed = False
+            messages.append(("summary", self.summary.rank(self.rank)))
+        unsent = self._unsent
+        while True:  # bounded: what was journaled before this cycle
+            if unsent:
+                first, lines, *spilled = unsent[0]
+                if lines is None:
+                    lines = self._read_back(first, spilled[0])
+                messages.append(("rec", lines, first))
+            channel.send(messages)  # at least once per cycle: Horovod's rank 0 needs our round
             messages = []
-            if not buf:
+            if not unsent:
                 break
+            _, sent, *_ = unsent.popleft()
+            self._unsent_count -= len(sent) if sent is not None else 0
+            if not unsent:
+                break
+
+    def _read_back(self, first: int, count: int) -> list[str]:
+        """Spilled records, from the journal (they were written there before they were spilled)."""
+        out: list[str] = []
+        if self._journal is not None:
+            for _n, record in journals.read_records(self._journal.path, first - 1):
+                out.append(record)
+                if len(out) >= count:
+                    break
+        return out
+
+    def _goodbye(self, channel: PeerChannel) -> None:
+        """Say goodbye with the newest number journaled; rank 0's answer says what is on its disk, and
+        only that deletes the journal (a node leader's answer confirms nothing: the leader deletes
+        its members' journals once rank 0 confirmed them)."""
+        journal = self._journal
+        last = journal.last if journal is not None else 0
+        ack = channel.goodbye(max(0.0, self._deadline - time.monotonic()), records=last)
+        if journal is not None:
+            journal.close()
+        if ack is None:
+            warn_once("peer-goodbye", f"em_dist: rank 0 did not answer rank {self.rank}'s end in time; its "
+                      f"records stay in its journal {self._journal_path()} and are merged into the run later.")
+            self._end_without_link()
+            return
+        confirmed = ack.on_disk.get(self.rank)
+        self._handed_off = journal is None or (confirmed is not None and confirmed >= last)
+        if journal is not None and self._handed_off:
+            journal.remove()
+        for member, on_disk in ack.on_disk.items():  # a leader: its members' journals, on this node
+            if member != self.rank:
+                journals.remove_if_covered(self._spool(), member, on_disk)
+        if not self._handed_off and journal is not None and ack.on_disk:
+            self._end_without_link()
+
+    def _spool(self) -> Path:
+        return journals.spool_dir(self._own_place.path.parent, self._own_place.id)
+
+    def _end_without_link(self, why: str = "") -> None:
+        """The end, with records that rank 0 has not confirmed: merge the journal into rank 0's run
+        folder when this rank can see it and rank 0 has finished (exactly once by number); with no
+        engine at all, write into rank 0's folder directly; else leave the journal, named in a warning."""
+        journal = self._journal
+        if journal is None:
+            return
+        journal.close()
+        if self.channel is None or not self.channel.engine_started:
+            if self._into_rank0_folder():
+                return
+        folder = self._rank0_folder()
+        if folder is None and not self._joined.is_set():
+            folder = self._stand_in_folder()
+        if folder is not None and journals.finished(folder):
+            try:
+                merged = journals.merge(folder, journal.path)
+                self._handed_off = merged.removed
+                return
+            except Exception as exc:  # noqa: BLE001 - the journal stays; the warning below says where
+                why = f"{why}; merging it into {folder} failed ({exc!r})".lstrip("; ")
+        warn_once(f"peer-journal:{self.rank}", f"em_dist: rank {self.rank}'s records {1}..{journal.last} are "
+                  f"not all confirmed by rank 0{f' ({why})' if why else ''}; they are kept in its journal "
+                  f"{journal.path}: rank 0 merges it at its end when it can read it, else run "
+                  f"`em run merge <run folder> --spool {journal.folder}`.")
+
+    def _rank0_folder(self) -> Path | None:
+        doc = self.channel.rank0_run if self.channel is not None else None
+        if doc and doc.get("path") and Path(doc["path"]).is_dir():
+            return Path(doc["path"])
+        return layout.find_run_dir(self._own_place.id, self._run_doc.get("name"), self._own_place.path.parent)
+
+    def _stand_in_folder(self) -> Path | None:
+        """Rank 0 never served this run (it made no run of this identity): the run is made here, with
+        this rank's records under its own rank number and a world that says only it was there."""
+        place = self._own_place
+        doc = dict(self._run_doc, id=place.id, alternative_name=place.alternative_name,
+                   world={**self._run_doc.get("world", {}), "ranks_present": [self.rank], "made_by_rank": self.rank})
+        writer = RunWriter(place.path, flush_interval=self._flush_interval, max_pending=self._max_pending,
+                           rank=self.rank, heartbeat=False)
+        writer.write_run(doc)
+        with self._lock:
+            meta = dict(self._sent_meta, **self._meta)
+        if "hparams" in meta:
+            writer.write_hparams(meta["hparams"])
+        writer.start()
+        writer.close(self._timings.signal_close_cap)
+        warn_once(f"peer-stand-in:{place.path}", f"em_dist: rank {self.rank}'s run {doc.get('name')!r}: rank 0 made "
+                  f"no run of this identity; it is kept at {place.path} with this rank's records (rank {self.rank}).")
+        return place.path
+
+    def _into_rank0_folder(self) -> bool:
+        """No engine, but rank 0's run folder is on a filesystem this rank sees (one node, or a shared
+        filesystem as on most SLURM clusters): write ``metrics/rank-<r>.jsonl`` there directly."""
+        name, parent = self._run_doc.get("name"), self._own_place.path.parent
+        until = time.monotonic() + self._timings.root_join_grace  # rank 0 may have started a moment later
+        while (folder := layout.find_run_dir(self._own_place.id, name, parent)) is None:
+            if time.monotonic() >= until:
+                return False
+            time.sleep(self._timings.poll)
+        self._local = RunWriter(folder, flush_interval=self._flush_interval, max_pending=self._max_pending,
+                                rank=self.rank, heartbeat=False)
+        if self._journal is not None:
+            self._local.buffer.extend(record for _n, record in journals.read_records(self._journal.path))
+        self._local.start()
+        self._direct = True
+        if self._journal is not None:
+            self._journal.remove()  # the local writer holds them now, and writes them before close
+        warn_once(f"peer-direct:{folder}", f"em_dist: rank {self.rank}: the script started no engine "
+                  "(torch.distributed, Horovod or mpi4py), so this rank writes its records straight into "
+                  f"rank 0's run folder {folder}")
+        return True
 
     def _ship_artifacts(self, channel: PeerChannel) -> None:
         with self._lock:
@@ -215,60 +399,3 @@ class PeerSink(QueuedSink):
                     channel.send([msg])
             except OSError as exc:
                 warn_once(f"ship:{path}", f"em_dist: could not send artifact {path} to rank 0 ({exc})")
-
-    # -- a run of its own -----------------------------------------------------------------
-    def _keep_locally(self, why: str = "") -> None:
-        """Rank 0 has no run of this identity (or is gone): keep this rank's records rather than drop
-        them, in rank 0's folder when there is no engine but a shared filesystem, else in a run of
-        its own (warned once, naming it)."""
-        if self._local is None:
-            if not self.buffer:
-                return  # nothing of this rank's is left to keep
-            if self._joined.is_set() or not self._into_rank0_folder():
-                self._start_own_run(why)
-        local = self._local
-        while self.buffer:  # bounded by the buffer's own size
-            local.buffer.extend(self._take())
-        local.wake()
-
-    def _start_own_run(self, why: str) -> None:
-        place = self._own_place
-        self._local = RunWriter(place.path, flush_interval=self._flush_interval, max_pending=self._max_pending)
-        self._local.start()
-        with self._lock:
-            meta = dict(self._sent_meta, **self._meta)
-        self._local.write_run(self._own_doc())
-        if "hparams" in meta:
-            self._local.write_hparams(meta["hparams"])
-        self._local.write_platform({"size": 1, "rank": 0}, meta.get("platform", {}))
-        name = self._run_doc.get("name", "?")
-        warn_once(f"peer-own-run:{place.path}", f"em_dist: rank {self.rank}'s run {name!r}: {why or 'rank 0 is out of reach'}; "
-                  f"this rank's records are kept in a run of its own at {place.path}")
-
-    def _into_rank0_folder(self) -> bool:
-        """No engine, but rank 0's run folder is on a filesystem this rank sees (one node, or a shared
-        filesystem as on most SLURM clusters): write ``metrics/rank-<r>.jsonl`` there directly."""
-        if self.channel is not None and self.channel.engine_started:
-            return False
-        name, parent = self._run_doc.get("name"), self._own_place.path.parent
-        until = time.monotonic() + self._timings.root_join_grace  # rank 0 may have started a moment later
-        while (folder := layout.find_run_dir(self._own_place.id, name, parent)) is None:
-            if time.monotonic() >= until:
-                return False
-            time.sleep(self._timings.poll)
-        self._local = RunWriter(folder, flush_interval=self._flush_interval, max_pending=self._max_pending,
-                                rank=self.rank, heartbeat=False)
-        self._local.start()
-        self._direct = True
-        warn_once(f"peer-direct:{folder}", f"em_dist: rank {self.rank}: the script started no engine "
-                  "(torch.distributed, Horovod or mpi4py), so this rank writes its records straight into "
-                  f"rank 0's run folder {folder}")
-        return True
-
-    def _own_doc(self) -> dict[str, Any]:
-        place = self._own_place
-        doc = dict(self._run_doc)
-        doc.update(id=fallback_run_id(place.id, self.rank), alternative_name=place.alternative_name,
-                   world={"size": 1, "rank": 0, "of_rank": self.rank})
-        return doc
-

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from .._warn import warn_once
-from .channel import LinkClosed, PeerChannel
+from .channel import Ack, LinkClosed, PeerChannel
 from .frames import ACK, RELAY, RELAY_JOIN, RELAY_LOST, FramePeer, Wire, unpack
 from .timing import RankTimings
 from .world import WorldInfo
@@ -157,9 +157,10 @@ class RelayPeer(PeerChannel):
         with self._cond:
             self._cond.notify_all()
 
-    def goodbye(self, timeout: float) -> bool:
+    def goodbye(self, timeout: float, records: int = 0) -> Ack | None:
         """Forward every member's frames until each said goodbye (or the time is up; members that
-        never joined get the join grace), then say this leader's own goodbye."""
+        never joined get the join grace), then say this leader's own goodbye: rank 0's answer
+        confirms the members' records too."""
         deadline = time.monotonic() + timeout
         join_deadline = min(deadline, time.monotonic() + self._timings.root_join_grace)
         while True:
@@ -174,7 +175,7 @@ class RelayPeer(PeerChannel):
                     self._cond.wait(min(self._timings.send_interval, max(0.0, deadline - now)))
         self._stop.set()  # late members now see this leader gone, and go to rank 0 directly
         self.send([])
-        return self.up.goodbye(max(0.0, deadline - time.monotonic()))
+        return self.up.goodbye(max(0.0, deadline - time.monotonic()), records)
 
     def shutdown(self) -> None:
         self._stop.set()

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..sink import EndReport, Sink
+from ..sink import Drops, EndReport, Sink
+from .._warn import warn_once
+from ..store import journal as journals
 from ..store import layout
 from ..store.writer import RunWriter
 from .artifacts import ArtifactReceiver
@@ -22,11 +24,18 @@ from .channel import RootChannel
 from .timing import RankTimings
 
 
+ACK_WAIT = 2.0
+"""The most a goodbye's answer waits for the writer to put the peer's records on disk (one cycle,
+woken at once, is usually milliseconds); past it the answer confirms what is on disk by then."""
+
+
 class RootSink(Sink):
     """Rank 0: the writer's hot-path face and files, fed by the channel's receiving thread too."""
 
-    def __init__(self, writer: RunWriter, channel: RootChannel | None, timings: RankTimings) -> None:
+    def __init__(self, writer: RunWriter, channel: RootChannel | None, timings: RankTimings,
+                 run_id: str = "") -> None:
         self.writer = writer
+        self.run_id = run_id
         self.channel = channel
         self._timings = timings
         self.buffer = writer.buffer
@@ -43,6 +52,11 @@ class RootSink(Sink):
         self._artifacts: list[dict] = []
         self._shipped: list[dict] = []
         self._peer_failures: dict[int, str] = {}
+        self._peer_drops: dict[int, Drops] = {}
+        self._have: dict[int, int] = {}  # peer -> the newest record number handed to the writer (contiguous)
+        self._said: dict[int, int] = {}  # peer -> the newest number it journaled, as its goodbye said
+        self._journals: dict[int, dict] = {}  # peer -> where its journal is (as it announced it)
+        self._read_journals: list[tuple[int, Path]] = []  # journals merged at the end (this host)
         self._backend: str | None = None
         self._receiver = ArtifactReceiver(Path(writer.run_dir))
 
@@ -51,10 +65,16 @@ class RootSink(Sink):
     def step_mark(self) -> tuple[int, float] | None:  # type: ignore[override]
         return self.writer.step_mark
 
+    def evicting(self) -> None:
+        self.writer.evicting()
+
+    def drops(self) -> Drops:
+        return self.writer.drops()
+
     def start(self) -> None:
         self.writer.start()
         if self.channel is not None:
-            self.channel.start(self._deliver)
+            self.channel.start(self._deliver, self._acknowledge)
 
     def wake(self) -> None:
         self.writer.wake()
@@ -99,13 +119,19 @@ class RootSink(Sink):
             report.late_ranks = sorted(end.late)
             report.relayed_by = dict(end.relayed_by)
             report.transport = self.channel.transport
+        if self.channel is not None:
+            report.delivery = self._merge_journals()
         with self._lock:
             report.peer_failures = dict(self._peer_failures)
+            report.peer_drops = dict(self._peer_drops)
             report.hosts = len({p.get("host") for p in self._platforms.values() if p.get("host")}) or None
         return report
 
     def close(self, timeout: float) -> bool:
-        return self.writer.close(timeout)
+        done = self.writer.close(timeout)
+        for rank, path in self._read_journals:  # a closed journal whose records are all on disk now goes
+            journals.remove_if_covered(path.parent, rank, self.writer.written(rank))
+        return done
 
     # -- what the channel delivers (its receiving thread) ---------------------------------
     def _deliver(self, rank: int, msg: Any) -> None:
@@ -113,7 +139,13 @@ class RootSink(Sink):
             self._backend = _torch_backend()
         kind = msg[0]
         if kind == "rec":
-            self.writer.submit(rank, msg[1])
+            if len(msg) < 3:
+                self.writer.submit(rank, msg[1])
+            else:
+                self._records(rank, msg[1], msg[2])
+        elif kind == "journal":
+            with self._lock:
+                self._journals[rank] = dict(msg[1])
         elif kind == "art_file":
             _, alt, rel, offset, data = msg
             self._receiver.chunk(alt, rel, offset, data)
@@ -122,6 +154,12 @@ class RootSink(Sink):
             self._add_shipped(self._receiver.done(rank, alt, doc, role))
         elif kind == "art_ref":
             self._add_shipped({**msg[1], "rank": rank})
+        elif kind == "summary":
+            records, last = msg[1]
+            self.writer.submit_summary(rank, int(records), last)
+        elif kind == "dropped":
+            with self._lock:
+                self._peer_drops[rank] = Drops(**msg[1])
         elif kind == "failed":
             with self._lock:
                 self._peer_failures[rank] = str(msg[1])
@@ -133,6 +171,74 @@ class RootSink(Sink):
             with self._lock:
                 self._peer_hparams[rank] = msg[1]
                 self._write_rank_hparams()
+
+    def _records(self, rank: int, lines: list[str], first: int) -> None:
+        """A peer's numbered records: each number is written once; a repeat (a batch re-sent after a
+        broken link) is skipped, and a gap stops this peer's records here (the rest is in its
+        journal, merged at the end), so its file always holds numbers 1..n without a hole."""
+        have = self._have.get(rank, 0)
+        if first > have + 1:
+            warn_once(f"gap:{rank}", f"em_dist: records {have + 1}..{first - 1} of rank {rank} did not arrive; "
+                      "its later records wait in its journal and are merged at the end.")
+            return
+        skip = have + 1 - first
+        if skip >= len(lines):
+            return
+        if skip:
+            lines, first = lines[skip:], first + skip
+        self._have[rank] = first + len(lines) - 1
+        self.writer.submit(rank, lines, first)
+
+    def _acknowledge(self, rank: int, records: int, members: list[int]) -> dict[int, int]:
+        """A goodbye's answer: what of ``rank`` (and the members it relayed) is on disk. Waits (bounded)
+        for the writer to write what arrived, so the answer means *on rank 0's disk*."""
+        self._said[rank] = records
+        until = time.monotonic() + ACK_WAIT
+        on_disk = {rank: self.writer.wait_written(rank, min(records, self._have.get(rank, 0)), ACK_WAIT)}
+        for member in members:
+            left = max(0.0, until - time.monotonic())
+            on_disk[member] = self.writer.wait_written(member, self._have.get(member, 0), left)
+        return on_disk
+
+    def _merge_journals(self) -> dict[int, dict]:
+        """At the end: the journals of this run on this host (a peer that lost its link, or answered
+        late) hand what they hold beyond what arrived to the writer, exactly once by number; then
+        each peer's delivery: how many records the run holds, complete or not, and where the rest is."""
+        world = self.channel.world_size  # type: ignore[union-attr]
+        attempt = self.writer.attempt
+        merged: dict[int, int] = {}
+        parent = Path(self.writer.run_dir).parent
+        for path in journals.journals_of(self.run_id, parent) if self.run_id else []:
+            meta = journals.read_meta(path)
+            rank = int(meta.get("rank", -1))
+            if not 0 < rank < world or int(meta.get("attempt", attempt)) != attempt:
+                continue
+            self._journals.setdefault(rank, {"host": meta.get("host"), "path": str(path.resolve())})
+            self._read_journals.append((rank, path))
+            batch: list[str] = []
+            first = self._have.get(rank, 0) + 1
+            for _n, record in journals.read_records(path, first - 1):
+                batch.append(record)
+            if batch:
+                self._records(rank, batch, first)
+                merged[rank] = len(batch)
+            if meta.get("closed") and int(meta.get("last", -1)) <= self._have.get(rank, 0):
+                self._said.setdefault(rank, int(meta["last"]))
+        if merged:
+            warn_once("journals-merged", f"em_dist: records of ranks {sorted(merged)} that had not reached rank 0 "
+                      f"were merged from their journals ({sum(merged.values())} records).")
+        delivery: dict[int, dict] = {}
+        for rank in range(1, world):
+            have, said = self._have.get(rank, 0), self._said.get(rank)
+            entry: dict = {"records": have, "complete": said is not None and have >= said}
+            if attempt:
+                entry["attempt"] = attempt
+            where = self._journals.get(rank)
+            if not entry["complete"] and where:
+                entry["journal"] = f"{where.get('host')}:{where.get('path')}"
+            if have or said is not None or where:
+                delivery[rank] = entry
+        return delivery
 
     def _ranks_without_files(self, wait: float) -> list[int]:
         folder = Path(self.writer.run_dir)

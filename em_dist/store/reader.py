@@ -55,6 +55,8 @@ def load_run_and_doc(path: str | os.PathLike) -> tuple[RunRecord, dict]:
         world=meta.get("world") or {},
         lost_ranks=list(meta.get("lost_ranks") or []),
         late_ranks=list(meta.get("late_ranks") or []),
+        dropped=dict(meta.get("dropped") or {}),
+        delivery=dict(meta.get("delivery") or {}),
         restarts=int(meta.get("restarts") or 0),
         attempts=list(meta.get("attempts") or []),
         artifacts=_artifact_refs(run_dir),

@@ -57,6 +57,11 @@ class RunRecord:
     lost_ranks: list[int] = field(default_factory=list)
     late_ranks: list[int] = field(default_factory=list)
     """Ranks alive but not finished when the run ended (their later records are not in it)."""
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Rank -> ``{records, output_lines}`` it accepted and dropped to bound memory (absent: none)."""
+    delivery: dict[str, dict] = field(default_factory=dict)
+    """Rank -> where its records are: ``{records, complete}`` and, for a rank whose records are not all
+    in the run yet, ``journal`` (the rank's journal, merged later by ``em run merge``)."""
     restarts: int = 0
     """How many times a restarted job continued this run."""
     attempts: list[dict] = field(default_factory=list)

@@ -26,30 +26,38 @@ class RunSummary:
         self.changed = False
 
     def add(self, rank: int, records: list) -> None:
-        """Note a batch of records (tuples, or lines the training thread encoded already)."""
+        """Note a batch of records (tuples, or lines the training thread encoded already).
+
+        The last value of *every* metric of every type counts (a loop that logs ``loss`` then
+        ``lr`` each step keeps both): one dict store per metric of a record. A line (encoded by
+        ``log()`` itself while the writer was behind) is parsed; a peer's lines never come here
+        (each peer keeps its own summary and sends it, :meth:`set_rank`)."""
         if not records:
             return
         self._records[rank] = self._records.get(rank, 0) + len(records)
-        last = self._last.setdefault(rank, {})
-        by_type: dict[str, Any] = {}
-        for rec in records:  # one dict store per record: the cost of keeping the summary
+        newest: dict[tuple[str, str], tuple] = {}
+        for rec in records:
             if rec.__class__ is str:
-                by_type["\0line"] = rec
-            else:
-                by_type[rec[0]] = rec
-        line = by_type.pop("\0line", None)
-        if line is not None:
-            try:
-                doc = json.loads(line)
-                by_type.setdefault(doc["type"], (doc["type"], doc["step"], doc["epoch"], doc["time"],
-                                                 {k: decode_number(v) for k, v in doc["metrics"].items()}))
-            except (ValueError, KeyError):
-                pass
-        for type_, (_, step, epoch, t, metrics) in by_type.items():
-            entry = last.setdefault(type_, {})
-            for name, value in metrics.items():
-                entry[name] = {"value": _plain(value), "step": step, "epoch": epoch, "time": t}
+                rec = _parse(rec)
+                if rec is None:
+                    continue
+            t = rec[0]
+            for name in rec[4]:
+                newest[(t, name)] = rec
+        last = self._last.setdefault(rank, {})
+        for (t, name), (_, step, epoch, when, metrics) in newest.items():
+            last.setdefault(t, {})[name] = {"value": _plain(metrics[name]), "step": step, "epoch": epoch, "time": when}
         self.changed = True
+
+    def set_rank(self, rank: int, records: int, last: dict[str, Any]) -> None:
+        """A peer's own summary (it keeps it on its side and sends it: rank 0 never parses a peer's lines)."""
+        self._records[rank] = records
+        self._last[rank] = last
+        self.changed = True
+
+    def rank(self, rank: int) -> tuple[int, dict[str, Any]]:
+        """``(records, last)`` of one rank, for a peer to send."""
+        return self._records.get(rank, 0), self._last.get(rank, {})
 
     def doc(self) -> dict[str, Any]:
         """The JSON document (non-finite values as the strings NaN / Infinity / -Infinity)."""
@@ -58,6 +66,15 @@ class RunSummary:
             "records": {str(r): n for r, n in sorted(self._records.items())},
             "last": {str(r): v for r, v in sorted(self._last.items())},
         }
+
+
+def _parse(line: str) -> tuple | None:
+    try:
+        doc = json.loads(line)
+        return (doc["type"], doc["step"], doc["epoch"], doc["time"],
+                {k: decode_number(v) for k, v in doc["metrics"].items()})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _plain(value: Any) -> Any:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -33,9 +34,10 @@ from filelock import FileLock
 
 from .._warn import warn, warn_once
 from ..limits import log_max_bytes
-from ..sink import CHUNK, EndReport, QueuedSink, Record
+from ..sink import CHUNK, Drops, EndReport, QueuedSink, Record
 from . import layout
 from .files import write_json_atomic
+from .journal import numbered
 from .lines import OUTPUT_MARK
 from .logs import LogFile, log_file
 from .summary import SUMMARY_FILE, RunSummary
@@ -77,10 +79,15 @@ class RunWriter(QueuedSink):
         """Called on the writer thread after each cycle (the rank layer watches for a late engine)."""
         self._handed_over = False
         self._beats = heartbeat
+        self.attempt = attempt
         self._attempt_prefix = f'{{"attempt":{attempt},' if attempt else ""
         """A continued run's lines say which attempt wrote them (every rank's: peers' lines too)."""
         self._slow_hint = f"Is the disk at {run_dir} slow or full?"
-        self._remote: deque[tuple[int, list[Record]]] = deque()
+        self._remote: deque[tuple[int, list[Record], int | None]] = deque()
+        self._queued_n: dict[int, int] = {}  # writer thread: a peer's newest record number queued
+        self._written_n: dict[int, int] = {}  # ... and on disk (what rank 0 acknowledges)
+        self._written = threading.Condition()
+        self._summaries_in: deque[tuple[int, int, dict[str, Any]]] = deque()  # peers' own summaries
         # Metadata arrives on any thread, also from a signal's finishing thread while the
         # interrupted thread may be anywhere: a deque append needs no lock (atomic under the
         # GIL), so set_meta can never wait on a lock the interrupted thread holds.
@@ -109,11 +116,34 @@ class RunWriter(QueuedSink):
             self._write_meta()
         super().start()
 
-    def submit(self, rank: int, records: list[Record]) -> None:
-        """Records of another rank, received by the distributed transport on rank 0."""
-        self._remote.append((rank, records))
+    def submit(self, rank: int, records: list[Record], first: int | None = None) -> None:
+        """Records of another rank, received by the distributed transport on rank 0; ``first``: the
+        number of the first in that rank's journal (its metric lines are written with their numbers)."""
+        self._remote.append((rank, records, first))
         if len(self._remote) > 64:
             self._wake_event.set()
+
+    def written(self, rank: int) -> int:
+        """The newest number of ``rank``'s records that is on disk (records 1..n are)."""
+        return self._written_n.get(rank, 0)
+
+    def wait_written(self, rank: int, n: int, timeout: float) -> int:
+        """Wait (at most ``timeout``) until ``rank``'s records up to number ``n`` are on disk; returns the
+        newest number on disk. Wakes the writer: a goodbye's answer waits one cycle, not an interval."""
+        with self._written:
+            if self._written_n.get(rank, 0) < n:
+                self._wake_event.set()
+                self._written.wait_for(lambda: self._written_n.get(rank, 0) >= n or not self._thread.is_alive(),
+                                       timeout)
+            return self._written_n.get(rank, 0)
+
+    def submit_summary(self, rank: int, records: int, last: dict[str, Any]) -> None:
+        """A peer's summary of its own records (it keeps it; rank 0 never parses a peer's lines)."""
+        self._summaries_in.append((rank, records, last))
+
+    def drops(self) -> Drops:
+        """The buffer's evictions plus what this writer dropped itself (a disk refusing lines for long)."""
+        return super().drops() + Drops(self._dropped, self._dropped_output)
 
     def set_meta(self, relpath: str, doc: Any) -> None:
         """Replace the metadata file ``relpath`` (relative to the run folder) with ``doc`` at the next flush."""
@@ -146,7 +176,7 @@ class RunWriter(QueuedSink):
         if not self._stop(timeout):
             warn_once("close-timeout", f"em_dist: writing {self.run_dir} took longer than {timeout:.0f}s; giving up waiting")
             return False
-        lost = self._unwritten_count + self._dropped + len(self.buffer)
+        lost = self._unwritten_count + len(self.buffer)
         if lost or self._meta_pending:
             said = [f"{lost} metric records could not be written to {self.run_dir} and are lost"] if lost else []
             if layout.RUN_FILE in self._meta_pending:
@@ -194,11 +224,6 @@ class RunWriter(QueuedSink):
         self._meta_in.clear()
         self._meta_pending.clear()
 
-    @property
-    def unwritten(self) -> int:
-        """Records held in memory because the disk refused them (or dropped past ``max_pending``)."""
-        return self._unwritten_count + self._dropped
-
     # -- the writer thread ------------------------------------------------------
     def _cycle(self, final: bool = False) -> None:
         if self._handed_over:
@@ -211,8 +236,11 @@ class RunWriter(QueuedSink):
                 self._queue_lines(self._rank, batch)
             remote = self._remote
             while remote:
-                rank, records = remote.popleft()
-                self._queue_lines(rank, records)
+                rank, records, first = remote.popleft()
+                self._queue_lines(rank, records, first)
+            summaries = self._summaries_in
+            while summaries:
+                self.summary.set_rank(*summaries.popleft())
             if not ready or not self._write_lines(final=False) or not buf:
                 break  # written chunk by chunk: a record is durable one chunk after it is taken
         if not ready:
@@ -232,19 +260,24 @@ class RunWriter(QueuedSink):
         except OSError:
             pass  # the line and metadata writes above already warned about this disk
 
-    def _queue_lines(self, rank: int, records: list) -> None:
+    def _queue_lines(self, rank: int, records: list, first: int | None = None) -> None:
+        if first is not None:  # a peer's numbered lines: each metric line carries its number
+            self._queued_n[rank] = first + len(records) - 1
+            attempt = self.attempt
+            records = [r if r[:1] == OUTPUT_MARK else numbered(r, first + i, attempt) for i, r in enumerate(records)]
         output = [r for r in records if r.__class__ is str and r[:1] == OUTPUT_MARK]
         if output:  # the one rule (store.lines.is_output_record), inlined: this runs per record
             self._queue_output(rank, output)
             records = [r for r in records if not (r.__class__ is str and r[:1] == OUTPUT_MARK)]
             if not records:
                 return
-        self.summary.add(rank, records)
+        if rank == self._rank:  # a peer summarises its own records (submit_summary)
+            self.summary.add(rank, records)
         encode = self.encode
         lines = self._unwritten.setdefault(rank, [])
         new = [r if r.__class__ is str else encode(r) for r in records]
         prefix = self._attempt_prefix
-        if prefix:
+        if prefix and first is None:
             new = [prefix + line[1:] for line in new]
         lines.extend(new)
         self._unwritten_count += len(records)
@@ -255,6 +288,9 @@ class RunWriter(QueuedSink):
         lines = self._output.setdefault(rank, [])
         lines.extend(r[1:] for r in records)
         if len(lines) > MAX_UNWRITTEN_OUTPUT:
+            warn_once(f"output-full:{self.run_dir}", f"em_dist: more than {MAX_UNWRITTEN_OUTPUT} captured lines of "
+                      f"rank {rank} could not be written to {self.run_dir}; the oldest are dropped (counted in the "
+                      "run's 'dropped'; the terminal still showed them).")
             self._dropped_output += len(lines) - MAX_UNWRITTEN_OUTPUT
             del lines[:len(lines) - MAX_UNWRITTEN_OUTPUT]
 
@@ -313,6 +349,10 @@ class RunWriter(QueuedSink):
         if final:
             for rank in list(self._fds):
                 self._close_file(rank)
+        if ok and self._queued_n:  # every queued line is on disk: so are the peers' numbers queued
+            with self._written:
+                self._written_n.update(self._queued_n)
+                self._written.notify_all()
         return ok
 
     def _append(self, rank: int, lines: list[str]) -> None:

@@ -42,9 +42,10 @@ def _check_sweep(tmp_path: Path, proc: subprocess.CompletedProcess) -> None:
     only0 = runs["rank0_eval"]
     assert only0.ranks() == [0] and only0.world["absent_ranks"] == [1]
     assert {p["value"] for p in only0.metrics(name="k")} == {100}
-    solo = runs["rank1_solo"]  # rank 0 has no such run: rank 1 kept it, as a run of its own
-    assert solo.ranks() == [0] and {p["value"] for p in solo.metrics(name="k")} == {200}
+    solo = runs["rank1_solo"]  # rank 0 has no such run: rank 1 made it, its records under its own rank
+    assert solo.ranks() == [1] and {p["value"] for p in solo.metrics(name="k")} == {200}
     assert {p["value"] for p in solo.metrics(name="rank")} == {1}
+    assert solo.world["made_by_rank"] == 1 and solo.world["ranks_present"] == [1]
     seen0, seen1 = result(tmp_path, 0), result(tmp_path, 1)
     for k in range(3):  # a peer's run.id, alternative_name and path are rank 0's
         assert seen1[f"sweep{k}"] == seen0[f"sweep{k}"] == {

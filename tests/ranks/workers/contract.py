@@ -93,7 +93,7 @@ elif channel is not None:
     if args.count_threads:
         wait_for(lambda: os.path.exists(rank0_counted), 60, "rank 0 to count its threads")
     t0 = time.monotonic()
-    result["goodbye"] = channel.goodbye(args.timeout)
+    result["goodbye"] = channel.goodbye(args.timeout) is not None  # an Ack (possibly confirming nothing), or None
     result["goodbye_s"] = time.monotonic() - t0
     result["rank0_run"] = channel.rank0_run
     channel.shutdown()

@@ -1,0 +1,91 @@
+"""Every record a rank accepted reaches the job's one Run exactly once (issue: the record path).
+
+Real launchers: a rank that dies of an exception a moment after ``create_run`` (with and without a
+default group, and under ``--max-restarts=1``), and ranks that create the same run one after the
+other, so that rank 0 has finished it before the others reach it (mpirun, horovodrun)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import em_dist as em
+from tests.ranks._launch import job_env, mpirun_cmd, run_job, torchrun_cmd
+
+WORKER = Path(__file__).parent / "workers" / "record_path.py"
+
+
+def _runs(tmp_path: Path) -> list[em.RunRecord]:
+    return [em.load_run(p) for p in sorted((tmp_path / "runs").iterdir()) if (p / "run.json").is_file()]
+
+
+def _no_journal_left(tmp_path: Path) -> None:
+    spool = tmp_path / "runs" / ".spool"
+    assert not spool.exists() or not any(spool.rglob("*.journal")), list(spool.rglob("*"))
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["no-group", "gloo-group"])
+def test_a_rank_dying_a_moment_after_create_run_hands_its_records_to_the_one_run(tmp_path, group):
+    """It used to put its records into a stray folder labelled rank 0 ("can't register atexit after
+    shutdown": torch was imported on the exit path), and the job's run said absent_ranks [1]."""
+    cmd = torchrun_cmd(2, "die", "--delay", "0.05", *(["--group"] if group else []), script=WORKER)
+    proc = run_job(cmd, job_env(tmp_path), timeout=120)
+    assert proc.returncode != 0
+    runs = _runs(tmp_path)
+    assert len(runs) == 1, [r.path for r in runs]
+    rec = runs[0]
+    assert rec.status == "Failed" and rec.status_reason.startswith("rank 1: exception: RuntimeError: boom"), rec.status_reason
+    assert "absent_ranks" not in rec.world
+    for rank in (0, 1):
+        assert [p["step"] for p in rec.metrics(name="loss", rank=rank)] == list(range(100))
+    assert "can't register atexit" not in proc.stderr
+    _no_journal_left(tmp_path)
+
+
+def test_a_rank_dying_early_under_max_restarts_leaves_one_run_with_both_attempts(tmp_path):
+    cmd = torchrun_cmd(2, "die", "--delay", "0.05", script=WORKER)
+    cmd.insert(cmd.index("--standalone"), "--max-restarts=1")
+    proc = run_job(cmd, job_env(tmp_path), timeout=180)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = _runs(tmp_path)
+    assert len(runs) == 1, [r.path for r in runs]
+    rec = runs[0]
+    assert rec.status == "Succeeded" and rec.restarts == 1
+    for rank in (0, 1):
+        points = rec.metrics(name="loss", rank=rank)
+        assert sorted((p["attempt"], p["step"]) for p in points) == [(a, s) for a in (0, 1) for s in range(100)]
+    _no_journal_left(tmp_path)
+
+
+def _check_in_turn(tmp_path: Path, proc, ranks: int) -> None:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    runs = [r for r in _runs(tmp_path) if r.name == "a"]
+    assert len(runs) == 1, [r.path for r in runs]  # no second "a" for the ranks that came after rank 0 ended it
+    rec = runs[0]
+    for rank in range(ranks):
+        points = rec.metrics(name="loss", rank=rank)
+        assert [p["step"] for p in points] == list(range(500)), f"rank {rank}: {len(points)} points"
+        assert {p["value"] for p in rec.metrics(name="rank", rank=rank)} == {rank}
+    assert {r: rec.delivery[str(r)]["complete"] for r in range(1, ranks)} == {r: True for r in range(1, ranks)}
+    _no_journal_left(tmp_path)
+
+
+def test_ranks_making_the_same_run_one_after_another_under_mpirun_land_in_it(tmp_path):
+    if shutil.which("mpirun") is None:
+        pytest.fail("mpirun is missing (make test installs OpenMPI)")
+    proc = run_job(mpirun_cmd(3, "in-turn", "--engine", "mpi", script=WORKER), job_env(tmp_path), timeout=180)
+    _check_in_turn(tmp_path, proc, 3)
+
+
+def test_ranks_making_the_same_run_one_after_another_under_horovodrun_land_in_it(tmp_path):
+    pytest.importorskip("horovod.torch")
+    from tests.conftest import PYTHON
+
+    horovodrun = shutil.which("horovodrun") or str(Path(PYTHON).with_name("horovodrun"))
+    cmd = [horovodrun, "-np", "3", "-H", "localhost:3", "--gloo", sys.executable, str(WORKER), "in-turn",
+           "--engine", "horovod"]
+    proc = run_job(cmd, job_env(tmp_path), timeout=180)
+    _check_in_turn(tmp_path, proc, 3)

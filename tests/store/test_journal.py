@@ -1,0 +1,116 @@
+"""A rank's journal and its merge into a finished run: exactly once by (rank, number), whatever part
+of it rank 0 already had, with the records of the attempt they belong to."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import em_dist as em
+from em_dist.store import journal, layout
+from em_dist.store.lines import LineEncoder, output_record
+from em_dist.store.summary import RunSummary
+
+ENC = LineEncoder()
+
+
+def _line(step: int, name: str = "loss") -> str:
+    return ENC(("train", step, None, 1.0 + step, {name: float(step)}))
+
+
+def _finished_run(tmp_path: Path, peer_lines: list[str] | None = None, restarts: int = 0) -> Path:
+    """A finished run folder whose rank-1 file holds ``peer_lines`` (numbered as rank 0 writes them)."""
+    run = em.create_run(name="j", capture_output=False, system_metrics_interval=0)
+    run.log(type="train", metrics={"loss": 0.5}, step=0)
+    run.finish()
+    folder = Path(run.path)
+    if peer_lines:
+        layout.metrics_file(folder, 1).write_text("".join(peer_lines))
+    if restarts:
+        doc = json.loads((folder / layout.RUN_FILE).read_text())
+        doc["restarts"] = restarts
+        (folder / layout.RUN_FILE).write_text(json.dumps(doc))
+    return folder
+
+
+def _journal(tmp_path: Path, run_id: str, records: list[str], closed: bool = True, attempt: int | None = None) -> Path:
+    j = journal.Journal(journal.spool_dir(tmp_path / "runs", run_id), 1, {"run_id": run_id})
+    j.append(records)
+    if attempt is not None:
+        j.describe(attempt=attempt)
+    if closed:
+        j.close()
+    return j.path
+
+
+def test_a_partly_delivered_batch_is_merged_exactly_once(tmp_path):
+    records = [_line(i) for i in range(1, 11)] + [output_record(5.0, "out", "hello")]
+    delivered = [journal.numbered(r, n, 0) for n, r in enumerate(records[:4], 1)]  # rank 0 wrote 1..4 of the batch
+    folder = _finished_run(tmp_path, delivered)
+    run_id = em.load_run(folder).id
+    path = _journal(tmp_path, run_id, records)
+
+    merged = journal.merge(folder, path)
+
+    assert (merged.rank, merged.added, merged.last, merged.removed) == (1, 7, 11, True)
+    steps = [p["step"] for p in em.load_run(folder).metrics(rank=1)]
+    assert steps == list(range(1, 11))  # each once, in order
+    assert [line["text"] for line in em.load_run(folder).logs(rank=1)] == ["hello"]
+    assert not path.exists() and not path.parent.exists()  # a merged, closed journal goes, and its empty folders
+    assert em.load_run(folder).delivery == {"1": {"records": 11, "complete": True}}
+    # a second merge (another journal copy, `em run merge` run twice) adds nothing
+    again = _journal(tmp_path, run_id, records)
+    assert journal.merge(folder, again).added == 0
+    assert len(em.load_run(folder).metrics(rank=1)) == 10
+
+
+def test_an_open_journal_is_merged_but_kept_and_a_torn_tail_is_left_out(tmp_path):
+    folder = _finished_run(tmp_path)
+    run_id = em.load_run(folder).id
+    path = _journal(tmp_path, run_id, [_line(i) for i in range(3)], closed=False)
+    with open(path, "a") as f:
+        f.write('4\t{"type":"train","st')  # a crash mid-write
+    merged = journal.merge(folder, path)
+    assert (merged.added, merged.last, merged.removed) == (3, 3, False)
+    assert path.exists()
+    assert em.load_run(folder).delivery["1"]["complete"] is False
+
+
+def test_the_watermark_is_per_attempt(tmp_path):
+    """A restarted job numbers its records afresh: attempt 1's records 1..3 are not attempt 0's."""
+    attempt0 = [journal.numbered(_line(i), i, 0) for i in range(1, 4)]
+    folder = _finished_run(tmp_path, attempt0, restarts=1)
+    path = _journal(tmp_path, em.load_run(folder).id, [_line(100 + i) for i in range(3)], attempt=1)
+    assert journal.merge(folder, path).added == 3
+    assert [p["attempt"] for p in em.load_run(folder).metrics(rank=1)] == [0, 0, 0, 1, 1, 1]
+
+
+def test_em_run_merge_takes_a_spool_folder_from_elsewhere(tmp_path):
+    folder = _finished_run(tmp_path)
+    run_id = em.load_run(folder).id
+    elsewhere = tmp_path / "other-host-spool"
+    j = journal.Journal(elsewhere, 2, {"run_id": run_id})
+    j.append([_line(i) for i in range(5)])
+    j.close()
+    cmd = [sys.executable, "-m", "em_dist.cli.main", "run", "merge", str(folder), "--spool", str(elsewhere)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "rank 2: 5 records added" in out.stdout
+    assert len(em.load_run(folder).metrics(rank=2)) == 5
+    show = subprocess.run([sys.executable, "-m", "em_dist.cli.main", "run", "show", str(folder)],
+                          capture_output=True, text=True, timeout=60)
+    assert "rank 2" in show.stdout and "5 records in the run, complete" in show.stdout
+
+
+def test_summary_keeps_every_metric_of_every_type():
+    """A loop that logs loss then lr each step: both are in the summary (the last record of a batch
+    used to win), also when the writer got lines the loop encoded itself."""
+    s = RunSummary()
+    s.add(0, [("train", 1, None, 1.0, {"loss": 0.5}), ("train", 1, None, 1.1, {"lr": 0.1}), _line(2, "loss"),
+              ("val", 1, None, 1.2, {"acc": 0.9}), ENC(("train", 2, None, 3.0, {"lr": 0.05}))])
+    last = s.doc()["last"]["0"]
+    assert last["train"]["loss"]["value"] == 2.0 and last["train"]["lr"]["value"] == 0.05
+    assert last["val"]["acc"]["value"] == 0.9
+    assert s.doc()["records"] == {"0": 5}
