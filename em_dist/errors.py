@@ -56,6 +56,11 @@ class DistributedError(EMError):
     """The distributed transport failed to set up; the run falls back to local-only recording."""
 
 
+class WireVersionError(DistributedError):
+    """Two ranks of a job run em_dist versions whose wire encodings differ: they refuse each other's frames
+    (the records stay in the sending rank's journal). Install the same em_dist on every node."""
+
+
 __all__ = [
     "EMError",
     "RunFormatError",
@@ -68,6 +73,7 @@ __all__ = [
     "ServerUnreachableError",
     "CommandError",
     "DistributedError",
+    "WireVersionError",
 ]
 
 

@@ -1,7 +1,7 @@
 """Artifacts made on a non-zero rank travel to rank 0's run folder as chunked messages.
 
-A peer turns an artifact folder into ``("art_file", alt, path, offset, bytes)`` chunks
-followed by one ``("art_done", alt, artifact_doc, role)``; rank 0 writes them under
+A peer turns an artifact folder into :class:`~.messages.ArtifactChunk` messages followed by one
+:class:`~.messages.ArtifactDone`; rank 0 writes them under
 ``<run>/files/<alt>/`` in the artifact folder layout (``artifact.json`` +
 ``files/<path>``), so the shipped copy reads back with ``em_dist.load_artifact``.
 """
@@ -15,11 +15,12 @@ from typing import Any
 
 from ..store import layout
 from ..store.files import write_json_atomic
+from .messages import ArtifactChunk, ArtifactDone
 
 CHUNK = 1 << 20
 
 
-def artifact_messages(artifact_dir: Path, role: str) -> Iterator[tuple]:
+def artifact_messages(artifact_dir: Path, role: str) -> Iterator[ArtifactChunk | ArtifactDone]:
     """The messages that carry one artifact folder (read lazily, one chunk at a time)."""
     doc = json.loads((artifact_dir / layout.ARTIFACT_FILE).read_text(encoding="utf-8"))
     alt = doc.get("alternative_name") or artifact_dir.name
@@ -32,11 +33,11 @@ def artifact_messages(artifact_dir: Path, role: str) -> Iterator[tuple]:
                 chunk = f.read(CHUNK)
                 if not chunk and offset:
                     break
-                yield ("art_file", alt, rel, offset, chunk)
+                yield ArtifactChunk(alt, rel, offset, chunk)
                 offset += len(chunk)
                 if len(chunk) < CHUNK:
                     break
-    yield ("art_done", alt, doc, role)
+    yield ArtifactDone(alt, doc, role)
 
 
 class ArtifactReceiver:

@@ -9,7 +9,6 @@ exactly once and a gap is noticed.
 from __future__ import annotations
 
 import json
-import pickle
 import threading
 import time
 import zlib
@@ -17,10 +16,12 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable
 
 from .._warn import warn_once
+from ..errors import WireVersionError
+from . import messages
 from .channel import Ack, Acknowledge, ChannelEnd, Deliver, LinkClosed, PeerChannel, RootChannel, _Readiness
 
 FRAME_BYTES = 4 << 20
-"""Pack messages into frames up to about this size (pickled)."""
+"""Pack messages into frames up to about this size (encoded)."""
 
 ACK = b"em_dist-ack"
 """The start of a goodbye's answer; rank 0's own answer goes on with ``{rank: newest record number on
@@ -40,18 +41,13 @@ def parse_ack(reply: bytes | None) -> Ack | None:
     except (ValueError, TypeError, AttributeError):
         return Ack()
 
-RELAY_JOIN, RELAY, RELAY_LOST = "relay_join", "relay", "relay_lost"
-"""The messages a node leader wraps its members' traffic in (:mod:`.relay`): a member joined,
-one of its frames (unopened), its link broke. Rank 0 unwraps them."""
-RELAYED = frozenset({RELAY_JOIN, RELAY, RELAY_LOST})
-
 try:
     import zstandard as _zstd
 except ImportError:  # a dependency; an install without it still compresses, with zlib
     _zstd = None
 
 COMPRESS_AT = 4096
-"""A frame from another node is compressed from this many pickled bytes on, with zstd level 1:
+"""A frame from another node is compressed from this many encoded bytes on, with zstd level 1:
 JSON lines shrink about 5.8x at 0.17 µs per record on the sender and 0.05 µs on rank 0, where
 zlib level 1 takes 0.58 and 0.31 µs for 4.3x and zstd level 3 is larger and slower here
 (``benchmarks/bench_scale.py --codecs``). Frames within a node go as they are."""
@@ -61,12 +57,12 @@ ZSTD_LEVEL = 1
 _ZSTD = b"\x28\xb5\x2f\xfd"
 """The magic number of a zstd frame."""
 _ZLIB = b"\x78"
-"""The first byte of a zlib stream; a pickled frame (protocol 2 and up) starts with 0x80."""
+"""The first byte of a zlib stream; an encoded frame (a msgpack map of 2 to 15 keys) starts with 0x82-0x8f."""
 
 
 def pack(frame: dict[str, Any], compress: bool) -> bytes:
     """A frame's bytes on the wire."""
-    data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+    data = messages.dumps(frame)
     if compress and len(data) >= COMPRESS_AT:
         if _zstd is not None:
             return _zstd.ZstdCompressor(level=ZSTD_LEVEL).compress(data)  # one per frame: not thread-safe
@@ -82,7 +78,7 @@ def unpack(data: bytes) -> dict[str, Any]:
         data = _zstd.ZstdDecompressor().decompress(data)
     elif data[:1] == _ZLIB:
         data = zlib.decompress(data)
-    return pickle.loads(data)
+    return messages.loads(data)
 
 
 class Wire(_Readiness, ABC):
@@ -296,7 +292,11 @@ class FrameRoot(RootChannel):
             self._lock.notify_all()
 
     def _on_frame(self, peer: int, data: bytes, relayed: bool = False) -> bytes | None:
-        frame = unpack(data)
+        try:
+            frame = unpack(data)
+        except WireVersionError as exc:  # said once, clearly; the peer is then dropped (its journal keeps its records)
+            warn_once(f"frames-version-{peer}", f"em_dist: rank {peer}: {exc}")
+            raise
         with self._lock:
             state = self._peers.setdefault(peer, _PeerState())
         seq = frame.get("seq", 0)
@@ -309,7 +309,7 @@ class FrameRoot(RootChannel):
         deliver = self._deliver
         for msg in frame.get("msgs", ()):
             state.messages += 1
-            if type(msg) is tuple and msg and msg[0] in RELAYED:
+            if isinstance(msg, messages.RELAYED):
                 self._relayed(peer, msg)
                 continue
             if deliver is not None:
@@ -347,32 +347,31 @@ class FrameRoot(RootChannel):
                     state.done = True
             self._lock.notify_all()
 
-    def _relayed(self, leader: int, msg: tuple) -> None:
+    def _relayed(self, leader: int, msg: messages.RelayJoin | messages.Relayed | messages.RelayLost) -> None:
         """A node leader's wrapping of a member's traffic (:mod:`.relay`): applied as if the member
         had sent it here, so its frame numbers keep every frame exactly once."""
-        kind, member = msg[0], msg[1]
+        member = msg.member
         if not isinstance(member, int) or not 0 < member < self.world_size or member == leader:
             return
         with self._lock:
             self._via[member] = leader
-        if kind == RELAY_JOIN:
+        if isinstance(msg, messages.RelayJoin):
             self._on_join(member)
-        elif kind == RELAY:
+        elif isinstance(msg, messages.Relayed):
             try:
-                self._on_frame(member, msg[2], relayed=True)  # its goodbye was answered by the leader already
+                self._on_frame(member, msg.frame, relayed=True)  # its goodbye was answered by the leader already
             except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the leader's others
                 warn_once(f"frames-relay-{member}", f"em_dist: could not read a frame of rank {member} relayed "
                           f"by rank {leader} ({exc!r}).")
-        elif kind == RELAY_LOST:
+        else:
             self._on_lost(member)
 
 
 def _rough_size(msg: Any) -> int:
     """A cheap size guess for frame packing: records are ~100 bytes, chunks carry their bytes."""
-    if isinstance(msg, tuple) and msg:
-        body = msg[-1]
-        if isinstance(body, (bytes, bytearray)):
-            return len(body) + 64
-        if isinstance(body, list):
-            return 100 * len(body) + 64
+    if isinstance(msg, messages.Records):
+        return 100 * len(msg.lines) + 64
+    data = getattr(msg, "data", None) or getattr(msg, "frame", None)
+    if isinstance(data, (bytes, bytearray)):
+        return len(data) + 64
     return 256

@@ -23,8 +23,11 @@ import time
 from datetime import timedelta
 from typing import Any, Callable
 
+from .._warn import warn_once
+from ..errors import WireVersionError
 from .channel import LinkClosed
 from .frames import Wire
+from .messages import WIRE_VERSION
 from .timing import RankTimings
 
 _live: set[Any] = set()
@@ -179,11 +182,15 @@ class GlooWire(Wire):
             self.rank0_run = json.loads(announced)
         except ValueError:
             self.rank0_run = None
+        wire = (self.rank0_run or {}).pop("wire", None)
+        if wire != WIRE_VERSION:
+            raise WireVersionError(f"rank 0 speaks em_dist wire version {wire!r}, this rank {WIRE_VERSION}: install "
+                                   "the same em_dist version on every node of the job")
         # Hellos are numbered (one counter per server), so a server reads only the new ones, whatever
         # the world size and whoever comes (a relay's members, a member whose leader is gone).
         number = store.add(f"{self._prefix()}/hellos", 1)
         store.set(f"{self._prefix()}/hello#{number}",
-                  json.dumps({"rank": self.rank, "pid": os.getpid(), "pids": _pid_space()}))
+                  json.dumps({"rank": self.rank, "pid": os.getpid(), "pids": _pid_space(), "wire": WIRE_VERSION}))
         # Build the pair only once rank 0 took this hello: a rank 0 that just stopped serving would
         # leave us in gloo's rendezvous for good.
         accepted = f"{self._prefix()}/accepted/{self.rank}"
@@ -219,7 +226,7 @@ class GlooWire(Wire):
                 raise TimeoutError("torch.distributed was not initialised in time")
         if store is None:
             return
-        store.set(f"{self._prefix()}/root", json.dumps(self.run_doc))  # this run is served here
+        store.set(f"{self._prefix()}/root", json.dumps({**self.run_doc, "wire": WIRE_VERSION}))  # served here
         self.mark_ready()
         import queue
 
@@ -241,6 +248,12 @@ class GlooWire(Wire):
             for doc in hellos.new():  # accept all first, so each pair is being built on the peer's side meanwhile
                 peer = doc.get("rank")
                 if not isinstance(peer, int) or not 0 < peer < self.world_size or peer in seen:
+                    continue
+                if doc.get("wire") != WIRE_VERSION:  # refused clearly; its records stay in its journal
+                    seen.add(peer)
+                    warn_once(f"gloo-version-{peer}", f"em_dist: rank {peer} speaks em_dist wire version "
+                              f"{doc.get('wire')!r}, rank 0 {WIRE_VERSION}: it is not accepted. Install the same "
+                              "em_dist version on every node of the job.")
                     continue
                 seen.add(peer)
                 accepted.append((peer, _local_pid(doc)))

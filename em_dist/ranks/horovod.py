@@ -7,7 +7,7 @@ whatever order the training thread submits those in. Rounds run one after the ot
 so the name is never in flight twice, and reusing it keeps Horovod's response cache
 to one entry for em_dist instead of one per round.
 
-In a round a peer sends its messages (pickled) to rank 0 only, and rank 0 sends one
+In a round a peer sends its messages (a frame of :mod:`.messages`) to rank 0 only, and rank 0 sends one
 control byte to each peer (``1`` = stop: every peer said goodbye, or rank 0 gave up).
 That is O(world) bytes per round, not the O(world²) of an allgather. Rank 0 runs
 rounds on a thread of its own every ``horovod_interval`` seconds; a peer runs them
@@ -43,14 +43,15 @@ import itertools
 import json
 import logging
 import os
-import pickle
 import threading
 import time
 from typing import Any
 
-from ..errors import DistributedError
+from .._warn import warn_once
+from ..errors import DistributedError, WireVersionError
 from .channel import Ack, Acknowledge, ChannelEnd, Deliver, LinkClosed, PeerChannel, RootChannel
 from .frames import _rough_size
+from .messages import dumps, loads
 from .timing import RankTimings
 
 _log = logging.getLogger(__name__)
@@ -215,11 +216,15 @@ class HorovodRoot(_Rounds, RootChannel):
             if not chunk:
                 continue
             try:
-                messages, bye = pickle.loads(chunk)
+                frame = loads(chunk)
+                received, bye = frame["msgs"], bool(frame.get("bye"))
+            except WireVersionError as exc:
+                warn_once(f"horovod-version-{src}", f"em_dist: rank {src}: {exc}")
+                continue
             except Exception:  # noqa: BLE001 - cannot happen with our own peers; never stop the others
                 _log.exception("em_dist: unreadable round payload from rank %d dropped", src)
                 continue
-            for message in messages:
+            for message in received:
                 if self._gave_up or self._deliver is None:
                     break
                 try:
@@ -288,7 +293,7 @@ class HorovodPeer(_Rounds, PeerChannel):
     def _peer_round(self, batch: list[Any], bye: bool, until: float | None) -> bool:
         if self._stopped:
             raise LinkClosed("rank 0 closed the run")
-        blob = pickle.dumps((batch, bye), protocol=pickle.HIGHEST_PROTOCOL)
+        blob = dumps({"msgs": batch, "bye": bye})
         got = self._round(blob, [len(blob)] + [0] * (self.world_size - 1), until)
         if got is None:
             return False

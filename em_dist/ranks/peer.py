@@ -28,6 +28,7 @@ from ..store.attempts import RunPlace
 from ..store.lines import OUTPUT_MARK
 from ..store.summary import RunSummary
 from ..store.writer import RunWriter
+from . import messages
 from .artifacts import artifact_messages
 from .channel import PeerChannel
 from .timing import RankTimings
@@ -79,7 +80,7 @@ class PeerSink(QueuedSink):
         """This rank's journal (made at its first record): numbered, on this rank's disk until rank 0 confirms."""
         self._unsent: deque[tuple] = deque()  # (first number, lines | None when spilled[, count])
         self._unsent_count = 0
-        self._pending_meta: list[tuple[str, Any]] = []
+        self._pending_meta: list[messages.Message] = []
         self.summary = RunSummary()
         """This rank's own summary (last value of every metric), sent to rank 0 when it changed."""
 
@@ -154,10 +155,10 @@ class PeerSink(QueuedSink):
             self._forward(channel)
             if final:
                 if self._failure is not None:
-                    channel.send([("failed", self._failure)])
+                    channel.send([messages.Failed(self._failure)])
                 drops = self.drops()
                 if drops:
-                    channel.send([("dropped", drops.doc())])
+                    channel.send([messages.Dropped(drops.records, drops.output_lines)])
                 self._ship_artifacts(channel)
                 self._goodbye(channel)
         except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach
@@ -235,29 +236,29 @@ class PeerSink(QueuedSink):
         journal = self._open_journal()
         journal.describe(run_id=doc.get("id", self._own_place.id), run_path=doc.get("path"),
                          attempt=int(doc.get("restarts", 0) or 0))
-        self._pending_meta.append(("journal", {"host": socket.gethostname(), "path": str(journal.path.resolve())}))
+        self._pending_meta.append(messages.JournalAt(socket.gethostname(), str(journal.path.resolve())))
 
     def _forward(self, channel: PeerChannel) -> None:
-        messages: list[Any] = list(self._pending_meta)
+        out: list[messages.Message] = list(self._pending_meta)
         self._pending_meta.clear()
         with self._lock:
             meta, self._meta = self._meta, {}
         for kind, doc in meta.items():
             if self._sent_meta.get(kind) != doc:
                 self._sent_meta[kind] = doc
-                messages.append((kind, doc))
+                out.append(messages.Hparams(doc) if kind == "hparams" else messages.Platform(doc))
         if self.summary.changed:
             self.summary.changed = False
-            messages.append(("summary", self.summary.rank(self.rank)))
+            out.append(messages.Summary(*self.summary.rank(self.rank)))
         unsent = self._unsent
         while True:  # bounded: what was journaled before this cycle
             if unsent:
                 first, lines, *spilled = unsent[0]
                 if lines is None:
                     lines = self._read_back(first, spilled[0])
-                messages.append(("rec", lines, first))
-            channel.send(messages)  # at least once per cycle: Horovod's rank 0 needs our round
-            messages = []
+                out.append(messages.Records(lines, first))
+            channel.send(out)  # at least once per cycle: Horovod's rank 0 needs our round
+            out = []
             if not unsent:
                 break
             _, sent, *_ = unsent.popleft()
@@ -383,7 +384,7 @@ class PeerSink(QueuedSink):
         todo = {path: role for path, role in marked.items() if role == "output" or path in made_here}
         for path in made_here:
             todo.setdefault(path, "output")
-        refs = [("art_ref", entries[path]) for path in marked if path not in todo]  # inputs made elsewhere
+        refs = [messages.ArtifactRef(entries[path]) for path in marked if path not in todo]  # inputs made elsewhere
         if refs:
             channel.send(refs)
         for path, role in todo.items():

@@ -33,7 +33,8 @@ from typing import Any, Callable
 
 from .._warn import warn_once
 from .channel import Ack, LinkClosed, PeerChannel
-from .frames import ACK, RELAY, RELAY_JOIN, RELAY_LOST, FramePeer, Wire, unpack
+from .frames import ACK, FramePeer, Wire, unpack
+from .messages import RelayJoin, Relayed, RelayLost
 from .timing import RankTimings
 from .world import WorldInfo
 
@@ -93,7 +94,7 @@ class RelayPeer(PeerChannel):
         self._members = set(members)
         self._timings = timings
         self._cond = threading.Condition()
-        self._queue: deque[tuple] = deque()
+        self._queue: deque[RelayJoin | Relayed | RelayLost] = deque()
         self._held = 0
         self._state: dict[int, str] = {}  # member -> joined | done | lost
         self._stop = threading.Event()
@@ -151,7 +152,7 @@ class RelayPeer(PeerChannel):
 
     def _cut_off(self) -> None:
         """Rank 0 is out of reach: stop taking the members' frames (their next send fails, and they
-        keep their records in runs of their own) instead of holding what can't be forwarded."""
+        keep their records in their journals) instead of holding what can't be forwarded."""
         self._broken = True
         self._stop.set()
         with self._cond:
@@ -203,7 +204,7 @@ class RelayPeer(PeerChannel):
     def _on_join(self, member: int) -> None:
         with self._cond:
             self._state[member] = "joined"
-            self._queue.append((RELAY_JOIN, member))
+            self._queue.append(RelayJoin(member))
             self._cond.notify_all()
 
     def _on_frame(self, member: int, data: bytes) -> bytes | None:
@@ -214,7 +215,7 @@ class RelayPeer(PeerChannel):
             # hold at most RELAY_BYTES: past it this thread waits, so the members' sends block
             while self._held > RELAY_BYTES and not self._stop.is_set():
                 self._cond.wait(0.1)
-            self._queue.append((RELAY, member, data))
+            self._queue.append(Relayed(member, data))
             self._held += len(data)
             if bye:
                 self._state[member] = "done"
@@ -228,10 +229,10 @@ class RelayPeer(PeerChannel):
         with self._cond:
             if self._state.get(member) != "done":
                 self._state[member] = "lost"
-                self._queue.append((RELAY_LOST, member))
+                self._queue.append(RelayLost(member))
                 self._cond.notify_all()
 
-    def _take(self) -> list[tuple]:
+    def _take(self) -> list[RelayJoin | Relayed | RelayLost]:
         with self._cond:
             items = list(self._queue)
             self._queue.clear()

@@ -12,13 +12,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..sink import Drops, EndReport, Sink
 from .._warn import warn_once
 from ..store import journal as journals
 from ..store import layout
 from ..store.writer import RunWriter
+from . import messages
 from .artifacts import ArtifactReceiver
 from .channel import RootChannel
 from .timing import RankTimings
@@ -59,6 +60,14 @@ class RootSink(Sink):
         self._read_journals: list[tuple[int, Path]] = []  # journals merged at the end (this host)
         self._backend: str | None = None
         self._receiver = ArtifactReceiver(Path(writer.run_dir))
+        self._handlers: dict[type[Any], Callable[[int, Any], None]] = {
+            messages.Records: self._on_records, messages.JournalAt: self._on_journal,
+            messages.ArtifactChunk: self._on_chunk, messages.ArtifactDone: self._on_artifact,
+            messages.ArtifactRef: self._on_ref, messages.Summary: self._on_summary,
+            messages.Dropped: self._on_dropped, messages.Failed: self._on_failed,
+            messages.Platform: self._on_platform, messages.Hparams: self._on_hparams,
+        }
+        """What rank 0 does with each kind of message (relay wrappers are unwrapped by the channel)."""
 
     # -- the Sink face ----------------------------------------------------------------
     @property
@@ -134,43 +143,49 @@ class RootSink(Sink):
         return done
 
     # -- what the channel delivers (its receiving thread) ---------------------------------
-    def _deliver(self, rank: int, msg: Any) -> None:
+    def _deliver(self, rank: int, msg: messages.Message) -> None:
         if self._backend is None:  # seen while the training group is alive (it may be gone at finish)
             self._backend = _torch_backend()
-        kind = msg[0]
-        if kind == "rec":
-            if len(msg) < 3:
-                self.writer.submit(rank, msg[1])
-            else:
-                self._records(rank, msg[1], msg[2])
-        elif kind == "journal":
-            with self._lock:
-                self._journals[rank] = dict(msg[1])
-        elif kind == "art_file":
-            _, alt, rel, offset, data = msg
-            self._receiver.chunk(alt, rel, offset, data)
-        elif kind == "art_done":
-            _, alt, doc, role = msg
-            self._add_shipped(self._receiver.done(rank, alt, doc, role))
-        elif kind == "art_ref":
-            self._add_shipped({**msg[1], "rank": rank})
-        elif kind == "summary":
-            records, last = msg[1]
-            self.writer.submit_summary(rank, int(records), last)
-        elif kind == "dropped":
-            with self._lock:
-                self._peer_drops[rank] = Drops(**msg[1])
-        elif kind == "failed":
-            with self._lock:
-                self._peer_failures[rank] = str(msg[1])
-        elif kind == "platform":
-            with self._lock:
-                self._platforms[rank] = msg[1]
-                self._write_platform()
-        elif kind == "hparams":
-            with self._lock:
-                self._peer_hparams[rank] = msg[1]
-                self._write_rank_hparams()
+        handle = self._handlers.get(type(msg))
+        if handle is not None:
+            handle(rank, msg)
+
+    def _on_records(self, rank: int, msg: messages.Records) -> None:
+        self._records(rank, msg.lines, msg.first)
+
+    def _on_journal(self, rank: int, msg: messages.JournalAt) -> None:
+        with self._lock:
+            self._journals[rank] = {"host": msg.host, "path": msg.path}
+
+    def _on_chunk(self, rank: int, msg: messages.ArtifactChunk) -> None:
+        self._receiver.chunk(msg.alt, msg.rel, msg.offset, msg.data)
+
+    def _on_artifact(self, rank: int, msg: messages.ArtifactDone) -> None:
+        self._add_shipped(self._receiver.done(rank, msg.alt, msg.doc, msg.role))
+
+    def _on_ref(self, rank: int, msg: messages.ArtifactRef) -> None:
+        self._add_shipped({**msg.entry, "rank": rank})
+
+    def _on_summary(self, rank: int, msg: messages.Summary) -> None:
+        self.writer.submit_summary(rank, int(msg.records), msg.last)
+
+    def _on_dropped(self, rank: int, msg: messages.Dropped) -> None:
+        with self._lock:
+            self._peer_drops[rank] = Drops(int(msg.records), int(msg.output_lines))
+
+    def _on_failed(self, rank: int, msg: messages.Failed) -> None:
+        with self._lock:
+            self._peer_failures[rank] = str(msg.reason)
+
+    def _on_platform(self, rank: int, msg: messages.Platform) -> None:
+        with self._lock:
+            self._platforms[rank] = msg.doc
+            self._write_platform()
+
+    def _on_hparams(self, rank: int, msg: messages.Hparams) -> None:
+        with self._lock:
+            self._peer_hparams[rank] = msg.doc
+            self._write_rank_hparams()
 
     def _records(self, rank: int, lines: list[str], first: int) -> None:
         """A peer's numbered records: each number is written once; a repeat (a batch re-sent after a

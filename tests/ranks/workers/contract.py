@@ -32,6 +32,7 @@ if args.horovod:
 
     hvd.init()
 
+from em_dist.ranks.messages import ArtifactChunk
 from em_dist.ranks.engines import Meeting, open_channel
 from em_dist.ranks.timing import RankTimings
 from em_dist.ranks.world import detect_world
@@ -51,10 +52,9 @@ sizes: dict[int, int] = {}
 
 
 def deliver(src, msg):
-    kind, rank, i, payload = msg
-    assert kind == "m" and rank == src
-    got.setdefault(src, []).append(i)
-    sizes[src] = sizes.get(src, 0) + len(payload)
+    assert isinstance(msg, ArtifactChunk) and msg.alt == f"rank-{src}"
+    got.setdefault(src, []).append(msg.offset)
+    sizes[src] = sizes.get(src, 0) + len(msg.data)
 
 
 t0 = time.monotonic()
@@ -85,7 +85,8 @@ elif channel is not None:
     while not channel.connect(1.0):
         pass
     n = 30 if args.mode == "silent" else args.count + world.rank
-    msgs = [("m", world.rank, i, b"x" * (5_000_000 if i == n // 2 and n > 30 else 10)) for i in range(n)]
+    msgs = [ArtifactChunk(f"rank-{world.rank}", "m", i, b"x" * (5_000_000 if i == n // 2 and n > 30 else 10))
+            for i in range(n)]
     for start in range(0, n, 50):
         channel.send(msgs[start:start + 50])
     if args.mode == "silent":
