@@ -25,6 +25,19 @@ MAX_RANK = 2**31 - 1
 """Ranks are 32-bit signed integers in the database."""
 MAX_STEP = 2**63 - 1
 """Steps are 64-bit signed integers in the database."""
+MAX_OFFSET = 2**63 - 1
+"""Byte offsets and line ids are 64-bit signed integers in the database: an offset plus a chunk stays below."""
+MAX_WORLD_SIZE = 2**17
+"""The most ranks one run can have (131,072: beyond the largest jobs run today). A run upload
+lists at most this many ranks, and the server's work on them is linear."""
+MAX_OBJECT_NAME_CHARS = 500
+"""A run or artifact name (also the name a run gives a linked artifact) is at most this many characters."""
+MAX_TIMESTAMP_CHARS = 64
+"""A run's start or end time (ISO 8601 text) is at most this many characters."""
+MAX_FOLDER_PATH_CHARS = 1000
+"""A folder path (``a/b/c``) is at most this many characters; one of its names at most
+:data:`MAX_FOLDER_NAME_CHARS`."""
+MAX_FOLDER_NAME_CHARS = 200
 MAX_FLOAT = sys.float_info.max
 """Metric values, epochs and times are stored as float64; an integer beyond this has no float."""
 MAX_JSON_BYTES = 8 * 1024 * 1024
