@@ -86,10 +86,12 @@ def _parse(data: bytes) -> list[dict]:
     lines = [line for line in data.split(b"\n") if line.strip()]
     try:
         records = json.loads(b"[" + b",".join(lines) + b"]")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
         for number, line in enumerate(lines, 1):
             try:
                 json.loads(line)
+            except RecursionError:
+                raise IngestError(f"line {number} of the chunk is nested too deep") from None
             except (ValueError, UnicodeDecodeError) as exc:
                 raise IngestError(f"line {number} of the chunk is not JSON: {exc}") from None
         raise IngestError("the chunk is not JSON lines") from None

@@ -11,7 +11,7 @@ from sqlalchemy import delete
 from em_dist.server import blob_access, blob_records, folders
 from em_dist.server.blob_download import blob_response
 from em_dist.server.deps import Blobs, CurrentUser, ReadSession, WriteSession
-from em_dist.server.lookup import get_artifact
+from em_dist.server.lookup import get_artifact, may_produce
 from em_dist.server.models import Artifact, ArtifactFile, Folder
 from em_dist.server.schemas import ArtifactUpload
 from em_dist.server.views import artifact_view
@@ -63,6 +63,8 @@ def upsert_artifact(artifact_id: str, body: ArtifactUpload, user: CurrentUser, s
         if artifact is not None:
             folders.require(session, user, session.get(Folder, artifact.folder_id), "edit")
     if artifact is None:
+        if not may_produce(session, user, artifact_id):
+            raise HTTPException(403, f"artifact {artifact_id} is the output of a run you may not edit")
         artifact = Artifact(id=artifact_id, folder_id=folder.id, owner_id=folder.owner_id)
         session.add(artifact)
     meta = body.artifact

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from em_dist.limits import MAX_RANK
+from em_dist.limits import MAX_OFFSET, MAX_RANK
 from em_dist.server import metric_store
 from em_dist.server.deps import Config, CurrentUser, ReadSession
 from em_dist.server.lookup import get_run
@@ -34,7 +34,8 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 @router.post("/runs/{run_id}/metrics/{rank}")
 async def ingest_metrics(
-    run_id: str, rank: int, request: Request, user: CurrentUser, config: Config, offset: int = Query(ge=0)
+    run_id: str, rank: int, request: Request, user: CurrentUser, config: Config,
+    offset: int = Query(ge=0, le=MAX_OFFSET),
 ) -> dict:
     """Append raw JSON lines of ``metrics/rank-<rank>.jsonl`` starting at byte ``offset``.
 
@@ -49,7 +50,15 @@ async def ingest_metrics(
     except ClientDisconnect:
         log.warning("run %s rank %d: the client disconnected while sending metrics; nothing was stored", run_id, rank)
         return JSONResponse(status_code=400, content={"detail": "client disconnected"})
+    check_span(offset, data)
     return await run_in_threadpool(_ingest_sync, request, run_id, rank, offset, data, user)
+
+
+def check_span(offset: int, data: bytes) -> None:
+    """400 when a chunk at ``offset`` would end past :data:`MAX_OFFSET` (a 64-bit column would overflow)."""
+    if offset + len(data) > MAX_OFFSET:
+        raise HTTPException(400, f"offset {offset} plus a {len(data)}-byte chunk is past the last byte a stream "
+                                 f"can have ({MAX_OFFSET})")
 
 
 def _ingest_sync(request: Request, run_id: str, rank: int, offset: int, data: bytes, user: User) -> dict | JSONResponse:
