@@ -36,6 +36,41 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     return 422, f"{where or 'request'}: {first.get('msg', 'invalid value')}"
 
 
+VALIDATION_ERROR_SCHEMA = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "description": "the first problem, naming the field"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"loc": {"type": "array", "items": {"type": "string"}},
+                               "msg": {"type": "string"}, "type": {"type": "string"}},
+            },
+        },
+    },
+}
+"""What every 422 (and 400 for unstorable values) answers: ``detail`` is one readable string, as in
+every other error of this API, and ``errors`` lists each problem. FastAPI's default schema says
+``detail`` is an array, which no answer of ours ever was."""
+
+
+def _document_our_errors(app: FastAPI) -> None:
+    """Make the OpenAPI schema describe the validation errors this app really answers."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        schema = build()
+        schemas = schema.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" in schemas:
+            schemas["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _json(status: int, content: dict, headers: dict | None = None) -> Response:
     """A JSON error answer that never fails to render: ASCII only (a lone surrogate the
     client sent comes back escaped), no echo of the offending input."""
@@ -56,7 +91,8 @@ def create_app(config: ServerConfig, *, run_migrations: bool = True) -> FastAPI:
     app = FastAPI(
         title="em_dist tracking server",
         version="1",
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI and ReDoc would load scripts from a CDN on the console's
+        redoc_url=None,  # origin, where the session cookie works: off (the schema stays below)
         openapi_url=f"{API_PREFIX}/openapi.json",
         lifespan=lifespan,
     )
@@ -77,6 +113,7 @@ def create_app(config: ServerConfig, *, run_migrations: bool = True) -> FastAPI:
         return _json(status, {"detail": message, "errors": errors})
 
     app.include_router(api_router, prefix=API_PREFIX)
+    _document_our_errors(app)
     from em_dist.server.console.mount import mount_console  # the web console at "/", on the same API
 
     mount_console(app)

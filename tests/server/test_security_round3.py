@@ -273,3 +273,34 @@ def test_add_file_with_a_dot_object_path_is_a_value_error(tmp_path, monkeypatch)
             artifact.add_file(src, bad)
     artifact.add_file(src, "./sub/f.bin")
     assert [f["path"] for f in artifact.files] == ["sub/f.bin"]
+
+
+# -- 9. every 4xx of validation matches the schema ------------------------------------------------------
+
+def test_validation_errors_match_the_documented_schema(server) -> None:
+    import jsonschema_rs  # schemathesis's validator
+
+    _, _, alice = _user(server)
+    schema = requests.get(f"{server.url}/api/v1/openapi.json", timeout=30).json()
+    calls = [("PUT", "/runs/{run_id}", {"json": {"run": {"name": 5}}}),
+             ("PUT", "/runs/{run_id}", {"json": {"run": {"name": "a/b"}}}),
+             ("GET", "/runs", {"params": {"limit": "many"}}),
+             ("GET", "/runs/{run_id}/logs", {"params": {"after": "1e20"}}),
+             ("POST", "/folders", {"json": {}})]
+    for method, template, kwargs in calls:
+        response = alice(method, template.replace("{run_id}", str(uuid.uuid4())), **kwargs)
+        assert response.status_code == 422, (template, response.text)
+        documented = schema["paths"]["/api/v1" + template][method.lower()]["responses"]["422"]
+        body_schema = {**documented["content"]["application/json"]["schema"], "components": schema["components"]}
+        jsonschema_rs.validate(body_schema, response.json())
+        assert isinstance(response.json()["detail"], str)
+
+
+# -- 10. no API docs page loading scripts from elsewhere on the console's origin --------------------
+
+def test_docs_pages_are_off_and_the_schema_stays(server) -> None:
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        response = requests.get(server.url + path, timeout=30)
+        assert response.status_code == 404, path
+        assert "cdn" not in response.text.lower()
+    assert requests.get(f"{server.url}/api/v1/openapi.json", timeout=30).status_code == 200
