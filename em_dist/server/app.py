@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from em_dist.server import migrate
+from em_dist.server import migrate, openapi
 from em_dist.server.blobs import open_blob_store
 from em_dist.server.config import ServerConfig
 from em_dist.server.db import open_database
@@ -34,41 +34,6 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     first = errors[0] if errors else {}
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
     return 422, f"{where or 'request'}: {first.get('msg', 'invalid value')}"
-
-
-VALIDATION_ERROR_SCHEMA = {
-    "title": "HTTPValidationError",
-    "type": "object",
-    "required": ["detail"],
-    "properties": {
-        "detail": {"type": "string", "description": "the first problem, naming the field"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"loc": {"type": "array", "items": {"type": "string"}},
-                               "msg": {"type": "string"}, "type": {"type": "string"}},
-            },
-        },
-    },
-}
-"""What every 422 (and 400 for unstorable values) answers: ``detail`` is one readable string, as in
-every other error of this API, and ``errors`` lists each problem. FastAPI's default schema says
-``detail`` is an array, which no answer of ours ever was."""
-
-
-def _document_our_errors(app: FastAPI) -> None:
-    """Make the OpenAPI schema describe the validation errors this app really answers."""
-    build = app.openapi
-
-    def openapi() -> dict:
-        schema = build()
-        schemas = schema.get("components", {}).get("schemas", {})
-        if "HTTPValidationError" in schemas:
-            schemas["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _json(status: int, content: dict, headers: dict | None = None) -> Response:
@@ -113,7 +78,7 @@ def create_app(config: ServerConfig, *, run_migrations: bool = True) -> FastAPI:
         return _json(status, {"detail": message, "errors": errors})
 
     app.include_router(api_router, prefix=API_PREFIX)
-    _document_our_errors(app)
+    openapi.document(app, API_PREFIX)
     from em_dist.server.console.mount import mount_console  # the web console at "/", on the same API
 
     mount_console(app)
