@@ -10,12 +10,20 @@ from em_dist.server import folders
 from em_dist.server.models import Artifact, Folder, LineageEdge, Run, User
 
 
+def folder_of(session: Session, folder_id: str) -> Folder:
+    """The folder a stored run or artifact is in (a foreign key: it exists)."""
+    folder = session.get(Folder, folder_id)
+    if folder is None:
+        raise LookupError(f"folder {folder_id} is referenced but missing")
+    return folder
+
+
 def get_run(session: Session, user: User, run_id: str, need: str = "view") -> tuple[Run, Folder]:
     """The run ``run_id`` and its folder, if ``user`` may ``need`` it."""
     run = session.get(Run, run_id)
     if run is None:
         raise HTTPException(404, f"no run with id {run_id}")
-    folder = session.get(Folder, run.folder_id)
+    folder = folder_of(session, run.folder_id)
     folders.require(session, user, folder, need)
     return run, folder
 
@@ -25,7 +33,7 @@ def get_artifact(session: Session, user: User, artifact_id: str, need: str = "vi
     artifact = session.get(Artifact, artifact_id)
     if artifact is None:
         raise HTTPException(404, f"no artifact with id {artifact_id}")
-    folders.require(session, user, session.get(Folder, artifact.folder_id), need)
+    folders.require(session, user, folder_of(session, artifact.folder_id), need)
     return artifact
 
 

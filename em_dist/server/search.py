@@ -146,7 +146,7 @@ def tokenize(text: str) -> list[Token]:
             if text[pos] in "\"'`":
                 raise FilterError("unterminated string", pos)
             raise FilterError(f"unexpected character {text[pos]!r}", pos)
-        kind, raw = m.lastgroup, m.group()
+        kind, raw = m.lastgroup or "", m.group()
         if kind == "string":
             tokens.append(Token("string", raw, _unquote(raw, pos), pos))
         elif kind == "quoted":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import cast as cast_value
 
 from sqlalchemy import Boolean, Float, String, and_, case, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.dialects.postgresql import JSONB
@@ -87,6 +88,12 @@ def _hparam(ctx: SqlContext, node: Compare) -> ColumnElement:
     path, value, op = node.field.path, node.value, node.op
     if not path:
         return false()
+    kind: ColumnElement
+    number: ColumnElement
+    text: ColumnElement
+    boolean: ColumnElement
+    is_number: ColumnElement
+    is_string: ColumnElement
     if ctx.dialect == "sqlite":
         kind, raw = _sqlite_lookup(path)
         is_number, is_string = kind.in_(("integer", "real")), kind == "text"
@@ -132,7 +139,7 @@ def latest_metric(type_: str, name: str) -> ColumnElement:
 
 def _time_column(kind: str) -> ColumnElement:
     return {"started": Run.start_timestamp, "ended": Run.end_timestamp, "created": Run.created,
-            "updated": Run.updated}[kind]
+            "updated": Run.updated}[kind].expression
 
 
 def _compare(ctx: SqlContext, node: Compare) -> ColumnElement:
@@ -147,7 +154,7 @@ def _compare(ctx: SqlContext, node: Compare) -> ColumnElement:
             return column.is_(None) if op == "=" else column.is_not(None)
         return _COMPARE[op](column, float(value))  # type: ignore[arg-type]
     if kind in ("name", "status"):
-        column = Run.name if kind == "name" else status_expression(ctx.lost_before)
+        column = Run.name.expression if kind == "name" else status_expression(ctx.lost_before)
         if value is None:
             return false() if op == "=" else true()
         if op == "contains":
@@ -161,7 +168,7 @@ def _compare(ctx: SqlContext, node: Compare) -> ColumnElement:
     if value is None:
         return column.is_(None) if op == "=" else column.is_not(None)
     if kind in ("started", "ended"):  # ISO-8601 text in UTC, compared as text
-        return _COMPARE[op](column, value.isoformat())  # type: ignore[union-attr]
+        return _COMPARE[op](column, cast_value(dt.datetime, value).isoformat())
     return _COMPARE[op](column, value)
 
 

@@ -88,10 +88,13 @@ def test_lineage_of_an_unstored_input_leaks_no_name_to_a_stranger(server) -> Non
     _, _, carol = _user(server)
     art = str(uuid.uuid4())
     rid = _run(alice, folder="private-lineage", artifacts=[{"id": art, "name": "top-secret-dataset", "role": "input"}])
-    for node in (art, rid, str(uuid.uuid4())):
-        answer = carol("GET", f"/lineage/{node}")
-        assert answer.status_code == 404, (node, answer.status_code, answer.text)
-        assert "top-secret-dataset" not in answer.text
+    unstored, nothing = carol("GET", f"/lineage/{art}"), carol("GET", f"/lineage/{uuid.uuid4()}")
+    assert unstored.status_code == nothing.status_code == 404, unstored.text
+    assert unstored.json()["detail"].replace(art, "<id>") == nothing.json()["detail"].split(" with id ")[0] + " with id <id>"
+    stored = carol("GET", f"/lineage/{rid}")
+    assert stored.status_code == 403  # a stored run by id: 403 as on every id path, with no name
+    for answer in (unstored, nothing, stored):
+        assert "top-secret-dataset" not in answer.text and '"r"' not in answer.text
     graph = alice("GET", f"/lineage/{art}").json()
     assert {n["name"] for n in graph["nodes"]} == {"top-secret-dataset", "r"}
 

@@ -38,9 +38,9 @@ async def ingest_logs(run_id: str, rank: int, request: Request, user: CurrentUse
                 raise HTTPException(413, f"log chunk over {MAX_LOGS_CHUNK_BYTES} bytes; send smaller chunks")
             chunks.append(chunk)
     except ClientDisconnect:
-        return JSONResponse(status_code=400, content={"detail": "client disconnected"})
+        return JSONResponse(status_code=400, content={"detail": "client disconnected"})  # type: ignore[return-value]
     check_span(offset, b"".join(chunks))
-    return await run_in_threadpool(_ingest_sync, request, run_id, rank, offset, b"".join(chunks), user)
+    return await run_in_threadpool(_ingest_sync, request, run_id, rank, offset, b"".join(chunks), user)  # type: ignore[arg-type]
 
 
 def _ingest_sync(request: Request, run_id: str, rank: int, offset: int, data: bytes, user: User) -> dict | JSONResponse:

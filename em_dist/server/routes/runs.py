@@ -12,7 +12,7 @@ from em_dist.platform.redact import redact_record, redact_text
 from em_dist.server import folders
 from em_dist.server.deps import Config, CurrentUser, ReadSession, WriteSession
 from em_dist.server.liveness import lost_before
-from em_dist.server.lookup import get_run, may_produce
+from em_dist.server.lookup import folder_of, get_run, may_produce
 from em_dist.server.models import Artifact, Folder, LineageEdge, RankOffset, Run, User
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -127,7 +127,7 @@ def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSe
         run = Run(id=run_id, folder_id=folder.id, owner_id=folder.owner_id, name=name)
         session.add(run)
     else:
-        folder = session.get(Folder, run.folder_id)
+        folder = folder_of(session, run.folder_id)
         folders.require(session, user, folder, "edit")
     _apply(run, body)
     session.flush()
