@@ -235,6 +235,10 @@ def test_secrets_in_every_form_are_redacted_before_they_are_stored(server) -> No
                                                            f"mysql://root:{REDACTED}@h/db", "--lr", "0.1"]
     listing = bob("GET", "/runs", params={"folder_id": fid}).text
     assert "s3cretpw" not in listing
+    art = str(uuid.uuid4())
+    stored = alice("PUT", f"/artifacts/{art}", json={"folder_id": fid, "artifact": {
+        "name": "data", "description": "from https://me:s3cretpw@host/x", "references": [{"token": {"t": "s3cretpw"}}]}})
+    assert stored.status_code == 200 and "s3cretpw" not in bob("GET", f"/artifacts/{art}").text
 
 
 # -- 12. hparams with quotes or non-ASCII in their names are found -----------------------------------

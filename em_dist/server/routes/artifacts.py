@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import delete
 
+from em_dist.platform.redact import redact_record, redact_text
 from em_dist.server import blob_access, blob_records, folders
 from em_dist.server.blob_download import blob_response
 from em_dist.server.deps import Blobs, CurrentUser, ReadSession, WriteSession
@@ -69,8 +70,8 @@ def upsert_artifact(artifact_id: str, body: ArtifactUpload, user: CurrentUser, s
         session.add(artifact)
     meta = body.artifact
     artifact.name, artifact.alternative_name = meta.name, meta.alternative_name
-    artifact.labels, artifact.description = meta.labels, meta.description
-    artifact.created_timestamp, artifact.references = meta.created_timestamp, meta.references
+    artifact.labels, artifact.description = redact_record(meta.labels), redact_text(meta.description)
+    artifact.created_timestamp, artifact.references = meta.created_timestamp, redact_record(meta.references)
     session.flush()
     session.execute(delete(ArtifactFile).where(ArtifactFile.artifact_id == artifact_id))
     session.add_all(ArtifactFile(artifact_id=artifact_id, path=f.path, size=f.size, sha256=f.sha256) for f in body.files)
