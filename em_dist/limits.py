@@ -25,8 +25,25 @@ MAX_RANK = 2**31 - 1
 """Ranks are 32-bit signed integers in the database."""
 MAX_STEP = 2**63 - 1
 """Steps are 64-bit signed integers in the database."""
+MAX_OFFSET = 2**63 - 1
+"""Byte offsets and line ids are 64-bit signed integers in the database: an offset plus a chunk stays below."""
+MAX_WORLD_SIZE = 2**17
+"""The most ranks one run can have (131,072: beyond the largest jobs run today). A run upload
+lists at most this many ranks, and the server's work on them is linear."""
+MAX_OBJECT_NAME_CHARS = 500
+"""A run or artifact name (also the name a run gives a linked artifact) is at most this many characters."""
+MAX_TIMESTAMP_CHARS = 64
+"""A run's start or end time (ISO 8601 text) is at most this many characters."""
+MAX_FOLDER_PATH_CHARS = 1000
+"""A folder path (``a/b/c``) is at most this many characters; one of its names at most
+:data:`MAX_FOLDER_NAME_CHARS`."""
+MAX_FOLDER_NAME_CHARS = 200
+"""One name in a folder path is at most this many characters."""
 MAX_FLOAT = sys.float_info.max
 """Metric values, epochs and times are stored as float64; an integer beyond this has no float."""
+MAX_REQUEST_HEAD_BYTES = 2 * 1024 * 1024
+"""The largest request line and headers the server reads: a filter too long for the API is still
+answered (400, with a position) instead of the connection being dropped mid-request."""
 MAX_JSON_BYTES = 8 * 1024 * 1024
 """The largest JSON request body the server takes (run metadata, artifact file lists)."""
 MAX_METRICS_CHUNK_BYTES = 32 * 1024 * 1024
@@ -64,8 +81,9 @@ def number_problem(value: int | float) -> str | None:
 def json_problem(value: Any, where: str = "", depth: int = 0) -> str | None:
     """What is wrong with ``value`` as a stored JSON document, naming the path to it.
 
-    Refused: NaN and infinities (not JSON) and strings (keys included) that
-    :func:`text_problem` refuses. None when the document is fine.
+    Refused: NaN and infinities (not JSON), integers no float64 holds (PostgreSQL stores
+    ``10**400`` but then fails every numeric comparison with it) and strings (keys included)
+    that :func:`text_problem` refuses. None when the document is fine.
     """
     if depth > 64:
         return f"{where or 'the document'} is nested more than 64 levels deep"
@@ -75,6 +93,9 @@ def json_problem(value: Any, where: str = "", depth: int = 0) -> str | None:
         return f"{where or 'a string'} {problem}" if problem else None
     if cls is float:
         return None if math.isfinite(value) else f"{where or 'a number'} is {value!r}, which JSON cannot hold"
+    if cls is int:
+        problem = number_problem(value)
+        return f"{where or 'a number'} {problem}" if problem else None
     if cls is dict:
         for key, item in value.items():
             here = f"{where}.{key}" if where else str(key)

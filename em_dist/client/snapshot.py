@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 
 from em_dist.errors import EMWarning
 from em_dist.store import layout
-from em_dist.store.files import read_json, write_json_atomic
+from em_dist.store.files import contained, read_json, read_json_in, write_json_atomic
 from em_dist.store.reader import load_run_and_doc
 from em_dist.store.records import RunRecord
 
@@ -55,11 +55,13 @@ def take(run_dir: Path) -> RunSnapshot:
         metrics_dir = run_dir / layout.METRICS_DIR
         if metrics_dir.is_dir():
             for p in metrics_dir.glob("rank-*.jsonl"):
+                if not contained(run_dir, p):  # a link out of the run folder is never read
+                    continue
                 try:
                     sizes[int(p.stem.split("-", 1)[1])] = p.stat().st_size
                 except (ValueError, OSError):
                     continue
-        artifacts = read_json(run_dir / layout.ARTIFACTS_FILE, []) or []
+        artifacts = read_json_in(run_dir, layout.ARTIFACTS_FILE, []) or []
     finally:
         if lock is not None:
             lock.release()

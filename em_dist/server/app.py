@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from em_dist.server import migrate
+from em_dist.server import migrate, openapi
 from em_dist.server.blobs import open_blob_store
 from em_dist.server.config import ServerConfig
 from em_dist.server.db import open_database
@@ -56,7 +56,8 @@ def create_app(config: ServerConfig, *, run_migrations: bool = True) -> FastAPI:
     app = FastAPI(
         title="em_dist tracking server",
         version="1",
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI and ReDoc would load scripts from a CDN on the console's
+        redoc_url=None,  # origin, where the session cookie works: off (the schema stays below)
         openapi_url=f"{API_PREFIX}/openapi.json",
         lifespan=lifespan,
     )
@@ -77,6 +78,7 @@ def create_app(config: ServerConfig, *, run_migrations: bool = True) -> FastAPI:
         return _json(status, {"detail": message, "errors": errors})
 
     app.include_router(api_router, prefix=API_PREFIX)
+    openapi.document(app, API_PREFIX)
     from em_dist.server.console.mount import mount_console  # the web console at "/", on the same API
 
     mount_console(app)

@@ -25,8 +25,8 @@ PART_BYTES = 8 * 1024 * 1024
 
 
 def _client(endpoint_url: str | None) -> Any:
-    import boto3
-    from botocore.config import Config
+    import boto3  # type: ignore[import-untyped]
+    from botocore.config import Config  # type: ignore[import-untyped]
 
     custom = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     config = Config(
@@ -100,7 +100,7 @@ class S3BlobStore(BlobStore):
     def from_url(cls, url: str, *, endpoint_url: str | None = None) -> "S3BlobStore":
         """The store for ``s3://bucket[/prefix]``, checked: raises BlobStoreUnavailable when the
         bucket cannot be reached with the credentials at hand."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         if not bucket:

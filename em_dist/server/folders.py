@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from em_dist.limits import MAX_FOLDER_NAME_CHARS, MAX_FOLDER_PATH_CHARS
 from em_dist.server.models import Folder, FolderShare, User
 
 DEFAULT_FOLDER = "default"
@@ -20,10 +21,14 @@ _RANK = {"view": 1, "edit": 2, "owner": 3}
 
 
 def split_path(path: str) -> list[str]:
-    """The segments of a relative folder path; raises 400 on empty, ``.`` or ``..`` segments."""
+    """The segments of a relative folder path; raises 400 on empty, ``.`` or ``..`` segments, a name over
+    :data:`MAX_FOLDER_NAME_CHARS` or a path over :data:`MAX_FOLDER_PATH_CHARS` (the column widths)."""
     parts = [p for p in path.strip().strip("/").split("/")]
-    if not parts or any(p in ("", ".", "..") or len(p) > 200 or "\\" in p for p in parts):
-        raise HTTPException(400, f"invalid folder path {path!r}: use names separated by '/', without '.' or '..'")
+    if not parts or any(p in ("", ".", "..") or len(p) > MAX_FOLDER_NAME_CHARS or "\\" in p for p in parts):
+        raise HTTPException(400, f"invalid folder path {path[:200]!r}: use names of at most {MAX_FOLDER_NAME_CHARS} "
+                                 f"characters separated by '/', without '.' or '..'")
+    if len("/".join(parts)) > MAX_FOLDER_PATH_CHARS:
+        raise HTTPException(400, f"a folder path is at most {MAX_FOLDER_PATH_CHARS} characters")
     return parts
 
 
@@ -103,19 +108,26 @@ def resolve(
         require(session, user, folder, need)
         return folder
     path = path or DEFAULT_FOLDER
-    owner = user
+    owner: User | None = user
+    shown = path
     if path.startswith("/"):
         owner_name, _, rest = path.lstrip("/").partition("/")
         owner = session.scalars(select(User).where(User.name == owner_name)).first()
-        if owner is None:
-            raise HTTPException(404, f"no user {owner_name!r} (a path with a leading '/' is /<user>/<folder path>)")
         path = rest
     parts = split_path(path)
     norm = "/".join(parts)
+    if owner is None or owner.id != user.id:
+        # Another user's path: a missing user, a missing folder and a folder the caller has
+        # no share on get one and the same answer, so paths can't be probed for existence.
+        folder = None
+        if owner is not None:
+            folder = session.scalars(select(Folder).where(Folder.owner_id == owner.id, Folder.path == norm)).first()
+        if folder is None or permission(session, user, folder) is None:
+            raise HTTPException(404, f"no folder {shown!r} that you can see (another user's folder is /<user>/<path>)")
+        require(session, user, folder, need)
+        return folder
     folder = session.scalars(select(Folder).where(Folder.owner_id == owner.id, Folder.path == norm)).first()
     if folder is None:
-        if owner.id != user.id:
-            raise HTTPException(404, f"no folder {norm!r} of user {owner.name!r}")
         if not make and not (norm == DEFAULT_FOLDER and need != "view"):
             raise HTTPException(404, f"folder {norm!r} does not exist; pass make_folder=True to create it")
         folder = _create_levels(session, owner, parts)

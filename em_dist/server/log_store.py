@@ -11,8 +11,10 @@ the oldest lines go until half is left, and a reader is told how many bytes were
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from em_dist.limits import text_problem
@@ -81,7 +83,7 @@ def ingest(session: Session, run_id: str, rank: int, offset: int, data: bytes, l
         .values(offset=start + len(data), held_bytes=held_bytes, dropped_bytes=dropped)
         .execution_options(synchronize_session=False)
     )
-    if done.rowcount != 1:
+    if cast(CursorResult, done).rowcount != 1:  # an UPDATE answers a cursor result
         raise OffsetConflict(f"rank {rank}: another upload of this run moved the offset; retry", held)
     touch_run(session, run_id)
     return LogIngest(start + len(data), len(rows))

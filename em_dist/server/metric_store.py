@@ -13,10 +13,11 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -86,10 +87,12 @@ def _parse(data: bytes) -> list[dict]:
     lines = [line for line in data.split(b"\n") if line.strip()]
     try:
         records = json.loads(b"[" + b",".join(lines) + b"]")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
         for number, line in enumerate(lines, 1):
             try:
                 json.loads(line)
+            except RecursionError:
+                raise IngestError(f"line {number} of the chunk is nested too deep") from None
             except (ValueError, UnicodeDecodeError) as exc:
                 raise IngestError(f"line {number} of the chunk is not JSON: {exc}") from None
         raise IngestError("the chunk is not JSON lines") from None
@@ -228,7 +231,7 @@ def ingest(session: Session, run_id: str, rank: int, offset: int, data: bytes) -
         .values(offset=new_offset, lines=lines_held + len(records))
         .execution_options(synchronize_session=False)
     )
-    if done.rowcount != 1:
+    if cast(CursorResult, done).rowcount != 1:  # an UPDATE answers a cursor result
         # Another upload of this run moved the offset (and committed: our UPDATE waited for it).
         # Answer the offset that stands now, read afresh: the stale `current` would be the very
         # offset the client sent, which it takes for a server that refuses to move.

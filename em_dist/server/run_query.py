@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from em_dist.server.liveness import utc
 from em_dist.server.models import Folder, MetricChunk, MetricSeries, Run
 from em_dist.server.search import Node
-from em_dist.server.search_sql import SqlContext, compile_filter, like_escape
+from em_dist.server.search_sql import SqlContext, compile_filter
 from em_dist.server.views import latest_metrics, run_summary
 
 MAX_LIMIT = 1000
@@ -46,13 +46,16 @@ def folder_scope(session: Session, folder: Folder, *, recursive: bool) -> dict[s
     """``{folder id: path}`` of ``folder`` and, with ``recursive``, every folder below it.
 
     Access to a folder covers its subfolders (a share reaches down), so no further check is needed.
+    The subtree is matched by an exact, case-sensitive prefix (``path/``), never by ``LIKE``: SQLite's
+    LIKE ignores case and ``_`` is a wildcard, which let a share of ``proj`` list ``PROJ/hidden``.
     """
     if not recursive:
         return {folder.id: folder.path}
+    prefix = folder.path + "/"
     rows = session.execute(
         select(Folder.id, Folder.path).where(
             Folder.owner_id == folder.owner_id,
-            or_(Folder.id == folder.id, Folder.path.like(like_escape(folder.path) + "/%", escape="\\")),
+            or_(Folder.id == folder.id, func.substr(Folder.path, 1, len(prefix)) == prefix),
         )
     ).all()
     return {fid: path for fid, path in rows}

@@ -5,10 +5,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from em_dist.limits import MAX_RANK
+from em_dist.limits import MAX_FOLDER_PATH_CHARS, MAX_OBJECT_NAME_CHARS, MAX_RANK, MAX_TIMESTAMP_CHARS, MAX_WORLD_SIZE
 from em_dist.server.storable import StorableModel
+from em_dist.store.layout import check_name
+
+
+def _object_name(value: str) -> str:
+    """The SDK's rule for run and artifact names (:func:`em_dist.store.layout.check_name`): no path
+    separators, not ``.`` or ``..``, not blank. A name is a folder name where the run is read back."""
+    return check_name(value)
+
+
+def _alternative_name(value: str) -> str:
+    return check_name(value, "alternative_name") if value else value
+
+
+ObjectName = Annotated[str, Field(min_length=1, max_length=MAX_OBJECT_NAME_CHARS), AfterValidator(_object_name)]
+AlternativeName = Annotated[str, Field(max_length=MAX_OBJECT_NAME_CHARS), AfterValidator(_alternative_name)]
 
 Rank = Annotated[int, Field(ge=0, le=MAX_RANK)]
 
@@ -18,8 +33,8 @@ ConflictStrategy = Literal["skip", "error", "new", "replace"]
 class FolderSpec(StorableModel):
     """Where an upload goes: ``folder_id`` wins over ``folder`` (a path); neither means ``default``."""
 
-    folder: str | None = None
-    folder_id: str | None = None
+    folder: str | None = Field(default=None, max_length=MAX_FOLDER_PATH_CHARS + 201)  # "/<user>/" + a path
+    folder_id: str | None = Field(default=None, max_length=36)
     make_folder: bool = False
 
 
@@ -28,23 +43,23 @@ class RunMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field(min_length=1, max_length=500)
-    alternative_name: str = Field(default="", max_length=500)
+    name: ObjectName
+    alternative_name: AlternativeName = ""
     status: str = Field(default="Running", max_length=32)
     status_reason: str | None = None
     labels: list[str] = Field(default_factory=list)
     description: str = ""
-    start_timestamp: str | None = None
-    end_timestamp: str | None = None
+    start_timestamp: str | None = Field(default=None, max_length=MAX_TIMESTAMP_CHARS)
+    end_timestamp: str | None = Field(default=None, max_length=MAX_TIMESTAMP_CHARS)
     world: dict[str, Any] = Field(default_factory=dict)
-    lost_ranks: list[Rank] = Field(default_factory=list)
+    lost_ranks: list[Rank] = Field(default_factory=list, max_length=MAX_WORLD_SIZE)
 
 
 class ArtifactLink(BaseModel):
     """A run's use of an artifact (from ``artifacts.json``)."""
 
     id: str = Field(min_length=1, max_length=36)
-    name: str = ""
+    name: str = Field(default="", max_length=MAX_OBJECT_NAME_CHARS)
     role: Literal["input", "output"]
     rank: Rank | None = None
 
@@ -59,7 +74,7 @@ class RunUpload(FolderSpec):
     platform: dict[str, Any] = Field(default_factory=dict)
     git: dict[str, Any] | None = None
     artifacts: list[ArtifactLink] = Field(default_factory=list)
-    ranks: list[Rank] = Field(default_factory=list, max_length=1_000_000)
+    ranks: list[Rank] = Field(default_factory=list, max_length=MAX_WORLD_SIZE)
 
 
 class FileEntry(BaseModel):
@@ -73,11 +88,11 @@ class FileEntry(BaseModel):
 class ArtifactMeta(BaseModel):
     """The fields of ``artifact.json`` the server keeps."""
 
-    name: str = Field(min_length=1, max_length=500)
-    alternative_name: str = Field(default="", max_length=500)
+    name: ObjectName
+    alternative_name: AlternativeName = ""
     labels: list[str] = Field(default_factory=list)
     description: str = ""
-    created_timestamp: str | None = None
+    created_timestamp: str | None = Field(default=None, max_length=MAX_TIMESTAMP_CHARS)
     references: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -97,7 +112,7 @@ class BlobQuery(StorableModel):
 class FolderCreate(StorableModel):
     """``POST /folders``: create a folder path (missing levels too)."""
 
-    path: str = Field(min_length=1, max_length=1000)
+    path: str = Field(min_length=1, max_length=MAX_FOLDER_PATH_CHARS)
 
 
 class ShareCreate(StorableModel):

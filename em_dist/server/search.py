@@ -28,6 +28,7 @@ API answers 400 with where the filter went wrong.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass
 from typing import Union
@@ -136,6 +137,8 @@ def _unquote(text: str, pos: int) -> str:
 def tokenize(text: str) -> list[Token]:
     """The tokens of ``text``, ending with an ``eof`` token; raises FilterError on a stray character."""
     tokens: list[Token] = []
+    if "\x00" in text:  # no database compares a NUL
+        raise FilterError("a NUL character", text.index("\x00"))
     pos = 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)
@@ -143,14 +146,16 @@ def tokenize(text: str) -> list[Token]:
             if text[pos] in "\"'`":
                 raise FilterError("unterminated string", pos)
             raise FilterError(f"unexpected character {text[pos]!r}", pos)
-        kind, raw = m.lastgroup, m.group()
+        kind, raw = m.lastgroup or "", m.group()
         if kind == "string":
             tokens.append(Token("string", raw, _unquote(raw, pos), pos))
         elif kind == "quoted":
             tokens.append(Token("word", raw, raw[1:-1], pos))
         elif kind == "number":
             number = float(raw)
-            tokens.append(Token("number", raw, int(number) if re.fullmatch(r"[-+]?\d+", raw) else number, pos))
+            if not math.isfinite(number):  # a 310-digit integer or 1e400: no float64 holds it
+                raise FilterError(f"the number {raw[:40]!r} is out of range (a float64 holds up to ±1.8e308)", pos)
+            tokens.append(Token("number", raw, int(raw) if re.fullmatch(r"[-+]?\d+", raw) else number, pos))
         elif kind == "duration":
             tokens.append(Token("duration", raw, float(raw[:-1]) * _DURATION_S[raw[-1]], pos))
         elif kind == "op":

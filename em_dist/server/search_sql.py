@@ -15,7 +15,9 @@ silent for longer than the server's limit is ``Failed``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
+from typing import cast as cast_value
 
 from sqlalchemy import Boolean, Float, String, and_, case, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.dialects.postgresql import JSONB
@@ -52,18 +54,48 @@ def _contains(column: ColumnElement, needle: str) -> ColumnElement:
     return func.lower(column).like(f"%{like_escape(needle.lower())}%", escape="\\")
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_ .:/+-]*")
+
+
 def _sqlite_path(path: tuple[str, ...]) -> str:
-    return "$" + "".join('."' + p.replace('"', '\\"') + '"' for p in path)
+    return "$" + "".join('."' + p + '"' for p in path)
+
+
+def _sqlite_lookup(path: tuple[str, ...]) -> tuple[ColumnElement, ColumnElement]:
+    """SQLite's ``(json type, value)`` of ``hparams.<path>``.
+
+    A path of plain ASCII keys goes through ``json_extract`` (fast); any other key is matched
+    by ``json_each``, which compares keys as text after unescaping: ``json_extract`` compares
+    the stored spelling, so a key stored as ``"\\u00fc..."`` or holding a quote was never found.
+    """
+    if all(_PLAIN_KEY.fullmatch(p) for p in path):
+        where = _sqlite_path(path)
+        return func.json_type(Run.hparams, where), func.json_extract(Run.hparams, where)
+    doc: ColumnElement = Run.hparams.expression
+    for key in path[:-1]:
+        each = func.json_each(doc).table_valued("key", "value", "type")
+        doc = select(each.c.value).where(each.c.key == key, each.c.type == "object").limit(1).scalar_subquery()
+    last = func.json_each(doc).table_valued("key", "value", "type")
+    kind = select(last.c.type).where(last.c.key == path[-1]).limit(1).scalar_subquery()
+    last = func.json_each(doc).table_valued("key", "value", "type")
+    raw = select(last.c.value).where(last.c.key == path[-1]).limit(1).scalar_subquery()
+    return kind, raw
 
 
 def _hparam(ctx: SqlContext, node: Compare) -> ColumnElement:
     """A comparison on ``hparams.<path>``: ``kind`` is the stored JSON type, ``text`` its value as text
     (for booleans ``true``/``false``), ``number`` its value when it is a number."""
     path, value, op = node.field.path, node.value, node.op
+    if not path:
+        return false()
+    kind: ColumnElement
+    number: ColumnElement
+    text: ColumnElement
+    boolean: ColumnElement
+    is_number: ColumnElement
+    is_string: ColumnElement
     if ctx.dialect == "sqlite":
-        where = _sqlite_path(path)
-        kind = func.json_type(Run.hparams, where)
-        raw = func.json_extract(Run.hparams, where)
+        kind, raw = _sqlite_lookup(path)
         is_number, is_string = kind.in_(("integer", "real")), kind == "text"
         number, text, boolean = raw, raw, kind  # json_type says 'true' or 'false' for booleans
     else:
@@ -107,7 +139,7 @@ def latest_metric(type_: str, name: str) -> ColumnElement:
 
 def _time_column(kind: str) -> ColumnElement:
     return {"started": Run.start_timestamp, "ended": Run.end_timestamp, "created": Run.created,
-            "updated": Run.updated}[kind]
+            "updated": Run.updated}[kind].expression
 
 
 def _compare(ctx: SqlContext, node: Compare) -> ColumnElement:
@@ -122,7 +154,7 @@ def _compare(ctx: SqlContext, node: Compare) -> ColumnElement:
             return column.is_(None) if op == "=" else column.is_not(None)
         return _COMPARE[op](column, float(value))  # type: ignore[arg-type]
     if kind in ("name", "status"):
-        column = Run.name if kind == "name" else status_expression(ctx.lost_before)
+        column = Run.name.expression if kind == "name" else status_expression(ctx.lost_before)
         if value is None:
             return false() if op == "=" else true()
         if op == "contains":
@@ -136,7 +168,7 @@ def _compare(ctx: SqlContext, node: Compare) -> ColumnElement:
     if value is None:
         return column.is_(None) if op == "=" else column.is_not(None)
     if kind in ("started", "ended"):  # ISO-8601 text in UTC, compared as text
-        return _COMPARE[op](column, value.isoformat())  # type: ignore[union-attr]
+        return _COMPARE[op](column, cast_value(dt.datetime, value).isoformat())
     return _COMPARE[op](column, value)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from em_dist.limits import MAX_REQUEST_HEAD_BYTES
 from em_dist.server import migrate
 from em_dist.server.app import create_app
 from em_dist.server.config import ServerConfig
@@ -72,7 +73,8 @@ def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, log_l
     shown = f"[{host}]" if ":" in host else host
     ready = READY_LINE.format(host=shown, port=sock.getsockname()[1]) + "\n"
     if workers == 1:
-        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_keep_alive=30))
+        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_keep_alive=30,
+                                               h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES))
         sys.stdout.write(ready)
         sys.stdout.flush()
         server.run(sockets=[sock])
@@ -80,7 +82,8 @@ def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, log_l
     from uvicorn.supervisors import Multiprocess
 
     uv_config = uvicorn.Config("em_dist.server.serve:app_from_env", factory=True, workers=workers,
-                               log_level=log_level, timeout_keep_alive=30)
+                               log_level=log_level, timeout_keep_alive=30,
+                               h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
     sys.stdout.write(ready)  # the socket listens already: connections queue until a worker accepts
     sys.stdout.flush()
     Multiprocess(uv_config, sockets=[sock]).run()

@@ -33,11 +33,17 @@ class StorableModel(BaseModel):
         return data
 
 
+OWN_CHECKS = frozenset({"filter"})
+"""Query parameters whose parser checks them itself and names the position of a problem
+(the run filter: :func:`em_dist.server.search.parse`)."""
+
+
 def check_request_text(request: Request) -> None:
-    """400 when a path or query parameter holds NUL, a lone surrogate or over 1,000 characters."""
+    """400 when a path or query parameter holds NUL, a lone surrogate or over 1,000 characters
+    (except those in :data:`OWN_CHECKS`)."""
     for where, params in (("path", request.path_params), ("query", request.query_params)):
         for name, value in params.items():
-            if isinstance(value, str):
+            if isinstance(value, str) and not (where == "query" and name in OWN_CHECKS):
                 problem = text_problem(value, max_chars=1000)
                 if problem:
                     raise HTTPException(400, f"{where} parameter {name!r} {problem}")

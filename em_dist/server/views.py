@@ -120,7 +120,8 @@ def run_artifacts(session: Session, user: User, run_id: str) -> list[dict[str, A
         artifact = session.get(Artifact, edge.artifact_id)
         if artifact is not None and not folders.can_see(session, user, artifact.folder_id):
             artifact = None
-        view = artifact_view(session, artifact) if artifact else {"id": edge.artifact_id, "name": edge.artifact_name, "files": []}
+        view: dict[str, Any] = (artifact_view(session, artifact) if artifact
+                                else {"id": edge.artifact_id, "name": edge.artifact_name, "files": []})
         view["role"] = edge.role
         view["rank"] = edge.rank
         view["run_id"] = run_id

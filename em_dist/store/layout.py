@@ -132,7 +132,10 @@ def check_object_path(obj_path: str) -> str:
     p = obj_path.replace("\\", "/")
     if p.startswith("/") or any(part == ".." for part in p.split("/")):
         raise ValueError(f"obj_path {obj_path!r} must be relative and must not contain '..'")
-    return "/".join(part for part in p.split("/") if part not in ("", "."))
+    normal = "/".join(part for part in p.split("/") if part not in ("", "."))
+    if not normal:  # "." or "./": no file name left
+        raise ValueError(f"obj_path {obj_path!r} names no file: give a relative path such as 'model.bin'")
+    return normal
 
 
 def check_labels(labels: object) -> list[str]:

@@ -19,6 +19,7 @@ import os
 import time
 from pathlib import Path
 
+from .files import contained
 from .lines import dropped_bytes, dropped_marker
 
 LOGS_DIR = "logs"
@@ -33,6 +34,8 @@ def log_ranks(run_dir: Path) -> list[int]:
     """The ranks that have a log file in ``run_dir``."""
     ranks = []
     for p in (run_dir / LOGS_DIR).glob("rank-*.log"):
+        if not contained(run_dir, p):  # a link out of the run folder is never read
+            continue
         try:
             ranks.append(int(p.stem.split("-", 1)[1]))
         except ValueError:

@@ -12,7 +12,7 @@ from .._warn import warn_once
 from ..errors import RunFormatError
 from .lines import decode_number
 from . import layout
-from .files import read_json
+from .files import read_json, read_json_in
 from .logs import read_log
 from .records import ArtifactRecord, ArtifactRef, RunRecord
 from .summary import SUMMARY_FILE
@@ -29,12 +29,12 @@ def load_run(path: str | os.PathLike) -> RunRecord:
 def load_run_and_doc(path: str | os.PathLike) -> tuple[RunRecord, dict]:
     """:func:`load_run`, and the ``run.json`` document it read (one read: an uploader's snapshot needs both)."""
     run_dir = _resolve(Path(path), layout.run_parent_dir(), layout.RUN_FILE)
-    meta = _read_versioned(run_dir / layout.RUN_FILE)
+    meta = _read_versioned(run_dir, layout.RUN_FILE)
     status, reason = effective_status(run_dir, meta)
     rank_hparams = {}
     for p in run_dir.glob("hparams-rank-*.json"):
         try:
-            rank_hparams[int(p.stem.rsplit("-", 1)[1])] = read_json(p, {})
+            rank_hparams[int(p.stem.rsplit("-", 1)[1])] = read_json_in(run_dir, p.name, {})
         except (ValueError, json.JSONDecodeError):
             continue
     return RunRecord(
@@ -48,10 +48,10 @@ def load_run_and_doc(path: str | os.PathLike) -> tuple[RunRecord, dict]:
         description=meta.get("description") or "",
         start_timestamp=meta.get("start_timestamp"),
         end_timestamp=meta.get("end_timestamp"),
-        hparams=read_json(run_dir / layout.HPARAMS_FILE, {}),
+        hparams=read_json_in(run_dir, layout.HPARAMS_FILE, {}),
         rank_hparams=rank_hparams,
-        platform=read_json(run_dir / layout.PLATFORM_FILE, {}),
-        git=read_json(run_dir / layout.GIT_FILE, None),
+        platform=read_json_in(run_dir, layout.PLATFORM_FILE, {}),
+        git=read_json_in(run_dir, layout.GIT_FILE, None),
         world=meta.get("world") or {},
         lost_ranks=list(meta.get("lost_ranks") or []),
         late_ranks=list(meta.get("late_ranks") or []),
@@ -95,7 +95,7 @@ def read_summary(run_dir: str | os.PathLike | None) -> dict | None:
 def load_artifact(path: str | os.PathLike) -> ArtifactRecord:
     """Open a saved artifact folder (a path, or an alternative name under ``$EM_ARTIFACT_PARENT_DIR``)."""
     art_dir = _resolve(Path(path), layout.artifact_parent_dir(), layout.ARTIFACT_FILE)
-    meta = _read_versioned(art_dir / layout.ARTIFACT_FILE)
+    meta = _read_versioned(art_dir, layout.ARTIFACT_FILE)
     return ArtifactRecord(
         id=meta["id"],
         name=meta["name"],
@@ -229,7 +229,7 @@ def _mtime(path: Path) -> float:
 
 def _artifact_refs(run_dir: Path) -> list[ArtifactRef]:
     refs = []
-    for item in read_json(run_dir / layout.ARTIFACTS_FILE, []) or []:
+    for item in read_json_in(run_dir, layout.ARTIFACTS_FILE, []) or []:
         files: list[dict] = []
         path = item.get("path")
         if path:
@@ -249,9 +249,10 @@ def _resolve(path: Path, parent: Path, marker: str) -> Path:
     raise RunFormatError(f"{path} is not a run or artifact folder: no {marker} found there (or under {parent})")
 
 
-def _read_versioned(path: Path) -> dict:
+def _read_versioned(folder: Path, name: str) -> dict:
+    path = folder / name
     try:
-        meta = read_json(path)
+        meta = read_json_in(folder, name)
     except (OSError, json.JSONDecodeError) as exc:
         raise RunFormatError(f"cannot read {path}: {exc}") from exc
     if not isinstance(meta, dict):

@@ -3,6 +3,8 @@ names that look like markup are drawn as text, and the local console answers onl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import requests
 
@@ -91,5 +93,38 @@ def test_the_local_console_answers_only_its_own_host(tmp_path):
             ok = requests.get(url + "/", headers={"Host": host}, timeout=30)
             assert ok.status_code == 200 and "em_session" in ok.cookies, host
             assert "frame-ancestors 'none'" in ok.headers["content-security-policy"]
+    finally:
+        stop(proc)
+
+
+# -- issue 23 ----------------------------------------------------------------------------------------
+
+def _local_runs(url: str) -> tuple[requests.Session, list[dict]]:
+    http = requests.Session()
+    assert http.get(url + "/", timeout=30).status_code == 200  # the local console signs the visitor in
+    return http, http.get(url + "/api/v1/runs", params={"limit": 1000}, timeout=30).json()["runs"]
+
+
+def test_the_local_console_never_follows_a_link_out_of_a_run_folder(tmp_path, monkeypatch):
+    em_dir = tmp_path / "em"
+    monkeypatch.setenv("EM_RUN_PARENT_DIR", str(em_dir / "runs"))
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"ssh_config": "Host prod IdentityFile PRIVATE-OUTSIDE-TEXT"}')
+    for name in ("plain", "linked"):
+        run = em.create_run(name=name)
+        run.hparams["lr"] = 0.1
+        run.finish()
+        if name == "linked":
+            (Path(run.path) / "hparams.json").unlink()
+            (Path(run.path) / "hparams.json").symlink_to(outside)
+    proc, url = start_console(em_dir)
+    try:
+        http, runs = _local_runs(url)  # the console prints its address after the first sync pass
+        assert "plain" in [r["name"] for r in runs]
+        texts = [http.get(f"{url}/api/v1/runs", timeout=30).text]
+        texts += [http.get(f"{url}/api/v1/runs/{r['id']}", timeout=30).text for r in runs]
+        assert not any("PRIVATE-OUTSIDE-TEXT" in t for t in texts)
+        for path in ("/static/%00", "/static/a%00b.js"):
+            assert http.get(url + path, timeout=30).status_code == 404, path
     finally:
         stop(proc)

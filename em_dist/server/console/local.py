@@ -17,7 +17,9 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+from em_dist.limits import MAX_REQUEST_HEAD_BYTES
 
 from em_dist.store import layout
 from em_dist.store.files import read_json
@@ -44,7 +46,7 @@ def find_run_dirs(root: Path) -> list[Path]:
 
 def _signature(run_dir: Path) -> tuple:
     """What changes when a run records something: sizes and mtimes of its files."""
-    parts = []
+    parts: list[tuple[str, int | None, int | None]] = []
     for name in (layout.RUN_FILE, layout.HPARAMS_FILE, layout.PLATFORM_FILE, layout.ARTIFACTS_FILE, layout.GIT_FILE):
         try:
             st = (run_dir / name).stat()
@@ -112,7 +114,7 @@ class LocalConsole:
         self.host, self.port, self.sync_interval = host, port, sync_interval
         self._data_dir = Path(tempfile.mkdtemp(prefix="em-console-"))
         self._stop = threading.Event()
-        self._server = None
+        self._server: Any = None  # the uvicorn.Server while serving (uvicorn is imported late)
         self.url = ""
 
     def serve(self, on_ready: Callable[[str], None] | None = None) -> None:
@@ -137,11 +139,13 @@ class LocalConsole:
             mount_console(app, auto_session_key=key, allowed_hosts=loopback_hosts(self.host, self.port))
             shown = f"[{self.host}]" if ":" in self.host else self.host
             self.url = f"http://{shown}:{self.port}"
-            self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+            server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
+                                                   h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES))
+            self._server = server
             sync = RunSync(self.root, self.url, key)
 
             def loop() -> None:
-                while not self._server.started and not self._stop.is_set():
+                while not server.started and not self._stop.is_set():
                     self._stop.wait(0.02)
                 sync.sync_once(time.monotonic())
                 if on_ready is not None:
@@ -151,7 +155,7 @@ class LocalConsole:
 
             thread = threading.Thread(target=loop, name="em-console-sync", daemon=True)
             thread.start()
-            self._server.run(sockets=[sock])
+            server.run(sockets=[sock])
         finally:
             self._stop.set()
             shutil.rmtree(self._data_dir, ignore_errors=True)

@@ -122,8 +122,12 @@ def mount_console(app: FastAPI, *, auto_session_key: str | None = None,
 
     @app.get("/static/{path:path}", include_in_schema=False)
     def static_file(request: Request, path: str) -> Response:
-        target = (STATIC_DIR / path).resolve()
-        if not target.is_file() or STATIC_DIR.resolve() not in target.parents:
+        try:
+            target = (STATIC_DIR / path).resolve()
+            found = target.is_file() and STATIC_DIR.resolve() in target.parents
+        except (ValueError, OSError):  # a NUL in the path ("embedded null byte"), a name too long
+            found = False
+        if not found:
             return JSONResponse(status_code=404, content={"detail": f"no console file {path!r}"})
         return vendor.asset_response(request, vendor.file_asset(target), vendor.REVALIDATE)
 

@@ -12,6 +12,8 @@ target_metadata = Base.metadata
 
 def run_migrations_online() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:  # em_dist.server.migrate always sets it
+        raise RuntimeError("alembic: no sqlalchemy.url in the configuration")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(

@@ -8,10 +8,11 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import delete
 
+from em_dist.platform.redact import redact_record, redact_text
 from em_dist.server import blob_access, blob_records, folders
 from em_dist.server.blob_download import blob_response
 from em_dist.server.deps import Blobs, CurrentUser, ReadSession, WriteSession
-from em_dist.server.lookup import get_artifact
+from em_dist.server.lookup import folder_of, get_artifact, may_produce
 from em_dist.server.models import Artifact, ArtifactFile, Folder
 from em_dist.server.schemas import ArtifactUpload
 from em_dist.server.views import artifact_view
@@ -45,7 +46,7 @@ def upsert_artifact(artifact_id: str, body: ArtifactUpload, user: CurrentUser, s
         raise HTTPException(400, "an artifact lists the same file path twice")
     existing = session.get(Artifact, artifact_id, with_for_update=True)  # one writer per artifact (PostgreSQL)
     if existing is not None:
-        folders.require(session, user, session.get(Folder, existing.folder_id), "edit")
+        folders.require(session, user, folder_of(session, existing.folder_id), "edit")
     hashes = {f.sha256 for f in body.files}
     blob_records.hold(session, hashes)  # `em server gc` cannot take them between this check and the commit
     held = blob_access.usable(session, user, hashes)  # only blobs the caller uploaded or can see
@@ -61,14 +62,16 @@ def upsert_artifact(artifact_id: str, body: ArtifactUpload, user: CurrentUser, s
         folders.lock(session, folder)  # the same artifact sent twice at once: the second finds the first
         artifact = session.get(Artifact, artifact_id, populate_existing=True, with_for_update=True)
         if artifact is not None:
-            folders.require(session, user, session.get(Folder, artifact.folder_id), "edit")
+            folders.require(session, user, folder_of(session, artifact.folder_id), "edit")
     if artifact is None:
+        if not may_produce(session, user, artifact_id):
+            raise HTTPException(403, f"artifact {artifact_id} is the output of a run you may not edit")
         artifact = Artifact(id=artifact_id, folder_id=folder.id, owner_id=folder.owner_id)
         session.add(artifact)
     meta = body.artifact
     artifact.name, artifact.alternative_name = meta.name, meta.alternative_name
-    artifact.labels, artifact.description = meta.labels, meta.description
-    artifact.created_timestamp, artifact.references = meta.created_timestamp, meta.references
+    artifact.labels, artifact.description = redact_record(meta.labels), redact_text(meta.description)
+    artifact.created_timestamp, artifact.references = meta.created_timestamp, redact_record(meta.references)
     session.flush()
     session.execute(delete(ArtifactFile).where(ArtifactFile.artifact_id == artifact_id))
     session.add_all(ArtifactFile(artifact_id=artifact_id, path=f.path, size=f.size, sha256=f.sha256) for f in body.files)

@@ -63,7 +63,7 @@ def search_runs(
     config: Config,
     folder: str | None = None,
     folder_id: str | None = None,
-    filter: str = Query(default="", max_length=search.MAX_FILTER_CHARS),
+    filter: str = "",
     recursive: bool = False,
     limit: int = Query(default=100, ge=1, le=run_query.MAX_LIMIT),
     cursor: str | None = None,

@@ -4,25 +4,41 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from em_dist.server import folders
 from em_dist.server.deps import CurrentUser, ReadSession
-from em_dist.server.models import Artifact, LineageEdge, Run
+from em_dist.server.models import Artifact, LineageEdge, Run, User
 
 router = APIRouter(tags=["lineage"])
+
+
+def _visible_runs_naming(session: Session, user: User, artifact_id: str) -> list[LineageEdge]:
+    """The lineage edges to ``artifact_id`` whose run ``user`` may see."""
+    out = []
+    for edge in session.scalars(select(LineageEdge).where(LineageEdge.artifact_id == artifact_id)):
+        run = session.get(Run, edge.run_id)
+        if run is not None and folders.can_see(session, user, run.folder_id):
+            out.append(edge)
+    return out
 
 
 @router.get("/lineage/{node_id}")
 def lineage(node_id: str, user: CurrentUser, session: ReadSession, depth: int = Query(default=3, ge=1, le=20)) -> dict:
     """Nodes (runs, artifacts) and edges (run -> artifact for outputs, artifact -> run for
-    inputs) within ``depth`` hops of ``node_id``. Runs the caller cannot see are left out."""
+    inputs) within ``depth`` hops of ``node_id``. Runs the caller cannot see are left out.
+
+    A stored run or artifact the caller cannot see is a 403, as on every path that takes an id.
+    An artifact the server does not hold is known only through the runs that name it, so only
+    those the caller may see name it or reveal it: for anyone else its id is a 404, the answer
+    for an id nothing names.
+    """
     start_run, start_artifact = session.get(Run, node_id), session.get(Artifact, node_id)
-    if start_run is None and start_artifact is None:
-        if session.scalars(select(LineageEdge).where(LineageEdge.artifact_id == node_id)).first() is None:
-            raise HTTPException(404, f"no run or artifact with id {node_id}")
     start = start_run or start_artifact
     if start is not None and not folders.can_see(session, user, start.folder_id):
         raise HTTPException(403, f"{node_id} is not yours to view")
+    if start is None and not _visible_runs_naming(session, user, node_id):
+        raise HTTPException(404, f"no run or artifact with id {node_id}")
     nodes: dict[str, dict] = {}
     edges: set[tuple[str, str, str]] = set()
     frontier = [("run" if start_run else "artifact", node_id)]
@@ -44,7 +60,7 @@ def lineage(node_id: str, user: CurrentUser, session: ReadSession, depth: int = 
                 if art is not None and not folders.can_see(session, user, art.folder_id):
                     continue
                 name = art.name if art else ""
-                for e in session.scalars(select(LineageEdge).where(LineageEdge.artifact_id == nid)):
+                for e in _visible_runs_naming(session, user, nid):
                     name = name or e.artifact_name
                     nxt.append(("run", e.run_id))
                 nodes[nid] = {"id": nid, "kind": "artifact", "name": name, "stored": art is not None}

@@ -9,19 +9,20 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from em_dist.limits import MAX_LOGS_CHUNK_BYTES, MAX_RANK, log_max_bytes
+from em_dist.limits import MAX_LOGS_CHUNK_BYTES, MAX_OFFSET, MAX_RANK, log_max_bytes
 from em_dist.server import log_store
 from em_dist.server.deps import CurrentUser, ReadSession
 from em_dist.server.lookup import get_run
 from em_dist.server.models import User
-from em_dist.server.routes.metrics import ingest_chunk
+from em_dist.server.routes.metrics import check_span, ingest_chunk
 
 router = APIRouter(tags=["logs"])
 log = logging.getLogger(__name__)
 
 
 @router.post("/runs/{run_id}/logs/{rank}")
-async def ingest_logs(run_id: str, rank: int, request: Request, user: CurrentUser, offset: int = Query(ge=0)) -> dict:
+async def ingest_logs(run_id: str, rank: int, request: Request, user: CurrentUser,
+                      offset: int = Query(ge=0, le=MAX_OFFSET)) -> dict:
     """Append complete lines of ``logs/rank-<rank>.log`` starting at logical byte ``offset``.
 
     Bytes the server holds are acknowledged and skipped; a chunk past the server's offset
@@ -37,8 +38,9 @@ async def ingest_logs(run_id: str, rank: int, request: Request, user: CurrentUse
                 raise HTTPException(413, f"log chunk over {MAX_LOGS_CHUNK_BYTES} bytes; send smaller chunks")
             chunks.append(chunk)
     except ClientDisconnect:
-        return JSONResponse(status_code=400, content={"detail": "client disconnected"})
-    return await run_in_threadpool(_ingest_sync, request, run_id, rank, offset, b"".join(chunks), user)
+        return JSONResponse(status_code=400, content={"detail": "client disconnected"})  # type: ignore[return-value]
+    check_span(offset, b"".join(chunks))
+    return await run_in_threadpool(_ingest_sync, request, run_id, rank, offset, b"".join(chunks), user)  # type: ignore[arg-type]
 
 
 def _ingest_sync(request: Request, run_id: str, rank: int, offset: int, data: bytes, user: User) -> dict | JSONResponse:
@@ -61,7 +63,7 @@ def read_logs(
     session: ReadSession,
     rank: int | None = Query(default=None, ge=0, le=MAX_RANK),
     tail: int | None = Query(default=None, ge=0, le=log_store.MAX_READ_LINES),
-    after: int | None = Query(default=None, ge=0),
+    after: int | None = Query(default=None, ge=0, le=MAX_OFFSET),
     q: str | None = Query(default=None, max_length=500),
 ) -> dict:
     """What the ranks printed: ``lines`` ``{id, rank, time, stream, text}``, ``dropped`` bytes per

@@ -6,12 +6,13 @@ import logging
 import time
 from typing import Any, Callable, Literal
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from em_dist.limits import MAX_RANK
+from em_dist.limits import MAX_OFFSET, MAX_RANK
 from em_dist.server import metric_store
 from em_dist.server.deps import Config, CurrentUser, ReadSession
 from em_dist.server.lookup import get_run
@@ -20,6 +21,11 @@ from em_dist.server.views import json_epochs, json_floats
 
 router = APIRouter(tags=["metrics"])
 log = logging.getLogger(__name__)
+
+
+def _loaded(column: np.ndarray | None) -> np.ndarray:
+    """A column :func:`metric_store.load_series` was asked for (an empty one where it was not)."""
+    return column if column is not None else np.empty(0)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -34,7 +40,8 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 @router.post("/runs/{run_id}/metrics/{rank}")
 async def ingest_metrics(
-    run_id: str, rank: int, request: Request, user: CurrentUser, config: Config, offset: int = Query(ge=0)
+    run_id: str, rank: int, request: Request, user: CurrentUser, config: Config,
+    offset: int = Query(ge=0, le=MAX_OFFSET),
 ) -> dict:
     """Append raw JSON lines of ``metrics/rank-<rank>.jsonl`` starting at byte ``offset``.
 
@@ -48,8 +55,16 @@ async def ingest_metrics(
         data = await _read_limited(request, config.max_metrics_chunk_bytes)
     except ClientDisconnect:
         log.warning("run %s rank %d: the client disconnected while sending metrics; nothing was stored", run_id, rank)
-        return JSONResponse(status_code=400, content={"detail": "client disconnected"})
-    return await run_in_threadpool(_ingest_sync, request, run_id, rank, offset, data, user)
+        return JSONResponse(status_code=400, content={"detail": "client disconnected"})  # type: ignore[return-value]
+    check_span(offset, data)
+    return await run_in_threadpool(_ingest_sync, request, run_id, rank, offset, data, user)  # type: ignore[arg-type]
+
+
+def check_span(offset: int, data: bytes) -> None:
+    """400 when a chunk at ``offset`` would end past :data:`MAX_OFFSET` (a 64-bit column would overflow)."""
+    if offset + len(data) > MAX_OFFSET:
+        raise HTTPException(400, f"offset {offset} plus a {len(data)}-byte chunk is past the last byte a stream "
+                                 f"can have ({MAX_OFFSET})")
 
 
 def _ingest_sync(request: Request, run_id: str, rank: int, offset: int, data: bytes, user: User) -> dict | JSONResponse:
@@ -115,15 +130,16 @@ def read_metrics(
         data = metric_store.load_series(session, series, full=points is None or x != "step")
         entry = {"type": data.type, "name": data.name, "rank": data.rank, "count": int(len(data.steps))}
         idx = metric_store.window_downsample(data.steps, data.values, points, step_min, step_max)
+        times, epochs = _loaded(data.times), _loaded(data.epochs)
         if points is None:
             entry.update(steps=data.steps[idx].tolist(), values=json_floats(data.values[idx]),
-                         times=data.times[idx].tolist(), epochs=json_epochs(data.epochs[idx]))
+                         times=times[idx].tolist(), epochs=json_epochs(epochs[idx]))
         else:
             entry.update(steps=data.steps[idx].tolist(), values=json_floats(data.values[idx]))
             if x == "epoch":
-                entry["epochs"] = json_epochs(data.epochs[idx])
+                entry["epochs"] = json_epochs(epochs[idx])
             elif x == "time":
-                entry["times"] = data.times[idx].tolist()
+                entry["times"] = times[idx].tolist()
         out.append(entry)
     return {"series": out, "server_ms": round((time.perf_counter() - started) * 1000, 3)}
 

@@ -21,7 +21,7 @@ def _reach(session: Session, run_id: str) -> dict[int, dict[int, float]]:
     reach: dict[int, dict[int, float]] = {}
     for series in marking:
         data = metric_store.load_series(session, series, full=True)
-        if not len(data.steps):
+        if not len(data.steps) or data.times is None:  # full=True always loads the times
             continue
         order = np.lexsort((data.times, data.steps))  # by step, then time: the first of each step is its earliest
         steps, times = data.steps[order], data.times[order]

@@ -8,12 +8,14 @@ from fastapi import APIRouter, HTTPException
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from em_dist.platform.redact import redact_record, redact_text
 from em_dist.server import folders
 from em_dist.server.deps import Config, CurrentUser, ReadSession, WriteSession
 from em_dist.server.liveness import lost_before
-from em_dist.server.lookup import get_run
+from em_dist.server.lookup import folder_of, get_run, may_produce
 from em_dist.server.models import Artifact, Folder, LineageEdge, RankOffset, Run, User
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from em_dist.server.schemas import RunMeta, RunUpload
 from em_dist.server.views import run_artifacts, run_detail
@@ -43,8 +45,25 @@ def _resolve_name(session: Session, body: RunUpload, folder: Folder, run_id: str
     return body.run.alternative_name or f"{name}_{run_id[:8]}", False
 
 
-def _check_links(session: Session, user: User, body: RunUpload) -> None:
-    """403 when the upload links an artifact the server holds but the caller cannot see.
+def _add_ranks(session: Session, run_id: str, ranks: list[int]) -> None:
+    """Give each of ``ranks`` an offset row (at 0) unless it has one: one read of the run's rows,
+    then one batched insert that skips rows a concurrent upload of the run added meanwhile.
+
+    Linear in the ranks: a 50,000-rank job took 40 s (SQLite) and 62 s (PostgreSQL) with a
+    lookup and a savepoint per rank, holding SQLite's one write lock all along.
+    """
+    held = set(session.scalars(select(RankOffset.rank).where(RankOffset.run_id == run_id)))
+    new = [{"run_id": run_id, "rank": r, "offset": 0, "lines": 0} for r in sorted(set(ranks) - held)]
+    if not new:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(RankOffset).on_conflict_do_nothing(index_elements=["run_id", "rank"]), new)
+
+
+def _check_links(session: Session, user: User, body: RunUpload, run_id: str) -> None:
+    """403 when the upload links an artifact the server holds but the caller cannot see, or
+    claims as its output an id another run already names as output and the caller may not edit.
 
     A link to an artifact the server does not hold (yet) is kept: it shows as not stored.
     """
@@ -52,26 +71,30 @@ def _check_links(session: Session, user: User, body: RunUpload) -> None:
         artifact = session.get(Artifact, link.id)
         if artifact is not None and not folders.can_see(session, user, artifact.folder_id):
             raise HTTPException(403, f"artifact {link.id} is not yours to link")
+        if artifact is None and link.role == "output" and not may_produce(session, user, link.id, besides=run_id):
+            raise HTTPException(403, f"artifact {link.id} is the output of a run you may not edit")
 
 
 def _apply(run: Run, body: RunUpload) -> None:
+    """Copy the upload into ``run``, secrets redacted by the SDK's rule (:mod:`em_dist.platform.redact`):
+    a client that skipped it (an older SDK, raw REST) must not store them for shared users to read."""
     meta = body.run.model_dump()
-    extra = {k: v for k, v in meta.items() if k not in RunMeta.model_fields}
+    extra = redact_record({k: v for k, v in meta.items() if k not in RunMeta.model_fields})
     run.local_name = body.run.name
     run.alternative_name = body.run.alternative_name
     run.status = body.run.status
-    run.status_reason = body.run.status_reason
-    run.labels = body.run.labels
-    run.description = body.run.description
+    run.status_reason = redact_text(body.run.status_reason) if body.run.status_reason else body.run.status_reason
+    run.labels = redact_record(body.run.labels)
+    run.description = redact_text(body.run.description)
     run.start_timestamp = body.run.start_timestamp
     run.end_timestamp = body.run.end_timestamp
     run.world = body.run.world
     run.lost_ranks = body.run.lost_ranks
     run.extra = extra
-    run.hparams = body.hparams
-    run.hparams_ranks = body.hparams_ranks
-    run.platform = body.platform
-    run.git = body.git
+    run.hparams = redact_record(body.hparams)
+    run.hparams_ranks = redact_record(body.hparams_ranks)
+    run.platform = redact_record(body.platform)
+    run.git = redact_record(body.git)
     run.updated = dt.datetime.now(dt.timezone.utc)
 
 
@@ -85,7 +108,7 @@ def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSe
     """
     if not 1 <= len(run_id) <= 36:
         raise HTTPException(400, "a run id is a UUID")
-    _check_links(session, user, body)
+    _check_links(session, user, body, run_id)
     # Row locks (PostgreSQL; SQLite has one writer anyway) order concurrent uploads whichever
     # server process takes them: updates of one run go one at a time, and runs are named in
     # a folder one at a time, so a twin (same name, or the same run sent twice) is seen.
@@ -104,7 +127,7 @@ def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSe
         run = Run(id=run_id, folder_id=folder.id, owner_id=folder.owner_id, name=name)
         session.add(run)
     else:
-        folder = session.get(Folder, run.folder_id)
+        folder = folder_of(session, run.folder_id)
         folders.require(session, user, folder, "edit")
     _apply(run, body)
     session.flush()
@@ -115,13 +138,7 @@ def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSe
                                     rank=link.rank))
         elif link.rank is not None and edge.rank != link.rank:
             edge.rank = link.rank
-    for rank in body.ranks:
-        if session.get(RankOffset, (run_id, rank)) is None:
-            try:
-                with session.begin_nested():
-                    session.add(RankOffset(run_id=run_id, rank=rank, offset=0, lines=0))
-            except IntegrityError:  # a concurrent upload of the same run added it
-                pass
+    _add_ranks(session, run_id, body.ranks)
     session.commit()
     return {"id": run.id, "folder_id": folder.id, "folder": folder.path, "name": run.name,
             "skipped": False, "created": created, "offsets": _offsets(session, run_id)}
