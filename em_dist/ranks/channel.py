@@ -125,6 +125,19 @@ class PeerChannel(_Readiness, ABC):
     def shutdown(self) -> None:
         """Release what the link holds; never blocks long."""
 
+    @property
+    def reconnects(self) -> bool:
+        """Whether a broken link can be rebuilt (:meth:`reset`, then :meth:`connect` again)."""
+        return False
+
+    def reset(self) -> None:
+        """Drop a broken link so that :meth:`connect` builds a new one (only where :attr:`reconnects`)."""
+
+    @property
+    def resume_after(self) -> int | None:
+        """After a rebuilt link's :meth:`connect`: the newest of this rank's record numbers rank 0 had."""
+        return None
+
 
 class RootChannel(_Readiness, ABC):
     """Rank 0's end: receives on background thread(s) of its own."""
@@ -137,9 +150,11 @@ class RootChannel(_Readiness, ABC):
         """What carries the bytes (``gloo``, ``mpi``, ``horovod``)."""
 
     @abstractmethod
-    def start(self, deliver: Deliver, acknowledge: Acknowledge | None = None) -> None:
+    def start(self, deliver: Deliver, acknowledge: Acknowledge | None = None,
+              resume: Callable[[int], int] | None = None) -> None:
         """Begin accepting peers and receiving; returns at once. ``acknowledge`` answers goodbyes with
-        what is on rank 0's disk (a channel that can't carry numbers ignores it)."""
+        what is on rank 0's disk, ``resume`` tells a peer whose link was rebuilt the newest of its
+        record numbers rank 0 has (a channel that can't carry numbers ignores both)."""
 
     @property
     def engine_started(self) -> bool:

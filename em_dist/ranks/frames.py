@@ -112,11 +112,13 @@ class Wire(_Readiness, ABC):
 
     # -- rank 0 -------------------------------------------------------------------
     @abstractmethod
-    def serve(self, on_join: Callable[[int], None], on_frame: Callable[[int, bytes], bytes | None],
+    def serve(self, on_join: Callable[[int], int | None], on_frame: Callable[[int, bytes], bytes | None],
               on_lost: Callable[[int], None], stop: threading.Event) -> None:
         """Accept peers and receive their frames until ``stop`` is set (runs on its own thread).
 
-        ``on_frame`` may return reply bytes, which are sent back to that peer.
+        ``on_join`` returns the newest of the peer's record numbers rank 0 has (for a link rebuilt
+        after it broke: the peer re-sends from there), ``on_frame`` may return reply bytes, which
+        are sent back to that peer.
         """
 
     def shutdown(self, finished: frozenset[int] = frozenset()) -> None:
@@ -193,6 +195,20 @@ class FramePeer(PeerChannel):
         finally:
             self.wire.shutdown()
 
+    @property
+    def reconnects(self) -> bool:
+        return callable(getattr(self.wire, "reset", None))
+
+    def reset(self) -> None:
+        """Drop the broken link; frame numbers go on (rank 0 keeps counting them across links)."""
+        self.wire.reset()  # type: ignore[attr-defined]
+        self._connected = False
+
+    @property
+    def resume_after(self) -> int | None:
+        value = getattr(self.wire, "resume_after", None)
+        return value if isinstance(value, int) else None
+
     def _frame(self, msgs: list[Any], bye: bool = False, compress: bool | None = None, records: int = 0) -> None:
         self._seq += 1
         self._messages += len(msgs)
@@ -222,6 +238,7 @@ class FrameRoot(RootChannel):
         self._release_wait = release_wait
         self._deliver: Deliver | None = None
         self._acknowledge: Acknowledge | None = None
+        self._resume: Callable[[int], int] | None = None
         self._peers: dict[int, _PeerState] = {}
         self._via: dict[int, int] = {}  # member -> the node leader that relays it
         self._lock = threading.Condition()
@@ -240,9 +257,11 @@ class FrameRoot(RootChannel):
     def engine_started(self) -> bool:
         return self.wire.engine_started
 
-    def start(self, deliver: Deliver, acknowledge: Acknowledge | None = None) -> None:
+    def start(self, deliver: Deliver, acknowledge: Acknowledge | None = None,
+              resume: Callable[[int], int] | None = None) -> None:
         self._deliver = deliver
         self._acknowledge = acknowledge
+        self._resume = resume
         self._thread = threading.Thread(target=self._serve, name="em_dist-frames-0", daemon=True)
         self._thread.start()
 
@@ -286,10 +305,13 @@ class FrameRoot(RootChannel):
             if not self._stop.is_set():
                 warn_once("frames-serve", f"em_dist: rank 0 stopped receiving from other ranks ({exc}).")
 
-    def _on_join(self, peer: int) -> None:
+    def _on_join(self, peer: int) -> int | None:
         with self._lock:
-            self._peers.setdefault(peer, _PeerState())
+            state = self._peers.setdefault(peer, _PeerState())
+            if state.lost:  # a link rebuilt after it broke: the peer is back
+                state.lost = state.done = False
             self._lock.notify_all()
+        return self._resume(peer) if self._resume is not None else None
 
     def _on_frame(self, peer: int, data: bytes, relayed: bool = False) -> bytes | None:
         try:
@@ -302,9 +324,8 @@ class FrameRoot(RootChannel):
         seq = frame.get("seq", 0)
         if seq <= state.last_seq:
             return None  # a repeat: already delivered
-        if seq != state.last_seq + 1:
-            warn_once(f"frames-gap-{peer}", f"em_dist: frames {state.last_seq + 1}..{seq - 1} of rank {peer} "
-                      "never arrived; the run misses some of its records.")
+        # a gap in frame numbers (frames lost with a broken link) is no loss: records carry their own
+        # numbers, and the peer re-sends from the newest rank 0 has (RootSink._records)
         state.last_seq = seq
         deliver = self._deliver
         for msg in frame.get("msgs", ()):

@@ -114,6 +114,10 @@ class GlooWire(Wire):
         self._finished: set[int] = set()
         self._closed = False
         self._created: float | None = None
+        self._link = 0
+        """A peer: how many links it announced (1 for the first; a link rebuilt after it broke is the next)."""
+        self.resume_after: int | None = None
+        """A peer, once accepted: the newest of its record numbers rank 0 had when it accepted this link."""
 
     def _prefix(self) -> str:
         """The run's keys; a node leader's (:mod:`.relay`) under ``via/<leader>``."""
@@ -131,14 +135,15 @@ class GlooWire(Wire):
                 time.sleep(self._timings.poll)
         return self._store
 
-    def _pair(self, store: Any, peer: int, my_rank: int, device: Any = None, build_wait: float | None = None) -> Any:
+    def _pair(self, store: Any, peer: int, my_rank: int, device: Any = None, build_wait: float | None = None,
+              link: int = 1) -> Any:
         """The two-process group with ``peer``. No worker threads (send/recv run on gloo's event
         loop), and on rank 0 one ``device`` (one event loop) for all pairs. ``build_wait`` (rank 0)
         bounds the set-up, and waits afterwards get :attr:`RankTimings.silence`; a peer's waits
         get :attr:`RankTimings.link_timeout`."""
         import torch.distributed as dist
 
-        prefixed = dist.PrefixStore(f"{self._prefix()}/pair/{peer}", store)
+        prefixed = dist.PrefixStore(f"{self._prefix()}/pair/{peer}" + (f"/{link}" if link > 1 else ""), store)
         options = dist.ProcessGroupGloo._Options()
         options._threads = 0
         options._devices = [device if device is not None else dist.ProcessGroupGloo.create_default_device()]
@@ -188,19 +193,30 @@ class GlooWire(Wire):
                                    "the same em_dist version on every node of the job")
         # Hellos are numbered (one counter per server), so a server reads only the new ones, whatever
         # the world size and whoever comes (a relay's members, a member whose leader is gone).
+        self._link += 1
         number = store.add(f"{self._prefix()}/hellos", 1)
         store.set(f"{self._prefix()}/hello#{number}",
-                  json.dumps({"rank": self.rank, "pid": os.getpid(), "pids": _pid_space(), "wire": WIRE_VERSION}))
+                  json.dumps({"rank": self.rank, "pid": os.getpid(), "pids": _pid_space(), "wire": WIRE_VERSION,
+                              "link": self._link}))
         # Build the pair only once rank 0 took this hello: a rank 0 that just stopped serving would
         # leave us in gloo's rendezvous for good.
-        accepted = f"{self._prefix()}/accepted/{self.rank}"
+        accepted = f"{self._prefix()}/accepted/{self.rank}" + (f"/{self._link}" if self._link > 1 else "")
         until = time.monotonic() + self._timings.accept_wait
         while not store.check([accepted]):
             if self._closed or time.monotonic() >= until:
                 raise LinkClosed("rank 0 stopped serving this run before it accepted this rank")
             time.sleep(self._timings.poll)
-        self._pg = self._pair(store, self.rank, 1)
+        try:
+            self.resume_after = int(store.get(accepted))
+        except ValueError:
+            self.resume_after = None
+        self._pg = self._pair(store, self.rank, 1, link=self._link)
         return True
+
+    def reset(self) -> None:
+        """The link broke: drop it (on the thread that used it); the next :meth:`connect` announces a
+        new one, which rank 0 accepts in place of the old."""
+        self.release()
 
     def send(self, data: bytes) -> None:
         _send(self._pg, 0, data, self._tag)
@@ -242,26 +258,30 @@ class GlooWire(Wire):
     def _accept(self, store: Any, on_join, built, stop: threading.Event) -> None:
         """Take each peer's hello, accept it and build rank 0's side of its pair, one at a time."""
         hellos = _Hellos(store, self._prefix(), self._timings)
-        seen: set[int] = set()
+        seen: dict[int, int] = {}  # peer -> its newest link accepted
         while not stop.is_set() and not self._quit.is_set():
             accepted = []
             for doc in hellos.new():  # accept all first, so each pair is being built on the peer's side meanwhile
-                peer = doc.get("rank")
-                if not isinstance(peer, int) or not 0 < peer < self.world_size or peer in seen:
+                peer, link = doc.get("rank"), doc.get("link", 1)
+                if not isinstance(peer, int) or not 0 < peer < self.world_size or not isinstance(link, int) \
+                        or link <= seen.get(peer, 0):
                     continue
                 if doc.get("wire") != WIRE_VERSION:  # refused clearly; its records stay in its journal
-                    seen.add(peer)
+                    seen[peer] = 1 << 30
                     warn_once(f"gloo-version-{peer}", f"em_dist: rank {peer} speaks em_dist wire version "
                               f"{doc.get('wire')!r}, rank 0 {WIRE_VERSION}: it is not accepted. Install the same "
                               "em_dist version on every node of the job.")
                     continue
-                seen.add(peer)
-                accepted.append((peer, _local_pid(doc)))
-                store.set(f"{self._prefix()}/accepted/{peer}", "1")
-                on_join(peer)
-            for peer, pid in accepted:
+                seen[peer] = link
+                accepted.append((peer, _local_pid(doc), link))
+                # a link rebuilt after it broke: rank 0 says how far it got, the peer re-sends the rest
+                resume = on_join(peer)
+                store.set(f"{self._prefix()}/accepted/{peer}" + (f"/{link}" if link > 1 else ""),
+                          str(resume if resume is not None else ""))
+            for peer, pid, link in accepted:
                 try:
-                    pg = self._pair(store, peer, 0, device=_rank0_device(), build_wait=self._timings.pair_wait)
+                    pg = self._pair(store, peer, 0, device=_rank0_device(), build_wait=self._timings.pair_wait,
+                                    link=link)
                 except Exception:  # noqa: BLE001 - the peer never built its side: it is lost
                     built.put(peer)
                     continue
@@ -281,6 +301,9 @@ class GlooWire(Wire):
                 if isinstance(item, int):
                     on_lost(item)
                 else:
+                    old = links.pop(item.peer, None)
+                    if old is not None:  # the peer rebuilt its link: the old one is dead to it
+                        old.close()
                     links[item.peer] = item
                     item.post()
             busy = False

@@ -45,7 +45,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .._warn import warn_once
 from ..errors import DistributedError, WireVersionError
@@ -152,7 +152,8 @@ class HorovodRoot(_Rounds, RootChannel):
         """True once the first round with every peer completed."""
         return self._connected.is_set()
 
-    def start(self, deliver: Deliver, acknowledge: Acknowledge | None = None) -> None:
+    def start(self, deliver: Deliver, acknowledge: Acknowledge | None = None,
+              resume: Callable[[int], int] | None = None) -> None:
         self._deliver = deliver
         if self.world_size <= 1:
             self._connected.set()

@@ -112,5 +112,5 @@ def root_sink(writer: RunWriter, wire: Any, timings: RankTimings, run_id: str) -
     """Rank 0's sink over ``writer``, receiving the other ranks on ``wire`` from now on."""
     channel = FrameRoot(wire, release_wait=timings.release_wait)
     sink = RootSink(writer, channel, timings, run_id=run_id)
-    channel.start(sink._deliver, sink._acknowledge)
+    channel.start(sink._deliver, sink._acknowledge, sink._resume)
     return sink

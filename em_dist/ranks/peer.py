@@ -26,6 +26,7 @@ from ..store import layout
 from ..store.journal import Journal
 from ..store.attempts import RunPlace
 from ..store.lines import OUTPUT_MARK
+from ..errors import WireVersionError
 from ..store.summary import RunSummary
 from ..store.writer import RunWriter
 from . import messages
@@ -33,6 +34,10 @@ from .artifacts import artifact_messages
 from .channel import PeerChannel
 from .timing import RankTimings
 
+
+RETRY_FIRST = 0.5
+RETRY_MAX = 10.0
+"""A broken link is rebuilt after 0.5 s, then after twice the last wait, at most 10 s apart, until finish()."""
 
 PEER_ENCODE_AT = 50_000
 """A peer's backlog at which ``log()`` encodes records itself. Higher than the writer's: the
@@ -76,6 +81,10 @@ class PeerSink(QueuedSink):
         self._failure: str | None = None
         self._deadline = float("inf")
         self._broken = False
+        self._retry_at: float | None = None  # the link broke: when to try rebuilding it
+        self._backoff = RETRY_FIRST
+        self.relinks = 0
+        """How many times this rank's link to rank 0 broke and was retried."""
         self._journal: Journal | None = None
         """This rank's journal (made at its first record): numbered, on this rank's disk until rank 0 confirms."""
         self._unsent: deque[tuple] = deque()  # (first number, lines | None when spilled[, count])
@@ -145,6 +154,8 @@ class PeerSink(QueuedSink):
             if final:
                 self._end_without_link()
             return
+        if self._retry_at is not None and not final and time.monotonic() < self._retry_at:
+            return  # the link broke: journaled meanwhile, the next try is later (back-off)
         try:
             if not channel.connected and not self._connect(channel, final):
                 if final:
@@ -152,6 +163,8 @@ class PeerSink(QueuedSink):
                 return
             if not self._joined.is_set():
                 self._joined_rank0(channel)
+            elif self._retry_at is not None:
+                self._relinked(channel)
             self._forward(channel)
             if final:
                 if self._failure is not None:
@@ -161,7 +174,10 @@ class PeerSink(QueuedSink):
                     channel.send([messages.Dropped(drops.records, drops.output_lines)])
                 self._ship_artifacts(channel)
                 self._goodbye(channel)
-        except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach
+        except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach for now
+            if not final and self._joined.is_set() and channel.reconnects and not isinstance(exc, WireVersionError):
+                self._link_broke(channel, exc)
+                return
             self._broken = True
             warn_once(f"peer-link:{self.rank}", f"em_dist: rank {self.rank}: the link to rank 0 broke ({exc}); "
                       f"its records are kept in its journal {self._journal_path()} and merged into the run later.")
@@ -173,6 +189,37 @@ class PeerSink(QueuedSink):
                     channel.shutdown()  # on this thread: gloo pairs are destroyed where they were used
                 except Exception:  # noqa: BLE001 - best effort
                     pass
+
+    def _link_broke(self, channel: PeerChannel, exc: BaseException) -> None:
+        """Keep journaling, and rebuild the link later (back-off doubling to :data:`RETRY_MAX`) until
+        ``finish()``: a partition or a frozen moment costs no record."""
+        if self._retry_at is None:
+            warn_once(f"peer-relink:{self.rank}", f"em_dist: rank {self.rank}: the link to rank 0 broke ({exc}); "
+                      f"its records wait in its journal {self._journal_path()} and the link is retried.")
+        try:
+            channel.reset()  # on this thread: gloo pairs are destroyed where they were used
+        except Exception:  # noqa: BLE001 - what it held is gone either way
+            pass
+        self._backoff = min(RETRY_MAX, self._backoff * 2) if self._retry_at is not None else RETRY_FIRST
+        self._retry_at = time.monotonic() + self._backoff
+        self.relinks += 1
+
+    def _relinked(self, channel: PeerChannel) -> None:
+        """The link is back: re-send what rank 0 lacks, from its journal (rank 0 said how far it got;
+        it skips any number it has), and the metadata and summary again."""
+        self._retry_at = None
+        resume = channel.resume_after
+        journal = self._journal
+        if journal is not None:
+            start = (resume if resume is not None else 0) + 1
+            self._unsent.clear()
+            self._unsent_count = 0
+            if journal.last >= start:
+                self._unsent.append((start, None, journal.last - start + 1))
+        self._sent_meta.clear()
+        self.summary.changed = True
+        warn_once(f"peer-relinked:{self.rank}", f"em_dist: rank {self.rank}: the link to rank 0 is back; "
+                  f"records after {resume or 0} are re-sent from its journal.")
 
     def _connect(self, channel: PeerChannel, final: bool) -> bool:
         """Join rank 0: a quick look each cycle; at the end, wait for it within the deadline, but a
@@ -254,27 +301,29 @@ class PeerSink(QueuedSink):
         while True:  # bounded: what was journaled before this cycle
             if unsent:
                 first, lines, *spilled = unsent[0]
-                if lines is None:
-                    lines = self._read_back(first, spilled[0])
+                if lines is None:  # spilled (or to re-send after a broken link): from the journal, a chunk at a time
+                    lines = self._read_back(first, min(spilled[0], CHUNK))
+                    if not lines:  # the journal lost them (its disk refused): nothing to re-send
+                        unsent.popleft()
+                        continue
+                    if spilled[0] > len(lines):
+                        unsent[0] = (first + len(lines), None, spilled[0] - len(lines))
+                    else:
+                        unsent.popleft()
+                else:
+                    unsent.popleft()
+                    self._unsent_count -= len(lines)
                 out.append(messages.Records(lines, first))
+                # popped before the send: a send that fails breaks the link, and a rebuilt link
+                # re-sends from what rank 0 has (its journal holds everything)
             channel.send(out)  # at least once per cycle: Horovod's rank 0 needs our round
             out = []
             if not unsent:
                 break
-            _, sent, *_ = unsent.popleft()
-            self._unsent_count -= len(sent) if sent is not None else 0
-            if not unsent:
-                break
 
     def _read_back(self, first: int, count: int) -> list[str]:
-        """Spilled records, from the journal (they were written there before they were spilled)."""
-        out: list[str] = []
-        if self._journal is not None:
-            for _n, record in journals.read_records(self._journal.path, first - 1):
-                out.append(record)
-                if len(out) >= count:
-                    break
-        return out
+        """Records ``first``.. (at most ``count``) from the journal."""
+        return self._journal.read(first, count) if self._journal is not None else []
 
     def _goodbye(self, channel: PeerChannel) -> None:
         """Say goodbye with the newest number journaled; rank 0's answer says what is on its disk, and
@@ -348,8 +397,7 @@ class PeerSink(QueuedSink):
             meta = dict(self._sent_meta, **self._meta)
         if "hparams" in meta:
             writer.write_hparams(meta["hparams"])
-        writer.start()
-        writer.close(self._timings.signal_close_cap)
+        writer.close(self._timings.signal_close_cap)  # never started: its one cycle runs here (no thread at exit)
         warn_once(f"peer-stand-in:{place.path}", f"em_dist: rank {self.rank}'s run {doc.get('name')!r}: rank 0 made "
                   f"no run of this identity; it is kept at {place.path} with this rank's records (rank {self.rank}).")
         return place.path

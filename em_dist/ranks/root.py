@@ -83,7 +83,7 @@ class RootSink(Sink):
     def start(self) -> None:
         self.writer.start()
         if self.channel is not None:
-            self.channel.start(self._deliver, self._acknowledge)
+            self.channel.start(self._deliver, self._acknowledge, self._resume)
 
     def wake(self) -> None:
         self.writer.wake()
@@ -203,6 +203,10 @@ class RootSink(Sink):
             lines, first = lines[skip:], first + skip
         self._have[rank] = first + len(lines) - 1
         self.writer.submit(rank, lines, first)
+
+    def _resume(self, rank: int) -> int:
+        """A peer's link is (re)built: the newest of its records rank 0 has; it re-sends what follows."""
+        return self._have.get(rank, 0)
 
     def _acknowledge(self, rank: int, records: int, members: list[int]) -> dict[int, int]:
         """A goodbye's answer: what of ``rank`` (and the members it relayed) is on disk. Waits (bounded)

@@ -41,8 +41,9 @@ class RankTimings:
     """A joined peer with nothing to send still sends an empty frame this often, so that rank 0 can
     tell a quiet link from a dead one (gloo offers no way to see a closed pair without waiting on it)."""
     silence: float = 10.0
-    """A gloo link rank 0 heard nothing from (not even a heartbeat) for this long is tested once,
-    which closes it: the peer died or froze, and is recorded as lost."""
+    """``EM_DIST_PEER_TIMEOUT``: a gloo link rank 0 heard nothing from (not even a heartbeat) for this
+    long is tested once, which closes it: the peer died or froze. A peer that is alive rebuilds its
+    link (and re-sends what rank 0 lacks); one that never comes back is recorded as lost."""
     pair_wait: float = 30.0
     """How long rank 0 waits for an accepted peer to build its side of the gloo pair."""
     horovod_interval: float = 0.1
@@ -61,7 +62,8 @@ class RankTimings:
         timings = cls()
         dist_timeout = positive_seconds(dist_timeout, "dist_timeout", env.get("EM_DIST_TIMEOUT"), timings.dist_timeout)
         engine_wait = positive_seconds(None, "EM_DIST_ENGINE_WAIT", env.get("EM_DIST_ENGINE_WAIT"), timings.engine_wait)
-        return replace(timings, dist_timeout=dist_timeout, engine_wait=max(engine_wait, dist_timeout))
+        silence = positive_seconds(None, "EM_DIST_PEER_TIMEOUT", env.get("EM_DIST_PEER_TIMEOUT"), timings.silence)
+        return replace(timings, dist_timeout=dist_timeout, engine_wait=max(engine_wait, dist_timeout), silence=silence)
 
     def capped(self, timeout: float, signalled: bool) -> float:
         """``timeout``, or at most :attr:`signal_close_cap` when a signal is ending the process."""

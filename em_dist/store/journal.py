@@ -20,6 +20,7 @@ rank closed it (``closed``: nothing more will be added).
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import socket
@@ -61,6 +62,8 @@ class Journal:
         self.meta_path = folder / f"rank-{rank}.json"
         self._meta = {**meta, "rank": rank, "host": socket.gethostname(), "pid": os.getpid(), "closed": False}
         self._fd: int | None = None
+        self._size = 0
+        self._index: list[tuple[int, int]] = []  # (first number of a batch, its byte offset): re-reads seek
         self.last = 0
         """The number of the newest record journaled (records are 1..last)."""
         self.failed: OSError | None = None
@@ -81,9 +84,33 @@ class Journal:
             view, done = memoryview(data), 0
             while done < len(data):
                 done += os.write(self._fd, view[done:])
+            self._index.append((first, self._size))
+            self._size += len(data)
         except OSError as exc:
             self.failed = exc
         return first
+
+    def read(self, first: int, count: int) -> list[str]:
+        """Records ``first``.. (at most ``count``) as journaled: what a rebuilt link re-sends, or a
+        spilled batch. Seeks to the batch holding ``first`` (no re-read of the whole journal)."""
+        at = bisect.bisect_right(self._index, (first, 1 << 62)) - 1
+        offset = self._index[at][1] if at >= 0 else 0
+        out: list[str] = []
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(offset)
+                for raw in f:
+                    if not raw.endswith(b"\n"):
+                        break
+                    number, sep, record = raw.partition(b"\t")
+                    if not sep or int(number) < first:
+                        continue
+                    out.append(record.decode("utf-8", "backslashreplace"))
+                    if len(out) >= count:
+                        break
+        except (OSError, ValueError):
+            pass
+        return out
 
     def describe(self, **meta: Any) -> None:
         """Add to the journal's description (rank 0's run id and path once known)."""

@@ -7,7 +7,9 @@ other, so that rank 0 has finished it before the others reach it (mpirun, horovo
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,47 @@ def test_ranks_making_the_same_run_one_after_another_under_horovodrun_land_in_it
            "--engine", "horovod"]
     proc = run_job(cmd, job_env(tmp_path), timeout=180)
     _check_in_turn(tmp_path, proc, 3)
+
+
+def test_a_link_broken_mid_run_is_rebuilt_and_every_record_arrives_once(tmp_path):
+    """Rank 1 freezes (SIGSTOP) for longer than the silence bound: rank 0 closes its link. When it
+    thaws, its send fails, it rebuilds the link, learns how far rank 0 got and re-sends the rest
+    from its journal: every record once, the run Succeeded, nobody lost."""
+    import os
+    import signal
+
+    from tests.poll import wait_for
+
+    env = job_env(tmp_path, EM_DIST_PEER_TIMEOUT="1.5")
+    proc = subprocess.Popen(torchrun_cmd(2, "steady", "--steps", "160", script=WORKER), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        pid_file = tmp_path / "out" / "pid-1"
+        wait_for(lambda: pid_file.exists() and _rank1_lines(tmp_path) >= 100, 60, "rank 1's first records in the run")
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(4.0)  # the fault: frozen for longer than the silence bound (1.5 s), not a synchronisation
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert proc.returncode == 0, err[-4000:]
+    assert "the link to rank 0 broke" in err and "the link to rank 0 is back" in err, err[-3000:]
+    runs = _runs(tmp_path)
+    assert len(runs) == 1
+    rec = runs[0]
+    assert rec.status == "Succeeded" and rec.lost_ranks == [], (rec.status, rec.status_reason)
+    for rank in (0, 1):
+        assert [p["step"] for p in rec.metrics(name="loss", rank=rank)] == list(range(1600)), f"rank {rank}"
+    assert rec.delivery["1"]["complete"] is True  # records counts its captured lines too (its warnings)
+    assert rec.delivery["1"]["records"] >= 1600
+    _no_journal_left(tmp_path)
+
+
+def _rank1_lines(tmp_path: Path) -> int:
+    files = list((tmp_path / "runs").glob("steady_*/metrics/rank-1.jsonl"))
+    return sum(1 for _ in open(files[0])) if files else 0

@@ -114,3 +114,15 @@ def test_summary_keeps_every_metric_of_every_type():
     assert last["train"]["loss"]["value"] == 2.0 and last["train"]["lr"]["value"] == 0.05
     assert last["val"]["acc"]["value"] == 0.9
     assert s.doc()["records"] == {"0": 5}
+
+
+def test_a_journal_reads_back_any_stretch_of_its_records(tmp_path):
+    """What a rebuilt link re-sends: records from any number on, in chunks, as they were journaled."""
+    j = journal.Journal(tmp_path / "spool", 1, {"run_id": "r"})
+    batches = [[_line(i) for i in range(start, start + 7)] for start in range(0, 70, 7)]
+    for batch in batches:
+        j.append(batch)
+    everything = [line for batch in batches for line in batch]
+    assert j.read(1, 1000) == everything
+    assert j.read(12, 5) == everything[11:16]  # from the middle of the second batch
+    assert j.read(70, 10) == everything[69:] and j.read(71, 10) == []

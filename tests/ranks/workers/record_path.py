@@ -2,6 +2,8 @@
 
 ``die``: every rank logs 100 points; rank 1 raises ``--delay`` seconds after create_run (on the
 first attempt only); rank 0 waits for the launcher to stop it (or, on a later attempt, finishes).
+``steady``: every rank logs 10 records every 50 ms for ``--steps`` steps (the test freezes one
+rank meanwhile), after writing its pid to ``pid-<rank>``.
 ``in-turn``: rank r waits until rank r-1 finished run "a", then creates, logs 500 points and
 finishes it: rank 0 has ended "a" before any other rank reaches it.
 """
@@ -15,7 +17,8 @@ import time
 from pathlib import Path
 
 p = argparse.ArgumentParser()
-p.add_argument("case", choices=["die", "in-turn"])
+p.add_argument("case", choices=["die", "in-turn", "steady"])
+p.add_argument("--steps", type=int, default=160)
 p.add_argument("--delay", type=float, default=0.05)
 p.add_argument("--group", action="store_true", help="init a gloo default group first")
 p.add_argument("--engine", choices=["mpi", "horovod"], default=None)
@@ -50,6 +53,15 @@ if args.case == "die":
         while time.monotonic() < deadline:  # until torchrun stops this rank (rank 1 failed)
             time.sleep(0.05)
     run.finish()
+elif args.case == "steady":
+    (out / f"pid-{rank}").write_text(str(os.getpid()))
+    run = em.create_run(name="steady", system_metrics_interval=0)
+    for step in range(args.steps):
+        for k in range(10):
+            run.log(type="train", metrics={"loss": float(step), "k": k}, step=step * 10 + k)
+        time.sleep(0.05)  # a training step's pace
+    run.finish()
+    (out / f"rank-{rank}.json").write_text(json.dumps({"path": str(run.path), "status": run.status}))
 else:
     prev = out / f"done-{rank - 1}"
     deadline = time.monotonic() + 60
