@@ -48,10 +48,6 @@ class Database:
         self.write_session = sessionmaker(self.write_engine, expire_on_commit=False)
         self.read_session = sessionmaker(self.read_engine, expire_on_commit=False)
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.write_engine.dialect.name == "sqlite"
-
     def dispose(self) -> None:
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:

@@ -35,7 +35,6 @@ from typing import Union
 
 TIME_FIELDS = frozenset({"started", "ended", "created", "updated"})
 PLAIN_FIELDS = frozenset({"name", "status", "labels"}) | TIME_FIELDS
-OPERATORS = ("<=", ">=", "!=", "=", "<", ">")
 _KEYWORDS = frozenset({"and", "or", "not", "contains", "true", "false", "null", "now"})
 _DURATION_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_FILTER_CHARS = 4000
