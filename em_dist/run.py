@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import capture, lifecycle
 from ._warn import silence, warn_once
@@ -29,9 +29,10 @@ from .ranks.world import WorldInfo, detect_world
 from .ranks.timing import RankTimings, positive_seconds
 from .observe.sampler import SystemSampler, system_metrics_interval as _sampling_interval
 from .observe.steps import STEP_METRIC
-from .sink import EndReport, Sink
+from .sink import EndReport, Record, RecordTuple, Sink
 from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
-from .values import MAX_FLOAT, MAX_STEP, TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
+from .limits import MAX_FLOAT, MAX_STEP
+from .values import TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
 
 _now = time.time
 
@@ -246,16 +247,17 @@ class Run:
             warn_once(f"log-after-finish:{self._id}", f"em_dist: run {self.name!r} is finished; log() calls after finish() are ignored", 2)
             return
         buf = self._buffer
-        rec = (t, step, epoch, _now(), values)
+        rec: RecordTuple = (t, step, epoch, _now(), values)
+        item: Record = rec
         n = len(buf)
         if n >= self._wake_at:
             if n >= self._encode_at and not has_device_values(rec):
-                rec = self._encode(rec)  # the writer is behind: hand it a finished line
+                item = self._encode(rec)  # the writer is behind: hand it a finished line
             if n >= self._max_pending:
                 self._sink.evicting()  # the append below evicts the oldest: counted, warned once
             elif not n & 1023:  # wake the writer early, but not on every call of a long backlog
                 self._sink.wake()
-        buf.append(rec)
+        buf.append(item)
         if self.status == "Initializing":
             self._set_status("Running")
 
@@ -277,11 +279,11 @@ class Run:
             return False
 
     # -- lineage ----------------------------------------------------------------------
-    def mark_input(self, artifact: Artifact | ArtifactRecord | str | os.PathLike) -> None:
+    def mark_input(self, artifact: Artifact | ArtifactRecord | str | os.PathLike[str]) -> None:
         """Record that this run consumed ``artifact`` (a dataflow edge artifact -> run)."""
         self._mark(artifact, "input")
 
-    def mark_output(self, artifact: Artifact | ArtifactRecord | str | os.PathLike) -> None:
+    def mark_output(self, artifact: Artifact | ArtifactRecord | str | os.PathLike[str]) -> None:
         """Record that this run produced ``artifact`` (a dataflow edge run -> artifact)."""
         self._mark(artifact, "output")
 
@@ -310,7 +312,7 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         if exc_type is None:
             self.finish()
         else:
@@ -499,7 +501,7 @@ class Run:
         self.status = status
         self._sink.write_run(self._run_doc())
 
-    def _hparams_changed(self, data: dict) -> None:
+    def _hparams_changed(self, data: dict[str, Any]) -> None:
         self._sink.write_hparams(data)
 
     def _run_doc(self) -> dict[str, Any]:
@@ -567,7 +569,7 @@ class Run:
             warn_once("system-metrics-start", f"em_dist: system metrics could not start ({exc!r})")
             self._sampler = None
 
-    def _emit_system(self, sample: int, t: float, metrics: dict) -> None:
+    def _emit_system(self, sample: int, t: float, metrics: dict[str, Any]) -> None:
         """The sampler's record, on its thread: appended like a log() record (deque appends are atomic)."""
         if not self._finished:
             buf = self._buffer
@@ -593,7 +595,7 @@ class Run:
 
 
 def create_run(
-    config_path: str | os.PathLike | None = None,
+    config_path: str | os.PathLike[str] | None = None,
     name: str = "default",
     hparams: Mapping[str, Any] | None = None,
     labels: list[str] | None = None,
@@ -629,7 +631,7 @@ def create_run(
     stdout and stderr is still shown and also saved, per rank, in ``logs/rank-<r>.log`` of
     rank 0's run folder (:mod:`em_dist.capture`).
     """
-    args = dict(
+    args: dict[str, Any] = dict(
         name=name, hparams=hparams, labels=labels, description=description, folder=folder,
         make_folder=make_folder, conflict_strategy=conflict_strategy, auto_upload=auto_upload,
     )

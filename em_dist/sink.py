@@ -26,15 +26,19 @@ from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from ._warn import warn_once
 from .observe.steps import marks_step
 from .store.lines import OUTPUT_MARK, LineEncoder
 from .values import materialize
 
-Record = tuple
-"""``(type, step, epoch, time, metrics: dict[str, int | float])``, or its encoded line (a str)."""
+RecordTuple = tuple[str, int, Union[int, float, None], float, dict[str, Any]]
+"""What ``log()`` appends: ``(type, step, epoch, time, metrics)``; metric values may still be tensors
+(converted in bulk off the training thread, :func:`em_dist.values.materialize`)."""
+Record = Union[RecordTuple, str]
+"""What a record buffer holds: a record tuple, its encoded line (``log()`` encodes its own while the
+writer is behind; a peer sends lines), or a captured-output record (:data:`~em_dist.store.lines.OUTPUT_MARK`)."""
 
 CHUNK = 5_000
 """Records taken off the buffer (and written) per step of a cycle. A record is on disk one chunk
@@ -92,7 +96,7 @@ class EndReport:
     """How many distinct hosts the ranks reported: the job's node count."""
     relayed_by: dict[int, int] = field(default_factory=dict)
     """Rank -> the node leader that relayed its records to rank 0 (ranks that came directly are not in it)."""
-    delivery: dict[int, dict] = field(default_factory=dict)
+    delivery: dict[int, dict[str, Any]] = field(default_factory=dict)
     """Peer -> ``{records, complete[, journal]}``: how many of its records the run holds, whether
     that is all it journaled, and where the rest is (``host:path`` of its journal)."""
     peer_drops: dict[int, Drops] = field(default_factory=dict)
@@ -102,13 +106,13 @@ class EndReport:
 class Sink(ABC):
     """Where a Run's records and metadata go. Implemented by the writer, the root sink and the peer sink."""
 
-    buffer: deque
+    buffer: deque[Record]
     """``log()`` appends records here (bounded: the oldest are dropped past ``max_pending``)."""
     wake_at: int
     """Backlog at which ``log()`` calls :meth:`wake` (every 1024 records past it)."""
     encode_at: int
     """Backlog at which ``log()`` encodes records itself, so a writer starved of the GIL can't let memory grow."""
-    encode: Callable[[Record], str]
+    encode: Callable[[RecordTuple], str]
     """The line encoder (shared by the training thread and the background thread)."""
     step_mark: tuple[int, float] | None = None
     """``(step, time)`` of the newest step-marking record the background thread took off the
@@ -184,7 +188,7 @@ class QueuedSink(Sink):
     and no more than one extra cycle); ``_stop`` runs a last cycle with ``final=True``.
     """
 
-    def __init__(self, *, interval: float, max_pending: int, thread_name: str, buffer: deque | None = None,
+    def __init__(self, *, interval: float, max_pending: int, thread_name: str, buffer: deque[Record] | None = None,
                  encode_at: int = ENCODE_AT) -> None:
         self.buffer: deque[Record] = deque(maxlen=max_pending) if buffer is None else buffer
         self.wake_at = min(CHUNK, max(1, max_pending // 2))
@@ -199,6 +203,16 @@ class QueuedSink(Sink):
         self._done_cycles = 0
         self._thread = threading.Thread(target=self._loop, name=thread_name, daemon=True)
         self._evicted = Drops()
+
+    @property
+    def interval(self) -> float:
+        """Seconds between cycles."""
+        return self._interval
+
+    @property
+    def max_pending(self) -> int:
+        """The buffer's bound."""
+        return self._max_pending
 
     # -- called from any thread ---------------------------------------------------------
     def start(self) -> None:

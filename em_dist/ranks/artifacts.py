@@ -56,7 +56,7 @@ class ArtifactReceiver:
             f.seek(offset)
             f.write(data)
 
-    def done(self, rank: int, alt: str, doc: dict, role: str) -> dict[str, Any]:
+    def done(self, rank: int, alt: str, doc: dict[str, Any], role: str) -> dict[str, Any]:
         """Write ``artifact.json``; return the run's ``artifacts.json`` entry for it."""
         folder = self._folder(alt)
         folder.mkdir(parents=True, exist_ok=True)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from .channel import LinkClosed
-from .frames import Wire
+from .frames import OnFrame, OnJoin, OnLost, Wire
 from .timing import RankTimings
 
 
@@ -41,7 +41,7 @@ class DeferredWire(Wire):
         return self._wire is not None or any(ready() for ready, _ in self._choices)
 
     @property
-    def rank0_run(self) -> dict | None:  # type: ignore[override]
+    def rank0_run(self) -> dict[str, Any] | None:  # type: ignore[override]
         return self._wire.rank0_run if self._wire is not None else None
 
     @property
@@ -82,7 +82,7 @@ class DeferredWire(Wire):
         if self._wire is not None:
             self._wire.release()
 
-    def serve(self, on_join, on_frame, on_lost, stop: threading.Event) -> None:
+    def serve(self, on_join: OnJoin, on_frame: OnFrame, on_lost: OnLost, stop: threading.Event) -> None:
         wire = None
         while wire is None and not stop.is_set():
             wire = self._resolve(time.monotonic() + 1.0)

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from .._warn import warn_once
 from . import deferred, relay
@@ -39,7 +39,7 @@ class Meeting:
     """The run's identity: rank 0 and each peer meet under it."""
     attempt: int
     """The launcher's restart count: a restarted job meets afresh, never on a dead attempt's keys."""
-    run_doc: dict
+    run_doc: dict[str, Any]
     """Rank 0's announcement to the peers that join: ``id``, ``alternative_name``, ``path``."""
 
     @property
@@ -115,7 +115,7 @@ def _gloo_wire(world: WorldInfo, meeting: Meeting, timings: RankTimings, root: i
         # concurrent.futures) raises "can't register atexit after shutdown".
         import torch.distributed  # noqa: F401
 
-        factory: Callable = lambda: gloo.agent_store(timings.engine_wait)  # noqa: E731
+        factory: Callable[[], Any] = lambda: gloo.agent_store(timings.engine_wait)  # noqa: E731
     else:
         factory = gloo.default_store
     return gloo.GlooWire(world.rank, world.world_size, meeting.nonce, factory, timings, meeting.run_doc, root=root)

@@ -31,7 +31,7 @@ from .._warn import warn_once
 from ..sink import EndReport, QueuedSink
 from ..store import attempts, layout
 from ..store.files import write_json_atomic
-from ..store.writer import RunWriter
+from ..store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
 from .deferred import torch_ready
 from .frames import FramePeer
 from .late import engine_rank, meet, root_sink
@@ -71,9 +71,10 @@ def taken_over(run_dir: Path) -> dict[str, Any] | None:
     if not (run_dir / TAKEN_OVER_FILE).is_file():
         return None
     try:
-        return json.loads((run_dir / layout.RUN_FILE).read_text(encoding="utf-8"))
+        doc = json.loads((run_dir / layout.RUN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 class ForkedSink(QueuedSink):
@@ -84,11 +85,12 @@ class ForkedSink(QueuedSink):
 
     def __init__(self, run: Run, key: str) -> None:
         parent = run._sink
+        interval = parent.interval if isinstance(parent, QueuedSink) else DEFAULT_FLUSH_INTERVAL
+        max_pending = parent.max_pending if isinstance(parent, QueuedSink) else DEFAULT_MAX_PENDING
         # Looks for the engine every WATCH seconds (a sys.modules lookup): a short-lived rank must
         # not end before its records could join; the writer that follows keeps the run's interval.
-        super().__init__(interval=min(parent._interval, WATCH), max_pending=parent._max_pending,
-                         thread_name="em_dist-forked")
-        self._flush_interval = parent._interval
+        super().__init__(interval=min(interval, WATCH), max_pending=max_pending, thread_name="em_dist-forked")
+        self._flush_interval = interval
         self._run = run
         self._key = key
         self._joined = False

@@ -41,6 +41,7 @@ def parse_ack(reply: bytes | None) -> Ack | None:
     except (ValueError, TypeError, AttributeError):
         return Ack()
 
+_zstd: Any
 try:
     import zstandard as _zstd
 except ImportError:  # a dependency; an install without it still compresses, with zlib
@@ -65,7 +66,8 @@ def pack(frame: dict[str, Any], compress: bool) -> bytes:
     data = messages.dumps(frame)
     if compress and len(data) >= COMPRESS_AT:
         if _zstd is not None:
-            return _zstd.ZstdCompressor(level=ZSTD_LEVEL).compress(data)  # one per frame: not thread-safe
+            packed: bytes = _zstd.ZstdCompressor(level=ZSTD_LEVEL).compress(data)  # one per frame: not thread-safe
+            return packed
         return zlib.compress(data, 1)
     return data
 
@@ -79,6 +81,14 @@ def unpack(data: bytes) -> dict[str, Any]:
     elif data[:1] == _ZLIB:
         data = zlib.decompress(data)
     return messages.loads(data)
+
+
+OnJoin = Callable[[int], "int | None"]
+"""Rank 0's side: a peer joined (returns the newest of its record numbers rank 0 has)."""
+OnFrame = Callable[[int, bytes], "bytes | None"]
+"""Rank 0's side: a peer's frame arrived (returns the reply to send back, if any)."""
+OnLost = Callable[[int], None]
+"""Rank 0's side: a peer's link broke."""
 
 
 class Wire(_Readiness, ABC):
@@ -112,8 +122,7 @@ class Wire(_Readiness, ABC):
 
     # -- rank 0 -------------------------------------------------------------------
     @abstractmethod
-    def serve(self, on_join: Callable[[int], int | None], on_frame: Callable[[int, bytes], bytes | None],
-              on_lost: Callable[[int], None], stop: threading.Event) -> None:
+    def serve(self, on_join: OnJoin, on_frame: OnFrame, on_lost: OnLost, stop: threading.Event) -> None:
         """Accept peers and receive their frames until ``stop`` is set (runs on its own thread).
 
         ``on_join`` returns the newest of the peer's record numbers rank 0 has (for a link rebuilt

@@ -18,6 +18,7 @@ import atexit
 import ctypes
 import json
 import os
+import queue
 import threading
 import time
 from datetime import timedelta
@@ -26,7 +27,7 @@ from typing import Any, Callable
 from .._warn import warn_once
 from ..errors import WireVersionError
 from .channel import LinkClosed
-from .frames import Wire
+from .frames import OnFrame, OnJoin, OnLost, Wire
 from .messages import WIRE_VERSION
 from .timing import RankTimings
 
@@ -75,7 +76,7 @@ def agent_store(timeout: float) -> Any:
     addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
     if not addr or not port:
         return None
-    from torch.distributed import TCPStore
+    from torch.distributed import TCPStore  # type: ignore[attr-defined]  # torch's stubs don't re-export it
 
     return TCPStore(addr, int(port), is_master=False, timeout=timedelta(seconds=timeout),
                     wait_for_workers=False)
@@ -143,8 +144,9 @@ class GlooWire(Wire):
         get :attr:`RankTimings.link_timeout`."""
         import torch.distributed as dist
 
-        prefixed = dist.PrefixStore(f"{self._prefix()}/pair/{peer}" + (f"/{link}" if link > 1 else ""), store)
-        options = dist.ProcessGroupGloo._Options()
+        prefixed = dist.PrefixStore(  # type: ignore[attr-defined]
+            f"{self._prefix()}/pair/{peer}" + (f"/{link}" if link > 1 else ""), store)
+        options = dist.ProcessGroupGloo._Options()  # type: ignore[attr-defined]  # the options' private class
         options._threads = 0
         options._devices = [device if device is not None else dist.ProcessGroupGloo.create_default_device()]
         options._timeout = timedelta(seconds=build_wait) if build_wait is not None else self._timings.link_timeout
@@ -231,7 +233,7 @@ class GlooWire(Wire):
             del pg  # destroyed here, on the thread that used it
 
     # -- rank 0 ---------------------------------------------------------------------
-    def serve(self, on_join, on_frame, on_lost, stop: threading.Event) -> None:
+    def serve(self, on_join: OnJoin, on_frame: OnFrame, on_lost: OnLost, stop: threading.Event) -> None:
         """Two threads whatever the number of peers: one receives every peer's frames, one accepts
         peers and builds their pairs (gloo's pair set-up blocks until the peer connects)."""
         store = None
@@ -244,8 +246,6 @@ class GlooWire(Wire):
             return
         store.set(f"{self._prefix()}/root", json.dumps({**self.run_doc, "wire": WIRE_VERSION}))  # served here
         self.mark_ready()
-        import queue
-
         built: queue.SimpleQueue[_Link | int] = queue.SimpleQueue()
         self._acceptor = threading.Thread(target=self._accept, args=(store, on_join, built, stop),
                                           name="em_dist-gloo-accept", daemon=True)
@@ -255,7 +255,7 @@ class GlooWire(Wire):
         self._receiver.start()
         stop.wait()
 
-    def _accept(self, store: Any, on_join, built, stop: threading.Event) -> None:
+    def _accept(self, store: Any, on_join: OnJoin, built: queue.SimpleQueue[_Link | int], stop: threading.Event) -> None:
         """Take each peer's hello, accept it and build rank 0's side of its pair, one at a time."""
         hellos = _Hellos(store, self._prefix(), self._timings)
         seen: dict[int, int] = {}  # peer -> its newest link accepted
@@ -288,7 +288,8 @@ class GlooWire(Wire):
                 built.put(_Link(peer, pg, self._tag, pid))
             stop.wait(self._timings.poll)
 
-    def _receive(self, built, on_frame, on_lost, stop: threading.Event) -> None:
+    def _receive(self, built: queue.SimpleQueue[_Link | int], on_frame: OnFrame, on_lost: OnLost,
+                 stop: threading.Event) -> None:
         """Poll every link's posted header receive; read a frame only once its header arrived, so a
         quiet link never holds this thread (gloo's waits can't be interrupted)."""
         links: dict[int, _Link] = {}

@@ -271,7 +271,8 @@ class HorovodPeer(_Rounds, PeerChannel):
         """One round at least (rank 0's round needs every peer's), more while a batch is too big for one."""
         i = 0
         while True:
-            batch, size = [], 0
+            batch: list[Any] = []
+            size = 0
             while i < len(messages) and len(batch) < MAX_BATCH and size < ROUND_BYTES:
                 batch.append(messages[i])
                 size += _rough_size(messages[i])

@@ -65,7 +65,7 @@ class RendezvousStore:
 
     def _host(self) -> Any:
         from horovod.runner.http.http_client import put_data_into_kvstore
-        from torch.distributed import TCPStore
+        from torch.distributed import TCPStore  # type: ignore[attr-defined]  # torch's stubs don't re-export it
 
         store = TCPStore(_advertised_host(), 0, is_master=True, wait_for_workers=False,
                          timeout=timedelta(seconds=self._timings.engine_wait))
@@ -74,7 +74,7 @@ class RendezvousStore:
 
     def _join(self) -> Any:
         from horovod.runner.http.http_client import read_data_from_kvstore
-        from torch.distributed import TCPStore
+        from torch.distributed import TCPStore  # type: ignore[attr-defined]  # torch's stubs don't re-export it
 
         try:
             host, port = read_data_from_kvstore(*self.server, SCOPE, self.key)

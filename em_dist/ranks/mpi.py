@@ -18,7 +18,7 @@ from typing import Any
 
 from .._warn import warn_once
 from .channel import LinkClosed
-from .frames import Wire
+from .frames import OnFrame, OnJoin, OnLost, Wire
 
 TAG_BASE = 30_000
 """em_dist's tags lie between this and the MPI's ``TAG_UB`` (32767 at least, 2**31 - 1 in Open MPI)."""
@@ -122,7 +122,7 @@ class MPIWire(Wire):
         return None
 
     # -- rank 0 ---------------------------------------------------------------------
-    def serve(self, on_join, on_frame, on_lost, stop: threading.Event) -> None:
+    def serve(self, on_join: OnJoin, on_frame: OnFrame, on_lost: OnLost, stop: threading.Event) -> None:
         comm = self._comm()
         mpi = self._mpi
         self.mark_ready()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._warn import warn_once
-from ..sink import CHUNK, EndReport, QueuedSink
+from ..sink import CHUNK, EndReport, QueuedSink, Record
 from ..store import journal as journals
 from ..store import layout
 from ..store.journal import Journal
@@ -53,7 +53,7 @@ class PeerSink(QueuedSink):
 
     def __init__(self, channel: PeerChannel | None, rank: int, *, timings: RankTimings, max_pending: int,
                  own_place: RunPlace, flush_interval: float, retired: RunWriter | None = None,
-                 buffer: deque | None = None) -> None:
+                 buffer: deque[Record] | None = None) -> None:
         super().__init__(interval=timings.send_interval, max_pending=max_pending, thread_name=f"em_dist-peer-{rank}",
                          buffer=retired.buffer if retired is not None else buffer, encode_at=PEER_ENCODE_AT)
         self.channel = channel
@@ -76,7 +76,7 @@ class PeerSink(QueuedSink):
         self._lock = threading.Lock()  # the training thread writes metadata, the cycle reads it
         self._meta: dict[str, Any] = {}
         self._sent_meta: dict[str, Any] = {}
-        self._artifacts: dict[str, dict] = {}
+        self._artifacts: dict[str, dict[str, Any]] = {}
         self._created: list[Path] = []
         self._failure: str | None = None
         self._deadline = float("inf")
@@ -87,7 +87,8 @@ class PeerSink(QueuedSink):
         """How many times this rank's link to rank 0 broke and was retried."""
         self._journal: Journal | None = None
         """This rank's journal (made at its first record): numbered, on this rank's disk until rank 0 confirms."""
-        self._unsent: deque[tuple] = deque()  # (first number, lines | None when spilled[, count])
+        self._unsent: deque[tuple[int, list[str] | None, int]] = deque()
+        """Journaled, not sent yet: (first number, the lines, or None once spilled to the journal alone, count)."""
         self._unsent_count = 0
         self._pending_meta: list[messages.Message] = []
         self.summary = RunSummary()
@@ -248,20 +249,20 @@ class PeerSink(QueuedSink):
             if not batch:
                 break
             self.summary.add(self.rank, [r for r in batch if not (r.__class__ is str and r[:1] == OUTPUT_MARK)])
-            lines = [r if r.__class__ is str else enc(r) for r in batch]
+            lines = [r if isinstance(r, str) else enc(r) for r in batch]
             journal = self._open_journal()
             first = journal.append(lines)
             if journal.failed is not None:
                 warn_once(f"journal:{self.rank}", f"em_dist: rank {self.rank} cannot write its journal "
                           f"{journal.path} ({journal.failed}); its records still go to rank 0, without a copy here.")
-            self._unsent.append((first, lines))
+            self._unsent.append((first, lines, len(lines)))
             self._unsent_count += len(lines)
             while self._unsent_count > self._max_pending and len(self._unsent) > 1:
                 # spilled: the lines stay in the journal only, and are read back from it when sent
-                spill_first, spill_lines = self._unsent[0]
+                spill_first, spill_lines, count = self._unsent[0]
                 if spill_lines is None:
                     break
-                self._unsent[0] = (spill_first, None, len(spill_lines))  # type: ignore[assignment]
+                self._unsent[0] = (spill_first, None, count)
                 self._unsent_count -= len(spill_lines)
             if not buf:
                 break
@@ -300,14 +301,14 @@ class PeerSink(QueuedSink):
         unsent = self._unsent
         while True:  # bounded: what was journaled before this cycle
             if unsent:
-                first, lines, *spilled = unsent[0]
+                first, lines, count = unsent[0]
                 if lines is None:  # spilled (or to re-send after a broken link): from the journal, a chunk at a time
-                    lines = self._read_back(first, min(spilled[0], CHUNK))
+                    lines = self._read_back(first, min(count, CHUNK))
                     if not lines:  # the journal lost them (its disk refused): nothing to re-send
                         unsent.popleft()
                         continue
-                    if spilled[0] > len(lines):
-                        unsent[0] = (first + len(lines), None, spilled[0] - len(lines))
+                    if count > len(lines):
+                        unsent[0] = (first + len(lines), None, count - len(lines))
                     else:
                         unsent.popleft()
                 else:

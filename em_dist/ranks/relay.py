@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from .._warn import warn_once
 from .channel import Ack, LinkClosed, PeerChannel
-from .frames import ACK, FramePeer, Wire, unpack
+from .frames import ACK, FramePeer, OnFrame, OnJoin, OnLost, Wire, unpack
 from .messages import RelayJoin, Relayed, RelayLost
 from .timing import RankTimings
 from .world import WorldInfo
@@ -262,7 +262,7 @@ class ViaLeader(Wire):
         return self.wire.engine_started
 
     @property
-    def rank0_run(self) -> dict | None:  # type: ignore[override]
+    def rank0_run(self) -> dict[str, Any] | None:  # type: ignore[override]
         return self.wire.rank0_run
 
     @property
@@ -303,7 +303,7 @@ class ViaLeader(Wire):
     def release(self) -> None:
         self.wire.release()
 
-    def serve(self, on_join, on_frame, on_lost, stop: threading.Event) -> None:
+    def serve(self, on_join: OnJoin, on_frame: OnFrame, on_lost: OnLost, stop: threading.Event) -> None:
         raise NotImplementedError("a member's wire does not serve")
 
     def shutdown(self, finished: frozenset[int] = frozenset()) -> None:

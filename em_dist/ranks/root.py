@@ -45,18 +45,18 @@ class RootSink(Sink):
         self.encode = writer.encode
         # The receiving thread and the training thread both update the merged documents.
         self._lock = threading.Lock()
-        self._hparams: dict = {}
-        self._peer_hparams: dict[int, dict] = {}
+        self._hparams: dict[str, Any] = {}
+        self._peer_hparams: dict[int, dict[str, Any]] = {}
         self._written_hparams: set[int] = set()
         self._world: dict[str, Any] = {}
-        self._platforms: dict[int, dict] = {}
-        self._artifacts: list[dict] = []
-        self._shipped: list[dict] = []
+        self._platforms: dict[int, dict[str, Any]] = {}
+        self._artifacts: list[dict[str, Any]] = []
+        self._shipped: list[dict[str, Any]] = []
         self._peer_failures: dict[int, str] = {}
         self._peer_drops: dict[int, Drops] = {}
         self._have: dict[int, int] = {}  # peer -> the newest record number handed to the writer (contiguous)
         self._said: dict[int, int] = {}  # peer -> the newest number it journaled, as its goodbye said
-        self._journals: dict[int, dict] = {}  # peer -> where its journal is (as it announced it)
+        self._journals: dict[int, dict[str, Any]] = {}  # peer -> where its journal is (as it announced it)
         self._read_journals: list[tuple[int, Path]] = []  # journals merged at the end (this host)
         self._backend: str | None = None
         self._receiver = ArtifactReceiver(Path(writer.run_dir))
@@ -219,7 +219,7 @@ class RootSink(Sink):
             on_disk[member] = self.writer.wait_written(member, self._have.get(member, 0), left)
         return on_disk
 
-    def _merge_journals(self) -> dict[int, dict]:
+    def _merge_journals(self) -> dict[int, dict[str, Any]]:
         """At the end: the journals of this run on this host (a peer that lost its link, or answered
         late) hand what they hold beyond what arrived to the writer, exactly once by number; then
         each peer's delivery: how many records the run holds, complete or not, and where the rest is."""
@@ -246,10 +246,10 @@ class RootSink(Sink):
         if merged:
             warn_once("journals-merged", f"em_dist: records of ranks {sorted(merged)} that had not reached rank 0 "
                       f"were merged from their journals ({sum(merged.values())} records).")
-        delivery: dict[int, dict] = {}
+        delivery: dict[int, dict[str, Any]] = {}
         for rank in range(1, world):
             have, said = self._have.get(rank, 0), self._said.get(rank)
-            entry: dict = {"records": have, "complete": said is not None and have >= said}
+            entry: dict[str, Any] = {"records": have, "complete": said is not None and have >= said}
             if attempt:
                 entry["attempt"] = attempt
             where = self._journals.get(rank)
@@ -270,7 +270,7 @@ class RootSink(Sink):
             time.sleep(self._timings.poll)
         return sorted(missing)
 
-    def _add_shipped(self, entry: dict) -> None:
+    def _add_shipped(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self._shipped.append(entry)
             self.writer.write_artifacts(self._artifacts + self._shipped)

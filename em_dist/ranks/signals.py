@@ -111,7 +111,7 @@ def _finish_then_chain(signum: int) -> None:
     except BaseException:  # noqa: BLE001 - never leave the signal swallowed
         _busy.clear()
         _chain_due[signum] = True
-        signal.pthread_kill(threading.main_thread().ident, signum)
+        signal.pthread_kill(_main_ident(), signum)
 
 
 def _finish_and_hand_on(signum: int) -> None:
@@ -137,7 +137,7 @@ def _finish_and_hand_on(signum: int) -> None:
         return
     _chain_due[signum] = True  # the next _handle of this signal hands it on
     _busy.clear()
-    signal.pthread_kill(threading.main_thread().ident, signum)
+    signal.pthread_kill(_main_ident(), signum)
 
 
 def _die_of(signum: int) -> bool:
@@ -170,3 +170,9 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _main_ident() -> int:
+    """The main thread's id (it has one: it is running, it is who a signal interrupts)."""
+    ident = threading.main_thread().ident
+    return ident if ident is not None else threading.get_ident()

@@ -10,9 +10,13 @@ format, or a crash before the first cycle) is listed from run.json alone.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .lines import decode_number
+
+if TYPE_CHECKING:
+    from ..sink import Record, RecordTuple
 
 SUMMARY_FILE = "summary.json"
 
@@ -25,7 +29,7 @@ class RunSummary:
         self._last: dict[int, dict[str, Any]] = {}
         self.changed = False
 
-    def add(self, rank: int, records: list) -> None:
+    def add(self, rank: int, records: Sequence[Record]) -> None:
         """Note a batch of records (tuples, or lines the training thread encoded already).
 
         The last value of *every* metric of every type counts (a loop that logs ``loss`` then
@@ -35,12 +39,11 @@ class RunSummary:
         if not records:
             return
         self._records[rank] = self._records.get(rank, 0) + len(records)
-        newest: dict[tuple[str, str], tuple] = {}
-        for rec in records:
-            if rec.__class__ is str:
-                rec = _parse(rec)
-                if rec is None:
-                    continue
+        newest: dict[tuple[str, str], RecordTuple] = {}
+        for item in records:
+            rec = _parse(item) if isinstance(item, str) else item
+            if rec is None:
+                continue
             t = rec[0]
             for name in rec[4]:
                 newest[(t, name)] = rec
@@ -68,7 +71,7 @@ class RunSummary:
         }
 
 
-def _parse(line: str) -> tuple | None:
+def _parse(line: str) -> RecordTuple | None:
     try:
         doc = json.loads(line)
         return (doc["type"], doc["step"], doc["epoch"], doc["time"],

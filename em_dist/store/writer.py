@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -69,7 +70,7 @@ class RunWriter(QueuedSink):
         attempt: int = 0,
         rank: int = 0,
         heartbeat: bool = True,
-        buffer: deque | None = None,
+        buffer: deque[Record] | None = None,
     ) -> None:
         super().__init__(interval=flush_interval, max_pending=max_pending, thread_name="em_dist-writer", buffer=buffer)
         self.run_dir = run_dir
@@ -83,7 +84,7 @@ class RunWriter(QueuedSink):
         self._attempt_prefix = f'{{"attempt":{attempt},' if attempt else ""
         """A continued run's lines say which attempt wrote them (every rank's: peers' lines too)."""
         self._slow_hint = f"Is the disk at {run_dir} slow or full?"
-        self._remote: deque[tuple[int, list[Record], int | None]] = deque()
+        self._remote: deque[tuple[int, Sequence[Record], int | None]] = deque()
         self._queued_n: dict[int, int] = {}  # writer thread: a peer's newest record number queued
         self._written_n: dict[int, int] = {}  # ... and on disk (what rank 0 acknowledges)
         self._written = threading.Condition()
@@ -116,7 +117,7 @@ class RunWriter(QueuedSink):
             self._write_meta()
         super().start()
 
-    def submit(self, rank: int, records: list[Record], first: int | None = None) -> None:
+    def submit(self, rank: int, records: Sequence[Record], first: int | None = None) -> None:
         """Records of another rank, received by the distributed transport on rank 0; ``first``: the
         number of the first in that rank's journal (its metric lines are written with their numbers)."""
         self._remote.append((rank, records, first))
@@ -260,22 +261,23 @@ class RunWriter(QueuedSink):
         except OSError:
             pass  # the line and metadata writes above already warned about this disk
 
-    def _queue_lines(self, rank: int, records: list, first: int | None = None) -> None:
+    def _queue_lines(self, rank: int, records: Sequence[Record], first: int | None = None) -> None:
         if first is not None:  # a peer's numbered lines: each metric line carries its number
             self._queued_n[rank] = first + len(records) - 1
             attempt = self.attempt
-            records = [r if r[:1] == OUTPUT_MARK else numbered(r, first + i, attempt) for i, r in enumerate(records)]
-        output = [r for r in records if r.__class__ is str and r[:1] == OUTPUT_MARK]
+            records = [numbered(r, first + i, attempt) if isinstance(r, str) and r[:1] != OUTPUT_MARK else r
+                       for i, r in enumerate(records)]
+        output = [r for r in records if isinstance(r, str) and r[:1] == OUTPUT_MARK]
         if output:  # the one rule (store.lines.is_output_record), inlined: this runs per record
             self._queue_output(rank, output)
-            records = [r for r in records if not (r.__class__ is str and r[:1] == OUTPUT_MARK)]
+            records = [r for r in records if not (isinstance(r, str) and r[:1] == OUTPUT_MARK)]
             if not records:
                 return
         if rank == self._rank:  # a peer summarises its own records (submit_summary)
             self.summary.add(rank, records)
         encode = self.encode
         lines = self._unwritten.setdefault(rank, [])
-        new = [r if r.__class__ is str else encode(r) for r in records]
+        new = [r if isinstance(r, str) else encode(r) for r in records]
         prefix = self._attempt_prefix
         if prefix and first is None:
             new = [prefix + line[1:] for line in new]
