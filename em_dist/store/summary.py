@@ -33,23 +33,31 @@ class RunSummary:
         """Note a batch of records (tuples, or lines the training thread encoded already).
 
         The last value of *every* metric of every type counts (a loop that logs ``loss`` then
-        ``lr`` each step keeps both): one dict store per metric of a record. A line (encoded by
+        ``lr`` each step keeps both). A line (encoded by
         ``log()`` itself while the writer was behind) is parsed; a peer's lines never come here
         (each peer keeps its own summary and sends it, :meth:`set_rank`)."""
         if not records:
             return
         self._records[rank] = self._records.get(rank, 0) + len(records)
-        newest: dict[tuple[str, str], RecordTuple] = {}
-        for item in records:
+        # Newest first: a record whose metric names the newer ones of its type all had is skipped with
+        # one set comparison of dict views (C), so a loop of one shape costs about that per record.
+        by_type: dict[str, dict[str, RecordTuple]] = {}
+        for item in reversed(records):
             rec = _parse(item) if isinstance(item, str) else item
             if rec is None:
                 continue
-            t = rec[0]
-            for name in rec[4]:
-                newest[(t, name)] = rec
+            metrics = rec[4]
+            seen = by_type.get(rec[0])
+            if seen is None:
+                by_type[rec[0]] = dict.fromkeys(metrics, rec)
+            elif not seen.keys() >= metrics.keys():
+                for name in metrics:
+                    seen.setdefault(name, rec)
         last = self._last.setdefault(rank, {})
-        for (t, name), (_, step, epoch, when, metrics) in newest.items():
-            last.setdefault(t, {})[name] = {"value": _plain(metrics[name]), "step": step, "epoch": epoch, "time": when}
+        for t, names in by_type.items():
+            entry = last.setdefault(t, {})
+            for name, (_, step, epoch, when, metrics) in names.items():
+                entry[name] = {"value": _plain(metrics[name]), "step": step, "epoch": epoch, "time": when}
         self.changed = True
 
     def set_rank(self, rank: int, records: int, last: dict[str, Any]) -> None:
