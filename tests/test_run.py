@@ -365,3 +365,31 @@ def test_create_run_keeps_the_original_sdks_argument_order(tmp_path):
     assert run.name == "positional-name" and dict(run.hparams) == {"lr": 0.1}
     with pytest.raises(FileNotFoundError, match=r"did you mean create_run\(name='mnist'\)"):
         em.create_run("mnist")
+
+
+def test_records_dropped_past_max_pending_are_counted_and_warned() -> None:
+    """A writer starved of the GIL (a 50 ms switch interval) behind a loop that logs 20,000 records
+    with max_pending=2000: what is not written was dropped, counted exactly and warned about (the
+    warning used to fire only when max_pending was a multiple of 1024, the drops never counted)."""
+    import sys
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.05)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run = em.create_run(name="drops", max_pending=2000, flush_interval=5.0, capture_output=False,
+                                system_metrics_interval=0)
+            for i in range(20_000):
+                run.log(type="train", metrics={"loss": float(i)}, step=i)
+            sys.setswitchinterval(switch)
+            run.finish()
+    finally:
+        sys.setswitchinterval(switch)
+    rec = em.load_run(run.path)
+    written, dropped = len(rec.metrics(name="loss")), rec.dropped["0"]["records"]
+    assert dropped > 0 and written + dropped == 20_000, (written, dropped)
+    assert [p["step"] for p in rec.metrics(name="loss")][-1] == 19_999  # the newest are kept
+    said = [str(w.message) for w in caught]
+    assert any("records are waiting to be written; the oldest are being dropped" in m for m in said), said
+    assert any("dropped records to bound memory" in m and str(dropped) in m for m in said), said
