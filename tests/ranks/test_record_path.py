@@ -16,6 +16,7 @@ import pytest
 
 import em_dist as em
 from tests.ranks._launch import job_env, mpirun_cmd, run_job, torchrun_cmd
+from tests.server.harness import fresh_server  # noqa: F401  (fixture)
 
 WORKER = Path(__file__).parent / "workers" / "record_path.py"
 
@@ -135,3 +136,44 @@ def test_a_link_broken_mid_run_is_rebuilt_and_every_record_arrives_once(tmp_path
 def _rank1_lines(tmp_path: Path) -> int:
     files = list((tmp_path / "runs").glob("steady_*/metrics/rank-1.jsonl"))
     return sum(1 for _ in open(files[0])) if files else 0
+
+
+def test_a_link_broken_for_good_lands_by_the_journal_and_uploads_once(tmp_path, fresh_server):  # noqa: F811
+    """Rank 1 freezes until rank 0 has ended the run (its timeout passed): nothing more can go over a
+    link. When it thaws it finishes, finds rank 0's ended run and merges its journal into it,
+    exactly once; the run then uploads to a real server with every record of rank 1 once, and a
+    second upload adds nothing."""
+    import os
+    import signal
+
+    from tests.poll import wait_for
+
+    env = job_env(tmp_path, EM_DIST_PEER_TIMEOUT="1", EM_DIST_TIMEOUT="2")
+    proc = subprocess.Popen(torchrun_cmd(2, "steady", "--steps", "100", script=WORKER), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        pid_file = tmp_path / "out" / "pid-1"
+        wait_for(lambda: pid_file.exists() and _rank1_lines(tmp_path) >= 100, 60, "rank 1's first records in the run")
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: (tmp_path / "out" / "rank-0.json").exists(), 60, "rank 0 to end the run without rank 1")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert proc.returncode == 0, err[-4000:]
+    rec = _runs(tmp_path)[0]
+    assert len(_runs(tmp_path)) == 1
+    assert [p["step"] for p in rec.metrics(name="loss", rank=1)] == list(range(1000))
+    assert rec.delivery["1"]["complete"] is True
+    _no_journal_left(tmp_path)
+
+    _, key = fresh_server.add_user()
+    for _ in range(2):  # idempotent: the second upload sends nothing new
+        em.upload(rec.path, folder="journals", make_folder=True, host=fresh_server.url, api_key=key)
+    remote = em.Client(host=fresh_server.url, api_key=key).run(rec.id)
+    assert sorted(p["step"] for p in remote.metrics(name="loss", rank=1)) == list(range(1000))
