@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 REDACTED = "<redacted>"
 SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "pwd", "auth",
@@ -65,8 +66,13 @@ def redact_record(value: object) -> object:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
-        return {k: REDACTED if isinstance(v, str) and isinstance(k, str) and looks_secret(k) else redact_record(v)
-                for k, v in value.items()}
+        return redact_mapping(value)
     if isinstance(value, list):
         return [redact_record(v) for v in value]
     return value
+
+
+def redact_mapping(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`redact_record` of a mapping (hparams): a redacted copy, typed as the dict it is."""
+    return {k: REDACTED if isinstance(v, str) and isinstance(k, str) and looks_secret(k) else redact_record(v)
+            for k, v in doc.items()}

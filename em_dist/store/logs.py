@@ -18,6 +18,7 @@ import heapq
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from .lines import dropped_bytes, dropped_marker
 
@@ -156,7 +157,7 @@ def _write_all(fd: int, data: bytes) -> None:
         done += os.write(fd, view[done:])
 
 
-def read_log(run_dir: Path, rank: int | None = None, tail: int | None = None) -> list[dict]:
+def read_log(run_dir: Path, rank: int | None = None, tail: int | None = None) -> list[dict[str, Any]]:
     """Captured lines ``{rank, time, stream, text}`` of one rank (in the order printed) or of every
     rank (ordered by time); ``tail`` keeps the last ``tail`` lines of each rank. A marker of dropped
     output reads as a line of stream ``em``; a torn last line (a crash mid-write) is skipped."""
@@ -166,9 +167,9 @@ def read_log(run_dir: Path, rank: int | None = None, tail: int | None = None) ->
 
     if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int) or tail < 0):
         raise ValueError(f"tail must be a non-negative number of lines, got {tail!r}")
-    per_rank: list[list[dict]] = []
+    per_rank: list[list[dict[str, Any]]] = []
     for r in log_ranks(run_dir) if rank is None else [rank]:
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         per_rank.append(out)
         try:
             with open(log_file(run_dir, r), encoding="utf-8", errors="backslashreplace") as f:
