@@ -32,9 +32,9 @@ class RunSnapshot:
 
     path: Path
     record: RunRecord
-    raw: dict
+    raw: dict[str, Any]
     metric_sizes: dict[int, int] = field(default_factory=dict)
-    artifacts: list[dict] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _lock(run_dir: Path) -> FileLock:
@@ -91,6 +91,6 @@ def record_upload(run_dir: Path, entry: dict[str, Any]) -> None:
         warnings.warn(f"em_dist: could not record the upload in {path}: {exc}", EMWarning, stacklevel=3)
 
 
-def read_uploads(run_dir: str | os.PathLike) -> list[dict]:
+def read_uploads(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The upload history of a run folder (newest last)."""
     return list((read_json(Path(run_dir) / layout.UPLOADS_FILE, None) or {}).get("uploads", []))
