@@ -26,7 +26,7 @@ import atexit
 import os
 import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 _live: list[Any] = []
 _install_lock = threading.Lock()  # register only
@@ -75,7 +75,7 @@ def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> N
     hook(exc_type, exc, tb)
 
 
-def _exit(status: Any = None) -> None:
+def _exit(status: Any = None) -> NoReturn:
     """``sys.exit`` that notes the exit status of the main thread (then exits as ever)."""
     if threading.current_thread() is threading.main_thread():
         _exit_code[:] = [status]

@@ -7,11 +7,15 @@ because only a folder's owner may share or unshare it.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ..errors import CommandError
 
+if TYPE_CHECKING:
+    from . import Groups
 
-def register(groups: dict) -> None:
+
+def register(groups: Groups) -> None:
     share = groups["server"].add_parser(
         "share", help="share a folder you own, list or revoke its shares",
         description="Share a folder you own with another user, list its shares, or revoke one (as the logged-in user).")
