@@ -35,6 +35,7 @@ _uncaught: list[BaseException] = []
 _exit_code: list[Any] = []
 _previous_hook = None
 _original_exit = sys.exit
+_child_watched = False  # multiprocessing's exit finalizer that finishes the runs is registered
 
 
 def register(run: Any) -> None:
@@ -106,9 +107,10 @@ def _watch_multiprocessing_child() -> None:
         return
     from multiprocessing import util
 
-    if not getattr(_watch_multiprocessing_child, "_done", False):
+    global _child_watched
+    if not _child_watched:
         util.Finalize(None, _at_child_exit, exitpriority=100)
-        _watch_multiprocessing_child._done = True  # type: ignore[attr-defined]
+        _child_watched = True
 
 
 def _at_child_exit() -> None:
@@ -124,6 +126,7 @@ def _at_child_exit() -> None:
 def _forget_after_fork() -> None:
     """A fork child does not own its parent's runs: it must neither finish nor write them. A run
     that may become the child's rank's run (``ddp_fork``) is handed to :mod:`em_dist.ranks.forked`."""
+    global _child_watched
     kept = []
     for run in list(_live):
         try:
@@ -135,7 +138,7 @@ def _forget_after_fork() -> None:
     _live[:] = kept
     _uncaught.clear()
     _exit_code.clear()
-    _watch_multiprocessing_child._done = False  # type: ignore[attr-defined]
+    _child_watched = False
     if kept and "multiprocessing.util" in sys.modules:
         # A multiprocessing child clears its finalizers after this hook, then runs its after-fork
         # callbacks: watch for the child's end from there.

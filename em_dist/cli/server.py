@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ..errors import CommandError
 
 if TYPE_CHECKING:
+    from ..server.config import ServerConfig
     from . import Groups
 
 
@@ -73,7 +74,7 @@ def register(groups: Groups) -> None:
 
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _config(args: argparse.Namespace) -> ServerConfig:
     try:
         from ..server.config import ServerConfig
     except ImportError as exc:  # pragma: no cover - depends on installed extras

@@ -133,7 +133,7 @@ def logout() -> None:
                 config_path().unlink(missing_ok=True)
 
 
-def client_for(host: str | None = None, api_key: str | None = None, **kwargs) -> HttpClient:  # type: ignore[no-untyped-def]
+def client_for(host: str | None = None, api_key: str | None = None, *, timeout: float = 60.0) -> HttpClient:
     """An HttpClient for the resolved credentials."""
     creds = resolve(host, api_key)
-    return HttpClient(creds.host, creds.api_key, **kwargs)
+    return HttpClient(creds.host, creds.api_key, timeout=timeout)

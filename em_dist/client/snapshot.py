@@ -44,11 +44,12 @@ def _lock(run_dir: Path) -> FileLock:
 def take(run_dir: Path) -> RunSnapshot:
     """Snapshot ``run_dir`` under its lock (or without it, with a warning, if it stays busy)."""
     lock = _lock(run_dir)
+    held = True
     try:
         lock.acquire()
     except Timeout:
         warnings.warn(f"em_dist: {run_dir / layout.LOCK_FILE} stayed busy; uploading without it", EMWarning, stacklevel=3)
-        lock = None  # type: ignore[assignment]
+        held = False
     try:
         record, raw = load_run_and_doc(run_dir)
         sizes = {}
@@ -61,7 +62,7 @@ def take(run_dir: Path) -> RunSnapshot:
                     continue
         artifacts = read_json(run_dir / layout.ARTIFACTS_FILE, []) or []
     finally:
-        if lock is not None:
+        if held:
             lock.release()
     return RunSnapshot(run_dir, record, raw, dict(sorted(sizes.items())), list(artifacts))
 

@@ -70,7 +70,7 @@ class LogFile:
         """Append complete lines; raises OSError (the file then ends at its last complete line)."""
         fd = self._open()
         if self._size + len(data) > self.limit:
-            self._drop_oldest(data)
+            self._drop_oldest(fd, data)
             return
         view, done = memoryview(data), 0
         try:
@@ -115,7 +115,7 @@ class LogFile:
         self._marker, self._dropped = log_base(self.path)
         return fd
 
-    def _drop_oldest(self, data: bytes) -> None:
+    def _drop_oldest(self, fd: int, data: bytes) -> None:
         """Rewrite the file as marker + the newest ``limit // 2`` bytes of (its output + ``data``)."""
         keep = self.limit // 2
         body = self._size - self._marker  # output bytes in the file now
@@ -123,7 +123,7 @@ class LogFile:
         cut = max(0, total - keep)
         # move the cut to the start of the next line
         if cut < body:
-            block = os.pread(self._fd, min(body - cut, 1 << 17), self._marker + cut)  # type: ignore[arg-type]
+            block = os.pread(fd, min(body - cut, 1 << 17), self._marker + cut)
             nl = block.find(b"\n")
             cut = cut + nl + 1 if nl >= 0 else body
         if cut > body and data[cut - body - 1:cut - body] != b"\n":
@@ -137,7 +137,7 @@ class LogFile:
             _write_all(out, marker)
             pos = self._marker + cut
             while pos < self._size:  # the kept part of the file, copied in pieces
-                piece = os.pread(self._fd, min(_COPY, self._size - pos), pos)  # type: ignore[arg-type]
+                piece = os.pread(fd, min(_COPY, self._size - pos), pos)
                 if not piece:
                     break
                 _write_all(out, piece)
