@@ -26,9 +26,13 @@ import atexit
 import os
 import sys
 import threading
-from typing import Any, NoReturn
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn
 
-_live: list[Any] = []
+if TYPE_CHECKING:
+    from .run import Run
+
+_live: list[Run] = []
 _install_lock = threading.Lock()  # register only
 _installed: list[bool] = []
 _uncaught: list[BaseException] = []
@@ -38,7 +42,7 @@ _original_exit = sys.exit
 _child_watched = False  # multiprocessing's exit finalizer that finishes the runs is registered
 
 
-def register(run: Any) -> None:
+def register(run: Run) -> None:
     """Track ``run`` until it finishes; installs the exit hooks on first use."""
     _live.append(run)
     if not _installed:
@@ -49,14 +53,14 @@ def register(run: Any) -> None:
     _watch_multiprocessing_child()
 
 
-def unregister(run: Any) -> None:
+def unregister(run: Run) -> None:
     try:
         _live.remove(run)
     except ValueError:
         pass
 
 
-def current() -> Any | None:
+def current() -> Run | None:
     """The most recently created run that is not finished yet, if any."""
     live = list(_live)
     return live[-1] if live else None
@@ -70,7 +74,7 @@ def _install() -> None:
     atexit.register(_at_exit)
 
 
-def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     _uncaught.append(exc)
     hook = _previous_hook or sys.__excepthook__
     hook(exc_type, exc, tb)
