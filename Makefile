@@ -5,13 +5,17 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 APT_PACKAGES := openmpi-bin libopenmpi-dev postgresql chromium chromium-driver cmake g++ slurm-wlm munge
 
-.PHONY: demo test setup system-deps horovod bench clean
+.PHONY: demo test typecheck setup system-deps horovod bench clean
 
 demo: setup
 	$(PY) launch/demo.py
 
 test: system-deps setup horovod
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# mypy over em_dist/, as configured in pyproject.toml: strict outside em_dist/server/.
+typecheck: setup
+	$(PY) -m mypy
 
 setup: $(VENV)/.installed
 

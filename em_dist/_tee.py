@@ -31,7 +31,7 @@ BACKLOG = 64 << 20
 _READ = 1 << 16
 
 
-def _write_all(fd, data):
+def _write_all(fd: int, data: bytes) -> None:
     view, done = memoryview(data), 0
     while done < len(data):
         try:
@@ -42,7 +42,7 @@ def _write_all(fd, data):
             return  # the terminal is gone: nothing left to show it to
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # a Ctrl-C or a launcher's TERM is for the script, not for us
         signal.signal(getattr(signal, name), signal.SIG_IGN)
     out_r, err_r, out_orig, err_orig, ctl_r, ret_w = (int(a) for a in argv)
@@ -56,7 +56,7 @@ def main(argv):
     forwarding = True
     dropped = 0
 
-    def take(fd):
+    def take(fd: int) -> bool:
         try:
             data = os.read(fd, _READ)
         except OSError:

@@ -45,7 +45,7 @@ class Artifact:
     def __repr__(self) -> str:
         return f"Artifact(name={self.name!r}, files={len(self.files)}, path={str(self.path)!r})"
 
-    def add_file(self, file_path: str | os.PathLike, obj_path: str | None = None) -> None:
+    def add_file(self, file_path: str | os.PathLike[str], obj_path: str | None = None) -> None:
         """Copy one file into the artifact, as ``obj_path`` (default: its base name)."""
         src = Path(file_path)
         if not src.is_file():
@@ -60,7 +60,7 @@ class Artifact:
             self.files = [f for f in self.files if f["path"] != target] + [entry]
             self._save()
 
-    def add_dir(self, dir_path: str | os.PathLike, obj_path: str | None = None) -> None:
+    def add_dir(self, dir_path: str | os.PathLike[str], obj_path: str | None = None) -> None:
         """Copy a directory tree into the artifact under ``obj_path`` (default: the directory's name)."""
         src = Path(dir_path)
         if not src.is_dir():

@@ -8,7 +8,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Iterator
 
 from ._warn import warn_once
-from .platform.redact import redact_record
+from .platform.redact import redact_mapping
 
 
 def json_safe(value: Any, key: str = "") -> Any:
@@ -41,10 +41,10 @@ def json_safe(value: Any, key: str = "") -> Any:
         return repr(value)
 
 
-class Hparams(MutableMapping):
+class Hparams(MutableMapping[str, Any]):
     """Hyperparameters of a run; every change is saved in the background without a call from the user."""
 
-    def __init__(self, on_change: Callable[[dict], None] | None = None) -> None:
+    def __init__(self, on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._data: dict[str, Any] = {}
         self._on_change = on_change
 
@@ -68,7 +68,7 @@ class Hparams(MutableMapping):
     def __repr__(self) -> str:
         return f"Hparams({self._data!r})"
 
-    def update(self, new: Mapping | Any = (), /, override: bool = True, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, new: Mapping[str, Any] | Any = (), /, override: bool = True, **kwargs: Any) -> None:
         """Merge ``new`` (a mapping, an ``argparse.Namespace`` or pairs) and ``kwargs``; keep old values if not ``override``."""
         if new is None:
             new = {}
@@ -93,7 +93,7 @@ class Hparams(MutableMapping):
     def saved(self) -> dict[str, Any]:
         """What is written to disk: a copy with secrets redacted (the dict itself keeps them,
         so the script can still read its own values)."""
-        return redact_record(self._data)  # type: ignore[return-value]
+        return redact_mapping(self._data)
 
     def _changed(self) -> None:
         if self._on_change is not None:

@@ -26,7 +26,7 @@ __all__ = ["EMFitCallback", "EMEvalCallback", "AIMDFitCallback", "AIMDEvalCallba
 _VAL_PREFIX = "val_"
 
 
-class _RunCallback(keras.callbacks.Callback):
+class _RunCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras ships no type information
     """What both callbacks share: the run they record into and how often a batch is logged.
 
     Both are ``async_safe``: on the backends that allow it (torch, JAX) Keras runs their batch
@@ -43,6 +43,13 @@ class _RunCallback(keras.callbacks.Callback):
         self._target = RunTarget(run_or_trial, name)
         self.log_every_n_batches = log_every_n_batches
         self._run: Run | None = None
+
+    def _active(self) -> Run:
+        """The run of the ``fit`` or ``evaluate`` in progress (its begin hook set it)."""
+        run = self._run
+        if run is None:
+            raise RuntimeError(f"{type(self).__name__}: a batch or end hook ran before the begin hook")
+        return run
 
 
 class EMFitCallback(_RunCallback):
@@ -75,10 +82,10 @@ class EMFitCallback(_RunCallback):
         self._seen_lock = threading.Lock()
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._run = self._target.get()
+        self._run = run = self._target.get()
         self._step = _optimizer_iterations(self.model)
         if self.log_hparams:
-            self._run.hparams.update(compile_hparams(self.model))
+            run.hparams.update(compile_hparams(self.model))
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch, self._seen = epoch + 1, 0
@@ -89,7 +96,7 @@ class EMFitCallback(_RunCallback):
         step = self._step + batch + 1
         n = self.log_every_n_batches
         if logs and n and step % n == 0:
-            self._run.log("train", logs, step=step, epoch=self._epoch)
+            self._active().log("train", logs, step=step, epoch=self._epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._step += self._seen
@@ -101,9 +108,9 @@ class EMFitCallback(_RunCallback):
         # so the epoch's value is logged only when its last batch was not.
         n = self.log_every_n_batches
         if train and not (self._seen and n and self._step % n == 0):
-            self._run.log("train", train, step=self._step, epoch=self._epoch)
+            self._active().log("train", train, step=self._step, epoch=self._epoch)
         if val:
-            self._run.log("val", val, step=self._step, epoch=self._epoch)
+            self._active().log("val", val, step=self._step, epoch=self._epoch)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._target.finish()
@@ -136,11 +143,11 @@ class EMEvalCallback(_RunCallback):
     def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         n = self.log_every_n_batches
         if logs and n and (batch + 1) % n == 0:
-            self._run.log("test_batch", logs, step=batch + 1)
+            self._active().log("test_batch", logs, step=batch + 1)
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         if logs:
-            self._run.log("test", logs, step=self._at)
+            self._active().log("test", logs, step=self._at)
         self._target.finish()
 
 

@@ -26,18 +26,23 @@ import atexit
 import os
 import sys
 import threading
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn
 
-_live: list[Any] = []
+if TYPE_CHECKING:
+    from .run import Run
+
+_live: list[Run] = []
 _install_lock = threading.Lock()  # register only
 _installed: list[bool] = []
 _uncaught: list[BaseException] = []
 _exit_code: list[Any] = []
 _previous_hook = None
 _original_exit = sys.exit
+_child_watched = False  # multiprocessing's exit finalizer that finishes the runs is registered
 
 
-def register(run: Any) -> None:
+def register(run: Run) -> None:
     """Track ``run`` until it finishes; installs the exit hooks on first use."""
     _live.append(run)
     if not _installed:
@@ -48,14 +53,14 @@ def register(run: Any) -> None:
     _watch_multiprocessing_child()
 
 
-def unregister(run: Any) -> None:
+def unregister(run: Run) -> None:
     try:
         _live.remove(run)
     except ValueError:
         pass
 
 
-def current() -> Any | None:
+def current() -> Run | None:
     """The most recently created run that is not finished yet, if any."""
     live = list(_live)
     return live[-1] if live else None
@@ -69,13 +74,13 @@ def _install() -> None:
     atexit.register(_at_exit)
 
 
-def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     _uncaught.append(exc)
     hook = _previous_hook or sys.__excepthook__
     hook(exc_type, exc, tb)
 
 
-def _exit(status: Any = None) -> None:
+def _exit(status: Any = None) -> NoReturn:
     """``sys.exit`` that notes the exit status of the main thread (then exits as ever)."""
     if threading.current_thread() is threading.main_thread():
         _exit_code[:] = [status]
@@ -106,9 +111,10 @@ def _watch_multiprocessing_child() -> None:
         return
     from multiprocessing import util
 
-    if not getattr(_watch_multiprocessing_child, "_done", False):
+    global _child_watched
+    if not _child_watched:
         util.Finalize(None, _at_child_exit, exitpriority=100)
-        _watch_multiprocessing_child._done = True  # type: ignore[attr-defined]
+        _child_watched = True
 
 
 def _at_child_exit() -> None:
@@ -124,6 +130,7 @@ def _at_child_exit() -> None:
 def _forget_after_fork() -> None:
     """A fork child does not own its parent's runs: it must neither finish nor write them. A run
     that may become the child's rank's run (``ddp_fork``) is handed to :mod:`em_dist.ranks.forked`."""
+    global _child_watched
     kept = []
     for run in list(_live):
         try:
@@ -135,7 +142,7 @@ def _forget_after_fork() -> None:
     _live[:] = kept
     _uncaught.clear()
     _exit_code.clear()
-    _watch_multiprocessing_child._done = False  # type: ignore[attr-defined]
+    _child_watched = False
     if kept and "multiprocessing.util" in sys.modules:
         # A multiprocessing child clears its finalizers after this hook, then runs its after-fork
         # callbacks: watch for the child's end from there.

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only
 
 from .artifact import create_artifact
 from .integrations._target import RunTarget
@@ -80,13 +80,21 @@ class EMCallback(Callback):
         """The run this callback records into (None before ``setup`` when none was given)."""
         return self._target.resolved
 
+    def _active(self) -> Run:
+        """The run of the fit, validation or test in progress (``setup`` set it)."""
+        run = self._run
+        if run is None:
+            raise RuntimeError("EMCallback: a hook ran before setup")
+        return run
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._run = self._target.get()
+        self._run = run = self._target.get()
         self._metrics = not any(isinstance(lg, EMLogger) for lg in trainer.loggers)
-        self._every = self.log_every_n_steps or trainer.log_every_n_steps or 1
+        # log_every_n_steps: set on the Trainer by Lightning's logger connector, not declared on the class
+        self._every = self.log_every_n_steps or trainer.log_every_n_steps or 1  # type: ignore[attr-defined]
         hparams = dict(pl_module.hparams)
         if hparams:
-            self._run.hparams.update(hparams)
+            run.hparams.update(hparams)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._metrics:
@@ -125,7 +133,7 @@ class EMCallback(Callback):
     def _log(self, trainer: pl.Trainer, metrics: Mapping[str, Any], only: str, step: int | None = None) -> None:
         part = split_by_type(metrics).get(only)
         if part:
-            self._run.log(only, part, step=_step(trainer) if step is None else step, epoch=trainer.current_epoch)
+            self._active().log(only, part, step=_step(trainer) if step is None else step, epoch=trainer.current_epoch)
 
 
 class EMLogger(Logger):
@@ -189,7 +197,7 @@ class EMLogger(Logger):
         run = self._target.resolved
         if run is None:
             return
-        if self.log_checkpoints and rank_zero_only.rank == 0 and self._checkpoint_callbacks:
+        if self.log_checkpoints and rank_zero_only.rank == 0 and self._checkpoint_callbacks:  # type: ignore[attr-defined]  # Lightning sets .rank on the function
             record_checkpoints(run, self._checkpoint_callbacks)
         if status == "success":
             self._target.finish()

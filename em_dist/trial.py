@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from .hparams import Hparams
 from .run import Run, create_run
 from .store import layout
 
@@ -16,7 +18,7 @@ class Trial:
         self.run = run
 
     @property
-    def params(self):
+    def params(self) -> Hparams:
         """The trial's hyperparameters (``run.hparams``)."""
         return self.run.hparams
 
@@ -25,7 +27,8 @@ class Trial:
         return self.run.name
 
     @property
-    def path(self):
+    def path(self) -> Path:
+        """The run folder."""
         return self.run.path
 
     def log(self, metrics_type: str, metrics: Mapping[str, Any], step: int, epoch: int | float | None = None) -> None:

@@ -9,9 +9,15 @@ into numbers later, in bulk, by :func:`materialize` on the writer thread, so tha
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .limits import MAX_FLOAT, MAX_NAME_CHARS, MAX_STEP, MAX_TYPE_CHARS, number_problem, text_problem  # MAX_FLOAT: Run.log
+from .limits import MAX_FLOAT as MAX_FLOAT  # re-exported: Run.log checks it inline
+from .limits import MAX_STEP as MAX_STEP
+from .limits import MAX_NAME_CHARS, MAX_TYPE_CHARS, number_problem, text_problem
+
+if TYPE_CHECKING:
+    from .store.lines import MetricRecord
 
 TYPE_ALIASES: dict[str, str] = {
     "train": "train",
@@ -57,12 +63,12 @@ def check_step(step: Any) -> int:
     """A step is an integer in 0..2**63-1 (Python or NumPy), never a bool or a float."""
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise TypeError(f"log(step=...) must be a non-negative integer, got {step!r} ({type(step).__name__})")
-    step = int(step)
-    if step < 0:
-        raise ValueError(f"log(step=...) must be non-negative, got {step}")
-    if step > MAX_STEP:
-        raise ValueError(f"log(step=...) must be at most 2**63-1 (a 64-bit integer), got {step}")
-    return step
+    n = int(step)
+    if n < 0:
+        raise ValueError(f"log(step=...) must be non-negative, got {n}")
+    if n > MAX_STEP:
+        raise ValueError(f"log(step=...) must be at most 2**63-1 (a 64-bit integer), got {n}")
+    return n
 
 
 def check_epoch(epoch: Any) -> int | float | None:
@@ -72,10 +78,10 @@ def check_epoch(epoch: Any) -> int | float | None:
     if isinstance(epoch, bool) or not isinstance(epoch, numbers.Real):
         raise TypeError(f"log(epoch=...) must be a number or None, got {epoch!r} ({type(epoch).__name__})")
     if isinstance(epoch, numbers.Integral):
-        epoch = int(epoch)
-        if number_problem(epoch):
-            raise ValueError(f"log(epoch=...) {number_problem(epoch)}")
-        return epoch
+        whole = int(epoch)
+        if number_problem(whole):
+            raise ValueError(f"log(epoch=...) {number_problem(whole)}")
+        return whole
     return float(epoch)
 
 
@@ -160,14 +166,14 @@ def _number(key: str, value: Any) -> int | float:
     raise TypeError(f"metric {key!r}: unsupported element type {type(value).__name__}")
 
 
-def materialize(records: list) -> None:
+def materialize(records: Iterable[MetricRecord | str]) -> None:
     """Replace every :class:`DeviceScalar` in ``records`` by a Python number, one device sync per batch.
 
     A record is ``(type, step, epoch, time, metrics_dict)``; dicts are updated in place.
     """
-    pending: list[tuple[dict, str, Any]] = []
+    pending: list[tuple[dict[str, Any], str, Any]] = []
     for rec in records:
-        if rec.__class__ is str:  # already encoded on the training thread
+        if isinstance(rec, str):  # already encoded on the training thread
             continue
         metrics = rec[4]
         for key, value in metrics.items():
@@ -194,7 +200,7 @@ def materialize(records: list) -> None:
                 metrics[key] = float("nan")
 
 
-def has_device_values(rec: tuple) -> bool:
+def has_device_values(rec: MetricRecord) -> bool:
     """True if the record still holds accelerator tensors (which only the writer may convert)."""
     for v in rec[4].values():
         if v.__class__ is DeviceScalar:

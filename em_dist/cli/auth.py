@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from . import Groups
 
 
-def register(groups: dict) -> None:
+def register(groups: Groups) -> None:
     top = groups["top"]
     p = top.add_parser("login", help="check an API key and save it in ~/.em/config.yaml",
                        description="Check the API key against the server and save host and key (mode 0600).")

@@ -6,14 +6,18 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CommandError
+
+if TYPE_CHECKING:
+    from . import Groups
 
 READY_LINE = "em console at {url}"
 
 
 
-def register(groups: dict) -> None:
+def register(groups: Groups) -> None:
     p = groups["top"].add_parser(
         "console", help="open the experiment console on local runs",
         description="Serve the experiment console over the local run folders (read-only, no account) and print its address.")

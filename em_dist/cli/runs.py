@@ -6,13 +6,17 @@ import argparse
 import dataclasses
 import json
 import sys
+from typing import TYPE_CHECKING, Any
 
 from ..observe.steps import describe_slowest
 from ..store.reader import list_runs, load_run, read_summary
-from ..store.records import RunRecord
+from ..store.records import MetricPoint, RunRecord
+
+if TYPE_CHECKING:
+    from . import Groups
 
 
-def register(groups: dict) -> None:
+def register(groups: Groups) -> None:
     run = groups["run"]
     p = run.add_parser("list", help="list the runs in a folder", description="List the local runs, oldest first.")
     p.add_argument("-d", "--dir", default=None, help="parent folder of the runs (default $EM_RUN_PARENT_DIR or .em/runs)")
@@ -136,14 +140,14 @@ def _world_lines(r: RunRecord) -> list[str]:
     return lines
 
 
-def _last_points(r: RunRecord) -> dict:
-    last: dict = {}
+def _last_points(r: RunRecord) -> dict[tuple[str, str, int], MetricPoint]:
+    last: dict[tuple[str, str, int], MetricPoint] = {}
     for p in r.metrics():
         last[(p["type"], p["name"], p["rank"])] = p
     return last
 
 
-def _summary(r: RunRecord) -> dict:
+def _summary(r: RunRecord) -> dict[str, Any]:
     doc = {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name not in ("points", "output")}
     doc["artifacts"] = [dataclasses.asdict(a) for a in r.artifacts]
     return doc

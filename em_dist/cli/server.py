@@ -9,8 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from ..errors import CommandError
+
+if TYPE_CHECKING:
+    from ..server.config import ServerConfig
+    from . import Groups
 
 
 def _add_store_args(p: argparse.ArgumentParser) -> None:
@@ -26,7 +31,7 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
                    help="endpoint of a non-AWS S3 store, e.g. http://minio:9000 (env EM_S3_ENDPOINT_URL or AWS_ENDPOINT_URL)")
 
 
-def register(groups: dict) -> None:
+def register(groups: Groups) -> None:
     server = groups["server"]
     p = server.add_parser("start", help="run the tracking server", description="Run the tracking server (migrates the database first).")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -69,7 +74,7 @@ def register(groups: dict) -> None:
 
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _config(args: argparse.Namespace) -> ServerConfig:
     try:
         from ..server.config import ServerConfig
     except ImportError as exc:  # pragma: no cover - depends on installed extras
@@ -121,7 +126,8 @@ def _admin(args: argparse.Namespace, action: str, value: str) -> str:
     migrate.upgrade(config)
     db = open_database(config)
     try:
-        return getattr(admin, action)(db, value)
+        actions = {"add_user": admin.add_user, "create_key": admin.create_key, "revoke_key": admin.revoke_key}
+        return actions[action](db, value)
     except admin.AdminError as exc:
         raise CommandError(str(exc)) from None
     finally:

@@ -7,11 +7,16 @@ because only a folder's owner may share or unshare it.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CommandError
 
+if TYPE_CHECKING:
+    from ..client.read import Client
+    from . import Groups
 
-def register(groups: dict) -> None:
+
+def register(groups: Groups) -> None:
     share = groups["server"].add_parser(
         "share", help="share a folder you own, list or revoke its shares",
         description="Share a folder you own with another user, list its shares, or revoke one (as the logged-in user).")
@@ -31,7 +36,8 @@ def register(groups: dict) -> None:
         p.set_defaults(func=func)
 
 
-def _client_and_folder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _client_and_folder(args: argparse.Namespace) -> tuple[Client, dict[str, Any]]:
+    """The client of the logged-in user and the folder ``args.folder`` (an id or path) that they own."""
     from ..client.read import Client
 
     client = Client(host=args.host, api_key=args.api_key)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import CommandError
 from ..store import layout
+
+if TYPE_CHECKING:
+    from . import Groups
 
 
 def _add_target_args(p: argparse.ArgumentParser, what: str, default_dir: str) -> None:
@@ -24,7 +27,7 @@ def _add_target_args(p: argparse.ArgumentParser, what: str, default_dir: str) ->
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def register(groups: dict) -> None:
+def register(groups: Groups) -> None:
     add_run_upload(groups["run"], "run", "$EM_RUN_PARENT_DIR or .em/runs", layout.run_parent_dir)
     p = groups["artifact"].add_parser("upload", help="upload saved artifacts",
                                       description="Upload saved artifacts (files the server has are not sent again).")
@@ -32,7 +35,7 @@ def register(groups: dict) -> None:
     p.set_defaults(func=_artifact_upload)
 
 
-def add_run_upload(sub: argparse._SubParsersAction, what: str, default_dir: str, parent_dir: Callable[[], Path]) -> None:
+def add_run_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser], what: str, default_dir: str, parent_dir: Callable[[], Path]) -> None:
     """The ``upload`` command of runs under ``sub`` (``em run upload``; ``aimd trial upload`` with ``what="trial"``)."""
     p = sub.add_parser("upload", help=f"upload saved {what}s with their artifacts",
                        description=f"Upload saved {what}s (resumable: only what the server lacks is sent).")

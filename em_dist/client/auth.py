@@ -12,6 +12,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from filelock import FileLock, Timeout
@@ -40,7 +41,7 @@ def config_path() -> Path:
     return Path.home() / ".em" / "config.yaml"
 
 
-def _read_config() -> dict:
+def _read_config() -> dict[str, Any]:
     path = config_path()
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -58,7 +59,7 @@ def _config_lock() -> FileLock:
     return FileLock(str(path.with_name(path.name + ".lock")), timeout=30)
 
 
-def _write_config(doc: dict) -> None:
+def _write_config(doc: dict[str, Any]) -> None:
     path = config_path()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -132,7 +133,7 @@ def logout() -> None:
                 config_path().unlink(missing_ok=True)
 
 
-def client_for(host: str | None = None, api_key: str | None = None, **kwargs) -> HttpClient:  # type: ignore[no-untyped-def]
+def client_for(host: str | None = None, api_key: str | None = None, *, timeout: float = 60.0) -> HttpClient:
     """An HttpClient for the resolved credentials."""
     creds = resolve(host, api_key)
-    return HttpClient(creds.host, creds.api_key, **kwargs)
+    return HttpClient(creds.host, creds.api_key, timeout=timeout)

@@ -73,9 +73,9 @@ class HttpClient:
         path: str,
         *,
         json: Any = None,
-        params: dict | None = None,
+        params: dict[str, Any] | None = None,
         data: bytes | Callable[[], Any] | None = None,
-        headers: dict | None = None,
+        headers: dict[str, str] | None = None,
         accept: Iterable[int] = (),
         stream: bool = False,
     ) -> requests.Response:
@@ -98,8 +98,9 @@ class HttpClient:
                 last_exc = exc
                 continue
             finally:
-                if hasattr(body, "close"):
-                    body.close()
+                close = getattr(body, "close", None)  # a file the callable opened for this attempt
+                if close is not None:
+                    close()
             if response.status_code in RETRY_STATUSES and response.status_code not in accept and attempt < self.retries:
                 last_exc = ServerError(error_message(response), response.status_code)
                 continue
@@ -113,7 +114,18 @@ class HttpClient:
         )
 
     def get_json(self, path: str, **params: Any) -> Any:
+        """The decoded JSON answer of ``GET path`` (parameters that are None are left out)."""
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None}).json()
+
+    def get_object(self, path: str, **params: Any) -> dict[str, Any]:
+        """:meth:`get_json` of an endpoint whose answer the API defines as a JSON object."""
+        doc: dict[str, Any] = self.get_json(path, **params)
+        return doc
+
+    def get_list(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """:meth:`get_json` of an endpoint whose answer the API defines as a list of JSON objects."""
+        docs: list[dict[str, Any]] = self.get_json(path, **params)
+        return docs
 
     def close(self) -> None:
         self.session.close()

@@ -9,8 +9,9 @@ from typing import Any
 from urllib.parse import quote
 
 from em_dist.client.auth import client_for
+from em_dist.client.http import HttpClient
 from em_dist.store.lines import decode_number
-from em_dist.store.records import ArtifactRef, RunRecord
+from em_dist.store.records import ArtifactRef, MetricPoint, RunRecord
 
 
 
@@ -24,26 +25,32 @@ class RemoteArtifact:
     labels: list[str]
     description: str
     created_timestamp: str | None
-    files: list[dict]
-    references: list[dict]
+    files: list[dict[str, Any]]
+    references: list[dict[str, Any]]
     folder_id: str | None = None
-    _client: Any = field(default=None, repr=False, compare=False)
+    _client: Client | None = field(default=None, repr=False, compare=False)
 
     def read(self, path: str) -> bytes:
         """The bytes of one file (whole, in memory: use ``download`` for big files)."""
-        return self._client._http.request("GET", self._file_path(path)).content
+        return self._http().request("GET", self._file_path(path)).content
+
+    def _http(self) -> HttpClient:
+        """The connection of the :class:`Client` that read this artifact."""
+        if self._client is None:
+            raise ValueError(f"artifact {self.id} was not read through an em.Client: it has no server to fetch from")
+        return self._client._http
 
     def _file_path(self, path: str) -> str:
         """The API path of one file, percent-encoded: names may hold ``#``, ``?``, ``%`` or spaces."""
         return f"/artifacts/{quote(self.id, safe='')}/files/{quote(path, safe='/')}"
 
-    def download(self, dest: str | os.PathLike) -> Path:
+    def download(self, dest: str | os.PathLike[str]) -> Path:
         """Write every file under ``dest`` (streamed); returns ``dest``."""
         root = Path(dest)
         for f in self.files:
             target = root / f["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            response = self._client._http.request("GET", self._file_path(f["path"]), stream=True)
+            response = self._http().request("GET", self._file_path(f["path"]), stream=True)
             with open(target, "wb") as fh:
                 for block in response.iter_content(1024 * 1024):
                     fh.write(block)
@@ -56,16 +63,16 @@ class Client:
     def __init__(self, host: str | None = None, api_key: str | None = None, timeout: float = 60.0) -> None:
         self._http = client_for(host, api_key, timeout=timeout)
 
-    def me(self) -> dict:
+    def me(self) -> dict[str, Any]:
         """The user behind the API key."""
-        return self._http.get_json("/me")
+        return self._http.get_object("/me")
 
-    def folders(self) -> list[dict]:
+    def folders(self) -> list[dict[str, Any]]:
         """Folders the key can see: ``{id, name, path, parent_id, owner, permission}``."""
-        return self._http.get_json("/folders")
+        return self._http.get_list("/folders")
 
     def runs(self, folder: str | None = "default", *, folder_id: str | None = None, filter: str | None = None,
-             recursive: bool = False, limit: int | None = None, page_size: int = 500) -> list[dict]:
+             recursive: bool = False, limit: int | None = None, page_size: int = 500) -> list[dict[str, Any]]:
         """Run summaries in a folder (by path or id), oldest upload first.
 
         ``filter`` is the server's run filter language, e.g.
@@ -74,11 +81,11 @@ class Client:
         adds the runs of subfolders. Pages of ``page_size`` are fetched until ``limit``
         runs (default all) are in hand.
         """
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         cursor: str | None = None
         while limit is None or len(out) < limit:
             size = page_size if limit is None else min(page_size, limit - len(out))
-            page = self._http.get_json("/runs", folder=folder, folder_id=folder_id, filter=filter or None,
+            page = self._http.get_object("/runs", folder=folder, folder_id=folder_id, filter=filter or None,
                                        recursive="true" if recursive else None, limit=size, cursor=cursor)
             out.extend(page["runs"])
             cursor = page["next_cursor"]
@@ -88,7 +95,7 @@ class Client:
 
     def run(self, run_id: str) -> RunRecord:
         """A run with every metric point, as the same ``RunRecord`` that ``em.load_run`` gives."""
-        d = self._http.get_json(f"/runs/{run_id}")
+        d = self._http.get_object(f"/runs/{run_id}")
         return RunRecord(
             id=d["id"],
             name=d["name"],
@@ -112,16 +119,16 @@ class Client:
         )
 
     def metrics(self, run_id: str, *, type: str | None = None, name: str | None = None, rank: int | None = None,
-                points: int | None = None, x: str = "step") -> dict:
+                points: int | None = None, x: str = "step") -> dict[str, Any]:
         """Raw series columns (``points=N`` downsamples keeping min/max per bucket; ``x`` adds epochs or times)."""
-        return self._http.get_json(f"/runs/{run_id}/metrics", type=type, name=name, rank=rank, points=points, x=x)
+        return self._http.get_object(f"/runs/{run_id}/metrics", type=type, name=name, rank=rank, points=points, x=x)
 
     def logs(self, run_id: str, *, rank: int | None = None, tail: int | None = None,
-             search: str | None = None) -> list[dict]:
+             search: str | None = None) -> list[dict[str, Any]]:
         """What the run's ranks printed: lines ``{rank, time, stream, text}`` of one rank (in order) or of
         all (by time), the last ``tail`` ones, or those containing ``search``. A rank whose oldest output
         was dropped under the limit starts with an ``em`` line saying how much."""
-        d = self._http.get_json(f"/runs/{run_id}/logs", rank=rank, tail=tail, q=search)
+        d = self._http.get_object(f"/runs/{run_id}/logs", rank=rank, tail=tail, q=search)
         out = [{"rank": x["rank"], "time": x["time"], "stream": x["stream"], "text": x["text"]} for x in d["lines"]]
         for r, n in sorted(d.get("dropped", {}).items(), key=lambda kv: int(kv[0])):
             if rank is None or int(r) == rank:
@@ -130,16 +137,16 @@ class Client:
                                "text": f"[em_dist] dropped {n} bytes of earlier output"})
         return out
 
-    def metric_names(self, run_id: str) -> list[dict]:
+    def metric_names(self, run_id: str) -> list[dict[str, Any]]:
         """Every series of a run with count and last value."""
-        return self._http.get_json(f"/runs/{run_id}/metrics/names")
+        return self._http.get_list(f"/runs/{run_id}/metrics/names")
 
-    def aggregate(self, run_id: str, type: str, name: str, points: int | None = None) -> dict:
+    def aggregate(self, run_id: str, type: str, name: str, points: int | None = None) -> dict[str, Any]:
         """Cross-rank mean/min/max per step of one metric."""
-        return self._http.get_json(f"/runs/{run_id}/metrics/aggregate", type=type, name=name, points=points)
+        return self._http.get_object(f"/runs/{run_id}/metrics/aggregate", type=type, name=name, points=points)
 
-    def _points(self, run_id: str) -> list[dict]:
-        out = []
+    def _points(self, run_id: str) -> list[MetricPoint]:
+        out: list[MetricPoint] = []
         for s in self.metrics(run_id)["series"]:
             for step, value, when, epoch in zip(s["steps"], s["values"], s["times"], s["epochs"]):
                 out.append({"type": s["type"], "name": s["name"], "value": decode_number(value), "step": step,
@@ -148,22 +155,23 @@ class Client:
 
     def artifact(self, artifact_id: str) -> RemoteArtifact:
         """An artifact's metadata and file list."""
-        d = self._http.get_json(f"/artifacts/{artifact_id}")
+        d = self._http.get_object(f"/artifacts/{artifact_id}")
         return RemoteArtifact(d["id"], d["name"], d["alternative_name"], d["labels"], d["description"],
                               d["created_timestamp"], d["files"], d["references"], d.get("folder_id"), self)
 
-    def lineage(self, node_id: str, depth: int = 3) -> dict:
+    def lineage(self, node_id: str, depth: int = 3) -> dict[str, Any]:
         """The graph around a run or artifact: ``{root, nodes: [...], edges: [{source, target, role}]}``."""
-        return self._http.get_json(f"/lineage/{node_id}", depth=depth)
+        return self._http.get_object(f"/lineage/{node_id}", depth=depth)
 
-    def shares(self, folder_id: str) -> list[dict]:
+    def shares(self, folder_id: str) -> list[dict[str, Any]]:
         """Who a folder you own is shared with: ``[{user, permission}]``."""
-        return self._http.get_json(f"/folders/{quote(folder_id, safe='')}/shares")
+        return self._http.get_list(f"/folders/{quote(folder_id, safe='')}/shares")
 
-    def share(self, folder_id: str, user: str, permission: str = "view") -> dict:
+    def share(self, folder_id: str, user: str, permission: str = "view") -> dict[str, Any]:
         """Share a folder you own (and everything below it) with ``user``: ``view`` or ``edit``."""
-        return self._http.request("POST", f"/folders/{quote(folder_id, safe='')}/shares",
-                                  json={"user": user, "permission": permission}).json()
+        answer: dict[str, Any] = self._http.request("POST", f"/folders/{quote(folder_id, safe='')}/shares",
+                                                    json={"user": user, "permission": permission}).json()
+        return answer
 
     def unshare(self, folder_id: str, user: str) -> None:
         """Revoke ``user``'s share of a folder you own; they lose access at once."""

@@ -32,9 +32,9 @@ class RunSnapshot:
 
     path: Path
     record: RunRecord
-    raw: dict
+    raw: dict[str, Any]
     metric_sizes: dict[int, int] = field(default_factory=dict)
-    artifacts: list[dict] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _lock(run_dir: Path) -> FileLock:
@@ -44,11 +44,12 @@ def _lock(run_dir: Path) -> FileLock:
 def take(run_dir: Path) -> RunSnapshot:
     """Snapshot ``run_dir`` under its lock (or without it, with a warning, if it stays busy)."""
     lock = _lock(run_dir)
+    held = True
     try:
         lock.acquire()
     except Timeout:
         warnings.warn(f"em_dist: {run_dir / layout.LOCK_FILE} stayed busy; uploading without it", EMWarning, stacklevel=3)
-        lock = None  # type: ignore[assignment]
+        held = False
     try:
         record, raw = load_run_and_doc(run_dir)
         sizes = {}
@@ -63,7 +64,7 @@ def take(run_dir: Path) -> RunSnapshot:
                     continue
         artifacts = read_json_in(run_dir, layout.ARTIFACTS_FILE, []) or []
     finally:
-        if lock is not None:
+        if held:
             lock.release()
     return RunSnapshot(run_dir, record, raw, dict(sorted(sizes.items())), list(artifacts))
 
@@ -93,6 +94,6 @@ def record_upload(run_dir: Path, entry: dict[str, Any]) -> None:
         warnings.warn(f"em_dist: could not record the upload in {path}: {exc}", EMWarning, stacklevel=3)
 
 
-def read_uploads(run_dir: str | os.PathLike) -> list[dict]:
+def read_uploads(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The upload history of a run folder (newest last)."""
     return list((read_json(Path(run_dir) / layout.UPLOADS_FILE, None) or {}).get("uploads", []))

@@ -12,8 +12,12 @@ import os
 import threading
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from em_dist.errors import AuthenticationError, EMWarning, NotLoggedInError, PermissionDeniedError
+
+if TYPE_CHECKING:  # the upload module (and requests) is imported on the first pass only
+    from em_dist.client.upload import UploadOptions, UploadResult
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 5.0
@@ -31,7 +35,7 @@ class AutoUploader:
 
     def __init__(
         self,
-        run_path: str | os.PathLike,
+        run_path: str | os.PathLike[str],
         *,
         folder: str | None = "default",
         folder_id: str | None = None,
@@ -42,15 +46,15 @@ class AutoUploader:
         interval: float | None = None,
     ) -> None:
         self.run_path = Path(run_path)
-        self._kwargs = dict(folder=folder, folder_id=folder_id, make_folder=make_folder,
-                            conflict_strategy=conflict_strategy, host=host, api_key=api_key)
+        self._kwargs: UploadOptions = {"folder": folder, "folder_id": folder_id, "make_folder": make_folder,
+                                       "conflict_strategy": conflict_strategy, "host": host, "api_key": api_key}
         self.interval = interval if interval is not None else _interval()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned = False
         self._fatal = False
         self.passes = 0
-        self.last_result = None
+        self.last_result: UploadResult | None = None
 
     def start(self) -> None:
         """Start the background thread (returns at once)."""

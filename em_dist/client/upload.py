@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
+
+from requests import Response
 
 from em_dist.client.auth import client_for
 from em_dist._warn import warn_once
@@ -24,6 +26,18 @@ from em_dist.store.reader import load_artifact, repair_chunk
 
 CHUNK_BYTES = 4 * 1024 * 1024
 _BLOB_READ = 1024 * 1024
+
+
+class UploadOptions(TypedDict, total=False):
+    """Keyword arguments of :func:`upload_run` that callers pass along (``upload``, the auto-uploader)."""
+
+    folder: str | None
+    folder_id: str | None
+    make_folder: bool
+    conflict_strategy: str
+    host: str | None
+    api_key: str | None
+    progress: bool
 
 
 @dataclass
@@ -115,7 +129,12 @@ def _send_artifact(
 
             def body(path: Path = path, counted: list[int] = counted) -> _CountingFile:
                 counted.clear()
-                return _CountingFile(path, lambda n: (counted.append(n), bar.update(n)))
+
+                def on_read(n: int) -> None:
+                    counted.append(n)
+                    bar.update(n)
+
+                return _CountingFile(path, on_read)
 
             http.request("PUT", f"/blobs/{sha}", data=body, headers={"Content-Type": "application/octet-stream"})
             sent += sum(counted)
@@ -165,14 +184,16 @@ def _send_rank(http: HttpClient, run_id: str, rank_file: Path, rank: int, start:
     return offset, sent
 
 
-def _post_lines(http: HttpClient, run_id: str, rank: int, offset: int, data: bytes, rank_file: Path) -> Any:
+def _post_lines(http: HttpClient, run_id: str, rank: int, offset: int, data: bytes, rank_file: Path) -> Response:
     """POST one chunk of lines. A chunk the server finds malformed (400: a torn line an older
     writer left after a full disk) is sent once more with its damaged lines blanked out (same
     length, so offsets hold) after one warning."""
-    post = lambda body: http.request(  # noqa: E731
-        "POST", f"/runs/{run_id}/metrics/{rank}", params={"offset": offset}, data=body,
-        headers={"Content-Type": "application/x-ndjson"}, accept=(400, 409),
-    )
+    def post(body: bytes) -> Response:
+        return http.request(
+            "POST", f"/runs/{run_id}/metrics/{rank}", params={"offset": offset}, data=body,
+            headers={"Content-Type": "application/x-ndjson"}, accept=(400, 409),
+        )
+
     response = post(data)
     if response.status_code == 400:
         repaired = repair_chunk(data)
@@ -217,7 +238,7 @@ def _run_body(snap: RunSnapshot, spec: dict[str, Any], strategy: str) -> dict[st
 
 
 def upload_run(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     folder: str | None = "default",
     folder_id: str | None = None,
@@ -253,9 +274,9 @@ def upload_run(
             art_dir = resolve_artifact_path(run_dir, item.get("path"))
             if art_dir is None:
                 continue  # an input artifact from elsewhere: the lineage edge names it
-            sent = _send_artifact(http, art_dir, art_spec, progress)
-            result.bytes_sent += sent.bytes_sent
-            result.artifacts.append(sent.artifact_id)
+            art = _send_artifact(http, art_dir, art_spec, progress)
+            result.bytes_sent += art.bytes_sent
+            result.artifacts.append(art.artifact_id)
         offsets = {int(k): v for k, v in answer.get("offsets", {}).items()}
         chunks = sum(max(0, size - offsets.get(rank, 0)) // CHUNK_BYTES + 1 for rank, size in snap.metric_sizes.items())
         bar = _Progress(progress, chunks, f"metrics {snap.record.name}", "chunk")
@@ -284,7 +305,7 @@ def upload_run(
 
 
 def upload_artifact(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     folder: str | None = "default",
     folder_id: str | None = None,
@@ -305,7 +326,7 @@ def upload_artifact(
 
 
 def upload(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     folder: str | None = "default",
     folder_id: str | None = None,
@@ -318,10 +339,11 @@ def upload(
     """Upload a run folder, or every run folder directly under ``path`` (a list then)."""
     layout.check_conflict_strategy(conflict_strategy)
     root = Path(path)
-    kwargs = dict(folder=folder, folder_id=folder_id, make_folder=make_folder,
-                  conflict_strategy=conflict_strategy, progress=progress)
+    kwargs: UploadOptions = {"folder": folder, "folder_id": folder_id, "make_folder": make_folder,
+                             "conflict_strategy": conflict_strategy, "host": host, "api_key": api_key,
+                             "progress": progress}
     if (root / layout.RUN_FILE).is_file():
-        return upload_run(root, host=host, api_key=api_key, **kwargs)
+        return upload_run(root, **kwargs)
     if not root.is_dir():
         raise FileNotFoundError(f"no run folder at {root}")
     runs = sorted(p for p in root.iterdir() if (p / layout.RUN_FILE).is_file())
@@ -329,7 +351,7 @@ def upload(
         raise RunFormatError(f"{root} holds no run folders")
     http = client_for(host, api_key)
     try:
-        return [upload_run(p, http=http, **kwargs) for p in runs]
+        return [upload_run(p, http=http, **kwargs) for p in runs]  # host and api_key: unused beside http
     finally:
         http.close()
 

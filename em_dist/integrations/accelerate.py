@@ -30,7 +30,7 @@ from ._target import RunTarget
 __all__ = ["EMTracker"]
 
 
-class EMTracker(GeneralTracker):
+class EMTracker(GeneralTracker):  # type: ignore[misc]  # accelerate ships no type information
     """An Accelerate tracker recording into an em_dist Run (given, live, or created on first use)."""
 
     name = "em_dist"

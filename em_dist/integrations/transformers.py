@@ -77,7 +77,8 @@ class EMCallback(TrainerCallback):
             run.log(kind, values, step=state.global_step, epoch=state.epoch)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self._last_checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if args.output_dir is not None:  # always set by then (TrainingArguments defaults it), typed optional
+            self._last_checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.log_checkpoints and state.is_world_process_zero and self._last_checkpoint is not None and self._last_checkpoint.is_dir():

@@ -32,7 +32,7 @@ DEFAULT_INTERVAL = 10.0
 """Seconds between samples unless ``create_run(system_metrics_interval=)`` or ``EM_SYSTEM_METRICS_INTERVAL`` say otherwise."""
 INTERVAL_ENV = "EM_SYSTEM_METRICS_INTERVAL"
 
-Emit = Callable[[int, float, dict], None]
+Emit = Callable[[int, float, dict[str, float]], None]
 """``emit(sample_index, time, metrics)``: hands one ``system`` record to the run."""
 StepMark = Callable[[], "tuple[int, float] | None"]
 """The latest ``(step, time)`` a step-marking record of this rank carried, or None."""

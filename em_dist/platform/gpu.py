@@ -68,7 +68,7 @@ def cudnn_version(torch: ModuleType) -> str | None:
             return None
         import torch.backends.cudnn as cudnn  # a submodule of the already-imported torch
 
-        code = cudnn.version()
+        code = cudnn.version()  # type: ignore[no-untyped-call]  # torch leaves version() unannotated
         return format_cudnn_version(int(code)) if code else None
     except Exception:  # noqa: BLE001
         return None
@@ -97,7 +97,7 @@ def nccl_version(torch: ModuleType) -> str | None:
             return None
         import torch.cuda.nccl as nccl
 
-        return format_nccl_version(nccl.version())
+        return format_nccl_version(nccl.version())  # type: ignore[no-untyped-call]  # torch leaves version() unannotated
     except Exception:  # noqa: BLE001
         return None
 

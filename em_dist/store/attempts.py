@@ -42,7 +42,7 @@ class RunPlace:
 def check_resume(resume: object) -> str | None:
     if resume is not None and resume not in RESUME_POLICIES:
         raise ValueError(f"resume must be one of {RESUME_POLICIES} or None, got {resume!r}")
-    return resume  # type: ignore[return-value]
+    return resume
 
 
 def new_place(name: str, run_id: str, started: float, world_size: int) -> RunPlace:
@@ -93,7 +93,7 @@ def end_attempt(attempts: list[dict[str, Any]], end: str, status: str, reason: s
         attempts[-1].update(end=end, status=status, reason=reason)
 
 
-def _first_attempt(doc: dict) -> dict[str, Any]:
+def _first_attempt(doc: dict[str, Any]) -> dict[str, Any]:
     """A run written before attempts were recorded: its one attempt, from its run.json."""
     return {"start": doc.get("start_timestamp"), "end": doc.get("end_timestamp"),
             "world_size": (doc.get("world") or {}).get("size", 1),

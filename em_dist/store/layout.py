@@ -151,4 +151,4 @@ def check_conflict_strategy(strategy: object) -> str:
     """One of :data:`CONFLICT_STRATEGIES`."""
     if strategy not in CONFLICT_STRATEGIES:
         raise ValueError(f"conflict_strategy must be one of {CONFLICT_STRATEGIES}, got {strategy!r}")
-    return strategy  # type: ignore[return-value]
+    return strategy

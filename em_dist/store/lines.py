@@ -37,6 +37,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+MetricRecord = tuple[str, int, int | float | None, float, dict[str, Any]]
+"""A metric record as the training side holds it: ``(type, step, epoch, time, metrics)``; a metric
+value is a number, or a device tensor until the writer materializes it (:mod:`em_dist.values`)."""
+
 NONFINITE: dict[str, float] = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 """The strings that stand for non-finite metric values, and what they mean."""
 
@@ -52,9 +56,9 @@ def encode_number(value: int | float) -> str:
     return str(value)
 
 
-def decode_number(value: Any) -> int | float:
+def decode_number(value: int | float | str) -> int | float:
     """A metric value as read from JSON: the non-finite strings become floats, numbers stay."""
-    if value.__class__ is str:
+    if isinstance(value, str):
         try:
             return NONFINITE[value]
         except KeyError:
@@ -78,9 +82,9 @@ class LineEncoder:
     """
 
     def __init__(self) -> None:
-        self._templates: dict[tuple, str] = {}
+        self._templates: dict[tuple[str, tuple[str, ...]], str] = {}
 
-    def __call__(self, rec: tuple) -> str:
+    def __call__(self, rec: MetricRecord) -> str:
         type_, step, epoch, t, metrics = rec
         keys = tuple(metrics)
         tpl = self._templates.get((type_, keys))
@@ -151,7 +155,7 @@ def output_record(t: float, stream: str, text: str) -> str:
 
 def is_output_record(rec: object) -> bool:
     """Whether a record (tuple or line) is a captured output line rather than a metric."""
-    return rec.__class__ is str and rec[:1] == OUTPUT_MARK  # type: ignore[index]
+    return rec.__class__ is str and rec[:1] == OUTPUT_MARK
 
 
 def parse_output_line(line: str) -> dict[str, Any] | None:

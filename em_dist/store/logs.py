@@ -18,6 +18,7 @@ import heapq
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from .files import contained
 from .lines import dropped_bytes, dropped_marker
@@ -72,7 +73,7 @@ class LogFile:
         """Append complete lines; raises OSError (the file then ends at its last complete line)."""
         fd = self._open()
         if self._size + len(data) > self.limit:
-            self._drop_oldest(data)
+            self._drop_oldest(fd, data)
             return
         view, done = memoryview(data), 0
         try:
@@ -117,7 +118,7 @@ class LogFile:
         self._marker, self._dropped = log_base(self.path)
         return fd
 
-    def _drop_oldest(self, data: bytes) -> None:
+    def _drop_oldest(self, fd: int, data: bytes) -> None:
         """Rewrite the file as marker + the newest ``limit // 2`` bytes of (its output + ``data``)."""
         keep = self.limit // 2
         body = self._size - self._marker  # output bytes in the file now
@@ -125,7 +126,7 @@ class LogFile:
         cut = max(0, total - keep)
         # move the cut to the start of the next line
         if cut < body:
-            block = os.pread(self._fd, min(body - cut, 1 << 17), self._marker + cut)  # type: ignore[arg-type]
+            block = os.pread(fd, min(body - cut, 1 << 17), self._marker + cut)
             nl = block.find(b"\n")
             cut = cut + nl + 1 if nl >= 0 else body
         if cut > body and data[cut - body - 1:cut - body] != b"\n":
@@ -139,7 +140,7 @@ class LogFile:
             _write_all(out, marker)
             pos = self._marker + cut
             while pos < self._size:  # the kept part of the file, copied in pieces
-                piece = os.pread(self._fd, min(_COPY, self._size - pos), pos)  # type: ignore[arg-type]
+                piece = os.pread(fd, min(_COPY, self._size - pos), pos)
                 if not piece:
                     break
                 _write_all(out, piece)
@@ -159,7 +160,7 @@ def _write_all(fd: int, data: bytes) -> None:
         done += os.write(fd, view[done:])
 
 
-def read_log(run_dir: Path, rank: int | None = None, tail: int | None = None) -> list[dict]:
+def read_log(run_dir: Path, rank: int | None = None, tail: int | None = None) -> list[dict[str, Any]]:
     """Captured lines ``{rank, time, stream, text}`` of one rank (in the order printed) or of every
     rank (ordered by time); ``tail`` keeps the last ``tail`` lines of each rank. A marker of dropped
     output reads as a line of stream ``em``; a torn last line (a crash mid-write) is skipped."""
@@ -169,9 +170,9 @@ def read_log(run_dir: Path, rank: int | None = None, tail: int | None = None) ->
 
     if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int) or tail < 0):
         raise ValueError(f"tail must be a non-negative number of lines, got {tail!r}")
-    per_rank: list[list[dict]] = []
+    per_rank: list[list[dict[str, Any]]] = []
     for r in log_ranks(run_dir) if rank is None else [rank]:
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         per_rank.append(out)
         try:
             with open(log_file(run_dir, r), encoding="utf-8", errors="backslashreplace") as f:

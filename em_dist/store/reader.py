@@ -6,7 +6,9 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .._warn import warn_once
 from ..errors import RunFormatError
@@ -14,19 +16,19 @@ from .lines import decode_number
 from . import layout
 from .files import read_json, read_json_in
 from .logs import read_log
-from .records import ArtifactRecord, ArtifactRef, RunRecord
+from .records import ArtifactRecord, ArtifactRef, MetricPoint, RunRecord
 from .summary import SUMMARY_FILE
 
 STALE_HEARTBEAT_S = 60.0
 LIVE_STATUSES = ("Initializing", "Running")
 
 
-def load_run(path: str | os.PathLike) -> RunRecord:
+def load_run(path: str | os.PathLike[str]) -> RunRecord:
     """Open a saved run folder (a path, or an alternative name under ``$EM_RUN_PARENT_DIR``)."""
     return load_run_and_doc(path)[0]
 
 
-def load_run_and_doc(path: str | os.PathLike) -> tuple[RunRecord, dict]:
+def load_run_and_doc(path: str | os.PathLike[str]) -> tuple[RunRecord, dict[str, Any]]:
     """:func:`load_run`, and the ``run.json`` document it read (one read: an uploader's snapshot needs both)."""
     run_dir = _resolve(Path(path), layout.run_parent_dir(), layout.RUN_FILE)
     meta = _read_versioned(run_dir, layout.RUN_FILE)
@@ -65,7 +67,7 @@ def load_run_and_doc(path: str | os.PathLike) -> tuple[RunRecord, dict]:
     ), meta
 
 
-def list_runs(parent_dir: str | os.PathLike | None = None) -> list[RunRecord]:
+def list_runs(parent_dir: str | os.PathLike[str] | None = None) -> list[RunRecord]:
     """Every readable run under ``parent_dir`` (default ``$EM_RUN_PARENT_DIR`` or ``.em/runs``), oldest first."""
     parent = Path(parent_dir) if parent_dir is not None else layout.run_parent_dir()
     runs = []
@@ -80,7 +82,7 @@ def list_runs(parent_dir: str | os.PathLike | None = None) -> list[RunRecord]:
     return runs
 
 
-def read_summary(run_dir: str | os.PathLike | None) -> dict | None:
+def read_summary(run_dir: str | os.PathLike[str] | None) -> dict[str, Any] | None:
     """The writer's ``summary.json`` (records and last values per rank and type), or None when the
     folder has none (a run older than it, or one that crashed before its first write)."""
     if run_dir is None:
@@ -92,7 +94,7 @@ def read_summary(run_dir: str | os.PathLike | None) -> dict | None:
     return doc if isinstance(doc, dict) and isinstance(doc.get("records"), dict) else None
 
 
-def load_artifact(path: str | os.PathLike) -> ArtifactRecord:
+def load_artifact(path: str | os.PathLike[str]) -> ArtifactRecord:
     """Open a saved artifact folder (a path, or an alternative name under ``$EM_ARTIFACT_PARENT_DIR``)."""
     art_dir = _resolve(Path(path), layout.artifact_parent_dir(), layout.ARTIFACT_FILE)
     meta = _read_versioned(art_dir, layout.ARTIFACT_FILE)
@@ -109,9 +111,9 @@ def load_artifact(path: str | os.PathLike) -> ArtifactRecord:
     )
 
 
-def read_points(run_dir: Path) -> list[dict]:
+def read_points(run_dir: Path) -> list[MetricPoint]:
     """Every metric point of every rank, flattened to one dict per (record, metric name)."""
-    points: list[dict] = []
+    points: list[MetricPoint] = []
     metrics_dir = run_dir / layout.METRICS_DIR
     files = sorted(metrics_dir.glob("rank-*.jsonl"), key=lambda p: int(p.stem.split("-", 1)[1])) if metrics_dir.is_dir() else []
     for path in files:
@@ -133,7 +135,7 @@ def read_points(run_dir: Path) -> list[dict]:
     return points
 
 
-def iter_records(path: Path):
+def iter_records(path: Path) -> Iterator[dict[str, Any]]:
     """The records of one metrics file.
 
     A torn last line (a crash mid-write) is skipped. A torn line *inside* the file (left by
@@ -189,7 +191,7 @@ def repair_chunk(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def effective_status(run_dir: Path, meta: dict) -> tuple[str, str | None]:
+def effective_status(run_dir: Path, meta: dict[str, Any]) -> tuple[str, str | None]:
     """The status a reader should believe: a live status of a dead writer reads as Failed (crashed)."""
     status = meta.get("status", "Initializing")
     reason = meta.get("status_reason")
@@ -230,7 +232,7 @@ def _mtime(path: Path) -> float:
 def _artifact_refs(run_dir: Path) -> list[ArtifactRef]:
     refs = []
     for item in read_json_in(run_dir, layout.ARTIFACTS_FILE, []) or []:
-        files: list[dict] = []
+        files: list[dict[str, Any]] = []
         path = item.get("path")
         if path:
             art_path = Path(path) if Path(path).is_absolute() else run_dir / path

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, TypedDict
 
 from ..observe.steps import rank_timing, reach_times
 from .lines import aggregate_across_ranks
+
+
+class _MetricPointKeys(TypedDict):
+    type: str
+    name: str
+    value: int | float
+    step: int
+    epoch: int | None
+    rank: int
+    time: float | None
+
+
+class MetricPoint(_MetricPointKeys, total=False):
+    """One metric value of one record: what :meth:`RunRecord.metrics` lists."""
+
+    attempt: int
+    """Which start of the run logged it (absent in points read from a server)."""
 
 
 @dataclass
@@ -17,7 +34,7 @@ class ArtifactRef:
     name: str
     path: str | None
     role: str  # "input" | "output"
-    files: list[dict] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -31,8 +48,8 @@ class ArtifactRecord:
     labels: list[str]
     description: str
     created_timestamp: str | None
-    files: list[dict]
-    references: list[dict]
+    files: list[dict[str, Any]]
+    references: list[dict[str, Any]]
 
 
 @dataclass
@@ -49,34 +66,34 @@ class RunRecord:
     description: str = ""
     start_timestamp: str | None = None
     end_timestamp: str | None = None
-    hparams: dict = field(default_factory=dict)
-    rank_hparams: dict[int, dict] = field(default_factory=dict)
-    platform: dict = field(default_factory=dict)
-    git: dict | None = None
-    world: dict = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    rank_hparams: dict[int, dict[str, Any]] = field(default_factory=dict)
+    platform: dict[str, Any] = field(default_factory=dict)
+    git: dict[str, Any] | None = None
+    world: dict[str, Any] = field(default_factory=dict)
     lost_ranks: list[int] = field(default_factory=list)
     late_ranks: list[int] = field(default_factory=list)
     """Ranks alive but not finished when the run ended (their later records are not in it)."""
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)
     """Rank -> ``{records, output_lines}`` it accepted and dropped to bound memory (absent: none)."""
-    delivery: dict[str, dict] = field(default_factory=dict)
+    delivery: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Rank -> where its records are: ``{records, complete}`` and, for a rank whose records are not all
     in the run yet, ``journal`` (the rank's journal, merged later by ``em run merge``)."""
     restarts: int = 0
     """How many times a restarted job continued this run."""
-    attempts: list[dict] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
     """One entry per start: ``{start, end, world_size, status, reason}``."""
     artifacts: list[ArtifactRef] = field(default_factory=list)
-    points: list[dict] | Callable[[], list[dict]] = field(default_factory=list, repr=False)
-    output: Callable[[int | None, int | None], list[dict]] | None = field(default=None, repr=False)
+    points: list[MetricPoint] | Callable[[], list[MetricPoint]] = field(default_factory=list, repr=False)
+    output: Callable[[int | None, int | None], list[dict[str, Any]]] | None = field(default=None, repr=False)
     """Reads captured output: ``(rank, tail) -> lines`` (the run folder's logs, or the server's)."""
 
-    def _all_points(self) -> list[dict]:
+    def _all_points(self) -> list[MetricPoint]:
         if callable(self.points):
             self.points = self.points()
         return self.points
 
-    def metrics(self, type: str | None = None, name: str | None = None, rank: int | None = None) -> list[dict]:
+    def metrics(self, type: str | None = None, name: str | None = None, rank: int | None = None) -> list[MetricPoint]:
         """Metric points as dicts ``{type, name, value, step, epoch, rank, time, attempt}``, in logging order per rank."""
         return [
             p
@@ -86,7 +103,7 @@ class RunRecord:
             and (rank is None or p["rank"] == rank)
         ]
 
-    def logs(self, rank: int | None = None, tail: int | None = None) -> list[dict]:
+    def logs(self, rank: int | None = None, tail: int | None = None) -> list[dict[str, Any]]:
         """What the ranks printed: lines ``{rank, time, stream, text}`` (stream ``out``, ``err``, or ``em``
         for a marker of dropped output), of one rank in the order printed or of all ranks by time;
         ``tail`` keeps each rank's last lines. Empty when the run captured no output."""
@@ -96,10 +113,10 @@ class RunRecord:
         """The ranks that reported at least one point."""
         return sorted({p["rank"] for p in self._all_points()})
 
-    def cross_rank(self, type: str | None = None, name: str | None = None) -> list[dict]:
+    def cross_rank(self, type: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
         """Mean/min/max across ranks per (type, name, step), by the one rule of :func:`em_dist.store.lines.aggregate_across_ranks`."""
         return aggregate_across_ranks(self.metrics(type=type, name=name))
 
-    def rank_timing(self) -> dict:
+    def rank_timing(self) -> dict[str, Any]:
         """Step time per rank, lag behind the first rank and the slowest rank, by the rule of :mod:`em_dist.observe.steps`."""
         return rank_timing(reach_times(self._all_points()))
