@@ -10,7 +10,8 @@ APT_PACKAGES := openmpi-bin libopenmpi-dev postgresql chromium chromium-driver c
 demo: setup
 	$(PY) launch/demo.py
 
-test: system-deps setup horovod
+# mypy first: a type error fails the test command like a failing test.
+test: system-deps setup horovod typecheck
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # mypy over em_dist/, as configured in pyproject.toml: strict outside em_dist/server/.

@@ -8,7 +8,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Iterator
 
 from ._warn import warn_once
-from .platform.redact import redact_mapping
+from .platform.redact import redact_record
 
 
 def json_safe(value: Any, key: str = "") -> Any:
@@ -93,7 +93,7 @@ class Hparams(MutableMapping[str, Any]):
     def saved(self) -> dict[str, Any]:
         """What is written to disk: a copy with secrets redacted (the dict itself keeps them,
         so the script can still read its own values)."""
-        return redact_mapping(self._data)
+        return redact_record(self._data)
 
     def _changed(self) -> None:
         if self._on_change is not None:

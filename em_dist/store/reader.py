@@ -251,7 +251,7 @@ def _resolve(path: Path, parent: Path, marker: str) -> Path:
     raise RunFormatError(f"{path} is not a run or artifact folder: no {marker} found there (or under {parent})")
 
 
-def _read_versioned(folder: Path, name: str) -> dict:
+def _read_versioned(folder: Path, name: str) -> dict[str, Any]:
     path = folder / name
     try:
         meta = read_json_in(folder, name)
