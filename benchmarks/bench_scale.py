@@ -212,16 +212,16 @@ def codec_figures(records: int = 5000) -> list[str]:
     """Bytes per record of a peer's frame (5,000 lines of 3 metrics) raw and under zlib, and the CPU
     each way: the inputs of docs/scale.md's model. zstd is measured when the ``zstandard`` package
     is installed."""
-    import pickle
     import random
     import zlib
 
+    from em_dist.ranks.messages import Records, dumps, loads
     from em_dist.store.lines import LineEncoder
 
     enc, t0 = LineEncoder(), 1.764e9
     lines = [enc(("train", i, i // 1000, t0 + i * 0.01, {"loss": random.random(), "acc": random.random(),
                                                           "lr": 0.001})) for i in range(records)]
-    frame = pickle.dumps({"seq": 1, "msgs": [("rec", lines)]}, protocol=pickle.HIGHEST_PROTOCOL)
+    frame = dumps({"seq": 1, "msgs": [Records(lines, 1)]})  # the wire's encoding (msgpack, versioned)
     codecs = [(f"zlib-{lvl}", lambda b, lvl=lvl: zlib.compress(b, lvl), zlib.decompress) for lvl in (1, 3, 6)]
     try:
         import zstandard
@@ -239,7 +239,8 @@ def codec_figures(records: int = 5000) -> list[str]:
 
     out = ["| codec | bytes/record | encode µs/record (peer or leader) | decode µs/record (rank 0) |",
            "| --- | --- | --- | --- |",
-           f"| none (pickled frame) | {len(frame) / records:.1f} | - | {per_record(pickle.loads, frame):.3f} (unpickle) |"]
+           f"| none (encoded frame) | {len(frame) / records:.1f} | {per_record(dumps, {'seq': 1, 'msgs': [Records(lines, 1)]}):.3f} | "
+           f"{per_record(loads, frame):.3f} (decode) |"]
     for name, comp, decomp in codecs:
         packed = comp(frame)
         out.append(f"| {name} | {len(packed) / records:.1f} | {per_record(comp, frame):.2f} | "
