@@ -411,7 +411,7 @@ class Run:
             self.delivery = {str(r): e for r, e in sorted(report.delivery.items())}
             missing = {r: e.get("journal", "its journal") for r, e in report.delivery.items() if not e["complete"]}
             if missing:
-                warn_once("incomplete-ranks", f"em_dist: not every record of ranks {sorted(missing)} is in run "
+                warn_once(f"incomplete-ranks:{self._id}", f"em_dist: not every record of ranks {sorted(missing)} is in run "
                           f"{self.name!r} yet; the rest is in their journals ({missing}). Each rank merges its "
                           "journal at its own end when it sees this run's folder; else run `em run merge "
                           f"{self._path}` where the journal is.")
@@ -421,7 +421,7 @@ class Run:
             drops[int(self.world.get("rank", 0))] = own
         if drops:
             self.dropped = {str(r): drops[r].doc() for r in sorted(drops)}
-            warn_once("dropped", f"em_dist: run {self.name!r} dropped records to bound memory (rank: counts): "
+            warn_once(f"dropped:{self._id}", f"em_dist: run {self.name!r} dropped records to bound memory (rank: counts): "
                       f"{self.dropped}; they are counted in run.json's 'dropped'. A larger max_pending, or "
                       "logging less often, keeps them.")
         if report.late_ranks:

@@ -112,7 +112,7 @@ class Sink(ABC):
     """Backlog at which ``log()`` calls :meth:`wake` (every 1024 records past it)."""
     encode_at: int
     """Backlog at which ``log()`` encodes records itself, so a writer starved of the GIL can't let memory grow."""
-    encode: Callable[[RecordTuple], str]
+    encode: LineEncoder
     """The line encoder (shared by the training thread and the background thread)."""
     step_mark: tuple[int, float] | None = None
     """``(step, time)`` of the newest step-marking record the background thread took off the

@@ -248,7 +248,8 @@ class PeerSink(QueuedSink):
             batch = self._take()
             if not batch:
                 break
-            self.summary.add(self.rank, [r for r in batch if not (r.__class__ is str and r[:1] == OUTPUT_MARK)])
+            self.summary.add(self.rank, [r for r in batch if not (isinstance(r, str) and r[:1] == OUTPUT_MARK)],
+                             self.encode.newest)
             lines = [r if isinstance(r, str) else enc(r) for r in batch]
             journal = self._open_journal()
             first = journal.append(lines)

@@ -83,13 +83,18 @@ class LineEncoder:
 
     def __init__(self) -> None:
         self._templates: dict[tuple[str, tuple[str, ...]], str] = {}
+        self.newest: dict[tuple[str, tuple[str, ...]], MetricRecord] = {}
+        """The newest record encoded per (type, metric names): what a summary takes for the lines it
+        does not parse (one dict store per encode; the key is the template's)."""
 
     def __call__(self, rec: MetricRecord) -> str:
         type_, step, epoch, t, metrics = rec
         keys = tuple(metrics)
-        tpl = self._templates.get((type_, keys))
+        key = (type_, keys)
+        tpl = self._templates.get(key)
         if tpl is None:
-            tpl = self._templates[(type_, keys)] = _template(type_, keys)
+            tpl = self._templates[key] = _template(type_, keys)
+        self.newest[key] = rec
         enc = encode_number
         return tpl % (
             step,

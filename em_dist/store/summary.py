@@ -9,11 +9,9 @@ format, or a crash before the first cycle) is listed from run.json alone.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .lines import decode_number
 
 if TYPE_CHECKING:
     from ..sink import Record, RecordTuple
@@ -29,22 +27,25 @@ class RunSummary:
         self._last: dict[int, dict[str, Any]] = {}
         self.changed = False
 
-    def add(self, rank: int, records: Sequence[Record]) -> None:
+    def add(self, rank: int, records: Sequence[Record], encoded: Mapping[Any, RecordTuple] | None = None) -> None:
         """Note a batch of records (tuples, or lines the training thread encoded already).
 
         The last value of *every* metric of every type counts (a loop that logs ``loss`` then
-        ``lr`` each step keeps both). A line (encoded by
-        ``log()`` itself while the writer was behind) is parsed; a peer's lines never come here
-        (each peer keeps its own summary and sends it, :meth:`set_rank`)."""
+        ``lr`` each step keeps both). A line is never parsed (that would cost the writer more
+        than writing it, exactly when it is behind): when the batch holds lines, the newest
+        record the encoder made of each (type, names), ``encoded``, stands for them (it may be a
+        moment newer than the batch: it is what the loop logged last). A peer's lines never come
+        here (each peer keeps its own summary and sends it, :meth:`set_rank`)."""
         if not records:
             return
         self._records[rank] = self._records.get(rank, 0) + len(records)
         # Newest first: a record whose metric names the newer ones of its type all had is skipped with
         # one set comparison of dict views (C), so a loop of one shape costs about that per record.
         by_type: dict[str, dict[str, RecordTuple]] = {}
-        for item in reversed(records):
-            rec = _parse(item) if isinstance(item, str) else item
-            if rec is None:
+        lines = False
+        for rec in reversed(records):
+            if isinstance(rec, str):
+                lines = True
                 continue
             metrics = rec[4]
             seen = by_type.get(rec[0])
@@ -54,10 +55,17 @@ class RunSummary:
                 for name in metrics:
                     seen.setdefault(name, rec)
         last = self._last.setdefault(rank, {})
-        for t, names in by_type.items():
+        for t, named in by_type.items():  # in logging order: the batch's newest wins
             entry = last.setdefault(t, {})
-            for name, (_, step, epoch, when, metrics) in names.items():
-                entry[name] = {"value": _plain(metrics[name]), "step": step, "epoch": epoch, "time": when}
+            for name, rec in named.items():
+                entry[name] = _entry(rec, name)
+        if lines and encoded:  # by time: an encoder's record may be older than this batch's tuples
+            for rec in list(encoded.values()):
+                entry = last.setdefault(rec[0], {})
+                for name in rec[4]:
+                    old = entry.get(name)
+                    if old is None or not isinstance(old.get("time"), float) or old["time"] < rec[3]:
+                        entry[name] = _entry(rec, name)
         self.changed = True
 
     def set_rank(self, rank: int, records: int, last: dict[str, Any]) -> None:
@@ -79,13 +87,9 @@ class RunSummary:
         }
 
 
-def _parse(line: str) -> RecordTuple | None:
-    try:
-        doc = json.loads(line)
-        return (doc["type"], doc["step"], doc["epoch"], doc["time"],
-                {k: decode_number(v) for k, v in doc["metrics"].items()})
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
+def _entry(rec: RecordTuple, name: str) -> dict[str, Any]:
+    _, step, epoch, when, metrics = rec
+    return {"value": _plain(metrics[name]), "step": step, "epoch": epoch, "time": when}
 
 
 def _plain(value: Any) -> Any:

@@ -274,7 +274,7 @@ class RunWriter(QueuedSink):
             if not records:
                 return
         if rank == self._rank:  # a peer summarises its own records (submit_summary)
-            self.summary.add(rank, records)
+            self.summary.add(rank, records, self.encode.newest)
         encode = self.encode
         lines = self._unwritten.setdefault(rank, [])
         new = [r if isinstance(r, str) else encode(r) for r in records]

@@ -106,14 +106,19 @@ def test_em_run_merge_takes_a_spool_folder_from_elsewhere(tmp_path):
 
 def test_summary_keeps_every_metric_of_every_type():
     """A loop that logs loss then lr each step: both are in the summary (the last record of a batch
-    used to win), also when the writer got lines the loop encoded itself."""
+    used to win), also when the writer got lines the loop encoded itself (never parsed: the
+    encoder's newest record of each shape stands for them)."""
+    enc = LineEncoder()
     s = RunSummary()
-    s.add(0, [("train", 1, None, 1.0, {"loss": 0.5}), ("train", 1, None, 1.1, {"lr": 0.1}), _line(2, "loss"),
-              ("val", 1, None, 1.2, {"acc": 0.9}), ENC(("train", 2, None, 3.0, {"lr": 0.05}))])
+    s.add(0, [("train", 1, None, 1.0, {"loss": 0.5}), ("train", 1, None, 1.1, {"lr": 0.1}),
+              enc(("train", 2, None, 2.0, {"loss": 2.0})), ("val", 1, None, 2.2, {"acc": 0.9}),
+              enc(("train", 2, None, 3.0, {"lr": 0.05}))], enc.newest)
     last = s.doc()["last"]["0"]
     assert last["train"]["loss"]["value"] == 2.0 and last["train"]["lr"]["value"] == 0.05
     assert last["val"]["acc"]["value"] == 0.9
     assert s.doc()["records"] == {"0": 5}
+    s.add(0, [("train", 3, None, 4.0, {"loss": 1.5})], enc.newest)  # tuples again: in order, newest wins
+    assert s.doc()["last"]["0"]["train"]["loss"]["value"] == 1.5
 
 
 def test_a_journal_reads_back_any_stretch_of_its_records(tmp_path):
