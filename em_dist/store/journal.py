@@ -1,7 +1,7 @@
 """A rank's journal: every record it accepted, numbered, on its own disk until rank 0 acknowledged it.
 
 A non-zero rank's records are durable on the rank that logged them before they leave it:
-its sending thread appends each batch to ``<runs folder>/.spool/<run id>/rank-<r>.journal``
+its sending thread appends each batch to ``<runs folder>/.spool/<run id>/rank-<r>.<pid>.journal``
 (numbered 1, 2, ... per rank and attempt), then sends it. Rank 0 writes a peer's metric lines
 with their number (``{"n":17,...}``) and, at the peer's goodbye, acknowledges the highest
 number it has on disk. A fully acknowledged journal is deleted; anything else stays and is
@@ -14,7 +14,7 @@ merged into the same run later, exactly once by (rank, number):
 The format: a journal line is ``<n>\\t<record>``, where the record is a metric line of
 ``metrics/rank-<r>.jsonl`` or a captured-output record (:data:`~em_dist.store.lines.OUTPUT_MARK`
 and its log line); a torn last line (a crash mid-write) is ignored. Beside it,
-``rank-<r>.json`` says whose it is (run id, name, rank, attempt, host, pid) and whether the
+``rank-<r>.<pid>.json`` says whose it is (run id, name, rank, attempt, host, pid) and whether the
 rank closed it (``closed``: nothing more will be added).
 """
 
@@ -58,8 +58,10 @@ class Journal:
     def __init__(self, folder: Path, rank: int, meta: dict[str, Any]) -> None:
         self.folder = folder
         self.rank = rank
-        self.path = folder / f"rank-{rank}.journal"
-        self.meta_path = folder / f"rank-{rank}.json"
+        # one file per process: a restarted job's rank numbers its records afresh, and its journal
+        # must not run into the one its previous attempt left behind
+        self.path = folder / f"rank-{rank}.{os.getpid()}.journal"
+        self.meta_path = self.path.with_suffix(".json")
         self._meta = {**meta, "rank": rank, "host": socket.gethostname(), "pid": os.getpid(), "closed": False}
         self._fd: int | None = None
         self._size = 0
@@ -158,12 +160,13 @@ def remove_journal(path: Path) -> None:
 def remove_if_covered(folder: Path, rank: int, on_disk: int) -> bool:
     """Delete ``rank``'s journal in ``folder`` if it is closed and rank 0 confirmed all of it (a node
     leader does this for its members once rank 0 answered the leader's goodbye)."""
-    path = folder / f"rank-{rank}.journal"
-    meta = read_meta(path)
-    if meta.get("closed") and int(meta.get("last", on_disk + 1)) <= on_disk:
-        remove_journal(path)
-        return True
-    return False
+    removed = False
+    for path in folder.glob(f"rank-{rank}.*.journal"):
+        meta = read_meta(path)
+        if meta.get("closed") and int(meta.get("last", on_disk + 1)) <= on_disk:
+            remove_journal(path)
+            removed = True
+    return removed
 
 
 def finished(run_dir: Path) -> bool:
@@ -177,7 +180,7 @@ def finished(run_dir: Path) -> bool:
 
 
 def read_meta(path: Path) -> dict[str, Any]:
-    """A journal's description (``rank-<r>.json`` beside it); empty when unreadable."""
+    """A journal's description (``rank-<r>.<pid>.json`` beside it); empty when unreadable."""
     try:
         doc = read_json(path.with_suffix(".json"), {})
     except (OSError, ValueError):
@@ -297,4 +300,4 @@ def _append(path: Path, lines: list[str]) -> None:
 
 
 def _rank_of(journal: Path) -> int:
-    return int(journal.stem.split("-", 1)[1])
+    return int(journal.name.split(".", 1)[0].split("-", 1)[1])
