@@ -108,11 +108,12 @@ class Slurm:
         return subprocess.run(list(args), env=kw.pop("env", self.env), capture_output=True, text=True, timeout=60, **kw)
 
     def job_state(self, job_id: str) -> str:
-        out = self.run("scontrol", "show", "job", job_id).stdout
-        for field in out.split():
-            if field.startswith("JobState="):
-                return field.split("=", 1)[1]
-        return "UNKNOWN"
+        return self.job_state_and_reason(job_id)[0]
+
+    def job_state_and_reason(self, job_id: str) -> tuple[str, str]:
+        """``JobState`` and ``Reason`` of ``scontrol show job`` (UNKNOWN / "" when not shown)."""
+        fields = dict(f.split("=", 1) for f in self.run("scontrol", "show", "job", job_id).stdout.split() if "=" in f)
+        return fields.get("JobState", "UNKNOWN"), fields.get("Reason", "")
 
     def stop(self) -> None:
         for proc in self._procs:
