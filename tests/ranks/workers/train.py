@@ -124,7 +124,7 @@ if run is not None:
 took = time.monotonic() - t0
 upload = run.upload(folder="x") if run is not None and rank != 0 else None  # a no-op off rank 0
 assert upload is None
-report(pid=os.getpid(), finish_s=took, path=str(run.path) if run is not None else None,
+report(pid=os.getpid(), finish_s=took, path=str(run.path) if run is not None else None, em_dist=em.__file__,
        torch_imported="torch" in sys.modules, mpi_imported="mpi4py.MPI" in sys.modules)
 if comm is not None:
     comm.Barrier()

@@ -1,0 +1,99 @@
+"""torchrun jobs across simulated hosts (network namespaces, see ``_hosts.py``): each host has its own
+name, addresses, /etc/hosts, pid space and disk, as on a cluster. Every record must land exactly once
+in rank 0's run, relayed by its node's leader, with no journal left behind on any host."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import em_dist
+
+from ..ranks._launch import WORKER, check_gathered
+from ._hosts import REPO, Cluster, host_env, torchrun_argv
+
+pytestmark = pytest.mark.timeout(150)
+
+NPROC = 2
+"""Processes per host."""
+LIMIT = 90
+"""Seconds one host's launch may take before it is killed (a healthy job takes well under half)."""
+STEPS, EXTRA = 40, 7
+
+
+@dataclass
+class Job:
+    cluster: Cluster
+    codes: list[int]
+
+    def results(self) -> dict[int, dict]:
+        """Each rank's report (written by the worker to its host's ``out``)."""
+        out = {}
+        for h in self.cluster.hosts:
+            for f in h.out.glob("rank-*.json"):
+                out[int(f.stem.split("-")[1])] = json.loads(f.read_text())
+        return out
+
+    def run(self):
+        """Rank 0's one run, read from host 0's disk."""
+        runs = [p for p in (self.cluster.hosts[0].export / "runs").iterdir() if (p / "run.json").is_file()]
+        assert len(runs) == 1, f"expected one run folder on rank 0's host, found {[r.name for r in runs]}"
+        return em_dist.load_run(runs[0])
+
+    def journals(self) -> dict[str, list[str]]:
+        """The journals left on each host's disk."""
+        return {h.name: sorted(str(p.relative_to(h.export)) for p in (h.export / "runs").glob(".spool/**/*")
+                               if p.is_file())
+                for h in self.cluster.hosts}
+
+
+def launch(cluster: Cluster, *worker_args: str, env: dict[str, str] | None = None,
+           per_host: dict[int, dict[str, str]] | None = None) -> Job:
+    """One torchrun per host (host 0 first: its agent hosts the rendezvous), all bounded."""
+    procs = []
+    for h in cluster.hosts:
+        extra = dict(env or {}, **(per_host or {}).get(h.index, {}))
+        procs.append(cluster.start(h, torchrun_argv(cluster, h, NPROC, WORKER, *worker_args),
+                                   host_env(cluster, h, **extra), LIMIT))
+    return Job(cluster, cluster.wait_all(procs, LIMIT + 10))
+
+
+def check_job(job: Job, init: str) -> None:
+    """Every record once, the layout as the hosts are, every rank's link on its host's address."""
+    c = job.cluster
+    assert job.codes == [0] * c.n, c.logs()
+    world = c.n * NPROC
+    results = job.results()
+    assert sorted(results) == list(range(world)), c.logs()
+    assert {r["em_dist"] for r in results.values()} == {str(REPO / "em_dist" / "__init__.py")}
+    rec = job.run()
+    check_gathered(rec, world, steps=STEPS, extra=EXTRA)
+    assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.late_ranks == []
+    assert rec.world["nodes"] == c.n and rec.world["size"] == world
+    assert rec.world["transport"] == "gloo"
+    assert rec.world["backend"] == ("gloo" if init != "none" else None) or init == "none"
+    # ranks 2i, 2i+1 on host i (torchrun orders the nodes by name); a leader relays its node's others
+    hosts = {int(r): p["host"] for r, p in rec.platform["ranks"].items()}
+    assert hosts == {r: f"node{r // NPROC}" for r in range(world)}
+    assert rec.world.get("relayed_by", {}) == {str(r): r - r % NPROC for r in range(NPROC, world) if r % NPROC}
+    assert all(d["complete"] for d in rec.delivery.values()), rec.delivery
+    assert job.journals() == {h.name: [] for h in c.hosts}
+
+
+@pytest.mark.parametrize("hosts,init", [(2, "before"), (3, "none")])
+def test_every_record_once_across_hosts(tmp_path: Path, hosts: int, init: str) -> None:
+    with Cluster(hosts, tmp_path) as c:
+        job = launch(c, "--init", init, "--allreduce", "1" if init != "none" else "0", "--timeout", "20")
+        check_job(job, init)
+
+
+def test_own_name_at_127_0_1_1_with_gloo_socket_ifname(tmp_path: Path) -> None:
+    """Debian's /etc/hosts: a host's own name is 127.0.1.1. Training works with GLOO_SOCKET_IFNAME,
+    so em_dist's links must bind there too, not on the loopback address its name resolves to."""
+    with Cluster(2, tmp_path, own_name_at="127.0.1.1") as c:
+        job = launch(c, "--init", "before", "--allreduce", "1", "--timeout", "15",
+                     per_host={h.index: {"GLOO_SOCKET_IFNAME": h.ifname} for h in c.hosts})
+        check_job(job, "before")
