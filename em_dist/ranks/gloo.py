@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 from .._warn import warn_once
 from ..errors import WireVersionError
+from . import bind
+from .bind import Bind
 from .channel import LinkClosed
 from .frames import Wire
 from .messages import WIRE_VERSION
@@ -47,20 +49,21 @@ def _keep_live_pairs() -> None:
             ctypes.pythonapi.Py_IncRef(ctypes.py_object(pg))
 
 
-_device: list[Any] = []
+_devices: dict[tuple[str | None, str], Any] = {}
 
 
-def _rank0_device() -> Any:
-    """The one gloo device (one event loop thread) that all of rank 0's pairs share, for every run
-    of the process. Created once and never destroyed: a device destroyed while the interpreter
-    tears down can abort the process like a pair (see above)."""
-    import torch.distributed as dist
-
+def _serving_device(where: Bind) -> Any:
+    """The gloo device (one event loop thread) that all of a serving rank's pairs on one address
+    share, for every run of the process: one, or two when local peers reach rank 0 on a loopback
+    address and others over the network. Created once and never destroyed: a device destroyed while
+    the interpreter tears down can abort the process like a pair (see above)."""
+    key = (where.interface, where.address)
     with _live_lock:
-        if not _device:
-            _device.append(dist.ProcessGroupGloo.create_default_device())
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(_device[0]))
-        return _device[0]
+        if key not in _devices:
+            device = where.device()
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(device))
+            _devices[key] = device
+        return _devices[key]
 
 
 def _forget(pg: Any) -> None:
@@ -114,6 +117,8 @@ class GlooWire(Wire):
         self._finished: set[int] = set()
         self._closed = False
         self._created: float | None = None
+        self._bind: Bind | None = None  # a peer: where its pair listens
+        self._serving: set[Bind] = set()  # a server: where its pairs listen (the accepting thread adds)
 
     def _prefix(self) -> str:
         """The run's keys; a node leader's (:mod:`.relay`) under ``via/<leader>``."""
@@ -131,9 +136,10 @@ class GlooWire(Wire):
                 time.sleep(self._timings.poll)
         return self._store
 
-    def _pair(self, store: Any, peer: int, my_rank: int, device: Any = None, build_wait: float | None = None) -> Any:
-        """The two-process group with ``peer``. No worker threads (send/recv run on gloo's event
-        loop), and on rank 0 one ``device`` (one event loop) for all pairs. ``build_wait`` (rank 0)
+    def _pair(self, store: Any, peer: int, my_rank: int, device: Any, build_wait: float | None = None) -> Any:
+        """The two-process group with ``peer`` over ``device`` (bound where :mod:`.bind` chose). No
+        worker threads (send/recv run on gloo's event loop), and on rank 0 one device (one event
+        loop) per address for all pairs. ``build_wait`` (rank 0)
         bounds the set-up, and waits afterwards get :attr:`RankTimings.silence`; a peer's waits
         get :attr:`RankTimings.link_timeout`."""
         import torch.distributed as dist
@@ -141,7 +147,7 @@ class GlooWire(Wire):
         prefixed = dist.PrefixStore(f"{self._prefix()}/pair/{peer}", store)
         options = dist.ProcessGroupGloo._Options()
         options._threads = 0
-        options._devices = [device if device is not None else dist.ProcessGroupGloo.create_default_device()]
+        options._devices = [device]
         options._timeout = timedelta(seconds=build_wait) if build_wait is not None else self._timings.link_timeout
         pg = dist.ProcessGroupGloo(prefixed, my_rank, 2, options)
         if build_wait is not None:
@@ -152,6 +158,15 @@ class GlooWire(Wire):
         with _live_lock:
             _live.add(pg)
         return pg
+
+    @property
+    def link(self) -> dict[str, Any] | None:
+        """Where this rank's pair listens (a peer), and where its served pairs listen (``serves``)."""
+        out: dict[str, Any] = self._bind.record() if self._bind is not None else {}
+        serving = sorted(list(self._serving), key=lambda b: b.address)  # a copy: the accepting thread adds
+        if serving:
+            out["serves"] = [b.record() for b in serving]
+        return out or None
 
     # -- a non-zero rank ------------------------------------------------------------
     def connect(self, wait: float) -> bool:
@@ -188,9 +203,13 @@ class GlooWire(Wire):
                                    "the same em_dist version on every node of the job")
         # Hellos are numbered (one counter per server), so a server reads only the new ones, whatever
         # the world size and whoever comes (a relay's members, a member whose leader is gone).
+        # Listen where the job's traffic goes (:mod:`.bind`); the hello says where, so that the
+        # server binds its side of the pair on the route back to this address.
+        self._bind = bind.choose(bind.store_host(store))
         number = store.add(f"{self._prefix()}/hellos", 1)
         store.set(f"{self._prefix()}/hello#{number}",
-                  json.dumps({"rank": self.rank, "pid": os.getpid(), "pids": _pid_space(), "wire": WIRE_VERSION}))
+                  json.dumps({"rank": self.rank, "pid": os.getpid(), "pids": _pid_space(), "wire": WIRE_VERSION,
+                              "addr": self._bind.address}))
         # Build the pair only once rank 0 took this hello: a rank 0 that just stopped serving would
         # leave us in gloo's rendezvous for good.
         accepted = f"{self._prefix()}/accepted/{self.rank}"
@@ -199,7 +218,7 @@ class GlooWire(Wire):
             if self._closed or time.monotonic() >= until:
                 raise LinkClosed("rank 0 stopped serving this run before it accepted this rank")
             time.sleep(self._timings.poll)
-        self._pg = self._pair(store, self.rank, 1)
+        self._pg = self._pair(store, self.rank, 1, self._bind.device())
         return True
 
     def send(self, data: bytes) -> None:
@@ -256,12 +275,14 @@ class GlooWire(Wire):
                               "em_dist version on every node of the job.")
                     continue
                 seen.add(peer)
-                accepted.append((peer, _local_pid(doc)))
+                accepted.append((peer, _local_pid(doc), doc.get("addr") or bind.store_host(store)))
                 store.set(f"{self._prefix()}/accepted/{peer}", "1")
                 on_join(peer)
-            for peer, pid in accepted:
+            for peer, pid, toward in accepted:
                 try:
-                    pg = self._pair(store, peer, 0, device=_rank0_device(), build_wait=self._timings.pair_wait)
+                    where = bind.choose(toward, label="peers")
+                    self._serving.add(where)
+                    pg = self._pair(store, peer, 0, _serving_device(where), build_wait=self._timings.pair_wait)
                 except Exception:  # noqa: BLE001 - the peer never built its side: it is lost
                     built.put(peer)
                     continue

@@ -123,6 +123,12 @@ class RelayPeer(PeerChannel):
     def engine_started(self) -> bool:
         return self.up.engine_started
 
+    @property
+    def link(self) -> dict[str, Any] | None:
+        """Where the link to rank 0 listens (the members' own entries say where they reach this leader:
+        its platform entry may have gone to rank 0 before they joined)."""
+        return self.up.link
+
     def connect(self, wait: float) -> bool:
         joined = self.up.connect(wait)
         if joined and self._thread is None:
@@ -264,6 +270,10 @@ class ViaLeader(Wire):
     @property
     def rank0_run(self) -> dict | None:  # type: ignore[override]
         return self.wire.rank0_run
+
+    @property
+    def link(self) -> dict | None:  # type: ignore[override]
+        return self.wire.link
 
     @property
     def ready_since(self) -> float | None:

@@ -61,8 +61,10 @@ def launch(cluster: Cluster, *worker_args: str, env: dict[str, str] | None = Non
     return Job(cluster, cluster.wait_all(procs, LIMIT + 10))
 
 
-def check_job(job: Job, init: str) -> None:
-    """Every record once, the layout as the hosts are, every rank's link on its host's address."""
+def check_job(job: Job, init: str, by: str = "route to node0", loopback_on_host0: bool = False) -> None:
+    """Every record once, the layout as the hosts are, every rank's link on its host's address (chosen
+    ``by`` that rule); with ``loopback_on_host0`` rank 0's own host's ranks reach it on the loopback
+    (their route toward 127.0.1.1 leaves from 127.0.0.1)."""
     c = job.cluster
     assert job.codes == [0] * c.n, c.logs()
     world = c.n * NPROC
@@ -81,6 +83,15 @@ def check_job(job: Job, init: str) -> None:
     assert rec.world.get("relayed_by", {}) == {str(r): r - r % NPROC for r in range(NPROC, world) if r % NPROC}
     assert all(d["complete"] for d in rec.delivery.values()), rec.delivery
     assert job.journals() == {h.name: [] for h in c.hosts}
+    # where each rank's link listened: its host's address (a loopback one only beside rank 0)
+    links = {int(r): p.get("link") for r, p in rec.platform["ranks"].items()}
+    for r in range(1, world):
+        host = c.hosts[r // NPROC]
+        local = loopback_on_host0 and host.index == 0
+        assert links[r]["address"] == ("127.0.0.1" if local else host.address), (r, links[r])
+        assert links[r]["by"] == ("route to node0" if local else by), (r, links[r])
+    served = {b["address"] for b in links[0]["serves"]}
+    assert served == ({c.hosts[0].address, "127.0.0.1"} if loopback_on_host0 else {c.hosts[0].address}), links[0]
 
 
 @pytest.mark.parametrize("hosts,init", [(2, "before"), (3, "none")])
@@ -96,4 +107,12 @@ def test_own_name_at_127_0_1_1_with_gloo_socket_ifname(tmp_path: Path) -> None:
     with Cluster(2, tmp_path, own_name_at="127.0.1.1") as c:
         job = launch(c, "--init", "before", "--allreduce", "1", "--timeout", "15",
                      per_host={h.index: {"GLOO_SOCKET_IFNAME": h.ifname} for h in c.hosts})
-        check_job(job, "before")
+        check_job(job, "before", by="GLOO_SOCKET_IFNAME")
+
+
+def test_own_name_at_127_0_1_1_without_a_training_group(tmp_path: Path) -> None:
+    """The same hosts, no GLOO_SOCKET_IFNAME and no gloo group (training on NCCL, say): each end binds
+    on the route toward the other, so only ranks on rank 0's own host use 127.0.1.1."""
+    with Cluster(2, tmp_path, own_name_at="127.0.1.1") as c:
+        job = launch(c, "--init", "none", "--timeout", "15")
+        check_job(job, "none", loopback_on_host0=True)
