@@ -20,6 +20,7 @@ test); elsewhere they are skipped, saying why (:func:`require_namespaces`).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -125,6 +126,7 @@ class Cluster:
         self.close()
 
     def _make(self) -> None:
+        _forget_dead_clusters()
         self.disk.mkdir(parents=True, exist_ok=True)
         _ip("netns", "add", self._bridge)
         _ip("-n", self._bridge, "link", "add", "br0", "type", "bridge")
@@ -203,6 +205,22 @@ class Cluster:
             _ip("netns", "del", h.ns, check=False)
         if self._bridge:
             _ip("netns", "del", self._bridge, check=False)
+
+
+def _forget_dead_clusters() -> None:
+    """Delete the namespaces of an earlier test process that was killed before its teardown (named
+    ``em<pid>x...`` by :class:`Cluster`; only those whose process is gone)."""
+    listed = _ip("netns", "list", check=False).stdout.split()
+    for name in listed:
+        m = re.fullmatch(r"em(\d+)x\d+(?:h\d+|br)", name)
+        if m is None or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            _ip("netns", "del", name, check=False)
+        except PermissionError:
+            pass
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -5,6 +5,8 @@ in rank 0's run, relayed by its node's leader, with no journal left behind on an
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +94,14 @@ def check_job(job: Job, init: str, by: str = "route to node0", loopback_on_host0
         assert links[r]["by"] == ("route to node0" if local else by), (r, links[r])
     served = {b["address"] for b in links[0]["serves"]}
     assert served == ({c.hosts[0].address, "127.0.0.1"} if loopback_on_host0 else {c.hosts[0].address}), links[0]
+    # em run show says the same: nodes, relays, each host's ranks and link addresses, each rank complete
+    show = subprocess.run([sys.executable, "-m", "em_dist.cli.main", "run", "show", str(rec.path)], capture_output=True,
+                          text=True, timeout=60, env=host_env(c, c.hosts[0]))
+    assert show.returncode == 0, show.stderr
+    assert f"nodes      {c.n}, relayed by " in show.stdout, show.stdout
+    for h in c.hosts:
+        assert f"host       {h.name}: ranks {h.index * NPROC}, {h.index * NPROC + 1} (links on {h.address}" in show.stdout
+    assert show.stdout.count("records in the run, complete") == world - 1, show.stdout
 
 
 @pytest.mark.parametrize("hosts,init", [(2, "before"), (3, "none")])
