@@ -104,11 +104,32 @@ def check_job(job: Job, init: str, by: str = "route to node0", loopback_on_host0
     assert show.stdout.count("records in the run, complete") == world - 1, show.stdout
 
 
+def check_host_metrics(job: Job) -> None:
+    """Host metrics come once per host (from its local rank 0), under the host's name, and each host's
+    network counters are its own: the hosts that send records to rank 0's host sent bytes."""
+    c, rec = job.cluster, job.run()
+    by_host = rec.host_metrics()
+    assert sorted(by_host) == [h.name for h in c.hosts]
+    for h in c.hosts:
+        points = by_host[h.name]
+        assert {p["rank"] for p in points} == {h.index * NPROC}, h.name
+        names = {p["name"] for p in points}
+        assert {"host_cpu_percent", "net_sent_bytes_per_s", "net_recv_bytes_per_s"} <= names, (h.name, names)
+    for h in c.hosts[1:]:
+        assert max(p["value"] for p in by_host[h.name] if p["name"] == "net_sent_bytes_per_s") > 0, h.name
+    assert max(p["value"] for p in by_host[c.hosts[0].name] if p["name"] == "net_recv_bytes_per_s") > 0
+
+
 @pytest.mark.parametrize("hosts,init", [(2, "before"), (3, "none")])
 def test_every_record_once_across_hosts(tmp_path: Path, hosts: int, init: str) -> None:
+    sampled = hosts == 3  # system metrics every 0.2 s, in a job that lasts about a second longer
     with Cluster(hosts, tmp_path) as c:
-        job = launch(c, "--init", init, "--allreduce", "1" if init != "none" else "0", "--timeout", "20")
+        job = launch(c, "--init", init, "--allreduce", "1" if init != "none" else "0", "--timeout", "20",
+                     *(["--linger-s", "1.2"] if sampled else []),
+                     env={"EM_SYSTEM_METRICS_INTERVAL": "0.2"} if sampled else None)
         check_job(job, init)
+        if sampled:
+            check_host_metrics(job)
 
 
 def test_own_name_at_127_0_1_1_with_gloo_socket_ifname(tmp_path: Path) -> None:
