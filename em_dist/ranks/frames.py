@@ -91,6 +91,10 @@ class Wire(_Readiness, ABC):
     """A peer: rank 0's run as it announced it when it accepted this rank."""
     run_doc: dict[str, Any] = {}
     """A server: the run it announces to the peers it accepts (rank 0's, also at a node leader)."""
+    expected: frozenset[int] | None = None
+    """A server that knows every peer it can get (a node leader's members): once all of them joined
+    it stops looking for more (no store traffic, and no thread left in a store call on a link that
+    may break)."""
     engine_started: bool = True
     """False while the engine under the wire does not exist yet (see :class:`.deferred.DeferredWire`)."""
 

@@ -262,7 +262,7 @@ class GlooWire(Wire):
         """Take each peer's hello, accept it and build rank 0's side of its pair, one at a time."""
         hellos = _Hellos(store, self._prefix(), self._timings)
         seen: set[int] = set()
-        while not stop.is_set() and not self._quit.is_set():
+        while not stop.is_set() and not self._quit.is_set() and not (self.expected and self.expected <= seen):
             accepted = []
             for doc in hellos.new():  # accept all first, so each pair is being built on the peer's side meanwhile
                 peer = doc.get("rank")

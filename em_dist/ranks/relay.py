@@ -92,6 +92,7 @@ class RelayPeer(PeerChannel):
         self.rank = up.rank
         self.world_size = up.world_size
         self._members = set(members)
+        down.expected = frozenset(members)  # its members, once joined, are all it serves
         self._timings = timings
         self._cond = threading.Condition()
         self._queue: deque[RelayJoin | Relayed | RelayLost] = deque()

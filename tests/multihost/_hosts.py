@@ -174,6 +174,19 @@ class Cluster:
         self._procs.append(proc)
         return proc
 
+    def live_disk(self, proc: subprocess.Popen) -> Path | None:
+        """The working folder of the host whose job is ``proc``, as its processes see it (through the
+        root of the host's first process), while the job runs; None before it started or after."""
+        unshare = _children(proc.pid)  # timeout -> unshare (ip netns exec became it) -> the host's pid 1
+        inner = _children(unshare[0]) if unshare else []
+        if not inner:
+            return None
+        return Path(f"/proc/{inner[0]}/root") / self.disk.relative_to("/")
+
+    def set_link(self, host: Host, up: bool) -> None:
+        """Cut ``host`` off the bridge (its interface down), or connect it again."""
+        _ip("-n", host.ns, "link", "set", host.ifname, "up" if up else "down")
+
     def wait_all(self, procs: list[subprocess.Popen], limit: float) -> list[int]:
         """Each job's exit status; a job still running after ``limit`` seconds is killed (then 124)."""
         import time
@@ -221,6 +234,13 @@ def _forget_dead_clusters() -> None:
             _ip("netns", "del", name, check=False)
         except PermissionError:
             pass
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
