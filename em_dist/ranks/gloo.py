@@ -201,11 +201,11 @@ class GlooWire(Wire):
         if wire != WIRE_VERSION:
             raise WireVersionError(f"rank 0 speaks em_dist wire version {wire!r}, this rank {WIRE_VERSION}: install "
                                    "the same em_dist version on every node of the job")
-        # Hellos are numbered (one counter per server), so a server reads only the new ones, whatever
-        # the world size and whoever comes (a relay's members, a member whose leader is gone).
         # Listen where the job's traffic goes (:mod:`.bind`); the hello says where, so that the
         # server binds its side of the pair on the route back to this address.
         self._bind = bind.choose(bind.store_host(store))
+        # Hellos are numbered (one counter per server), so a server reads only the new ones, whatever
+        # the world size and whoever comes (a relay's members, a member whose leader is gone).
         number = store.add(f"{self._prefix()}/hellos", 1)
         store.set(f"{self._prefix()}/hello#{number}",
                   json.dumps({"rank": self.rank, "pid": os.getpid(), "pids": _pid_space(), "wire": WIRE_VERSION,

@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,8 +190,6 @@ class Cluster:
 
     def wait_all(self, procs: list[subprocess.Popen], limit: float) -> list[int]:
         """Each job's exit status; a job still running after ``limit`` seconds is killed (then 124)."""
-        import time
-
         deadline = time.monotonic() + limit
         codes = []
         for p in procs:
