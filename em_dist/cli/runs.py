@@ -132,11 +132,34 @@ def _world_lines(r: RunRecord) -> list[str]:
         lines.append(f"nodes      {w['nodes']}" + (f", relayed by {w['relayed_by']}" if w.get("relayed_by") else ""))
     if r.late_ranks:
         lines.append(f"late ranks {r.late_ranks}")
+    lines.extend(_host_lines(r))
     for rank, d in sorted(r.delivery.items(), key=lambda kv: int(kv[0])):
         where = "complete" if d.get("complete") else f"incomplete: the rest is in {d.get('journal') or 'its journal'}"
         lines.append(f"rank {rank:<5} {d.get('records', 0)} records in the run, {where}")
     for rank, d in sorted(r.dropped.items(), key=lambda kv: int(kv[0])):
         lines.append(f"dropped    rank {rank}: {d.get('records', 0)} records, {d.get('output_lines', 0)} output lines")
+    return lines
+
+
+def _host_lines(r: RunRecord) -> list[str]:
+    """One line per host of a job on several: its ranks and the addresses their links listened on
+    (the platform entries' ``link``), so a rank that bound a wrong network shows."""
+    by_host: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for rank, entry in (r.platform.get("ranks") or {}).items():
+        if isinstance(entry, dict) and entry.get("host") and str(rank).isdigit():
+            by_host.setdefault(str(entry["host"]), []).append((int(rank), entry))
+    if len(by_host) < 2:
+        return []
+    lines = []
+    for host, entries in sorted(by_host.items(), key=lambda kv: min(rank for rank, _ in kv[1])):
+        entries.sort(key=lambda e: e[0])
+        addresses: list[str] = []
+        for _rank, entry in entries:
+            link = entry.get("link") or {}
+            found = [link.get("address")] + [s.get("address") for s in link.get("serves") or [] if isinstance(s, dict)]
+            addresses += [a for a in found if a and a not in addresses]
+        ranks = ", ".join(str(rank) for rank, _ in entries)
+        lines.append(f"host       {host}: ranks {ranks}" + (f" (links on {', '.join(addresses)})" if addresses else ""))
     return lines
 
 

@@ -24,9 +24,10 @@ from typing import Any, Callable
 Deliver = Callable[[int, Any], None]
 """Called on rank 0, from the channel's receiving thread, once per message: (source rank, message)."""
 
-Acknowledge = Callable[[int, int, list[int]], dict[int, int]]
-"""Called on rank 0 at a peer's goodbye: (peer, its newest record number, the members it relayed) ->
-the newest record number rank 0 has *on disk* for the peer and each member (it may wait, bounded)."""
+Acknowledge = Callable[[int, int, dict[int, int | None]], dict[int, int]]
+"""Called on rank 0 at a peer's goodbye: (peer, its newest record number, the members it relayed ->
+the newest record number each member's relayed goodbye said, None before its goodbye) -> the newest
+record number rank 0 has *on disk* for the peer and each member (it may wait, bounded)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,11 @@ class PeerChannel(_Readiness, ABC):
         can have joined, and there is nothing to wait for at the end."""
         return True
 
+    @property
+    def link(self) -> dict[str, Any] | None:
+        """Where this rank's links listen (see :attr:`.frames.Wire.link`); None when unknown."""
+        return None
+
     @abstractmethod
     def connect(self, wait: float) -> bool:
         """Try, for at most ``wait`` seconds, to join rank 0; True once joined.
@@ -160,6 +166,11 @@ class RootChannel(_Readiness, ABC):
     def engine_started(self) -> bool:
         """False while the job's engine does not exist (see :attr:`PeerChannel.engine_started`)."""
         return True
+
+    @property
+    def link(self) -> dict[str, Any] | None:
+        """Where rank 0's links listen (see :attr:`.frames.Wire.link`); None when unknown."""
+        return None
 
     @abstractmethod
     def close(self, timeout: float, join_grace: float) -> ChannelEnd:

@@ -45,6 +45,10 @@ class DeferredWire(Wire):
         return self._wire.rank0_run if self._wire is not None else None
 
     @property
+    def link(self) -> dict[str, Any] | None:
+        return self._wire.link if self._wire is not None else None
+
+    @property
     def ready_since(self) -> float | None:
         # no engine started yet: no peer can have joined either, so the join grace starts at close
         return self._wire.ready_since if self._wire is not None else 0.0

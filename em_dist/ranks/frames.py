@@ -101,8 +101,18 @@ class Wire(_Readiness, ABC):
     """A peer: rank 0's run as it announced it when it accepted this rank."""
     run_doc: dict[str, Any] = {}
     """A server: the run it announces to the peers it accepts (rank 0's, also at a node leader)."""
+    expected: frozenset[int] | None = None
+    """A server that knows every peer it can get (a node leader's members): once all of them joined
+    it stops looking for more (no store traffic, and no thread left in a store call on a link that
+    may break)."""
     engine_started: bool = True
     """False while the engine under the wire does not exist yet (see :class:`.deferred.DeferredWire`)."""
+
+    @property
+    def link(self) -> dict[str, Any] | None:
+        """Where this end's links listen (``address``, ``by``; a server's ``serves``), for the rank's
+        platform entry; None when the engine has no addresses of its own (MPI) or did not bind yet."""
+        return None
 
     # -- a non-zero rank ----------------------------------------------------------
     @abstractmethod
@@ -154,6 +164,10 @@ class FramePeer(PeerChannel):
     @property
     def transport(self) -> str:
         return self.wire.transport
+
+    @property
+    def link(self) -> dict[str, Any] | None:
+        return self.wire.link
 
     @property
     def connected(self) -> bool:
@@ -229,13 +243,14 @@ class FramePeer(PeerChannel):
 
 
 class _PeerState:
-    __slots__ = ("last_seq", "messages", "lost", "done")
+    __slots__ = ("last_seq", "messages", "lost", "done", "said")
 
     def __init__(self) -> None:
         self.last_seq = 0
         self.messages = 0
         self.lost = False
         self.done = False
+        self.said: int | None = None  # a relayed member: the newest record number its goodbye said
 
 
 class FrameRoot(RootChannel):
@@ -257,6 +272,10 @@ class FrameRoot(RootChannel):
     @property
     def transport(self) -> str:
         return self.wire.transport
+
+    @property
+    def link(self) -> dict[str, Any] | None:
+        return self.wire.link
 
     @property
     def ready_since(self) -> float | None:
@@ -354,9 +373,12 @@ class FrameRoot(RootChannel):
             warn_once(f"frames-count-{peer}", f"em_dist: rank {peer} sent {bye.get('messages')} messages, "
                       f"rank 0 got {state.messages}.")
         on_disk: dict[int, int] = {}
-        if self._acknowledge is not None and not relayed:
+        if relayed:  # its leader answered it; rank 0's answer to the leader confirms it (with this number)
+            state.said = int(bye.get("records") or 0)
+        elif self._acknowledge is not None:
             with self._lock:
-                members = [m for m, leader in self._via.items() if leader == peer]
+                members = {m: self._peers[m].said if m in self._peers else None
+                           for m, leader in self._via.items() if leader == peer}
             try:
                 on_disk = self._acknowledge(peer, int(bye.get("records") or 0), members)
             except Exception as exc:  # noqa: BLE001 - an answer that confirms nothing keeps the journal

@@ -26,6 +26,8 @@ from typing import Any, Callable
 
 from .._warn import warn_once
 from ..errors import WireVersionError
+from . import bind
+from .bind import Bind
 from .channel import LinkClosed
 from .frames import OnFrame, OnJoin, OnLost, Wire
 from .messages import WIRE_VERSION
@@ -48,20 +50,21 @@ def _keep_live_pairs() -> None:
             ctypes.pythonapi.Py_IncRef(ctypes.py_object(pg))
 
 
-_device: list[Any] = []
+_devices: dict[tuple[str | None, str], Any] = {}
 
 
-def _rank0_device() -> Any:
-    """The one gloo device (one event loop thread) that all of rank 0's pairs share, for every run
-    of the process. Created once and never destroyed: a device destroyed while the interpreter
-    tears down can abort the process like a pair (see above)."""
-    import torch.distributed as dist
-
+def _serving_device(where: Bind) -> Any:
+    """The gloo device (one event loop thread) that all of a serving rank's pairs on one address
+    share, for every run of the process: one, or two when local peers reach rank 0 on a loopback
+    address and others over the network. Created once and never destroyed: a device destroyed while
+    the interpreter tears down can abort the process like a pair (see above)."""
+    key = (where.interface, where.address)
     with _live_lock:
-        if not _device:
-            _device.append(dist.ProcessGroupGloo.create_default_device())
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(_device[0]))
-        return _device[0]
+        if key not in _devices:
+            device = where.device()
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(device))
+            _devices[key] = device
+        return _devices[key]
 
 
 def _forget(pg: Any) -> None:
@@ -119,6 +122,8 @@ class GlooWire(Wire):
         """A peer: how many links it announced (1 for the first; a link rebuilt after it broke is the next)."""
         self.resume_after: int | None = None
         """A peer, once accepted: the newest of its record numbers rank 0 had when it accepted this link."""
+        self._bind: Bind | None = None  # a peer: where its pair listens
+        self._serving: set[Bind] = set()  # a server: where its pairs listen (the accepting thread adds)
 
     def _prefix(self) -> str:
         """The run's keys; a node leader's (:mod:`.relay`) under ``via/<leader>``."""
@@ -136,10 +141,12 @@ class GlooWire(Wire):
                 time.sleep(self._timings.poll)
         return self._store
 
-    def _pair(self, store: Any, peer: int, my_rank: int, device: Any = None, build_wait: float | None = None,
+    def _pair(self, store: Any, peer: int, my_rank: int, device: Any, build_wait: float | None = None,
               link: int = 1) -> Any:
-        """The two-process group with ``peer``. No worker threads (send/recv run on gloo's event
-        loop), and on rank 0 one ``device`` (one event loop) for all pairs. ``build_wait`` (rank 0)
+        """The two-process group with ``peer`` over ``device`` (bound where :mod:`.bind` chose); ``link``
+        numbers a peer's links (a link rebuilt after it broke has a store prefix of its own). No
+        worker threads (send/recv run on gloo's event loop), and on rank 0 one device (one event
+        loop) per address for all pairs. ``build_wait`` (rank 0)
         bounds the set-up, and waits afterwards get :attr:`RankTimings.silence`; a peer's waits
         get :attr:`RankTimings.link_timeout`."""
         import torch.distributed as dist
@@ -148,7 +155,7 @@ class GlooWire(Wire):
             f"{self._prefix()}/pair/{peer}" + (f"/{link}" if link > 1 else ""), store)
         options = dist.ProcessGroupGloo._Options()  # type: ignore[attr-defined]  # the options' private class
         options._threads = 0
-        options._devices = [device if device is not None else dist.ProcessGroupGloo.create_default_device()]
+        options._devices = [device]
         options._timeout = timedelta(seconds=build_wait) if build_wait is not None else self._timings.link_timeout
         pg = dist.ProcessGroupGloo(prefixed, my_rank, 2, options)
         if build_wait is not None:
@@ -159,6 +166,15 @@ class GlooWire(Wire):
         with _live_lock:
             _live.add(pg)
         return pg
+
+    @property
+    def link(self) -> dict[str, Any] | None:
+        """Where this rank's pair listens (a peer), and where its served pairs listen (``serves``)."""
+        out: dict[str, Any] = self._bind.record() if self._bind is not None else {}
+        serving = sorted(list(self._serving), key=lambda b: b.address)  # a copy: the accepting thread adds
+        if serving:
+            out["serves"] = [b.record() for b in serving]
+        return out or None
 
     # -- a non-zero rank ------------------------------------------------------------
     def connect(self, wait: float) -> bool:
@@ -193,13 +209,16 @@ class GlooWire(Wire):
         if wire != WIRE_VERSION:
             raise WireVersionError(f"rank 0 speaks em_dist wire version {wire!r}, this rank {WIRE_VERSION}: install "
                                    "the same em_dist version on every node of the job")
+        # Listen where the job's traffic goes (:mod:`.bind`); the hello says where, so that the
+        # server binds its side of the pair on the route back to this address.
+        self._bind = bind.choose(bind.store_host(store))
         # Hellos are numbered (one counter per server), so a server reads only the new ones, whatever
         # the world size and whoever comes (a relay's members, a member whose leader is gone).
         self._link += 1
         number = store.add(f"{self._prefix()}/hellos", 1)
         store.set(f"{self._prefix()}/hello#{number}",
                   json.dumps({"rank": self.rank, "pid": os.getpid(), "pids": _pid_space(), "wire": WIRE_VERSION,
-                              "link": self._link}))
+                              "link": self._link, "addr": self._bind.address}))
         # Build the pair only once rank 0 took this hello: a rank 0 that just stopped serving would
         # leave us in gloo's rendezvous for good.
         accepted = f"{self._prefix()}/accepted/{self.rank}" + (f"/{self._link}" if self._link > 1 else "")
@@ -212,7 +231,7 @@ class GlooWire(Wire):
             self.resume_after = int(store.get(accepted))
         except ValueError:
             self.resume_after = None
-        self._pg = self._pair(store, self.rank, 1, link=self._link)
+        self._pg = self._pair(store, self.rank, 1, self._bind.device(), link=self._link)
         return True
 
     def reset(self) -> None:
@@ -259,7 +278,7 @@ class GlooWire(Wire):
         """Take each peer's hello, accept it and build rank 0's side of its pair, one at a time."""
         hellos = _Hellos(store, self._prefix(), self._timings)
         seen: dict[int, int] = {}  # peer -> its newest link accepted
-        while not stop.is_set() and not self._quit.is_set():
+        while not stop.is_set() and not self._quit.is_set() and not (self.expected and self.expected <= seen.keys()):
             accepted = []
             for doc in hellos.new():  # accept all first, so each pair is being built on the peer's side meanwhile
                 peer, link = doc.get("rank"), doc.get("link", 1)
@@ -273,14 +292,16 @@ class GlooWire(Wire):
                               "em_dist version on every node of the job.")
                     continue
                 seen[peer] = link
-                accepted.append((peer, _local_pid(doc), link))
+                accepted.append((peer, _local_pid(doc), doc.get("addr") or bind.store_host(store), link))
                 # a link rebuilt after it broke: rank 0 says how far it got, the peer re-sends the rest
                 resume = on_join(peer)
                 store.set(f"{self._prefix()}/accepted/{peer}" + (f"/{link}" if link > 1 else ""),
                           str(resume if resume is not None else ""))
-            for peer, pid, link in accepted:
+            for peer, pid, toward, link in accepted:
                 try:
-                    pg = self._pair(store, peer, 0, device=_rank0_device(), build_wait=self._timings.pair_wait,
+                    where = bind.choose(toward, label="peers")
+                    self._serving.add(where)
+                    pg = self._pair(store, peer, 0, _serving_device(where), build_wait=self._timings.pair_wait,
                                     link=link)
                 except Exception:  # noqa: BLE001 - the peer never built its side: it is lost
                     built.put(peer)

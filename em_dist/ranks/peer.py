@@ -76,6 +76,8 @@ class PeerSink(QueuedSink):
         self._lock = threading.Lock()  # the training thread writes metadata, the cycle reads it
         self._meta: dict[str, Any] = {}
         self._sent_meta: dict[str, Any] = {}
+        self._platform: dict[str, Any] | None = None
+        self._sent_link: dict[str, Any] | None = None
         self._artifacts: dict[str, dict[str, Any]] = {}
         self._created: list[Path] = []
         self._failure: str | None = None
@@ -111,6 +113,7 @@ class PeerSink(QueuedSink):
     def write_platform(self, world: dict[str, Any], platform: dict[str, Any]) -> None:
         with self._lock:
             self._meta["platform"] = platform
+            self._platform = platform
 
     def write_git(self, git: dict[str, Any]) -> None:
         """Rank 0 records the repository; a peer's is the same checkout."""
@@ -290,8 +293,15 @@ class PeerSink(QueuedSink):
     def _forward(self, channel: PeerChannel) -> None:
         out: list[messages.Message] = list(self._pending_meta)
         self._pending_meta.clear()
+        link = channel.link  # where this rank's link listens: its platform entry says so (again when it changed)
         with self._lock:
             meta, self._meta = self._meta, {}
+            if link != self._sent_link and self._platform is not None:
+                meta.setdefault("platform", self._platform)
+        if "platform" in meta:
+            self._sent_link = link
+            if link:
+                meta["platform"] = {**meta["platform"], "link": link}
         for kind, doc in meta.items():
             if self._sent_meta.get(kind) != doc:
                 self._sent_meta[kind] = doc
@@ -333,9 +343,12 @@ class PeerSink(QueuedSink):
         its members' journals once rank 0 confirmed them)."""
         journal = self._journal
         last = journal.last if journal is not None else 0
-        ack = channel.goodbye(max(0.0, self._deadline - time.monotonic()), records=last)
         if journal is not None:
+            # closed before the goodbye, not after its answer: a node leader deletes its members'
+            # journals once rank 0 confirmed them, which may be before this thread reads its own
+            # answer, and it deletes only a closed journal (one that can't grow any more)
             journal.close()
+        ack = channel.goodbye(max(0.0, self._deadline - time.monotonic()), records=last)
         if ack is None:
             warn_once("peer-goodbye", f"em_dist: rank 0 did not answer rank {self.rank}'s end in time; its "
                       f"records stay in its journal {self._journal_path()} and are merged into the run later.")

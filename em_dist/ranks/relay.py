@@ -92,6 +92,7 @@ class RelayPeer(PeerChannel):
         self.rank = up.rank
         self.world_size = up.world_size
         self._members = set(members)
+        down.expected = frozenset(members)  # its members, once joined, are all it serves
         self._timings = timings
         self._cond = threading.Condition()
         self._queue: deque[RelayJoin | Relayed | RelayLost] = deque()
@@ -122,6 +123,12 @@ class RelayPeer(PeerChannel):
     @property
     def engine_started(self) -> bool:
         return self.up.engine_started
+
+    @property
+    def link(self) -> dict[str, Any] | None:
+        """Where the link to rank 0 listens (the members' own entries say where they reach this leader:
+        its platform entry may have gone to rank 0 before they joined)."""
+        return self.up.link
 
     def connect(self, wait: float) -> bool:
         joined = self.up.connect(wait)
@@ -264,6 +271,10 @@ class ViaLeader(Wire):
     @property
     def rank0_run(self) -> dict[str, Any] | None:  # type: ignore[override]
         return self.wire.rank0_run
+
+    @property
+    def link(self) -> dict[str, Any] | None:
+        return self.wire.link
 
     @property
     def ready_since(self) -> float | None:

@@ -208,15 +208,21 @@ class RootSink(Sink):
         """A peer's link is (re)built: the newest of its records rank 0 has; it re-sends what follows."""
         return self._have.get(rank, 0)
 
-    def _acknowledge(self, rank: int, records: int, members: list[int]) -> dict[int, int]:
+    def _acknowledge(self, rank: int, records: int, members: dict[int, int | None]) -> dict[int, int]:
         """A goodbye's answer: what of ``rank`` (and the members it relayed) is on disk. Waits (bounded)
-        for the writer to write what arrived, so the answer means *on rank 0's disk*."""
+        for the writer to write what arrived, so the answer means *on rank 0's disk*. A member's
+        goodbye number (relayed) is what its delivery is measured against: rank 0 may not be able
+        to read its journal (another host)."""
         self._said[rank] = records
         until = time.monotonic() + ACK_WAIT
         on_disk = {rank: self.writer.wait_written(rank, min(records, self._have.get(rank, 0)), ACK_WAIT)}
-        for member in members:
+        for member, said in members.items():
+            have = self._have.get(member, 0)
+            if said is not None:
+                self._said[member] = said
+                have = min(have, said)
             left = max(0.0, until - time.monotonic())
-            on_disk[member] = self.writer.wait_written(member, self._have.get(member, 0), left)
+            on_disk[member] = self.writer.wait_written(member, have, left)
         return on_disk
 
     def _merge_journals(self) -> dict[int, dict[str, Any]]:
@@ -277,6 +283,9 @@ class RootSink(Sink):
 
     def _write_platform(self) -> None:
         ranks = {str(r): self._platforms[r] for r in sorted(self._platforms)}
+        link = self.channel.link if self.channel is not None else None
+        if link and "0" in ranks:  # where rank 0's links listen (peers send theirs in their entries)
+            ranks["0"] = {**ranks["0"], "link": link}
         self.writer.set_meta(layout.PLATFORM_FILE, {"world": self._world, "ranks": ranks})
 
     def _write_rank_hparams(self) -> None:

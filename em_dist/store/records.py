@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypedDict
 
+from ..observe.process import HOST_METRICS
 from ..observe.steps import rank_timing, reach_times
 from .lines import aggregate_across_ranks
 
@@ -108,6 +109,17 @@ class RunRecord:
         for a marker of dropped output), of one rank in the order printed or of all ranks by time;
         ``tail`` keeps each rank's last lines. Empty when the run captured no output."""
         return [] if self.output is None else self.output(rank, tail)
+
+    def host_metrics(self, name: str | None = None) -> dict[str, list[MetricPoint]]:
+        """The host metrics (``host_*``, ``disk_*``, ``net_*``; each host's local rank 0 samples them),
+        by host name from the ranks' platform entries (``rank <r>`` for a rank without one)."""
+        ranks = self.platform.get("ranks") or {}
+        out: dict[str, list[MetricPoint]] = {}
+        for p in self.metrics(type="system", name=name):
+            if p["name"] in HOST_METRICS:
+                entry = ranks.get(str(p["rank"])) or {}
+                out.setdefault(str(entry.get("host") or f"rank {p['rank']}"), []).append(p)
+        return out
 
     def ranks(self) -> list[int]:
         """The ranks that reported at least one point."""

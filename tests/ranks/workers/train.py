@@ -30,6 +30,7 @@ p.add_argument("--slow-rank", type=int, default=-1, help="this rank waits --slow
 p.add_argument("--slow-s", type=float, default=0.0)
 p.add_argument("--late-rank", type=int, default=-1, help="this rank waits --late-s seconds before create_run()")
 p.add_argument("--late-s", type=float, default=0.0)
+p.add_argument("--linger-s", type=float, default=0.0, help="every rank runs this much longer before finish()")
 args = p.parse_args()
 
 out = os.environ["EM_TEST_OUT"]
@@ -118,13 +119,15 @@ if rank == args.raise_rank:
     raise RuntimeError("boom")
 if rank == args.slow_rank:
     time.sleep(args.slow_s)  # alive, just slow: not a synchronisation
+if args.linger_s:
+    time.sleep(args.linger_s)  # a longer job (system metrics get sampled): not a synchronisation
 t0 = time.monotonic()
 if run is not None:
     run.finish()
 took = time.monotonic() - t0
 upload = run.upload(folder="x") if run is not None and rank != 0 else None  # a no-op off rank 0
 assert upload is None
-report(pid=os.getpid(), finish_s=took, path=str(run.path) if run is not None else None,
+report(pid=os.getpid(), finish_s=took, path=str(run.path) if run is not None else None, em_dist=em.__file__,
        torch_imported="torch" in sys.modules, mpi_imported="mpi4py.MPI" in sys.modules)
 if comm is not None:
     comm.Barrier()
