@@ -209,7 +209,7 @@ def test_lightning_graceful_sigterm_checkpoints_and_the_script_finishes_the_run(
     [rec] = em.list_runs(run_parent)
     assert (rec.status, rec.status_reason, rec.signals) == ("Succeeded", None, ["SIGTERM"])
     assert [p["step"] for p in rec.metrics(type="val", name="after_fit")] == [stopped]
-    assert len(rec.metrics(type="train", name="train_loss")) >= 5
+    assert len(rec.metrics(type="train", name="loss")) >= 5
 
 
 def test_lightning_sigterm_left_to_propagate_fails_the_run(tmp_path, run_parent) -> None:
@@ -220,7 +220,7 @@ def test_lightning_sigterm_left_to_propagate_fails_the_run(tmp_path, run_parent)
     [rec] = em.list_runs(run_parent)
     # the script never said it was done: the signal ended it
     assert (rec.status, rec.status_reason, rec.signals) == ("Failed", "signal: SIGTERM", ["SIGTERM"])
-    assert len(rec.metrics(type="train", name="train_loss")) >= 5
+    assert len(rec.metrics(type="train", name="loss")) >= 5
 
 
 def test_sigusr1_is_left_to_the_program(tmp_path, run_parent) -> None:
