@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import em_dist as em
+from em_dist.cli.main import main as cli_main
 from tests.conftest import PYTHON, python_env
 from tests.integrations.frameworks import require
 from tests.poll import wait_for
@@ -82,13 +83,15 @@ def _check_kept_after_the_signal(tmp_path: Path, rec) -> None:
     assert [(p["step"], p["value"]) for p in rec.metrics(type="val")] == [(stopped + i, float(i)) for i in range(5)]
 
 
-def test_a_handler_installed_before_create_run_ends_the_run_as_the_script_does(tmp_path, run_parent) -> None:
+def test_a_handler_installed_before_create_run_ends_the_run_as_the_script_does(tmp_path, run_parent, capsys) -> None:
     done = _handled(tmp_path, before=INSTALL)
     assert done.returncode == 0, done.stderr[-4000:]
     [rec] = em.list_runs(run_parent)
     assert (rec.status, rec.status_reason, rec.signals) == ("Succeeded", None, ["SIGTERM"])
     assert rec.end_timestamp is not None
     _check_kept_after_the_signal(tmp_path, rec)
+    assert cli_main(["run", "show", str(rec.path)]) == 0
+    assert "signals    SIGTERM" in capsys.readouterr().out
 
 
 def test_a_handler_installed_after_create_run_ends_the_run_as_the_script_does(tmp_path, run_parent) -> None:
