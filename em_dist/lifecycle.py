@@ -8,7 +8,10 @@ How the end of a process is seen:
   ``sys.exit`` to note the code; at exit the run is Failed (``exit code: n``). A
   ``raise SystemExit(n)`` written out (not through ``sys.exit``) can't be seen by
   Python < 3.12's hooks and reads as Succeeded.
-- a signal: :mod:`em_dist.ranks.signals`.
+- a signal: :mod:`em_dist.ranks.signals`. One the program handled was noted in the run
+  (``run.signals``); a run it then leaves unfinished at exit, with no exception and no
+  non-zero exit, is Failed (``signal: SIGTERM``): the program never said it was done, and
+  Lightning's graceful stop leaves by ``SystemExit`` (``SIGTERMException``) with status 0.
 - the end of a ``multiprocessing`` child (``start_processes(start_method="fork")``,
   Lightning ``ddp_fork``), which leaves by ``os._exit`` without running ``atexit``:
   multiprocessing runs its own finalizers first, and one of them finishes the child's runs.
@@ -100,7 +103,14 @@ def _ending() -> tuple[str, str | None]:
 def _at_exit() -> None:
     status, reason = _ending()
     for run in reversed(list(_live)):
-        run._finish(status, reason)
+        run._finish(*_after_signals(run, status, reason))
+
+
+def _after_signals(run: Any, status: str, reason: str | None) -> tuple[str, str | None]:
+    """A run that got a signal and was not finished by the program: the signal ended it."""
+    if status == "Succeeded" and run.signals:
+        return "Failed", f"signal: {run.signals[-1]}"
+    return status, reason
 
 
 def _watch_multiprocessing_child() -> None:
@@ -124,7 +134,7 @@ def _at_child_exit() -> None:
         status = "Failed"
         reason = f"exit code: {exc.code}" if isinstance(exc, SystemExit) else f"exception: {type(exc).__name__}: {exc}"
     for run in reversed(list(_live)):
-        run._finish(status, reason)
+        run._finish(*_after_signals(run, status, reason))
 
 
 def _forget_after_fork() -> None:

@@ -112,6 +112,9 @@ class Run:
         self.status_reason: str | None = None
         self.lost_ranks: list[int] = []
         self.late_ranks: list[int] = []
+        self.signals: list[str] = []
+        """The signals that came while the run was live (``["SIGTERM"]``), each once, in order: em_dist's
+        signal handler appends to it (so it is known at once), the signal's thread writes it out."""
         self.dropped: dict[str, dict[str, int]] = {}
         """Rank -> records and output lines it accepted and dropped to bound memory (see :class:`~em_dist.sink.Drops`)."""
         self.delivery: dict[str, dict[str, Any]] = {}
@@ -124,6 +127,9 @@ class Run:
         self._known_names: set[str] = set()
         self._finish_lock = threading.Lock()  # claimed once, never released: see _finish
         self._finish_done = threading.Event()
+        # Orders a signal's note (a helper thread) before the finish's writes of run.json: a note
+        # written after them would make the ended run read as live again.
+        self._note_lock = threading.Lock()
         self._finished = False
         self._auto_uploader: Any = None
         self._sampler: SystemSampler | None = None
@@ -152,7 +158,8 @@ class Run:
         if os.environ.get("EM_DIST_NO_SIGNALS") != "1":
             # schedulers preempt and launchers stop the survivors of a failed job with SIGTERM:
             # record that ending (single processes too)
-            self._watching_signals = signals.add_callback(self._on_signal, self._timings.signal_close_cap)
+            self._watching_signals = signals.add_callback(self._on_signal, self._timings.signal_close_cap,
+                                                            self.signals)
         if self.auto_upload and self.world.get("rank", 0) == 0:  # rank 0 uploads the one run of the job
             self._start_auto_upload()
         if place.resumed:
@@ -327,7 +334,11 @@ class Run:
             limit = self._timings.capped(self.dist_timeout, signalled)
             self._finish_done.wait(2 * limit + 1.0)  # e.g. the script ends while a signal is finishing the run
             return
+        # Bounded: a note holds this lock only while it queues run.json; never taken in a handler.
+        noted = self._note_lock.acquire(timeout=NOTE_LOCK_WAIT)
         self._finished = True
+        if noted:
+            self._note_lock.release()
         limit = self._timings.capped(self.dist_timeout, signalled)
         deadline = time.monotonic() + limit
         try:
@@ -438,16 +449,36 @@ class Run:
             elif self.status_reason and "lost ranks" not in self.status_reason:
                 self.status_reason = f"{self.status_reason}; lost ranks: {self.lost_ranks}"
 
-    def _on_signal(self, name: str) -> None:
-        """SIGTERM/SIGINT/SIGHUP: finish as Failed, with every wait capped.
+    def _on_signal(self, name: str, ends: bool) -> None:
+        """SIGTERM/SIGINT/SIGHUP, on em_dist's signal thread (never inside the handler), while
+        the training thread goes on (:mod:`em_dist.ranks.signals`).
 
-        Called on em_dist's signal thread (never inside the handler), while the training
-        thread goes on; a finish already under way is waited for instead (bounded).
+        ``ends``: nobody else handles the signal and the process dies of it: finish as Failed,
+        with every wait capped (a finish already under way is waited for instead, bounded).
+        Otherwise the program handles it and decides how the run ends: note the signal in
+        run.json and flush what was logged, so a SIGKILL after the grace period loses nothing.
         """
+        if not ends:
+            self._note_signal(name)
+            return
         # The training thread logs on until the signal is handed on: silence its warning. _id, not
         # id: on a peer that property may wait for rank 0, and this is the signal's thread.
         silence(f"log-after-finish:{self._id}")
         self._finish("Failed", f"signal: {name}", signalled=True)
+
+    def _note_signal(self, name: str) -> None:
+        """Record that ``name`` came (once per signal) and make what was logged durable (bounded)."""
+        if not self._note_lock.acquire(timeout=NOTE_LOCK_WAIT):
+            return
+        try:
+            if self._finished:
+                return  # the finish writes run.json from here on, and it holds self.signals
+            if name not in self.signals:  # the handler appended it, unless this run was made since
+                self.signals.append(name)
+            self._sink.write_run(self._run_doc())
+        finally:
+            self._note_lock.release()
+        self._sink.flush(self._timings.signal_close_cap)
 
     # -- upload -----------------------------------------------------------------------
     def upload(
@@ -526,6 +557,7 @@ class Run:
             "world": self.world,
             "lost_ranks": self.lost_ranks,
             "late_ranks": self.late_ranks,
+            "signals": list(self.signals),  # a copy: the signal handler may append while this is written
             "dropped": self.dropped,
             "delivery": self.delivery,
             "restarts": self._restarts,
@@ -684,6 +716,9 @@ def _apply_config(args: dict[str, Any], path: Path) -> dict[str, Any]:
 
 SAMPLER_STOP_WAIT = 2.0
 """The most ``finish()`` waits for the system sampler's thread (one reading is milliseconds)."""
+
+NOTE_LOCK_WAIT = 1.0
+"""The most a signal's note and a finish wait for each other's hold of run.json (a queue append)."""
 
 
 def _capture_wanted(capture_output: bool | None) -> bool:

@@ -2,8 +2,8 @@
 
 Real signals to real child processes. The promise checked: every record logged more
 than ``flush_interval`` (0.5 s) before the signal is on disk, the run reads back
-``Failed`` / ``signal: SIG...`` with an end time, and the exit status is the signal's
-(or the user's handler's).
+``Failed`` / ``signal: SIG...`` with an end time, and the exit status is the signal's.
+A handler of the script's own decides instead (``tests/test_signals_handled.py``).
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def test_sigint_and_sighup_are_recorded_too(tmp_path, run_parent, sig) -> None:
     check_signalled_run(run_parent, signal.Signals(sig).name, sent)
 
 
-def test_a_user_handler_is_called_after_the_run_is_recorded(tmp_path, run_parent) -> None:
+def test_a_user_handler_is_called_and_its_exit_ends_the_run(tmp_path, run_parent) -> None:
+    # The program handles the signal (issue 22): its exit, not the signal, says how the run ended.
     before = """
     def handler(signum, frame):
         open(os.path.join(sys.argv[1], "handled"), "w").close()
@@ -93,7 +94,12 @@ def test_a_user_handler_is_called_after_the_run_is_recorded(tmp_path, run_parent
     """
     sent, code = _signal_when_ready(tmp_path, _start(tmp_path, before), signal.SIGTERM)
     assert code == 3 and (tmp_path / "handled").exists()
-    check_signalled_run(run_parent, "SIGTERM", sent)
+    [rec] = em.list_runs(run_parent)
+    assert (rec.status, rec.status_reason, rec.signals) == ("Failed", "exit code: 3", ["SIGTERM"])
+    assert rec.end_timestamp is not None and rec.hparams == {"lr": 0.1}
+    points = rec.metrics()
+    assert [p["step"] for p in points] == list(range(len(points)))
+    assert points[-1]["time"] >= sent - 0.5
 
 
 def test_an_ignored_signal_stays_ignored(tmp_path, run_parent) -> None:

@@ -97,6 +97,8 @@ def _show(args: argparse.Namespace) -> int:
     print(f"status     {status}")
     print(f"started    {r.start_timestamp}")
     print(f"ended      {r.end_timestamp or '-'}")
+    if r.signals:
+        print(f"signals    {', '.join(r.signals)}")
     print(f"world      size {r.world.get('size', 1)}, launcher {r.world.get('launcher', 'none')}" + (f", lost ranks {r.lost_ranks}" if r.lost_ranks else ""))
     for line in _world_lines(r):
         print(line)

@@ -171,7 +171,7 @@ class ForkedSink(QueuedSink):
         run = self._run
         run._joined_late(sink, world)  # the Run's metadata goes to the new sink
         sink.start()
-        run._watching_signals = signals.add_callback(run._on_signal, run._timings.signal_close_cap)
+        run._watching_signals = signals.add_callback(run._on_signal, run._timings.signal_close_cap, run.signals)
 
 
 class _Orphaned(QueuedSink):

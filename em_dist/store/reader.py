@@ -57,6 +57,7 @@ def load_run_and_doc(path: str | os.PathLike[str]) -> tuple[RunRecord, dict[str,
         world=meta.get("world") or {},
         lost_ranks=list(meta.get("lost_ranks") or []),
         late_ranks=list(meta.get("late_ranks") or []),
+        signals=list(meta.get("signals") or []),
         dropped=dict(meta.get("dropped") or {}),
         delivery=dict(meta.get("delivery") or {}),
         restarts=int(meta.get("restarts") or 0),
@@ -201,10 +202,14 @@ def effective_status(run_dir: Path, meta: dict[str, Any]) -> tuple[str, str | No
     pid = (beat or meta).get("pid")
     host = (beat or meta).get("host")
     last = (beat or {}).get("time") or _mtime(run_dir / layout.RUN_FILE)
+    # A writer that noted a signal and then died (the scheduler's SIGKILL after the grace period,
+    # or the program's own re-raise of the default action) was ended by that signal.
+    signals = meta.get("signals") or []
+    dead = ("Failed", f"signal: {signals[-1]}") if signals else ("Failed", "crashed")
     if host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
-        return "Failed", "crashed"
+        return dead
     if time.time() - last > STALE_HEARTBEAT_S:
-        return "Failed", "crashed"
+        return dead
     return status, reason
 
 

@@ -75,6 +75,8 @@ class RunRecord:
     lost_ranks: list[int] = field(default_factory=list)
     late_ranks: list[int] = field(default_factory=list)
     """Ranks alive but not finished when the run ended (their later records are not in it)."""
+    signals: list[str] = field(default_factory=list)
+    """Signals that came while the run was live (``["SIGTERM"]``); the program decided how the run ended."""
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)
     """Rank -> ``{records, output_lines}`` it accepted and dropped to bound memory (absent: none)."""
     delivery: dict[str, dict[str, Any]] = field(default_factory=dict)
