@@ -6,15 +6,19 @@ other, so that rank 0 has finished it before the others reach it (mpirun, horovo
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import em_dist as em
+from tests.poll import wait_for
 from tests.ranks._launch import job_env, mpirun_cmd, run_job, torchrun_cmd
 from tests.server.harness import fresh_server  # noqa: F401  (fixture)
 
@@ -94,17 +98,10 @@ def test_ranks_making_the_same_run_one_after_another_under_horovodrun_land_in_it
     _check_in_turn(tmp_path, proc, 3)
 
 
-def test_a_link_broken_mid_run_is_rebuilt_and_every_record_arrives_once(tmp_path):
-    """Rank 1 freezes (SIGSTOP) for longer than the silence bound: rank 0 closes its link. When it
-    thaws, its send fails, it rebuilds the link, learns how far rank 0 got and re-sends the rest
-    from its journal: every record once, the run Succeeded, nobody lost."""
-    import os
-    import signal
-
-    from tests.poll import wait_for
-
-    env = job_env(tmp_path, EM_DIST_PEER_TIMEOUT="1.5")
-    proc = subprocess.Popen(torchrun_cmd(2, "steady", "--steps", "160", script=WORKER), env=env,
+def _steady_job_with_rank1_frozen(tmp_path: Path, steps: int, thaw: Callable[[], object], **env: str) -> str:
+    """A 2-rank torchrun job of the ``steady`` case whose rank 1 is frozen (SIGSTOP) once its first
+    records are in the run, and thawed when ``thaw()`` returns; the job's stderr once it ended (0)."""
+    proc = subprocess.Popen(torchrun_cmd(2, "steady", "--steps", str(steps), script=WORKER), env=job_env(tmp_path, **env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         pid_file = tmp_path / "out" / "pid-1"
@@ -112,15 +109,29 @@ def test_a_link_broken_mid_run_is_rebuilt_and_every_record_arrives_once(tmp_path
         pid = int(pid_file.read_text())
         os.kill(pid, signal.SIGSTOP)
         try:
-            time.sleep(4.0)  # the fault: frozen for longer than the silence bound (1.5 s), not a synchronisation
+            thaw()
         finally:
             os.kill(pid, signal.SIGCONT)
-        out, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
     assert proc.returncode == 0, err[-4000:]
+    return err
+
+
+def _rank1_lines(tmp_path: Path) -> int:
+    files = list((tmp_path / "runs").glob("steady_*/metrics/rank-1.jsonl"))
+    return sum(1 for _ in open(files[0])) if files else 0
+
+
+def test_a_link_broken_mid_run_is_rebuilt_and_every_record_arrives_once(tmp_path):
+    """Rank 1 freezes (SIGSTOP) for longer than the silence bound: rank 0 closes its link. When it
+    thaws, its send fails, it rebuilds the link, learns how far rank 0 got and re-sends the rest
+    from its journal: every record once, the run Succeeded, nobody lost."""
+    # the fault: frozen for longer than the silence bound (1.5 s); a duration, not a synchronisation
+    err = _steady_job_with_rank1_frozen(tmp_path, 160, lambda: time.sleep(4.0), EM_DIST_PEER_TIMEOUT="1.5")
     assert "the link to rank 0 broke" in err and "the link to rank 0 is back" in err, err[-3000:]
     runs = _runs(tmp_path)
     assert len(runs) == 1
@@ -133,39 +144,14 @@ def test_a_link_broken_mid_run_is_rebuilt_and_every_record_arrives_once(tmp_path
     _no_journal_left(tmp_path)
 
 
-def _rank1_lines(tmp_path: Path) -> int:
-    files = list((tmp_path / "runs").glob("steady_*/metrics/rank-1.jsonl"))
-    return sum(1 for _ in open(files[0])) if files else 0
-
-
 def test_a_link_broken_for_good_lands_by_the_journal_and_uploads_once(tmp_path, fresh_server):  # noqa: F811
     """Rank 1 freezes until rank 0 has ended the run (its timeout passed): nothing more can go over a
     link. When it thaws it finishes, finds rank 0's ended run and merges its journal into it,
     exactly once; the run then uploads to a real server with every record of rank 1 once, and a
     second upload adds nothing."""
-    import os
-    import signal
-
-    from tests.poll import wait_for
-
-    env = job_env(tmp_path, EM_DIST_PEER_TIMEOUT="1", EM_DIST_TIMEOUT="2")
-    proc = subprocess.Popen(torchrun_cmd(2, "steady", "--steps", "100", script=WORKER), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        pid_file = tmp_path / "out" / "pid-1"
-        wait_for(lambda: pid_file.exists() and _rank1_lines(tmp_path) >= 100, 60, "rank 1's first records in the run")
-        pid = int(pid_file.read_text())
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            wait_for(lambda: (tmp_path / "out" / "rank-0.json").exists(), 60, "rank 0 to end the run without rank 1")
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    assert proc.returncode == 0, err[-4000:]
+    rank0_ended = lambda: wait_for(lambda: (tmp_path / "out" / "rank-0.json").exists(), 60,  # noqa: E731
+                                   "rank 0 to end the run without rank 1")
+    _steady_job_with_rank1_frozen(tmp_path, 100, rank0_ended, EM_DIST_PEER_TIMEOUT="1", EM_DIST_TIMEOUT="2")
     rec = _runs(tmp_path)[0]
     assert len(_runs(tmp_path)) == 1
     assert [p["step"] for p in rec.metrics(name="loss", rank=1)] == list(range(1000))
