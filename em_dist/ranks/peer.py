@@ -261,15 +261,21 @@ class PeerSink(QueuedSink):
                           f"{journal.path} ({journal.failed}); its records still go to rank 0, without a copy here.")
             self._unsent.append((first, lines, len(lines)))
             self._unsent_count += len(lines)
-            while self._unsent_count > self._max_pending and len(self._unsent) > 1:
-                # spilled: the lines stay in the journal only, and are read back from it when sent
-                spill_first, spill_lines, count = self._unsent[0]
-                if spill_lines is None:
-                    break
-                self._unsent[0] = (spill_first, None, count)
-                self._unsent_count -= len(spill_lines)
+            self._spill()
             if not buf:
                 break
+
+    def _spill(self) -> None:
+        """Past ``max_pending`` unsent records in memory, the oldest batches keep only their numbers:
+        their lines are in the journal, and are read back from it when sent (the newest batch stays)."""
+        unsent = self._unsent
+        i = 0
+        while self._unsent_count > self._max_pending and i < len(unsent) - 1:
+            first, lines, count = unsent[i]
+            if lines is not None:
+                unsent[i] = (first, None, count)
+                self._unsent_count -= len(lines)
+            i += 1
 
     def _open_journal(self) -> Journal:
         if self._journal is None:

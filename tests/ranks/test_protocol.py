@@ -297,3 +297,44 @@ def test_documents_travel_as_json_whatever_their_integers():
 
     frame = loads(dumps({"seq": 1, "msgs": [Hparams({"big": 10 ** 30, "nested": {"a": [1, 2]}})]}))
     assert frame["msgs"] == [Hparams({"big": 10 ** 30, "nested": {"a": [1, 2]}})]
+
+
+class GatedWire(MemWire):
+    """A peer's wire whose rank 0 is not there until the gate opens (a slow or late rank 0)."""
+
+    def __init__(self, hub: Hub, rank: int, gate: threading.Event) -> None:
+        super().__init__(hub, rank)
+        self.gate = gate
+
+    def connect(self, wait: float) -> bool:
+        return self.gate.is_set() and super().connect(wait)
+
+
+def test_a_peer_waiting_for_rank0_spills_to_its_journal_and_delivers_everything_once(tmp_path):
+    """Rank 0 is not reachable while the peer logs 20,000 records with max_pending=1,000: they are
+    journaled as they come (the buffer never fills, nothing is dropped), memory holds at most
+    max_pending of them, and once rank 0 is there every record arrives once, in order, read back
+    from the journal where it was spilled."""
+    from em_dist.ranks.messages import Records
+    from em_dist.ranks.peer import PeerSink
+    from em_dist.ranks.timing import RankTimings
+    from em_dist.store import attempts
+
+    hub, gate = Hub(2), threading.Event()
+    root = Root(hub)
+    place = attempts.new_place("spill", "spill-run", time.time(), 2)
+    sink = PeerSink(FramePeer(GatedWire(hub, 1, gate)), 1, timings=RankTimings(send_interval=0.02),
+                    max_pending=1000, own_place=place, flush_interval=0.5)
+    sink.write_run({"name": "spill", "status": "Running"})
+    sink.start()
+    for i in range(20_000):
+        sink.buffer.append(("train", i, None, float(i), {"loss": float(i)}))
+        if i % 500 == 499:  # a loop a bit slower than the peer's thread: no eviction
+            wait_for(lambda: len(sink.buffer) < 500, 10, "the peer to journal what was logged")
+    wait_for(lambda: sink._journal is not None and sink._journal.last == 20_000, 10, "every record journaled")
+    assert sink._unsent_count <= 1000 and sink.drops().records == 0
+    gate.set()
+    sink.end(30)
+    steps = [int(line.split('"step":')[1].split(",")[0]) for m in root.got[1] if isinstance(m, Records) for line in m.lines]
+    assert steps == list(range(20_000))
+    root.channel.close(5, join_grace=0.5)
