@@ -108,12 +108,9 @@ class Slurm:
         return subprocess.run(list(args), env=kw.pop("env", self.env), capture_output=True, text=True, timeout=60, **kw)
 
     def job_state(self, job_id: str) -> str:
-        return self.job_state_and_reason(job_id)[0]
-
-    def job_state_and_reason(self, job_id: str) -> tuple[str, str]:
-        """``JobState`` and ``Reason`` of ``scontrol show job`` (UNKNOWN / "" when not shown)."""
+        """``JobState`` of ``scontrol show job`` (UNKNOWN when not shown)."""
         fields = dict(f.split("=", 1) for f in self.run("scontrol", "show", "job", job_id).stdout.split() if "=" in f)
-        return fields.get("JobState", "UNKNOWN"), fields.get("Reason", "")
+        return fields.get("JobState", "UNKNOWN")
 
     def stop(self) -> None:
         for proc in self._procs:
