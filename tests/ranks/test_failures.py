@@ -107,7 +107,9 @@ def test_torchrun_kill9_of_a_rank_leaves_a_failed_run_with_everything_received(t
     _train_points_complete(rec, [0, 1])
 
 
-def test_sigterm_to_the_job_marks_the_run_failed_and_chains_user_handlers(tmp_path):
+def test_sigterm_to_the_job_is_noted_and_the_users_handler_decides_the_end(tmp_path):
+    """The script's SIGTERM handler (installed before create_run) exits with 3: the run is Failed by
+    that exit, with the signal noted; em_dist did not kill the process itself (issue 22's rule)."""
     go = tmp_path / "go"
     agent = subprocess.Popen(torchrun_cmd(2, "--wait-file", str(go), "--user-handler", "--timeout", "20"),
                              env=job_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -121,9 +123,10 @@ def test_sigterm_to_the_job_marks_the_run_failed_and_chains_user_handlers(tmp_pa
     finally:
         kill_all([agent])
     rec = the_run(tmp_path)
-    assert rec.status == "Failed" and rec.status_reason.startswith("signal: SIGTERM")
+    assert rec.status == "Failed" and rec.status_reason.startswith("exit code: 3"), rec.status_reason
+    assert rec.signals == ["SIGTERM"]
     _train_points_complete(rec, [0, 1])
-    for r in (0, 1):  # the handler the script installed still ran, after em_dist's
+    for r in (0, 1):  # the handler the script installed ran
         assert (tmp_path / "out" / f"user-handler-{r}").exists()
 
 
