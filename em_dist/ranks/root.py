@@ -240,10 +240,8 @@ class RootSink(Sink):
                 continue
             self._journals.setdefault(rank, {"host": meta.get("host"), "path": str(path.resolve())})
             self._read_journals.append((rank, path))
-            batch: list[str] = []
             first = self._have.get(rank, 0) + 1
-            for _n, record in journals.read_records(path, first - 1):
-                batch.append(record)
+            batch = [record for _n, record in journals.read_records(path, first - 1)]
             if batch:
                 self._records(rank, batch, first)
                 merged[rank] = len(batch)
