@@ -5,18 +5,22 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 APT_PACKAGES := openmpi-bin libopenmpi-dev postgresql chromium chromium-driver cmake g++ slurm-wlm munge
 
-.PHONY: demo test typecheck setup system-deps horovod bench clean
+.PHONY: demo test typecheck docs setup system-deps horovod bench clean
 
 demo: setup
 	$(PY) launch/demo.py
 
-# mypy first: a type error fails the test command like a failing test.
-test: system-deps setup horovod typecheck
+# mypy and the documentation site first: a type error or a broken link fails the test command like a failing test.
+test: system-deps setup horovod typecheck docs
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # mypy over em_dist/, as configured in pyproject.toml: strict outside em_dist/server/.
 typecheck: setup
 	$(PY) -m mypy
+
+# The documentation site (docs/, mkdocs.yml) into build/site; --strict: a broken link or anchor fails.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 setup: $(VENV)/.installed
 

@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finish-points", type=int, default=100_000, help="points queued for the finish() target")
     ap.add_argument("--only", default="", help="comma-separated substrings: run only the trackers whose names match")
     ap.add_argument("--no-targets", action="store_true", help="skip the extra target workloads")
-    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown, for the README")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown, for docs/benchmarks.md")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per tracker process")
     ap.add_argument("--python", default=sys.executable, help="interpreter for the tracker processes")
     args = ap.parse_args(argv)

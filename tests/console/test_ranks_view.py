@@ -1,7 +1,7 @@
 """The System and Ranks tabs in headless Chromium, on a real 4-rank torchrun job whose rank 2 is 150 ms slower per step
 (far more than a loaded 2-core machine can delay a rank's start).
 
-The Ranks screenshot (test-output/console/ranks.png) is the README's docs/img/console-ranks.png.
+The Ranks screenshot (test-output/console/ranks.png) is the documentation's docs/img/console-ranks.png.
 """
 
 from __future__ import annotations
