@@ -487,6 +487,30 @@ class Run:
         self._sink.flush(self._timings.signal_close_cap)
 
     # -- upload -----------------------------------------------------------------------
+    def _upload_journal(self, folder: str | None, make_folder: bool | None, folder_id: str | None,
+                        host: str | None, api_key: str | None) -> Any:
+        """A non-zero rank: what rank 0 never acknowledged is in this rank's journal on this host; send
+        it to the run on the server (merged once by number). None when there is none (rank 0 has all)."""
+        from .client.upload_journal import upload_journal
+        from .errors import NotLoggedInError, RunFormatError, ServerError
+        from .store import journal as journals
+
+        rank = int(self.world.get("rank", 0))
+        mine = [p for p in journals.journals_of(self.id, Path(self.path).parent)
+                if journals.read_meta(p).get("rank") == rank]
+        results = []
+        for path in mine:
+            try:
+                results.append(upload_journal(path, folder=folder if folder is not None else self.folder,
+                                              folder_id=folder_id if folder_id is not None else self.folder_id,
+                                              make_folder=self.make_folder if make_folder is None else bool(make_folder),
+                                              host=host, api_key=api_key))
+            except (ServerError, NotLoggedInError, RunFormatError, OSError) as exc:
+                warn_once(f"upload-journal:{self.id}", f"em_dist: upload of rank {rank}'s journal of run {self.name!r} "
+                          f"failed ({exc}); it is kept at {path}. Retry with: em run upload -p {path}", 3)
+                return None
+        return results or None
+
     def upload(
         self,
         folder: str | None = None,
@@ -502,8 +526,8 @@ class Run:
         A server that can't be reached is warned about, not raised: the run stays on disk and
         ``em run upload -p <path>`` sends it later.
         """
-        if self.world.get("rank", 0) != 0:  # rank 0 uploads the one run of the job
-            return None
+        if self.world.get("rank", 0) != 0:  # rank 0 uploads the one run of the job; a rank its journal
+            return self._upload_journal(folder, make_folder, folder_id, host, api_key)
         from .client.upload import upload_run
         from .errors import ServerError, NotLoggedInError
 
