@@ -71,12 +71,13 @@ def _run_upload(args: argparse.Namespace) -> int:
         runs, spools = [], [Path(args.path)]  # a rank's journal (or a spool of them) on its own host
     elif not args.path and getattr(args, "journals", False):
         base = Path(args.dir) if args.dir else args.parent_dir()
-        runs = sorted(p for p in base.iterdir() if (p / layout.RUN_FILE).is_file()) if base.is_dir() else []
-        spools = [base]
-        if args.name:
-            runs = [p for p in runs if json.loads((p / layout.RUN_FILE).read_text(encoding="utf-8")).get("name") == args.name]
-        if not runs and not journals_under(base):
-            raise CommandError(f"nothing to upload under {base}")
+        if not journals_under(base):
+            runs = _targets(args, layout.RUN_FILE, base)  # its errors: no folder, nothing (named so) there
+        else:
+            runs = sorted(p for p in base.iterdir() if (p / layout.RUN_FILE).is_file())
+            if args.name:
+                runs = [p for p in runs if json.loads((p / layout.RUN_FILE).read_text(encoding="utf-8")).get("name") == args.name]
+            spools = [base]
     else:
         runs = _targets(args, layout.RUN_FILE, args.parent_dir())
     for path in runs:
