@@ -98,7 +98,8 @@ def test_a_journal_uploaded_from_its_own_host_lands_once_in_the_same_run(tmp_pat
 
 
 def test_em_run_upload_on_the_journals_host_sends_it_and_says_so(tmp_path: Path, server, capsys) -> None:
-    """``em run upload`` in the runs folder of host B (no run folder there, only the spool)."""
+    """``em run upload`` in the runs folder of host B (no run folder there, only the spool), then
+    ``em run upload -p JOURNAL``."""
     _, key = server.add_user()
     run_dir, journal = _job(tmp_path)
     run_id = em.load_run(run_dir).id
@@ -107,7 +108,7 @@ def test_em_run_upload_on_the_journals_host_sends_it_and_says_so(tmp_path: Path,
     args = ["run", "upload", "-d", str(host_b), "-H", server.url, "-k", key, "--no-progress"]
     assert cli_main(args) == 0
     assert f"rank 1 of run {run_id}: {len(_records(1, 10**6)) - HELD} records merged" in capsys.readouterr().out
-    assert cli_main(args) == 0
+    assert cli_main(["run", "upload", "-p", str(journal), *args[4:]]) == 0  # the journal named: nothing new
     assert f"rank 1 of run {run_id}: 0 records merged" in capsys.readouterr().out
     steps, _ = _rank1(em.Client(host=server.url, api_key=key), run_id)
     assert steps == list(range(STEPS))
