@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +15,6 @@ from em_dist.server.models import User
 from em_dist.server.routes.metrics import _read_limited
 
 router = APIRouter(tags=["metrics"])
-log = logging.getLogger(__name__)
 
 MAX_COUNT = 2**62
 
