@@ -58,6 +58,7 @@ class Run:
         resume: str | None = None,
         system_metrics_interval: float | None = None,
         capture_output: bool | None = None,
+        max_output: int | None = None,
     ) -> None:
         self.name = layout.check_name(name, "run name")
         if id is not None:
@@ -79,6 +80,7 @@ class Run:
                                     DEFAULT_FLUSH_INTERVAL)
         sample_every = _sampling_interval(system_metrics_interval)
         self._capturing = _capture_wanted(capture_output)
+        self._output_bound = _output_bound(max_output)
         if self._capturing:
             log_max_bytes()  # a bad EM_LOG_MAX_BYTES is refused here, at the call
 
@@ -192,10 +194,13 @@ class Run:
         return self._restarts
 
     def _output_line(self, record: str) -> None:
-        """A line this process printed (on the capture's thread): into the record buffer, like a metric."""
+        """A line this process printed (on the capture's thread): into the record buffer, like a metric,
+        under its own bound: past ``max_output`` waiting records the line is dropped and counted, so
+        output never evicts a metric record (the terminal has shown it)."""
         buf = self._buffer
-        if len(buf) >= self._max_pending:
-            self._sink.evicting()
+        if len(buf) >= self._max_output:
+            self._sink.refusing_output(self._max_output)
+            return
         buf.append(record)
 
     def _use_sink(self, sink: Sink) -> None:
@@ -205,6 +210,7 @@ class Run:
         self._encode_at = sink.encode_at
         self._encode = sink.encode
         self._max_pending = sink.buffer.maxlen or 1 << 62
+        self._max_output = min(self._output_bound, self._max_pending)
 
     def _joined_late(self, sink: Sink, world: dict[str, Any]) -> None:
         """The engine started after create_run and made this process a rank (on the writer thread)."""
@@ -481,6 +487,30 @@ class Run:
         self._sink.flush(self._timings.signal_close_cap)
 
     # -- upload -----------------------------------------------------------------------
+    def _upload_journal(self, folder: str | None, make_folder: bool | None, folder_id: str | None,
+                        host: str | None, api_key: str | None) -> Any:
+        """A non-zero rank: what rank 0 never acknowledged is in this rank's journal on this host; send
+        it to the run on the server (merged once by number). None when there is none (rank 0 has all)."""
+        from .client.upload_journal import upload_journal
+        from .errors import NotLoggedInError, RunFormatError, ServerError
+        from .store import journal as journals
+
+        rank = int(self.world.get("rank", 0))
+        mine = [p for p in journals.journals_of(self.id, Path(self.path).parent)
+                if journals.read_meta(p).get("rank") == rank]
+        results = []
+        for path in mine:
+            try:
+                results.append(upload_journal(path, folder=folder if folder is not None else self.folder,
+                                              folder_id=folder_id if folder_id is not None else self.folder_id,
+                                              make_folder=self.make_folder if make_folder is None else bool(make_folder),
+                                              host=host, api_key=api_key))
+            except (ServerError, NotLoggedInError, RunFormatError, OSError) as exc:
+                warn_once(f"upload-journal:{self.id}", f"em_dist: upload of rank {rank}'s journal of run {self.name!r} "
+                          f"failed ({exc}); it is kept at {path}. Retry with: em run upload -p {path}", 3)
+                return None
+        return results or None
+
     def upload(
         self,
         folder: str | None = None,
@@ -496,8 +526,8 @@ class Run:
         A server that can't be reached is warned about, not raised: the run stays on disk and
         ``em run upload -p <path>`` sends it later.
         """
-        if self.world.get("rank", 0) != 0:  # rank 0 uploads the one run of the job
-            return None
+        if self.world.get("rank", 0) != 0:  # rank 0 uploads the one run of the job; a rank its journal
+            return self._upload_journal(folder, make_folder, folder_id, host, api_key)
         from .client.upload import upload_run
         from .errors import ServerError, NotLoggedInError
 
@@ -645,6 +675,7 @@ def create_run(
     resume: str | None = None,
     system_metrics_interval: float | None = None,
     capture_output: bool | None = None,
+    max_output: int | None = None,
 ) -> Run:
     """Start a run: a local run folder now, every ``log()`` written in the background, uploadable later.
 
@@ -661,7 +692,9 @@ def create_run(
 
     ``capture_output`` (default on, or ``$EM_CAPTURE_OUTPUT``): what the process writes to
     stdout and stderr is still shown and also saved, per rank, in ``logs/rank-<r>.log`` of
-    rank 0's run folder (:mod:`em_dist.capture`).
+    rank 0's run folder (:mod:`em_dist.capture`). ``max_output`` (default 100,000) is the output's
+    own bound: a line printed while that many records wait is dropped and counted (run.json's
+    ``dropped``), so printing never evicts a metric record.
     """
     args: dict[str, Any] = dict(
         name=name, hparams=hparams, labels=labels, description=description, folder=folder,
@@ -685,6 +718,7 @@ def create_run(
         resume=resume,
         system_metrics_interval=system_metrics_interval,
         capture_output=capture_output,
+        max_output=max_output,
     )
     if args["hparams"]:
         run.hparams.update(args["hparams"])
@@ -719,6 +753,21 @@ SAMPLER_STOP_WAIT = 2.0
 
 NOTE_LOCK_WAIT = 1.0
 """The most a signal's note and a finish wait for each other's hold of run.json (a queue append)."""
+
+
+DEFAULT_MAX_OUTPUT = 100_000
+"""Records waiting past which a captured output line is dropped (counted) instead of buffered."""
+
+
+def _output_bound(max_output: int | None) -> int:
+    """``max_output`` checked (a positive int), or the default."""
+    if max_output is None:
+        return DEFAULT_MAX_OUTPUT
+    if isinstance(max_output, bool) or not isinstance(max_output, int):
+        raise TypeError(f"max_output must be an int, got {max_output!r}")
+    if max_output < 1:
+        raise ValueError(f"max_output must be at least 1, got {max_output}")
+    return max_output
 
 
 def _capture_wanted(capture_output: bool | None) -> bool:

@@ -125,6 +125,12 @@ class Sink(ABC):
         of two threads appending at once, and is not counted)."""
 
     @abstractmethod
+    def refusing_output(self, bound: int) -> None:
+        """A captured line arrives while ``bound`` records already wait: it is dropped (the terminal
+        showed it), counted as an output line and warned about once. Output has its own bound so a
+        flood of prints never evicts a metric record."""
+
+    @abstractmethod
     def drops(self) -> Drops:
         """What this rank dropped so far (the buffer's evictions and the writer's own)."""
 
@@ -237,6 +243,16 @@ class QueuedSink(Sink):
             f"queue-full:{id(self)}",
             f"em_dist: {self._max_pending} records are waiting to be {self._drain_verb}; the oldest "
             f"are being dropped to bound memory (newest kept; counted in the run's 'dropped'). {self._slow_hint}",
+        )
+        self._wake_event.set()
+
+    def refusing_output(self, bound: int) -> None:
+        self._evicted.output_lines += 1  # the capture's thread only: no other writer of this count
+        warn_once(
+            f"output-full:{id(self)}",
+            f"em_dist: {bound} records are waiting to be {self._drain_verb}; further captured output lines "
+            "are dropped until they are (the terminal still shows them; counted in the run's 'dropped'). "
+            f"{self._slow_hint}",
         )
         self._wake_event.set()
 

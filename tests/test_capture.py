@@ -161,3 +161,46 @@ def test_a_bad_log_limit_is_refused_at_create_run(monkeypatch: pytest.MonkeyPatc
         em.create_run(name="x")
     with pytest.raises(TypeError, match="capture_output"):
         em.create_run(name="x", capture_output="yes")  # type: ignore[arg-type]
+
+
+_FLOOD = """
+import sys, em_dist as em
+run = em.create_run(name="flood", max_pending=100, max_output=50, flush_interval=60)
+for i in range(60):
+    run.log("train", {"loss": i}, step=i)
+for i in range(200):
+    print(f"flood {i:03d}", flush=True)
+for i in range(60, 100):
+    run.log("train", {"loss": i}, step=i)
+run.finish()
+print(run.path, file=sys.stderr)
+"""
+
+
+def test_captured_output_has_its_own_bound_counted_and_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A flood of prints while 50 records wait (``max_output=50``) drops lines past that bound, counts
+    them in run.json's ``dropped`` with one warning and ``em run show``, and never evicts a metric
+    record (they used to share ``max_pending``: 200 lines pushed out the oldest metrics)."""
+    from em_dist.cli.main import main as cli_main
+
+    proc = subprocess.run([sys.executable, "-c", _FLOOD], env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("flood ") == 200  # the terminal showed every line
+    run_dir = Path(proc.stderr.strip().splitlines()[-1])
+    rec = em.load_run(run_dir)
+    assert [p["step"] for p in rec.metrics(name="loss")] == list(range(100))  # no metric evicted by output
+    logged = _lines(run_dir) if log_file(run_dir, 0).exists() else []  # none at all when every line dropped
+    kept = [line["text"] for line in logged if line["text"].startswith("flood ")]
+    dropped = rec.dropped["0"]["output_lines"]
+    assert dropped > 0 and rec.dropped["0"]["records"] == 0
+    assert len(kept) + dropped == 200, (len(kept), dropped)
+    assert "further captured output lines are dropped" in proc.stderr
+    assert cli_main(["run", "show", str(run_dir)]) == 0
+    assert f"dropped    rank 0: 0 records, {dropped} output lines" in capsys.readouterr().out
+
+
+def test_a_bad_max_output_is_refused_at_create_run(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_output"):
+        em.create_run(name="x", max_output=0)
+    with pytest.raises(TypeError, match="max_output"):
+        em.create_run(name="x", max_output="5")  # type: ignore[arg-type]

@@ -42,6 +42,8 @@ def add_run_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser], wha
     _add_target_args(p, what, default_dir)
     p.add_argument("--conflict-strategy", choices=layout.CONFLICT_STRATEGIES, default="new",
                    help=f"when the folder holds another {what} of that name (default new)")
+    if what == "run":
+        p.set_defaults(journals=True)  # also the journals of ranks whose run folder is on another host
     p.set_defaults(func=_run_upload, parent_dir=parent_dir)
 
 
@@ -61,14 +63,54 @@ def _targets(args: argparse.Namespace, marker: str, parent: Path) -> list[Path]:
 
 def _run_upload(args: argparse.Namespace) -> int:
     from ..client.upload import upload_run
+    from ..client.upload_journal import is_journal, journals_under
 
-    for path in _targets(args, layout.RUN_FILE, args.parent_dir()):
+    spools: list[Path] = []
+    if args.path and (is_journal(Path(args.path)) or journals_under(Path(args.path))) \
+            and not (Path(args.path) / layout.RUN_FILE).is_file():
+        runs, spools = [], [Path(args.path)]  # a rank's journal (or a spool of them) on its own host
+    elif not args.path and getattr(args, "journals", False):
+        base = Path(args.dir) if args.dir else args.parent_dir()
+        if not journals_under(base):
+            runs = _targets(args, layout.RUN_FILE, base)  # its errors: no folder, nothing (named so) there
+        else:
+            runs = sorted(p for p in base.iterdir() if (p / layout.RUN_FILE).is_file())
+            if args.name:
+                runs = [p for p in runs if json.loads((p / layout.RUN_FILE).read_text(encoding="utf-8")).get("name") == args.name]
+            spools = [base]
+    else:
+        runs = _targets(args, layout.RUN_FILE, args.parent_dir())
+    for path in runs:
         r = upload_run(path, folder=args.folder, folder_id=args.folder_id, make_folder=args.make_folder,
                        conflict_strategy=args.conflict_strategy, host=args.host, api_key=args.api_key,
                        progress=not args.no_progress)
         state = "skipped (name taken)" if r.skipped else f"{r.bytes_sent} bytes sent"
         print(f"{path}: run {r.server_run_id} in folder {r.folder!r}: {state}")
+    for spool in spools:
+        _upload_journals(args, spool)
     return 0
+
+
+def _upload_journals(args: argparse.Namespace, where: Path) -> None:
+    """Each journal at ``where`` (a journal, a spool, a runs folder) into its run on the server."""
+    from ..client.auth import client_for
+    from ..client.upload_journal import is_journal, journals_under, upload_journal
+    from ..store.journal import read_meta
+
+    found = [where] if is_journal(where) else journals_under(where)
+    if args.name:
+        found = [p for p in found if read_meta(p).get("name") == args.name]
+    if not found:
+        return
+    http = client_for(args.host, args.api_key)
+    try:
+        for journal in found:
+            j = upload_journal(journal, folder=args.folder, folder_id=args.folder_id, make_folder=args.make_folder,
+                               http=http)
+            print(f"{journal}: rank {j.rank} of run {j.run_id}: {j.added} records merged, "
+                  f"the server holds 1..{j.records}")
+    finally:
+        http.close()
 
 
 def _artifact_upload(args: argparse.Namespace) -> int:

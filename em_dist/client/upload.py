@@ -234,6 +234,7 @@ def _run_body(snap: RunSnapshot, spec: dict[str, Any], strategy: str) -> dict[st
         "artifacts": [{"id": a["id"], "name": a.get("name", ""), "role": a["role"],
                        **({"rank": a["rank"]} if isinstance(a.get("rank"), int) else {})} for a in snap.artifacts],
         "ranks": list(snap.metric_sizes),
+        "delivery": r.delivery,
     }
 
 

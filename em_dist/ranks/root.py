@@ -77,6 +77,9 @@ class RootSink(Sink):
     def evicting(self) -> None:
         self.writer.evicting()
 
+    def refusing_output(self, bound: int) -> None:
+        self.writer.refusing_output(bound)
+
     def drops(self) -> Drops:
         return self.writer.drops()
 

@@ -218,12 +218,9 @@ def ingest(session: Session, run_id: str, rank: int, offset: int, data: bytes) -
     if not data.endswith(b"\n"):
         raise IngestError("a metrics chunk must end with a newline (complete lines only)")
     records = _parse(data)
-    groups = _group(records)
-    all_series = _series(session, run_id, rank, list(groups))
-    points = 0
-    for key, cols in groups.items():
-        _append(session, all_series[key], cols)
-        points += len(cols.steps)
+    from em_dist.server import numbered_records  # it stores a journal's points through this module
+
+    points = store_points(session, run_id, rank, numbered_records.from_folder(session, run_id, rank, records))
     new_offset = current + len(data)
     done = session.execute(
         update(RankOffset)
@@ -240,6 +237,18 @@ def ingest(session: Session, run_id: str, rank: int, offset: int, data: bytes) -
                              current if now is None else int(now))
     touch_run(session, run_id)
     return IngestResult(new_offset, lines_held + len(records), points)
+
+
+def store_points(session: Session, run_id: str, rank: int, records: list[dict]) -> int:
+    """Append the points of ``records`` (parsed metric lines) to the rank's series; returns how many.
+    Raises IngestError (nothing stored: the caller rolls back)."""
+    groups = _group(records)
+    all_series = _series(session, run_id, rank, list(groups))
+    points = 0
+    for key, cols in groups.items():
+        _append(session, all_series[key], cols)
+        points += len(cols.steps)
+    return points
 
 
 def touch_run(session: Session, run_id: str) -> None:

@@ -13,6 +13,7 @@ import uuid
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -249,3 +250,29 @@ class LogLine(Base):
     stream: Mapped[str] = mapped_column(String(8))
     text: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(Integer)
+    n: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The record number of a line merged from a rank's journal (None: from the run folder's log)."""
+
+
+class RankRecords(Base):
+    """Which numbered records of a rank (and attempt) the server holds, so each lands exactly once
+    whichever way it comes: the run folder's upload (rank 0's copy) or the rank's own journal.
+
+    A rank's records are numbered 1, 2, ... and travel in order, so two high-water marks say it
+    all: ``held``, the newest the run folder holds (its numbered metric lines, and rank 0's
+    ``delivery`` claim); ``merged``, the newest taken from journal uploads.
+    """
+
+    __tablename__ = "rank_records"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    held: Mapped[int] = mapped_column(BigInteger, default=0)
+    merged: Mapped[int] = mapped_column(BigInteger, default=0)
+    folder_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Rank 0 had every record of the rank (its ``delivery`` said ``complete``)."""
+    journal_last: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The newest number of the rank's closed journal (all it ever logged), once one was uploaded."""
+    journal: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    """``host:path`` of the journal holding the rest (rank 0's ``delivery``, or the last journal uploaded)."""

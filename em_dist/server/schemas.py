@@ -75,6 +75,10 @@ class RunUpload(FolderSpec):
     git: dict[str, Any] | None = None
     artifacts: list[ArtifactLink] = Field(default_factory=list)
     ranks: list[Rank] = Field(default_factory=list, max_length=MAX_WORLD_SIZE)
+    delivery: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=MAX_WORLD_SIZE)
+    """run.json's ``delivery``: per rank, how many of its numbered records the folder holds."""
+    placeholder: bool = False
+    """Made from a rank's journal alone (another host): create the run if it is missing, else change nothing."""
 
 
 class FileEntry(BaseModel):

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from em_dist.platform.redact import redact_record, redact_text
-from em_dist.server import folders
+from em_dist.server import folders, numbered_records
 from em_dist.server.deps import Config, CurrentUser, ReadSession, WriteSession
 from em_dist.server.liveness import lost_before
 from em_dist.server.lookup import folder_of, get_run, may_produce
@@ -129,6 +129,10 @@ def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSe
     else:
         folder = folder_of(session, run.folder_id)
         folders.require(session, user, folder, "edit")
+        if body.placeholder:  # a journal's host: the run is there, its metadata is rank 0's to give
+            session.commit()
+            return {"id": run.id, "folder_id": folder.id, "folder": folder.path, "name": run.name,
+                    "skipped": False, "created": False, "offsets": _offsets(session, run_id)}
     _apply(run, body)
     session.flush()
     for link in body.artifacts:
@@ -139,6 +143,7 @@ def upsert_run(run_id: str, body: RunUpload, user: CurrentUser, session: WriteSe
         elif link.rank is not None and edge.rank != link.rank:
             edge.rank = link.rank
     _add_ranks(session, run_id, body.ranks)
+    numbered_records.claim(session, run_id, body.delivery)
     session.commit()
     return {"id": run.id, "folder_id": folder.id, "folder": folder.path, "name": run.name,
             "skipped": False, "created": created, "offsets": _offsets(session, run_id)}
@@ -152,6 +157,7 @@ def read_run(run_id: str, user: CurrentUser, session: ReadSession, config: Confi
     owner = session.get(User, run.owner_id)
     detail["owner"] = owner.name if owner else None
     detail["offsets"] = _offsets(session, run_id)
+    detail["delivery"] = numbered_records.completeness(session, run_id)
     return detail
 
 

@@ -1,5 +1,6 @@
 // The Ranks tab: step time per rank with the slowest rank flagged, and a heat strip (rank x time)
-// of each rank's lag behind the first rank to reach a step (GET /runs/{id}/ranks).
+// of each rank's lag behind the first rank to reach a step (GET /runs/{id}/ranks); and each rank's
+// delivery: whether the server holds all its records, and where the rest is (the run's `delivery`).
 
 import * as api from '../api.js';
 import { clear, h } from '../dom.js';
@@ -7,13 +8,35 @@ import { draw, plotly } from '../charts.js';
 
 const ms = (s) => (s === null || s === undefined ? '—' : `${(s * 1000).toFixed(1)} ms`);
 
+// One row per rank that numbered its records (every rank but 0): how many the server holds,
+// complete or not, and where the rest is (host:path of its journal), else null.
+function deliveryTable(run) {
+  const delivery = run.delivery || {};
+  const ranks = Object.keys(delivery).map(Number).sort((a, b) => a - b);
+  if (!ranks.length) return null;
+  const rest = (d) => {
+    if (d.complete) return '—';
+    return d.journal ? `in its journal ${d.journal} (em run upload there merges it)` : 'in its journal on its own host';
+  };
+  return h('div', { id: 'delivery' }, h('h3', {}, 'Records per rank'),
+    h('table', { id: 'delivery-table' },
+      h('tr', {}, ['rank', 'records held', 'complete', 'the rest'].map((t) => h('th', {}, t))),
+      ranks.map((r) => {
+        const d = delivery[String(r)];
+        return h('tr', { class: d.complete ? 'complete' : 'incomplete', dataset: { rank: String(r) } },
+          h('td', {}, String(r)), h('td', {}, String(d.records)), h('td', {}, d.complete ? 'yes' : 'no'),
+          h('td', {}, rest(d)));
+      })));
+}
+
 export async function renderRanks(body, run) {
   const timing = await api.rankTiming(run.id);
+  const delivery = deliveryTable(run);
   const slow = timing.slowest;
   const timed = timing.ranks.filter((e) => e.step_time_s !== null);
   if (!timed.length) {
     clear(body, h('p', { class: 'muted', id: 'ranks-empty' },
-      'No step timing yet: it comes from the times of train records (or run.step()) of each rank.'));
+      'No step timing yet: it comes from the times of train records (or run.step()) of each rank.'), delivery);
     return;
   }
   const summary = slow
@@ -32,7 +55,7 @@ export async function renderRanks(body, run) {
   const strip = h('div', { class: 'chart', id: 'lag-strip' });
   clear(body, summary, h('div', { class: 'charts' }, bars, strip), table,
     h('p', { class: 'legend-note' }, 'Lag: how long after the first rank a rank reached each step (steps grouped into at most '
-      + '100 columns, each the largest lag in it). Times are each host\'s clock.'));
+      + '100 columns, each the largest lag in it). Times are each host\'s clock.'), delivery);
   await plotly();
   const color = (e) => (slow && e.rank === slow.rank ? '#c62828' : '#2f6fde');
   await draw(bars, [{ type: 'bar', x: timing.ranks.map((e) => `rank ${e.rank}`), y: timing.ranks.map((e) => e.step_time_s),
