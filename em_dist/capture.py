@@ -79,6 +79,8 @@ Deliver = Callable[[str], None]
 PIPE_BYTES = 1 << 20
 """Pipe size asked for (Linux caps it at ``/proc/sys/fs/pipe-max-size``, 1 MiB by default)."""
 _READ = 1 << 16
+PASSTHROUGH_END_WAIT = 0.5
+"""The most stopping waits for the pass-through process to end (milliseconds when no subprocess holds the output)."""
 _ESCAPES = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 """Terminal control sequences (colours, cursor moves, titles): shown on the terminal, not recorded."""
 _HEADER = 13
@@ -95,14 +97,18 @@ class _Stream:
         self.saved = os.dup(fds[0])  # the original (terminal, launcher's pipe, file); not inheritable
         self.tty = os.isatty(self.saved)
         if self.tty:  # a pseudo-terminal: the program still sees a terminal (isatty, size, colours, line buffering)
-            self.read_fd, self.write_fd = os.openpty()
             try:
-                _mirror_terminal(self.saved, self.write_fd)
-            except OSError:
-                os.close(self.read_fd)
-                os.close(self.write_fd)
-                raise
-        else:
+                self.read_fd, self.write_fd = os.openpty()
+            except OSError:  # no pseudo-terminals here: a pipe, as elsewhere
+                self.tty = False
+            else:
+                try:
+                    _mirror_terminal(self.saved, self.write_fd)
+                except OSError:  # a terminal that hung up: a pipe, as elsewhere
+                    os.close(self.read_fd)
+                    os.close(self.write_fd)
+                    self.tty = False
+        if not self.tty:
             self.read_fd, self.write_fd = os.pipe()
             try:
                 fcntl.fcntl(self.write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
@@ -235,7 +241,8 @@ class OutputCapture:
         self._subscribers = []
         self._close(self._ctl_w)  # the pass-through process stops forwarding; the thread sees the end
         # it ends when every writer closed the pipes: now, unless subprocesses still hold them
-        self._thread.join(timeout)
+        # (persistent DataLoader workers): then it lives as long as they do, and this wait is short
+        self._thread.join(min(timeout, PASSTHROUGH_END_WAIT))
 
     # -- the thread -----------------------------------------------------------------
     def _loop(self) -> None:

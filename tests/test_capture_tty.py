@@ -145,22 +145,31 @@ def test_a_script_that_reaps_every_child_does_not_hang_on_the_pass_through(tmp_p
 
 
 def test_the_pass_through_is_gone_when_the_script_is_in_20_of_20_exits(tmp_path: Path) -> None:
-    terms = [Terminal(tmp_path / str(i), "exit") for i in range(4)]
+    ways = ("exit", "exit_now")  # finished at exit; finished, then os._exit(0) at once
+    terms = []
+    for i in range(4):
+        (tmp_path / str(i)).mkdir()
+        terms.append(Terminal(tmp_path / str(i), ways[i % 2]))
     procs = []
     for i in range(16):  # and on pipes, as under a launcher
         (tmp_path / f"p{i}").mkdir()
-        procs.append(subprocess.Popen([sys.executable, str(PROGRAM), "exit", str(tmp_path / f"p{i}" / "exit.json")],
+        procs.append(subprocess.Popen([sys.executable, str(PROGRAM), ways[i % 2], str(tmp_path / f"p{i}" / "r.json")],
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(tmp_path / f"p{i}")))
-    left = []
+    left, after_finish = [], []
     for term in terms:
         term.proc.wait(120)  # the moment the script is gone
-        left.append(_alive(json.loads(term.result.read_text())["passthrough"]))
+        facts = json.loads(term.result.read_text())
+        left.append(_alive(facts["passthrough"]))
+        after_finish.append(facts.get("alive_after_finish", False))
         term.finish()
     for i, proc in enumerate(procs):
         proc.wait(120)
-        left.append(_alive(json.loads((tmp_path / f"p{i}" / "exit.json").read_text())["passthrough"]))
+        facts = json.loads((tmp_path / f"p{i}" / "r.json").read_text())
+        left.append(_alive(facts["passthrough"]))
+        after_finish.append(facts.get("alive_after_finish", False))
         assert proc.stdout is not None and proc.stdout.read() == b"bye\n"
     assert left == [False] * 20
+    assert after_finish == [False] * 20  # already gone when finish() returned
 
 
 def _alive(pid: int) -> bool:

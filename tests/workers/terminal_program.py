@@ -105,15 +105,33 @@ def main(mode: str, result: str) -> None:
         with open(f"/proc/{capture.passthrough_pid()}/stat") as f:
             facts["passthrough_parent"] = int(f.read().rsplit(")", 1)[1].split()[1])
         facts["me"] = os.getpid()
-    elif mode == "exit":
+    elif mode in ("exit", "exit_now"):
         run = em.create_run(name="tty")
         print("bye")
     else:
         raise SystemExit(f"unknown mode {mode}")
     facts["passthrough"] = capture.passthrough_pid()
     facts["run"] = str(run.path)
-    if mode != "exit":  # "exit" ends as most scripts do: the run finishes at interpreter exit
-        run.finish()
+    if mode == "exit":  # ends as most scripts do: the run finishes at interpreter exit
+        _write(result, facts)
+        return
+    run.finish()
+    if mode == "exit_now":
+        facts["alive_after_finish"] = _alive(facts["passthrough"])
+    _write(result, facts)
+    if mode == "exit_now":  # as scripts that skip the interpreter's teardown (os._exit after training) do
+        os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def _write(result: str, facts: dict) -> None:
     with open(result, "w") as f:
         json.dump(facts, f)
 
