@@ -111,6 +111,19 @@ def test_input_keeps_line_editing(tmp_path: Path) -> None:
     assert facts["typed"] == "abXc"
 
 
+def test_pdb_keeps_its_history(tmp_path: Path) -> None:
+    term = Terminal(tmp_path, "pdb")
+    term.wait_shown(b"(Pdb) ")
+    os.write(term.master, b'!SEEN["x"] = 1\r')
+    wait_for(lambda: term.read(0.1) and term.shown.count(b"(Pdb) ") >= 2, 60, "the second prompt")
+    os.write(term.master, b"\x1b[A\x7f2\r")  # up arrow: the last command again; its 1 becomes 2
+    wait_for(lambda: term.read(0.1) and term.shown.count(b"(Pdb) ") >= 3, 60, "the third prompt")
+    os.write(term.master, b"c\r")
+    facts = term.finish()
+    assert facts["pdb"] == 2, bytes(term.shown)
+    assert b"SyntaxError" not in term.shown
+
+
 def test_stdout_and_stderr_on_one_terminal_keep_their_order_and_no_line_is_torn(tmp_path: Path) -> None:
     term = Terminal(tmp_path, "order", PYTHONUNBUFFERED="1")
     facts = term.finish()

@@ -24,6 +24,10 @@ class Items:
         return i
 
 
+SEEN: dict = {}
+"""What a pdb session typed at the terminal set (its statements run in a frame of this module)."""
+
+
 def wait_until(condition, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -64,6 +68,12 @@ def main(mode: str, result: str) -> None:
 
         run = em.create_run(name="tty")
         facts["typed"] = input("type> ")
+    elif mode == "pdb":
+        import pdb
+
+        run = em.create_run(name="tty")
+        pdb.Pdb().runcall(lambda: None)
+        facts["pdb"] = SEEN.get("x")
     elif mode == "order":
         logging.basicConfig(level=logging.INFO, format="%(message)s")  # to stderr
         log = logging.getLogger("order")
