@@ -141,12 +141,11 @@ def test_children_print_live_as_on_a_terminal(tmp_path: Path) -> None:
     assert b"child on the terminal True" in term.shown
 
 
-def test_spawned_persistent_dataloader_workers_reach_the_terminal_and_the_log(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
-    term = Terminal(tmp_path, "dataloader")
-    facts = term.finish(timeout=240)
+def test_spawned_persistent_workers_reach_the_terminal_and_the_log(tmp_path: Path) -> None:
+    term = Terminal(tmp_path, "workers")
+    facts = term.finish()
     shown = [line for line in bytes(term.shown).decode().splitlines() if " item " in line]
-    assert len(shown) == 24 and sorted(int(x.split()[-1]) for x in shown) == sorted(list(range(12)) * 2)
+    assert sorted(int(x.split()[-1]) for x in shown) == sorted(list(range(12)) * 2)
     assert facts["live"] is True
     assert sorted(int(t.split()[-1]) for t in _texts(facts) if " item " in t) == sorted(list(range(12)) * 2)
 

@@ -91,16 +91,15 @@ def main(mode: str, result: str) -> None:
         facts["live"] = wait_until(lambda: logged(run, "child on the terminal True"))  # before the child ends
         proc.stdin.close()
         proc.wait()
-    elif mode == "dataloader":
-        import torch.utils.data
+    elif mode == "workers":  # what a DataLoader with spawn and persistent_workers=True does, without torch's import
+        import multiprocessing
 
         run = em.create_run(name="tty", flush_interval=0.1)
-        loader = torch.utils.data.DataLoader(Items(), batch_size=3, num_workers=2, persistent_workers=True,
-                                             multiprocessing_context="spawn")
-        for _epoch in range(2):
-            for _batch in loader:
-                pass
-        facts["live"] = wait_until(lambda: logged(run, "item 11"), 30)  # while the workers live on
+        with multiprocessing.get_context("spawn").Pool(2) as pool:  # workers that live for both "epochs"
+            for _epoch in range(2):
+                pool.map(Items().__getitem__, range(12), chunksize=3)
+            facts["live"] = wait_until(lambda: logged(run, "item 11"), 30)  # while the workers live on
+            pool.terminate()  # as a DataLoader ends its workers: their buffers are never flushed at exit
     elif mode == "wait":
         run = em.create_run(name="tty")
         subprocess.Popen(["true"])
