@@ -124,11 +124,19 @@ def test_pdb_keeps_its_history(tmp_path: Path) -> None:
     assert b"SyntaxError" not in term.shown
 
 
-def test_stdout_and_stderr_on_one_terminal_keep_their_order_and_no_line_is_torn(tmp_path: Path) -> None:
-    term = Terminal(tmp_path, "order", PYTHONUNBUFFERED="1")
-    facts = term.finish()
+@pytest.mark.parametrize("where", ["terminal", "one pipe"])
+def test_stdout_and_stderr_on_one_target_keep_their_order_and_no_line_is_torn(tmp_path: Path, where: str) -> None:
+    if where == "terminal":
+        term = Terminal(tmp_path, "order", PYTHONUNBUFFERED="1")
+        facts = term.finish()
+        shown = bytes(term.shown).decode().replace("\r\n", "\n").splitlines()
+    else:  # 2>&1 into a pipe, as a launcher or `| tee` gives it
+        result = tmp_path / "order.json"
+        proc = subprocess.run([sys.executable, str(PROGRAM), "order", str(result)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, env=_env(tmp_path, PYTHONUNBUFFERED="1"), timeout=120)
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        facts, shown = json.loads(result.read_text()), proc.stdout.decode().splitlines()
     want = [f"{'print' if i % 2 == 0 else 'logging'} line {i:04d}" for i in range(2400)]
-    shown = bytes(term.shown).decode().replace("\r\n", "\n").splitlines()
     assert [line for line in shown if " line " in line] == want
     assert [t for t in _texts(facts) if " line " in t] == want
 
