@@ -184,6 +184,28 @@ def dir_bytes(path: Path) -> int:
     return total
 
 
+def _on_terminal(argv: list[str], env: dict[str, str], cwd: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``argv`` with stdout and stderr on a pseudo-terminal, reading it until every holder closed it."""
+    master, slave = os.openpty()
+    try:
+        child = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    finally:
+        os.close(slave)
+    shown = bytearray()
+    while True:
+        try:
+            data = os.read(master, 1 << 16)
+        except OSError:  # EIO: the program and its pass-through closed the terminal
+            break
+        if not data:
+            break
+        shown += data[-4096:] if len(shown) > 1 << 16 else data
+    os.close(master)
+    code = child.wait(timeout)
+    text = shown.decode(errors="replace")
+    return subprocess.CompletedProcess(argv, code, text, text)
+
+
 def run_workload(
     w: Workload,
     steps: int,
@@ -191,8 +213,12 @@ def run_workload(
     python: str = sys.executable,
     timeout: float = 600.0,
     keep_dir: Path | None = None,
+    terminal: bool = False,
 ) -> Result:
-    """Run ``w`` for ``steps`` steps in a fresh ``python`` process; never raises for a failing workload."""
+    """Run ``w`` for ``steps`` steps in a fresh ``python`` process; never raises for a failing workload.
+
+    ``terminal``: its stdout and stderr are one pseudo-terminal this process drains (a user's
+    terminal), not two pipes (a launcher's)."""
     res = Result(name=w.name, steps=steps, note=w.note)
     with tempfile.TemporaryDirectory(prefix="embench-") as tmp:
         tmp_path = Path(tmp)
@@ -204,10 +230,11 @@ def run_workload(
         env = dict(os.environ)
         env.update({k: v.replace("{out_dir}", str(out_dir)) for k, v in w.env.items()})
         try:
-            proc = subprocess.run(
-                [python, str(script), str(steps), str(out_dir), str(result_file)],
-                env=env, cwd=tmp, capture_output=True, text=True, timeout=timeout,
-            )
+            argv = [python, str(script), str(steps), str(out_dir), str(result_file)]
+            if terminal:
+                proc = _on_terminal(argv, env, tmp, timeout)
+            else:
+                proc = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             res.error = f"timed out after {timeout:.0f} s"
             return res

@@ -2,13 +2,13 @@
 
 Each row is a fresh process (benchmarks/_harness.py) that prints N lines of ~40 bytes,
 one per timed step, to a pipe its parent drains (what torchrun and most launchers give
-a rank). Three ways to print: ``print()`` (Python's buffer: one write per 8 KiB),
+a rank; ``--terminal``: to a pseudo-terminal, what a user at a terminal has). Three ways to print: ``print()`` (Python's buffer: one write per 8 KiB),
 ``print(..., flush=True)`` (one write per line) and ``os.write(1, ...)`` (one write per
 line, no Python buffer, what C code does). Reported: median and p99 µs per line, the
 time of ``finish()`` (the capture handing over its last lines, the writer writing them)
 and how many lines the run recorded. Not a test: run it by hand::
 
-    /work/main/.venv/bin/python benchmarks/bench_output.py [--lines 100000]
+    /work/main/.venv/bin/python benchmarks/bench_output.py [--lines 100000] [--terminal]
 """
 
 from __future__ import annotations
@@ -37,15 +37,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=100_000)
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--terminal", action="store_true",
+                    help="print to a pseudo-terminal (a user's terminal) instead of a pipe (a launcher's)")
     args = ap.parse_args()
-    print(f"# printing {args.lines:,} lines to a pipe; µs per line\n")
+    print(f"# printing {args.lines:,} lines to a {'terminal' if args.terminal else 'pipe'}; µs per line\n")
     print(f"{'way':<12} {'mode':<22} {'median':>8} {'p99':>8} {'mean':>8} {'finish s':>9} {'recorded':>9}")
     for way, step in WAYS.items():
         for mode, (setup, finish) in MODES.items():
             with tempfile.TemporaryDirectory(prefix="embench-out-") as keep:
                 w = Workload(name=f"{way} / {mode}", setup=setup, step=step, finish=finish,
                              env={"EM_RUN_PARENT_DIR": "{out_dir}/runs"})
-                res = run_workload(w, args.lines, python=args.python, keep_dir=Path(keep))
+                res = run_workload(w, args.lines, python=args.python, keep_dir=Path(keep), terminal=args.terminal)
                 if res.error:
                     print(f"{way:<12} {mode:<22} error: {res.error}")
                     continue

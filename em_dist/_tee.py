@@ -1,17 +1,24 @@
 """The capture's pass-through process (started by :mod:`em_dist.capture`; standard library only).
 
-Run as ``python -I -S _tee.py OUT_R ERR_R OUT_ORIG ERR_ORIG CTL_R RET_W``. It reads the two
-pipes that fd 1 and fd 2 of the training process now point at, writes every byte on to the
-original fds at once (the terminal, the launcher's pipe), and forwards it to the training
-process's capture thread over ``RET_W`` as frames ``tag (1 byte) + length (4 bytes) + data``
-(``o`` stdout, ``e`` stderr, ``s`` a sync answer, ``d`` bytes not forwarded), each header
-``<tag><length: uint32><read time: float64>`` (little-endian), then the data.
+Run as ``python -I -S _tee.py CTL_R RET_W CHANNEL...``, each channel ``TAG:READ_FD:ORIG_FD:KIND``
+(``KIND`` ``p`` a pipe, ``t`` a pseudo-terminal's master). It reads what the training process
+writes to fd 1 and fd 2 (one channel for both when they were one terminal or one pipe), writes
+every byte on to the original fd at once (the terminal, the launcher's pipe), and forwards it to
+the training process's capture thread over ``RET_W`` as frames, each header
+``<tag><length: uint32><read time: float64>`` (little-endian), then the data: ``o`` stdout,
+``e`` stderr, ``s`` a sync answer, ``d`` bytes not forwarded, ``p`` this process's pid (the
+first frame).
 
 Why a process of its own: what a script printed just before it died (``kill -9``, a
 segfault's faulthandler dump, ``os._exit``) is in the pipe, not yet read; a thread would die
 with the process and the bytes would never reach the terminal. This process outlives it,
 passes the rest on, and exits when every writer closed the pipes. It needs no GIL of the
 training process, so a C extension printing while it holds the GIL never waits for it.
+
+Why it forks once more at start (``--detach``): the process the training process started exits
+at once and is reaped by it; this one is nobody's child there, so a script that reaps its
+children with ``os.wait()`` never meets it. It stays in the script's process group, so the
+terminal's ``SIGWINCH`` reaches it: it copies the terminal's new size onto the pseudo-terminal.
 
 ``RET_W`` is non-blocking: while the capture thread is behind, frames wait here (up to
 :data:`BACKLOG` bytes, then the oldest are counted and dropped), never in the pipes the
@@ -20,11 +27,13 @@ read and forwarded, then an ``s`` frame. ``CTL_R`` closing (the run stopped capt
 process died) ends the forwarding; the pass-through goes on until the pipes close.
 """
 
+import fcntl
 import os
 import select
 import signal
 import struct
 import sys
+import termios
 import time
 
 BACKLOG = 64 << 20
@@ -42,24 +51,57 @@ def _write_all(fd: int, data: bytes) -> None:
             return  # the terminal is gone: nothing left to show it to
 
 
+def _frame(tag: bytes, body: bytes) -> bytes:
+    return tag + struct.pack("<Id", len(body), time.time()) + body
+
+
+def copy_size(orig: int, master: int) -> None:
+    """The terminal's size onto the pseudo-terminal (what ``os.get_terminal_size(1)`` reads)."""
+    try:
+        size = fcntl.ioctl(orig, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
+
+
 def main(argv: list[str]) -> None:
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # a Ctrl-C or a launcher's TERM is for the script, not for us
         signal.signal(getattr(signal, name), signal.SIG_IGN)
-    out_r, err_r, out_orig, err_orig, ctl_r, ret_w = (int(a) for a in argv)
+    if argv and argv[0] == "--detach":
+        argv = argv[1:]
+        if os.fork():
+            os._exit(0)  # the training process reaps this one at once; the child goes on, nobody's child there
+    ctl_r, ret_w = int(argv[0]), int(argv[1])
+    inputs: dict[int, tuple[bytes, int]] = {}
+    ptys: list[tuple[int, int]] = []
+    for spec in argv[2:]:
+        tag, read_fd, orig_fd, kind = spec.split(":")
+        inputs[int(read_fd)] = (tag.encode(), int(orig_fd))
+        if kind == "t":
+            ptys.append((int(orig_fd), int(read_fd)))
+
+    def resized(*_: object) -> None:
+        for terminal, master in ptys:
+            copy_size(terminal, master)
+
+    if ptys:
+        signal.signal(signal.SIGWINCH, resized)
+        resized()  # a resize between the script's copy and this handler
     os.set_blocking(ret_w, False)
-    inputs = {out_r: (b"o", out_orig), err_r: (b"e", err_orig)}
     poller = select.poll()
     for fd in inputs:
         poller.register(fd, select.POLLIN)
     poller.register(ctl_r, select.POLLIN)
-    backlog = bytearray()
+    backlog = bytearray(_frame(b"p", str(os.getpid()).encode()))
     forwarding = True
     dropped = 0
 
     def take(fd: int) -> bool:
         try:
             data = os.read(fd, _READ)
-        except OSError:
+        except InterruptedError:
+            return True
+        except OSError:  # EIO from a pseudo-terminal: every holder of its other side closed it
             data = b""
         tag, orig = inputs[fd]
         if not data:
@@ -69,12 +111,12 @@ def main(argv: list[str]) -> None:
             return False
         _write_all(orig, data)
         if forwarding:
-            backlog.extend(tag + struct.pack("<Id", len(data), time.time()) + data)
+            backlog.extend(_frame(tag, data))
         return True
 
     while inputs:
         try:
-            events = poller.poll(20 if backlog else None)
+            events = poller.poll(20 if backlog and forwarding else None)
         except InterruptedError:
             continue
         for fd, _ in events:
@@ -92,15 +134,14 @@ def main(argv: list[str]) -> None:
                     ready = [f for f, _ in poller.poll(0) if f in inputs]
                     if not ready or not all(take(f) for f in ready):
                         break
-                backlog.extend(b"s" + struct.pack("<Id", len(asks), time.time()) + asks)
+                backlog.extend(_frame(b"s", asks))
             elif fd in inputs:
                 take(fd)
         if forwarding and backlog:
             if len(backlog) > BACKLOG:  # the capture thread is far behind: the oldest go, counted
                 dropped += len(backlog)
                 backlog.clear()
-                note = str(dropped).encode()
-                backlog.extend(b"d" + struct.pack("<Id", len(note), time.time()) + note)
+                backlog.extend(_frame(b"d", str(dropped).encode()))
             try:
                 n = os.write(ret_w, backlog)
                 del backlog[:n]

@@ -1,14 +1,26 @@
 """Captured output: what this process writes to stdout and stderr, still shown, and recorded line by line.
 
-Capture works on the file descriptors, not on ``sys.stdout``: fd 1 and fd 2 are
-``dup2``-ed onto two pipes, so Python's ``print``, ``os.write(1, ...)``, C extensions
-and subprocesses that inherit the fds (``subprocess.run``) all land there. A small
-pass-through process (:mod:`em_dist._tee`) reads both pipes, writes every byte on to the
-original fd at once (the terminal, torchrun's pipe, a file: the output is shown as before)
-and forwards it, with the time it was read, to one daemon thread here
-(``em_dist-output``), which cuts it into lines and hands each to every live run that
-captures (as a record of :func:`em_dist.store.lines.output_record`, appended to the
-run's record buffer: the writer and the peers' forwarder carry it like a metric).
+Capture works on the file descriptors, not on ``sys.stdout``: fd 1 and fd 2 are ``dup2``-ed
+onto what the pass-through process reads, so Python's ``print``, ``os.write(1, ...)``, C
+extensions and subprocesses that inherit the fds (``subprocess.run``) all land there. What
+they are pointed at depends on what they were, so that the program can't tell:
+
+- **a terminal**: a pseudo-terminal with the terminal's modes and size (the pass-through
+  process copies a new size on ``SIGWINCH``), so ``isatty()``, ``os.get_terminal_size()``,
+  colours, progress bars, line-buffered children and readline (stdin is left alone) stay as
+  they were. Output processing is the real terminal's (``OPOST`` is off on ours): the bytes
+  reach it as written.
+- **anything else** (a launcher's pipe, a file): a pipe.
+- fd 1 and fd 2 that were **one** terminal or one pipe stay one: a single channel, so their
+  order is the order written and no line of one is cut into by the other (recorded as ``out``).
+
+A small pass-through process (:mod:`em_dist._tee`) reads each channel, writes every byte on
+to the original fd at once and forwards it, with the time it was read, to one daemon thread
+here (``em_dist-output``), which cuts it into lines and hands each to every live run that
+captures (as a record of :func:`em_dist.store.lines.output_record`, appended to the run's
+record buffer: the writer and the peers' forwarder carry it like a metric). That process is
+nobody's child here (it is started through one that exits at once), so ``os.wait()`` never
+meets it. Terminal control sequences are shown, not recorded.
 
 What it guarantees, and how:
 
@@ -32,8 +44,9 @@ What it guarantees, and how:
   ``sys.stderr`` (so Python's buffered text is captured, not written past us), then puts
   the original fds back, but only where fd 1 / fd 2 still are our pipes (pytest and other
   tools that swapped them meanwhile keep theirs), and what was written before is handed
-  to the run; the pass-through process goes on showing (not recording) what subprocesses
-  that outlive the run still write, until they close the pipes. A fork child (``os.fork``, ``multiprocessing`` with
+  to the run; then it waits (bounded) for the pass-through process to end, so it is gone
+  when the script is. It goes on showing (not recording) what subprocesses that outlive
+  the run still write, until they close the pipes. A fork child (``os.fork``, ``multiprocessing`` with
   fork) gets the original fds back at once: it has no reading thread. ``subprocess``
   children (fork + exec in C) keep the pipes and are captured.
 - **No locks on the signal path**: subscribers are a list replaced whole (atomic under the
@@ -44,10 +57,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import select
+import stat
 import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections import deque
@@ -63,38 +79,94 @@ Deliver = Callable[[str], None]
 PIPE_BYTES = 1 << 20
 """Pipe size asked for (Linux caps it at ``/proc/sys/fs/pipe-max-size``, 1 MiB by default)."""
 _READ = 1 << 16
-_FDS = ((1, "out"), (2, "err"))
+PASSTHROUGH_END_WAIT = 0.5
+"""The most stopping waits for the pass-through process to end (milliseconds when no subprocess holds the output)."""
+_ESCAPES = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+"""Terminal control sequences (colours, cursor moves, titles): shown on the terminal, not recorded."""
 _HEADER = 13
 """A frame from the pass-through process: tag (1 byte), length (uint32), read time (float64); see em_dist._tee."""
 
 
 class _Stream:
-    """One captured fd: the pipe it will point at, the original it is passed on to, the partial line."""
+    """One captured target: the fds that wrote to it (1, 2, or both when they were one terminal or
+    one pipe), the pipe or pseudo-terminal they now point at, the original it is passed on to, the
+    partial line."""
 
-    def __init__(self, fd: int, name: str) -> None:
-        self.fd, self.name = fd, name
-        self.saved = os.dup(fd)  # the original (terminal, launcher's pipe, file); not inheritable
-        self.read_fd, self.write_fd = os.pipe()
-        try:
-            fcntl.fcntl(self.write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
-        except OSError:
-            pass  # a smaller pipe still works; it just fills sooner
+    def __init__(self, fds: tuple[int, ...], name: str) -> None:
+        self.fds, self.name = fds, name
+        self.saved = os.dup(fds[0])  # the original (terminal, launcher's pipe, file); not inheritable
+        self.tty = os.isatty(self.saved)
+        if self.tty:  # a pseudo-terminal: the program still sees a terminal (isatty, size, colours, line buffering)
+            try:
+                self.read_fd, self.write_fd = os.openpty()
+            except OSError:  # no pseudo-terminals here: a pipe, as elsewhere
+                self.tty = False
+            else:
+                try:
+                    _mirror_terminal(self.saved, self.write_fd)
+                except OSError:  # a terminal that hung up: a pipe, as elsewhere
+                    os.close(self.read_fd)
+                    os.close(self.write_fd)
+                    self.tty = False
+        if not self.tty:
+            self.read_fd, self.write_fd = os.pipe()
+            try:
+                fcntl.fcntl(self.write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+            except OSError:
+                pass  # a smaller pipe still works; it just fills sooner
         self.pipe_id = _ident(self.write_fd)
         self.partial = bytearray()
         self.partial_since = 0.0
 
+    def spec(self) -> str:
+        """This channel as the pass-through process's argument ``TAG:READ_FD:ORIG_FD:KIND``."""
+        return f"{self.name[0]}:{self.read_fd}:{self.saved}:{'t' if self.tty else 'p'}"
+
+    def close(self) -> None:
+        """Close this channel's fds (a failed start)."""
+        for fd in (self.saved, self.read_fd, self.write_fd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
     def redirect(self) -> None:
-        os.dup2(self.write_fd, self.fd)  # fd 1/2 stay inheritable: subprocesses write into the pipe
+        for fd in self.fds:
+            os.dup2(self.write_fd, fd)  # fd 1/2 stay inheritable: subprocesses write into the pipe
         os.close(self.write_fd)
         self.write_fd = -1
 
     def restore(self) -> None:
-        """Put the original fd back, unless someone replaced ours meanwhile (then theirs stays)."""
-        try:
-            if _ident(self.fd) == self.pipe_id:
-                os.dup2(self.saved, self.fd)
-        except OSError:
-            pass
+        """Put the original fds back, unless someone replaced ours meanwhile (then theirs stays)."""
+        for fd in self.fds:
+            try:
+                if _ident(fd) == self.pipe_id:
+                    os.dup2(self.saved, fd)
+            except OSError:
+                pass
+
+
+def _mirror_terminal(terminal: int, slave: int) -> None:
+    """The pseudo-terminal takes the terminal's modes and size; output processing is left to the
+    terminal (``OPOST`` off here), so the bytes reach it as the program wrote them."""
+    attrs = termios.tcgetattr(terminal)
+    attrs[1] &= ~termios.OPOST
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, fcntl.ioctl(terminal, termios.TIOCGWINSZ, b"\0" * 8))
+
+
+def _channels() -> list[_Stream]:
+    """fd 1 and fd 2 as channels: one for both when they are one terminal or one pipe (then their
+    order is the order written, and no line of one is cut by the other), else one each."""
+    if _ident(1) == _ident(2):
+        return [_Stream((1, 2), "out")]
+    out = _Stream((1,), "out")
+    try:
+        return [out, _Stream((2,), "err")]
+    except OSError:
+        out.close()
+        raise
 
 
 class OutputCapture:
@@ -109,23 +181,24 @@ class OutputCapture:
         self._syncs: deque[threading.Event] = deque()  # set once all written before them is handed on
         if not sys.executable:
             raise OSError("no Python interpreter to start the pass-through process with")
+        self.pid = 0  # the pass-through process's, once it said it (its first frame)
+        self._streams = _channels()
         try:
-            for fd, name in _FDS:
-                self._streams.append(_Stream(fd, name))
             ctl_r, self._ctl_w = os.pipe()
             self._fds += [ctl_r, self._ctl_w]
             self._ret_r, ret_w = os.pipe()
             self._fds += [self._ret_r, ret_w]
-            out, err = self._streams
-            self._tee = subprocess.Popen(
-                [sys.executable, "-I", "-S", os.path.join(os.path.dirname(__file__), "_tee.py"),
-                 *(str(f) for f in (out.read_fd, err.read_fd, out.saved, err.saved, ctl_r, ret_w))],
-                pass_fds=(out.read_fd, err.read_fd, out.saved, err.saved, ctl_r, ret_w),
-                stdin=subprocess.DEVNULL, start_new_session=False)
+            fds = (ctl_r, ret_w, *(fd for s in self._streams for fd in (s.read_fd, s.saved)))
+            # --detach: the process started here exits at once (reaped by the thread); the one that
+            # passes output through is its child, nobody's child here (os.wait() never meets it)
+            self._starter = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.join(os.path.dirname(__file__), "_tee.py"), "--detach",
+                 str(ctl_r), str(ret_w), *(s.spec() for s in self._streams)],
+                pass_fds=fds, stdin=subprocess.DEVNULL, start_new_session=False)
             for fd in (ctl_r, ret_w):
                 self._close(fd)  # the pass-through process holds them now
             for stream in self._streams:
-                self._close(stream.read_fd)
+                os.close(stream.read_fd)
                 stream.read_fd = -1
         except (OSError, subprocess.SubprocessError):
             self._undo()
@@ -167,10 +240,14 @@ class OutputCapture:
         self.sync(timeout)
         self._subscribers = []
         self._close(self._ctl_w)  # the pass-through process stops forwarding; the thread sees the end
+        # it ends when every writer closed the pipes: now, unless subprocesses still hold them
+        # (persistent DataLoader workers): then it lives as long as they do, and this wait is short
+        self._thread.join(min(timeout, PASSTHROUGH_END_WAIT))
 
     # -- the thread -----------------------------------------------------------------
     def _loop(self) -> None:
-        by_tag = {b"o": self._streams[0], b"e": self._streams[1]}
+        self._reap_starter()
+        by_tag = {s.name[:1].encode(): s for s in self._streams}
         half = self._interval / 2
         buf = bytearray()
         poller = select.poll()
@@ -205,6 +282,8 @@ class OutputCapture:
                         for _ in range(len(body)):
                             if self._syncs:
                                 self._syncs.popleft().set()
+                    elif tag == b"p":
+                        self.pid = int(body)
                     elif tag == b"d":
                         self._note(f"[em_dist] {body.decode()} bytes of output were shown but not recorded "
                                    "(the capture fell behind)", now)
@@ -221,7 +300,13 @@ class OutputCapture:
         self._close(self._ret_r)
         if self._ctl_w in self._fds:  # the pass-through process died while capturing: fds back
             self._undo()
-        self._tee.poll()  # reaped when it has exited
+
+    def _reap_starter(self) -> None:
+        """Reap the process that started the pass-through one (it exits at once)."""
+        try:
+            self._starter.wait(60)
+        except (subprocess.TimeoutExpired, OSError):
+            pass  # still starting on a machine under load: Popen reaps it later
 
     def _note(self, text: str, now: float) -> None:
         for deliver in self._subscribers:
@@ -260,6 +345,8 @@ class OutputCapture:
             return
         if raw.endswith(b"\r"):
             raw = raw[:-1]
+        if b"\x1b" in raw:
+            raw = _ESCAPES.sub(b"", raw)
         cr = raw.rfind(b"\r")
         if cr >= 0:  # what the terminal shows: the text after the last carriage return
             raw = raw[cr + 1:]
@@ -301,6 +388,22 @@ def _flush_python() -> None:
             pass
 
 
+def pytest_capturing() -> bool:
+    """True inside pytest's own fd capture (its default, and ``capfd``): fd 1 or 2 is the deleted
+    temporary file pytest reads. Capturing on top of it would hand pytest a subprocess's lines
+    late (through the pass-through process), so the capture is off there unless asked for."""
+    if "_pytest.capture" not in sys.modules:
+        return False
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 0:
+            return True
+    return False
+
+
 def _ident(fd: int) -> tuple[int, int]:
     st = os.fstat(fd)
     return st.st_dev, st.st_ino
@@ -340,6 +443,15 @@ def stop(deliver: Deliver, timeout: float) -> None:
     except ValueError:
         return  # another thread is stopping it
     capture.stop(timeout)
+
+
+def passthrough_pid(timeout: float = 5.0) -> int:
+    """The pass-through process's pid (0 when nothing is captured): for tools and tests that check
+    it is gone when the script is."""
+    if not _active:
+        return 0
+    _active[0].sync(timeout)  # its first frame, with the pid, is handed on before the sync's answer
+    return _active[0].pid
 
 
 def _forget_after_fork() -> None:

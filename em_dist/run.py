@@ -771,9 +771,13 @@ def _output_bound(max_output: int | None) -> int:
 
 
 def _capture_wanted(capture_output: bool | None) -> bool:
-    """``capture_output`` as given, else ``$EM_CAPTURE_OUTPUT`` (``0`` / ``false`` / ``no`` / ``off`` turn it off), else on."""
+    """``capture_output`` as given, else ``$EM_CAPTURE_OUTPUT`` (``0`` / ``false`` / ``no`` / ``off`` turn it off),
+    else on, except inside pytest's own fd capture (``capfd``; asking for it either way still captures)."""
     if capture_output is not None:
         if not isinstance(capture_output, bool):
             raise TypeError(f"capture_output must be True or False, got {capture_output!r}")
         return capture_output
-    return os.environ.get("EM_CAPTURE_OUTPUT", "1").strip().lower() not in ("0", "false", "no", "off")
+    asked = os.environ.get("EM_CAPTURE_OUTPUT")
+    if asked is not None and asked.strip():
+        return asked.strip().lower() not in ("0", "false", "no", "off")
+    return not capture.pytest_capturing()

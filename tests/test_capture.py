@@ -158,7 +158,7 @@ def test_a_crash_leaves_the_traceback_in_the_log(tmp_path: Path) -> None:
 def test_a_bad_log_limit_is_refused_at_create_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EM_LOG_MAX_BYTES", "lots")
     with pytest.raises(ValueError, match="EM_LOG_MAX_BYTES"):
-        em.create_run(name="x")
+        em.create_run(name="x", capture_output=True)  # asked for: pytest's own capture turns the default off
     with pytest.raises(TypeError, match="capture_output"):
         em.create_run(name="x", capture_output="yes")  # type: ignore[arg-type]
 

@@ -71,7 +71,7 @@ def test_logs_tab_selects_a_rank_and_searches(page, logs_server):
 def test_follow_mode_shows_new_lines_of_a_live_run(page, logs_server, tmp_path, monkeypatch):
     srv, key, _ = logs_server
     monkeypatch.setenv("EM_RUN_PARENT_DIR", str(tmp_path / "runs"))
-    live = em.create_run(name="live")
+    live = em.create_run(name="live", capture_output=True)  # asked for: pytest captures too
     try:
         os.write(1, b"live line one\n")
         wait_for(lambda: log_file(Path(live.path), 0).exists() and "one" in log_file(Path(live.path), 0).read_text(),
@@ -93,7 +93,7 @@ def test_printed_markup_is_drawn_as_text_under_the_real_policy(strict_page, logs
     page = strict_page
     srv, key, _ = logs_server
     monkeypatch.setenv("EM_RUN_PARENT_DIR", str(tmp_path / "runs"))
-    with pytest.raises(RuntimeError), em.create_run(name="markup") as run:  # Failed: the Overview shows its output
+    with pytest.raises(RuntimeError), em.create_run(name="markup", capture_output=True) as run:  # Failed: the Overview shows its output
         os.write(1, f"{MARKUP}</b><img src=x onerror=alert(1)>\n".encode())
         raise RuntimeError("for the overview")
     em.upload(run.path, folder="jobs", host=srv.url, api_key=key)

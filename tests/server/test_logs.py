@@ -23,7 +23,7 @@ def _logged(run: em.Run, text: str) -> bool:
 
 def test_output_uploads_incrementally_and_reads_back(server) -> None:
     _, key = server.add_user()
-    run = em.create_run(name="printing")
+    run = em.create_run(name="printing", capture_output=True)  # asked for: pytest captures too
     os.write(1, b"first line\n")
     os.write(2, b"a warning\n")
     wait_for(lambda: _logged(run, "a warning"), 30, "the first lines on disk")
