@@ -79,8 +79,10 @@ Deliver = Callable[[str], None]
 PIPE_BYTES = 1 << 20
 """Pipe size asked for (Linux caps it at ``/proc/sys/fs/pipe-max-size``, 1 MiB by default)."""
 _READ = 1 << 16
-PASSTHROUGH_END_WAIT = 0.5
-"""The most stopping waits for the pass-through process to end (milliseconds when no subprocess holds the output)."""
+PASSTHROUGH_END_WAIT = 2.0
+"""The most stopping waits for the pass-through process to end: milliseconds when no subprocess holds
+the output; the bound leaves room for a busy machine, where ending one process can take a scheduler
+round of half a second."""
 _ESCAPES = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 """Terminal control sequences (colours, cursor moves, titles): shown on the terminal, not recorded."""
 _HEADER = 13
