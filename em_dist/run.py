@@ -357,6 +357,11 @@ class Run:
             artifact = load_artifact(artifact)
         if not isinstance(artifact, (Artifact, ArtifactRecord)):
             raise TypeError(f"mark_{role} takes an Artifact (from em.create_artifact) or a saved artifact path, got {type(artifact).__name__}")
+        if artifact.failed:
+            missing = [f["path"] for f in artifact.failed]
+            warn_once(f"incomplete-artifact:{artifact.id}:{role}", f"em_dist: artifact {artifact.name!r} marked as "
+                      f"{role} of run {self.name!r} is incomplete: {len(missing)} file(s) were not copied "
+                      f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); see its 'failed'.", 3)
         entry = {"id": artifact.id, "name": artifact.name, "path": str(artifact.path), "role": role}
         if entry not in self._artifacts:
             self._artifacts.append(entry)
@@ -519,6 +524,9 @@ class Run:
         if not ends:
             self._note_signal(name)
             return
+        from .artifact import discard_partial
+
+        discard_partial()  # the process dies of it: no copy in progress stays half-written
         # The training thread logs on until the signal is handed on: silence its warning. _id, not
         # id: on a peer that property may wait for rank 0, and this is the signal's thread.
         silence(f"log-after-finish:{self._id}")
