@@ -393,3 +393,14 @@ def test_records_dropped_past_max_pending_are_counted_and_warned() -> None:
     said = [str(w.message) for w in caught]
     assert any("records are waiting to be written; the oldest are being dropped" in m for m in said), said
     assert any("dropped records to bound memory" in m and str(dropped) in m for m in said), said
+
+
+def test_a_run_pickled_and_unpickled_in_its_own_process_is_the_same_run() -> None:
+    """copy.deepcopy or a pickle round trip (a framework copying its loggers) gives back the live Run."""
+    import copy
+    import pickle
+
+    run = em.create_run(name="roundtrip")
+    assert pickle.loads(pickle.dumps(run)) is run
+    assert copy.deepcopy({"run": run})["run"] is run
+    run.finish()
