@@ -123,6 +123,9 @@ def _ending() -> tuple[str, str | None]:
 
 
 def _at_exit() -> None:
+    from .artifact import discard_partial
+
+    discard_partial()  # a daemon thread's artifact copy, cut by the exit: never left half-written
     status, reason = _ending()
     for run in reversed(list(_live)):
         run._finish(*_after_signals(run, status, reason))

@@ -106,3 +106,28 @@ def test_sigterm_that_ends_the_process_mid_copy_leaves_no_partial_file(tmp_path)
     assert _files(art_dir) == [], err[-3000:]
     [run_dir] = (tmp_path / "runs").iterdir()
     assert em.load_run(run_dir).status == "Failed"
+
+
+_DAEMON_SCRIPT = """
+import sys, threading, time
+from pathlib import Path
+import em_dist as em
+run = em.create_run(name="exits")
+art = em.create_artifact("weights")
+print(art.path, flush=True)
+threading.Thread(target=art.add_file, args=(sys.argv[1],), daemon=True).start()
+content = art.path / "files"
+while not any(p.stat().st_size for p in content.glob(".*")):  # the copy is under way
+    time.sleep(0.01)
+"""
+
+
+def test_an_exit_during_a_daemon_threads_copy_leaves_no_partial_file(tmp_path) -> None:
+    big = _sparse(tmp_path / "weights.bin")
+    script = tmp_path / "exits.py"
+    script.write_text(_DAEMON_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(big)], env=job_env(tmp_path), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    art_dir = Path(proc.stdout.splitlines()[0].strip())
+    assert _files(art_dir) == [], proc.stderr[-3000:]
