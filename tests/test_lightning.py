@@ -49,7 +49,7 @@ def test_callback_records_every_rank_under_lightnings_launchers(tmp_path: Path, 
     _ok(proc)
     rec = the_run(tmp_path)
     assert rec.name == "lit"
-    assert rec.world["launcher"] == ("env" if strategy == "ddp" else "lightning")
+    assert rec.world["launcher"] == "lightning"
     _check_ranks(rec)
     for r in (0, 1):  # the training_step loss and the epoch means Lightning computed on this rank
         assert len(series(rec, "train", "loss", r)) == 8
