@@ -15,6 +15,8 @@ How the end of a process is seen:
 - the end of a ``multiprocessing`` child (``start_processes(start_method="fork")``,
   Lightning ``ddp_fork``), which leaves by ``os._exit`` without running ``atexit``:
   multiprocessing runs its own finalizers first, and one of them finishes the child's runs.
+- a spawned process that was handed a Run (Lightning ``ddp_spawn``) finishes the Run that
+  re-attached there like a fork child's (:mod:`em_dist.ranks.spawned`).
 - a fork child never finishes (nor writes to) the runs of its parent: they are forgotten
   in the child at fork; one the child's engine later makes its rank's run (``ddp_fork``) is
   registered again then (:mod:`em_dist.ranks.forked`).
@@ -63,6 +65,26 @@ def unregister(run: Run) -> None:
         pass
 
 
+def live_runs() -> list[Run]:
+    """The runs of this process that are not finished yet, oldest first."""
+    return list(_live)
+
+
+def adopt_spawned(run: Run) -> None:
+    """Track a Run that re-attached in a process that unpickled it (:mod:`em_dist.ranks.spawned`)
+    and start its background work.
+
+    Unpickled while a ``multiprocessing`` spawn child is being set up (before its
+    ``_bootstrap``, which neither clears finalizers nor runs after-fork callbacks for spawn),
+    the child's end is watched from multiprocessing's exit finalizers, as in a fork child.
+    """
+    register(run)
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and getattr(mp.current_process(), "_inheriting", False):
+        _watch_child_end()
+    run._after_fork_settled()
+
+
 def current() -> Run | None:
     """The most recently created run that is not finished yet, if any."""
     live = list(_live)
@@ -101,6 +123,9 @@ def _ending() -> tuple[str, str | None]:
 
 
 def _at_exit() -> None:
+    from .artifact import discard_partial
+
+    discard_partial()  # a daemon thread's artifact copy, cut by the exit: never left half-written
     status, reason = _ending()
     for run in reversed(list(_live)):
         run._finish(*_after_signals(run, status, reason))
@@ -119,6 +144,11 @@ def _watch_multiprocessing_child() -> None:
     mp = sys.modules.get("multiprocessing")
     if mp is None or mp.parent_process() is None:
         return
+    _watch_child_end()
+
+
+def _watch_child_end() -> None:
+    """Finish the runs among multiprocessing's exit finalizers (once per process)."""
     from multiprocessing import util
 
     global _child_watched

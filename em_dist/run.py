@@ -21,6 +21,7 @@ from .store import attempts, layout
 from .store.reader import load_artifact
 from .store.records import ArtifactRecord
 from .ranks import forked, signals
+from .ranks.spawned import RunHandle, attach
 from .ranks.attach import open_sink
 from .ranks.deferred import torch_ready
 from .ranks.identity import derived_run_id, job_identity, next_occurrence
@@ -168,6 +169,63 @@ class Run:
             self._set_status("Running")
         lifecycle.register(self)
 
+    # -- crossing to a spawned process (Lightning ddp_spawn, mp.spawn): see ranks/spawned.py ---
+    def __reduce__(self) -> tuple[Any, tuple[RunHandle]]:
+        """Pickled, a Run becomes a :class:`~em_dist.ranks.spawned.RunHandle` that re-attaches where it is unpickled."""
+        late = self._late
+        sink = self._sink
+        handle = RunHandle(
+            pid=os.getpid(), id=self._id, name=self.name, alternative_name=self._alternative_name, path=str(self._path),
+            restarts=self._restarts, start_timestamp=self.start_timestamp, status=self.status,
+            join_key=late.key if late is not None and not late.done and not self._finished else None,
+            timings=self._timings, flush_interval=getattr(sink, "interval", DEFAULT_FLUSH_INTERVAL),
+            max_pending=self._max_pending if self._max_pending < 1 << 62 else DEFAULT_MAX_PENDING,
+            meeting_key=self._meeting_key, labels=list(self.labels), description=self.description, folder=self.folder,
+            folder_id=self.folder_id, make_folder=self.make_folder, conflict_strategy=self.conflict_strategy,
+            auto_upload=self.auto_upload, attempts=[dict(a) for a in self.attempts], hparams=dict(self.hparams),
+            world=dict(self.world), platform=dict(self.platform), git=self.git, artifacts=list(self._artifacts),
+        )
+        return attach, (handle,)
+
+    @classmethod
+    def _from_handle(cls, h: RunHandle) -> Run:
+        """The Run of a spawned process, from its parent's handle: it records nothing of its own
+        until its engine makes it a rank (:class:`~em_dist.ranks.forked.ForkedSink`)."""
+        self = cls.__new__(cls)
+        self.name, self.labels, self.description = h.name, list(h.labels), h.description
+        self.folder, self.folder_id, self.make_folder = h.folder, h.folder_id, h.make_folder
+        self.conflict_strategy, self.auto_upload = h.conflict_strategy, h.auto_upload
+        self._timings = h.timings
+        self.dist_timeout = h.timings.dist_timeout
+        self._capturing = False
+        self._meeting_key = h.meeting_key
+        self._id, self._alternative_name, self._path = h.id, h.alternative_name, Path(h.path)
+        self._rank0_known, self._rank0_wait = True, h.timings.peer_join_grace
+        self.attempts, self._restarts = [dict(a) for a in h.attempts], h.restarts
+        self.start_timestamp, self.end_timestamp = h.start_timestamp, None
+        self.status, self.status_reason = h.status, None
+        self.lost_ranks, self.late_ranks, self.signals = [], [], []
+        self.dropped, self.delivery = {}, {}
+        self.platform, self.git, self.uploads = dict(h.platform), h.git, []
+        self._artifacts, self._known_names = list(h.artifacts), set()
+        self._finish_lock, self._finish_done, self._note_lock = threading.Lock(), threading.Event(), threading.Lock()
+        self._finished = False
+        self._auto_uploader, self._sampler, self._late = None, None, None
+        self._watching_signals = False
+        self.world = dict(h.world)
+        sink: Sink
+        if h.join_key is None:
+            sink = forked.Orphaned(self, f"em_dist: run {h.name!r} was handed to this process (pid {os.getpid()}) by "
+                                   f"process {h.pid}, where it already belongs to a job (or is finished); what this "
+                                   "process logs there is not kept. Create a run in this process, or hand the run to "
+                                   "processes that become the job's ranks (Lightning ddp_spawn, mp.spawn).")
+        else:
+            sink = forked.ForkedSink(self, h.join_key, interval=h.flush_interval, max_pending=h.max_pending)
+        self._use_sink(sink)
+        self.hparams = Hparams(on_change=self._hparams_changed)
+        self.hparams.update(h.hparams)  # the sink keeps metadata for the one that replaces it
+        return self
+
     # -- identity: on a peer, rank 0's (known once this rank reached rank 0) -----------------
     @property
     def id(self) -> str:
@@ -305,6 +363,11 @@ class Run:
             artifact = load_artifact(artifact)
         if not isinstance(artifact, (Artifact, ArtifactRecord)):
             raise TypeError(f"mark_{role} takes an Artifact (from em.create_artifact) or a saved artifact path, got {type(artifact).__name__}")
+        if artifact.failed:
+            missing = [f["path"] for f in artifact.failed]
+            warn_once(f"incomplete-artifact:{artifact.id}:{role}", f"em_dist: artifact {artifact.name!r} marked as "
+                      f"{role} of run {self.name!r} is incomplete: {len(missing)} file(s) were not copied "
+                      f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); see its 'failed'.", 3)
         entry = {"id": artifact.id, "name": artifact.name, "path": str(artifact.path), "role": role}
         if entry not in self._artifacts:
             self._artifacts.append(entry)
@@ -467,6 +530,9 @@ class Run:
         if not ends:
             self._note_signal(name)
             return
+        from .artifact import discard_partial
+
+        discard_partial()  # the process dies of it: no copy in progress stays half-written
         # The training thread logs on until the signal is handed on: silence its warning. _id, not
         # id: on a peer that property may wait for rank 0, and this is the signal's thread.
         silence(f"log-after-finish:{self._id}")

@@ -42,11 +42,14 @@ def _check_ranks(rec, *, rank_metric: str = "rank_value") -> None:
 @pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn", "ddp_fork"])
 def test_callback_records_every_rank_under_lightnings_launchers(tmp_path: Path, strategy: str) -> None:
     env = job_env(tmp_path)
-    proc = run_job([sys.executable, str(WORKER), "--strategy", strategy, "--checkpoints", "--root", str(tmp_path)],
+    # ddp_spawn after mpi4py was imported: the ranks inherit an MPI singleton's PMIX_* variables
+    mpi = ["--import-mpi"] if strategy == "ddp_spawn" else []
+    proc = run_job([sys.executable, str(WORKER), "--strategy", strategy, "--checkpoints", "--root", str(tmp_path), *mpi],
                    env, timeout=150)
     _ok(proc)
     rec = the_run(tmp_path)
     assert rec.name == "lit"
+    assert rec.world["launcher"] == "lightning"
     _check_ranks(rec)
     for r in (0, 1):  # the training_step loss and the epoch means Lightning computed on this rank
         assert len(series(rec, "train", "loss", r)) == 8
@@ -77,3 +80,19 @@ def test_split_by_type_and_alias() -> None:
     assert AIMDCallback is EMCallback
     assert split_by_type({"val_loss": 1, "val/acc": 2, "test_acc": 3, "train_loss": 4, "lr": 5, "epoch": 0}) == {
         "val": {"loss": 1, "acc": 2}, "test": {"acc": 3}, "train": {"loss": 4, "lr": 5}}
+
+
+def test_ddp_spawn_with_the_run_made_in_the_main_process(tmp_path: Path) -> None:
+    """The Run of the main process travels to the spawned ranks as a handle: they re-attach to its folder."""
+    env = job_env(tmp_path)
+    proc = run_job([sys.executable, str(WORKER), "--strategy", "ddp_spawn", "--run-at-top", "--logger",
+                    "--checkpoints", "--import-mpi", "--root", str(tmp_path)], env, timeout=150)
+    _ok(proc)
+    assert "pickle" not in proc.stderr
+    rec = the_run(tmp_path)
+    assert rec.name == "lit-top"
+    _check_ranks(rec)
+    # the ranks' engine came up in processes Lightning spawned: no launcher variables fool the name
+    assert rec.world["launcher"] == "lightning"
+    outputs = [a for a in rec.artifacts if a.role == "output"]  # the logger's and the callback's
+    assert outputs and all([f["path"] for f in em.load_artifact(a.path).files] == ["epoch=1-step=8.ckpt"] for a in outputs)

@@ -393,3 +393,38 @@ def test_records_dropped_past_max_pending_are_counted_and_warned() -> None:
     said = [str(w.message) for w in caught]
     assert any("records are waiting to be written; the oldest are being dropped" in m for m in said), said
     assert any("dropped records to bound memory" in m and str(dropped) in m for m in said), said
+
+
+def test_a_run_pickled_and_unpickled_in_its_own_process_is_the_same_run() -> None:
+    """copy.deepcopy or a pickle round trip (a framework copying its loggers) gives back the live Run."""
+    import copy
+    import pickle
+
+    run = em.create_run(name="roundtrip")
+    assert pickle.loads(pickle.dumps(run)) is run
+    assert copy.deepcopy({"run": run})["run"] is run
+    run.finish()
+
+
+def _log_in_child(run, queue) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run.log("train", {"loss": 1.0}, step=0)
+    queue.put([str(w.message) for w in caught])
+
+
+def test_a_finished_run_handed_to_a_spawned_process_says_nothing_is_kept_there() -> None:
+    """Only a live single-process run can be continued by spawned ranks; any other says so once, and keeps nothing."""
+    import multiprocessing
+
+    run = em.create_run(name="handed")
+    run.finish()
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_log_in_child, args=(run, queue))
+    child.start()
+    messages = queue.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0
+    assert len(messages) == 1 and "is finished" in messages[0] and "not kept" in messages[0]
+    assert "Create a run in this process" in messages[0]

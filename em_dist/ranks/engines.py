@@ -4,6 +4,8 @@
   script whose default process group is initialised; em_dist's own gloo pairs.
 - ``horovod``: launched by horovodrun, or Horovod imported; Horovod finds the ranks, the
   records travel beside its cycle (gloo pairs or MPI; alltoall rounds as a last resort).
+  gloo pairs and rounds only in a script that imported torch: em_dist never imports torch
+  itself, except for torch.distributed's store under torchrun.
 - ``mpi``: the script imported mpi4py; point-to-point on ``COMM_WORLD``.
 - ``deferred``: a job whose script has not started an engine yet (``create_run``
   before ``init_process_group``, an MPI job before ``import mpi4py``); the channel waits
@@ -149,7 +151,10 @@ def _build_horovod(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> 
     """Horovod finds the ranks; the records travel beside its cycle (see ranks/horovod_store.py)."""
     from . import horovod_store
 
-    server = horovod_store.rendezvous()
+    # gloo pairs (torch's TCPStore) and Horovod rounds (torch tensors) need torch: only in a script
+    # that imported it. Imported by em_dist, torch costs seconds and prints tracebacks at a failing rank's exit.
+    torch_loaded = "torch" in sys.modules
+    server = horovod_store.rendezvous() if torch_loaded else None
     if server is not None:  # horovodrun --gloo: gloo pairs on a store published through Horovod's rendezvous
         from . import gloo
 
@@ -158,6 +163,8 @@ def _build_horovod(world: WorldInfo, meeting: Meeting, timings: RankTimings) -> 
                                                          meeting.run_doc, root=root), timings)
     if horovod_store.mpi_with_threads():  # horovodrun --mpi, hvd.init() done with MPI_THREAD_MULTIPLE
         return _build_mpi(world, meeting, timings)
+    if not torch_loaded:  # as an MPI job before mpi4py: whichever engine the script starts, else rank 0's folder
+        return _build_deferred(world, meeting, timings)
     from .horovod import HorovodPeer, HorovodRoot
 
     warn_once("horovod-rounds", "em_dist: records travel in Horovod alltoall rounds, which share Horovod's "

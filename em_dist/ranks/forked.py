@@ -58,7 +58,7 @@ def after_fork(run: Run) -> bool:
     run._auto_uploader = None  # the parent uploads its run, never a child
     late = run._late
     if late is None or late.done or torch_ready():
-        run._use_sink(_Orphaned(run))
+        run._use_sink(Orphaned(run))
         return False
     sink = ForkedSink(run, late.key)
     run._late = None
@@ -83,10 +83,12 @@ class ForkedSink(QueuedSink):
     _drain_verb = "handed to rank 0"
     _slow_hint = "Did this forked process never call init_process_group?"
 
-    def __init__(self, run: Run, key: str) -> None:
-        parent = run._sink
-        interval = parent.interval if isinstance(parent, QueuedSink) else DEFAULT_FLUSH_INTERVAL
-        max_pending = parent.max_pending if isinstance(parent, QueuedSink) else DEFAULT_MAX_PENDING
+    def __init__(self, run: Run, key: str, *, interval: float | None = None, max_pending: int | None = None) -> None:
+        parent = getattr(run, "_sink", None)  # a spawned process's Run has none yet: the handle says both
+        if interval is None:
+            interval = parent.interval if isinstance(parent, QueuedSink) else DEFAULT_FLUSH_INTERVAL
+        if max_pending is None:
+            max_pending = parent.max_pending if isinstance(parent, QueuedSink) else DEFAULT_MAX_PENDING
         # Looks for the engine every WATCH seconds (a sys.modules lookup): a short-lived rank must
         # not end before its records could join; the writer that follows keeps the run's interval.
         super().__init__(interval=min(interval, WATCH), max_pending=max_pending, thread_name="em_dist-forked")
@@ -174,18 +176,19 @@ class ForkedSink(QueuedSink):
         run._watching_signals = signals.add_callback(run._on_signal, run._timings.signal_close_cap, run.signals)
 
 
-class _Orphaned(QueuedSink):
-    """The sink of a parent's run in a fork child that is no new rank: records go nowhere, once said."""
+class Orphaned(QueuedSink):
+    """The sink of a parent's run in a child that is no new rank (a fork child, or a spawned
+    process given a run that already belongs to a job): records go nowhere, once said."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, message: str | None = None) -> None:
         super().__init__(interval=3600.0, max_pending=1, thread_name="em_dist-orphaned")
         self.wake_at = 0  # log() calls wake() (where the warning is) on its first record
         self.encode_at = 1 << 62  # and never encodes for nothing
-        self._name = run.name
+        self._message = message or (f"em_dist: this process (pid {os.getpid()}) was forked from the one that owns "
+                                    f"run {run.name!r}; what it logs there is not kept. Create a run in this process.")
 
     def wake(self) -> None:
-        warn_once("forked-orphan", f"em_dist: this process (pid {os.getpid()}) was forked from the one that "
-                  f"owns run {self._name!r}; what it logs there is not kept. Create a run in this process.")
+        warn_once("forked-orphan", self._message)
         self.buffer.clear()
 
     def flush(self, timeout: float = 10.0) -> bool:

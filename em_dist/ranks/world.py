@@ -56,7 +56,7 @@ def launcher_name(env: Mapping[str, str] | None = None) -> str:
         return "torchrun"
     if "HOROVOD_RANK" in env:
         return "horovodrun"
-    if "OMPI_COMM_WORLD_RANK" in env or "PMIX_RANK" in env or "PMI_RANK" in env:
+    if _mpi_launched(env):
         if any(m in sys.modules for m in ("horovod.torch", "horovod.tensorflow", "horovod.keras")):
             return "horovodrun"  # horovodrun --mpi sets only MPI's variables
         return "srun" if "SLURM_STEP_ID" in env else "mpirun"
@@ -65,6 +65,18 @@ def launcher_name(env: Mapping[str, str] | None = None) -> str:
     if "RANK" in env and "WORLD_SIZE" in env:
         return "env"
     return "none"
+
+
+def _mpi_launched(env: Mapping[str, str]) -> bool:
+    """Whether an MPI launcher (mpirun, mpiexec, srun --mpi) started this process: it names a rank
+    and a size. A process that imported mpi4py alone is an MPI "singleton", whose MPI puts
+    ``PMIX_RANK`` (and no size) into the environment that processes it spawns inherit (Lightning
+    ``ddp_spawn`` after mpi4py was imported): no launcher at all."""
+    if env.get("OMPI_MCA_ess") == "singleton":
+        return False
+    if "OMPI_COMM_WORLD_RANK" in env and "OMPI_COMM_WORLD_SIZE" in env:
+        return True
+    return ("PMI_RANK" in env or "PMIX_RANK" in env) and "PMI_SIZE" in env
 
 
 def launcher_guess() -> str:

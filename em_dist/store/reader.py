@@ -109,6 +109,7 @@ def load_artifact(path: str | os.PathLike[str]) -> ArtifactRecord:
         created_timestamp=meta.get("created_timestamp"),
         files=list(meta.get("files") or []),
         references=list(meta.get("references") or []),
+        failed=list(meta.get("failed") or []),
     )
 
 
@@ -238,13 +239,16 @@ def _artifact_refs(run_dir: Path) -> list[ArtifactRef]:
     refs = []
     for item in read_json_in(run_dir, layout.ARTIFACTS_FILE, []) or []:
         files: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
         path = item.get("path")
         if path:
             art_path = Path(path) if Path(path).is_absolute() else run_dir / path
             meta = read_json(art_path / layout.ARTIFACT_FILE, None) if art_path.is_dir() else None
             if meta:
                 files = list(meta.get("files") or [])
-        refs.append(ArtifactRef(id=item["id"], name=item["name"], path=path, role=item["role"], files=files))
+                failed = list(meta.get("failed") or [])
+        refs.append(ArtifactRef(id=item["id"], name=item["name"], path=path, role=item["role"], files=files,
+                                failed=failed))
     return refs
 
 

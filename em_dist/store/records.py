@@ -36,6 +36,8 @@ class ArtifactRef:
     path: str | None
     role: str  # "input" | "output"
     files: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    """Files that were not copied into the artifact (``path``, ``source``, ``reason``): it is incomplete."""
 
 
 @dataclass
@@ -51,6 +53,8 @@ class ArtifactRecord:
     created_timestamp: str | None
     files: list[dict[str, Any]]
     references: list[dict[str, Any]]
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    """Files that were not copied into the artifact (``path``, ``source``, ``reason``): it is incomplete."""
 
 
 @dataclass

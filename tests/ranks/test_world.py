@@ -116,3 +116,36 @@ def test_node_leaders_come_from_the_local_rank_or_blocks_of_node_size():
     # a leader on another node compresses what it sends rank 0; blocks count as nodes
     assert compress_frames(WorldInfo(rank=2, world_size=4), {"EM_DIST_NODE_SIZE": "2"})
     assert not compress_frames(WorldInfo(rank=1, world_size=4), {"EM_DIST_NODE_SIZE": "2"})
+
+
+_SPAWNED_AFTER_MPI = """
+import multiprocessing as mp, os, sys
+from mpi4py import MPI  # a singleton MPI init: Open MPI sets PMIX_* in the C environment the children inherit
+
+def child(q):
+    from em_dist.ranks.world import launcher_name
+    q.put(("PMIX_RANK" in os.environ, launcher_name()))
+
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    print(q.get(timeout=60))
+    p.join()
+"""
+
+
+def test_a_process_spawned_after_mpi4py_is_no_mpirun_rank(tmp_path):
+    """Lightning ddp_spawn after mpi4py was imported: the ranks inherit a singleton's PMIX variables, no launcher's."""
+    pytest.importorskip("mpi4py")
+    import subprocess
+
+    from tests.ranks._launch import job_env
+
+    script = tmp_path / "spawn_after_mpi.py"
+    script.write_text(_SPAWNED_AFTER_MPI)
+    proc = subprocess.run([sys.executable, str(script)], env=job_env(tmp_path), capture_output=True, text=True,
+                          timeout=90)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "(True, 'none')"

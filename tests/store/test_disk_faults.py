@@ -115,3 +115,36 @@ def test_read_only_disk_finish_says_how_many_records_are_lost(disk) -> None:
     [lost] = [m for m in messages if "could not be written" in m]
     assert "1000 metric records could not be written" in lost and "Read-only" in lost and "still says the run is live" in lost
     assert not layout.metrics_file(run.path, 0).exists()
+
+
+def test_an_artifact_bigger_than_the_disk_costs_no_metric_record(disk, tmp_path, monkeypatch) -> None:
+    """Artifacts and the run on one small disk: the copy that can't fit leaves nothing behind, every
+    metric record is kept, the run reads back Succeeded, and marking the artifact says it is incomplete."""
+    monkeypatch.setenv("EM_ARTIFACT_PARENT_DIR", str(disk / "artifacts"))
+    big = tmp_path / "model.bin"
+    with open(big, "wb") as f:
+        f.truncate(100 << 20)  # 100 MB of zeros (sparse: no room taken where it lies)
+    small = tmp_path / "config.json"
+    small.write_text("{}")
+    run = em.create_run(name="bigartifact", flush_interval=30)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(500):
+            run.log(type="train", metrics={"loss": 1.0}, step=step)
+        art = em.create_artifact("model")
+        art.add_file(small)
+        art.add_file(big)
+        for step in range(500, 1000):
+            run.log(type="train", metrics={"loss": 1.0}, step=step)
+        run.mark_output(art)
+        run.finish()
+    messages = _em_warnings(caught)
+    content = art.path / layout.ARTIFACT_CONTENT_DIR
+    assert sorted(p.name for p in content.iterdir()) == ["config.json"]  # no partial copy, not even a temp file
+    assert any("model.bin" in m and "not copied" in m for m in messages)
+    assert any("marked as output" in m and "model.bin" in m for m in messages)
+    _assert_clean(run, list(range(1000)))
+    rec = em.load_run(run.path)
+    assert rec.status == "Succeeded"
+    [ref] = rec.artifacts
+    assert [f["path"] for f in ref.files] == ["config.json"] and [f["path"] for f in ref.failed] == ["model.bin"]
