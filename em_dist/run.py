@@ -180,6 +180,7 @@ class Run:
             join_key=late.key if late is not None and not late.done and not self._finished else None,
             timings=self._timings, flush_interval=getattr(sink, "interval", DEFAULT_FLUSH_INTERVAL),
             max_pending=self._max_pending if self._max_pending < 1 << 62 else DEFAULT_MAX_PENDING,
+            max_output=self._output_bound,
             meeting_key=self._meeting_key, labels=list(self.labels), description=self.description, folder=self.folder,
             folder_id=self.folder_id, make_folder=self.make_folder, conflict_strategy=self.conflict_strategy,
             auto_upload=self.auto_upload, attempts=[dict(a) for a in self.attempts], hparams=dict(self.hparams),
@@ -198,6 +199,7 @@ class Run:
         self._timings = h.timings
         self.dist_timeout = h.timings.dist_timeout
         self._capturing = False
+        self._output_bound = h.max_output
         self._meeting_key = h.meeting_key
         self._id, self._alternative_name, self._path = h.id, h.alternative_name, Path(h.path)
         self._rank0_known, self._rank0_wait = True, h.timings.peer_join_grace

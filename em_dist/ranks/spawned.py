@@ -47,6 +47,8 @@ class RunHandle:
     timings: RankTimings
     flush_interval: float
     max_pending: int
+    max_output: int
+    """The bound on captured output lines waiting (``create_run(max_output=...)``)."""
     meeting_key: str
     labels: list[str] = field(default_factory=list)
     description: str = ""

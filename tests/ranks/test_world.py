@@ -61,7 +61,7 @@ def test_plain_process_run_is_exactly_single_process(tmp_path, monkeypatch):
     from em_dist.store.writer import RunWriter
 
     threads_before = set(threading.enumerate())
-    run = em.create_run(name="single")
+    run = em.create_run(name="single", capture_output=True)  # capture is off under pytest unless asked
     try:
         assert isinstance(run._sink, RunWriter)
         assert run.world["size"] == 1
