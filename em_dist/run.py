@@ -32,7 +32,7 @@ from .observe.steps import STEP_METRIC
 from .sink import EndReport, Record, RecordTuple, Sink
 from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
 from .limits import MAX_FLOAT, MAX_STEP
-from .values import TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
+from .values import TYPE_ALIASES, check_epoch, check_log_call, check_metric_name, check_step, convert_value, has_device_values, normalize_type
 
 _now = time.time
 
@@ -227,10 +227,16 @@ class Run:
             self._rank0_known = True
 
     # -- metrics ----------------------------------------------------------------------
-    def log(self, type: str, metrics: Mapping[str, Any], step: int, epoch: int | float | None = None) -> None:
-        """Record ``metrics`` of kind ``type`` at ``step``; returns at once (a background thread writes)."""
+    def log(self, type: str, metrics: Mapping[str, Any] | None = None, step: int | None = None,
+            epoch: int | float | None = None) -> None:
+        """Record ``metrics`` of kind ``type`` at ``step``; returns at once (a background thread writes).
+
+        ``metrics`` and ``step`` are required; they default to None only so that a call of another
+        tracker's shape (``run.log({"loss": 1.0})``) gets a TypeError that shows this call's shape.
+        """
         t = TYPE_ALIASES.get(type) if type.__class__ is str else None
-        if t is None:
+        if t is None or metrics is None or step is None:
+            metrics, step = check_log_call(type, metrics, step)
             t = normalize_type(type)
         if step.__class__ is not int or not 0 <= step <= MAX_STEP:
             step = check_step(step)

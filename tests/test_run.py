@@ -130,6 +130,24 @@ def test_bad_input_raises_at_the_call_and_writes_nothing(kwargs: dict, error: ty
     assert [(p["name"], p["step"]) for p in points] == [("good", 2)]
 
 
+@pytest.mark.parametrize(
+    "args, kwargs, fragment",
+    [
+        (({"loss": 1.0},), {}, "got a dict as the first argument"),  # W&B's call shape
+        (({"loss": 1.0},), {"step": 3}, "got a dict as the first argument"),
+        (("train", {"loss": 1.0}), {}, "needs step"),
+        (("train",), {}, "needs metrics and step"),
+    ],
+)
+def test_log_of_another_trackers_shape_says_what_the_call_looks_like(args: tuple, kwargs: dict, fragment: str) -> None:
+    run = em.create_run(name="shape")
+    with pytest.raises(TypeError, match=fragment) as caught:
+        run.log(*args, **kwargs)
+    assert "run.log(type='train', metrics={'loss': 0.3}, step=step)" in str(caught.value)
+    run.finish()
+    assert em.load_run(run.path).metrics() == []
+
+
 def test_hparams_reach_disk_without_a_call() -> None:
     run = em.create_run(name="hp", hparams={"seed": 1}, flush_interval=0.05)
     run.hparams.update({"batch_size": 32, "optimizer": "Adam", "lr": 1e-3})
