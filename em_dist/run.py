@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import sys
 import threading
@@ -12,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from . import capture, lifecycle
+from . import capture, lifecycle, settings
+from ._notice import console_url, notice
 from ._warn import silence, warn_once
 from .artifact import Artifact
 from .hparams import Hparams
@@ -50,7 +52,7 @@ class Run:
         folder_id: str | None = None,
         make_folder: bool = False,
         conflict_strategy: str = "new",
-        auto_upload: bool = False,
+        auto_upload: bool | None = None,
         dist_timeout: float | None = None,
         flush_interval: float | None = None,
         max_pending: int | None = None,
@@ -72,7 +74,7 @@ class Run:
         self.description = description
         self.folder, self.folder_id, self.make_folder = folder, folder_id, bool(make_folder)
         self.conflict_strategy = conflict_strategy
-        self.auto_upload = bool(auto_upload)
+        self.auto_upload = settings.auto_upload_wanted() if auto_upload is None else bool(auto_upload)
         self._timings = RankTimings.from_env(dist_timeout)
         self.dist_timeout = self._timings.dist_timeout
         interval = positive_seconds(flush_interval, "flush_interval", os.environ.get("EM_FLUSH_INTERVAL"),
@@ -499,35 +501,50 @@ class Run:
     ) -> Any:
         """Send the run with its hparams, platform, metrics and marked artifacts to the server (``em.login`` first).
 
-        A server that can't be reached is warned about, not raised: the run stays on disk and
-        ``em run upload -p <path>`` sends it later.
+        Goes to ``folder`` if named, else to the folder given at ``create_run``. On success it prints
+        the run's console address. A folder that does not exist (and ``make_folder`` not set) raises
+        :class:`~em_dist.errors.NotFoundError`, as ``em.upload`` does: no retry could fix it. A server
+        that can't be reached is warned about, not raised: the run stays on disk and the warning names
+        the command that sends it later, to the same folder.
         """
         if self.world.get("rank", 0) != 0:  # rank 0 uploads the one run of the job
             return None
         from .client.upload import upload_run
-        from .errors import ServerError, NotLoggedInError
+        from .errors import ServerError, NotFoundError, NotLoggedInError
 
         if not self._finished:
             self.flush()
+        if folder is not None or folder_id is not None:
+            where, where_id = folder if folder is not None else self.folder, folder_id
+        else:
+            where, where_id = self.folder, self.folder_id
+        make = self.make_folder if make_folder is None else bool(make_folder)
         try:
             result = upload_run(
                 self.path,
-                folder=folder if folder is not None else self.folder,
-                folder_id=folder_id if folder_id is not None else self.folder_id,
-                make_folder=self.make_folder if make_folder is None else bool(make_folder),
+                folder=where,
+                folder_id=where_id,
+                make_folder=make,
                 conflict_strategy=conflict_strategy or self.conflict_strategy,  # upload_run checks it
                 host=host,
                 api_key=api_key,
             )
+        except NotFoundError:
+            raise  # a missing folder: retrying the same upload can't help (em.upload raises it too)
         except (ServerError, NotLoggedInError, OSError) as exc:
+            retry = ["em", "run", "upload", "-p", str(self.path)]
+            retry += ["--folder-id", where_id] if where_id else ["--folder", where]
+            retry += ["--make-folder"] if make else []
             warn_once(
                 f"upload:{self.id}",
                 f"em_dist: upload of run {self.name!r} failed ({exc}); the run is kept at {self.path}. "
-                f"Retry with: em run upload -p {self.path}",
+                f"Retry with: {shlex.join(retry)}",
                 2,
             )
             return None
         self.uploads.append(result)
+        if not result.skipped:
+            notice(f"run {self.name!r} uploaded to folder {result.folder!r}: {result.url}")
         return result
 
     # -- internals --------------------------------------------------------------------
@@ -630,6 +647,14 @@ class Run:
         except Exception as exc:
             warn_once("auto-upload", f"em_dist: auto_upload could not start ({exc}); the run is recorded locally only")
             self._auto_uploader = None
+            return
+        try:
+            from .client.auth import resolve
+
+            host = resolve().host
+        except Exception:  # noqa: BLE001 - not logged in: the uploader's first pass says so, once
+            return
+        notice(f"run {self.name!r} syncs live to {console_url(host, self.id)}")
 
 
 def create_run(
@@ -638,7 +663,7 @@ def create_run(
     hparams: Mapping[str, Any] | None = None,
     labels: list[str] | None = None,
     description: str = "",
-    auto_upload: bool = False,
+    auto_upload: bool | None = None,
     folder: str = "default",
     make_folder: bool = False,
     conflict_strategy: str = "new",
@@ -699,7 +724,7 @@ def create_run(
 
 _DEFAULTS = dict(
     name="default", hparams=None, labels=None, description="", folder="default",
-    make_folder=False, conflict_strategy="new", auto_upload=False,
+    make_folder=False, conflict_strategy="new", auto_upload=None,
 )
 
 
