@@ -556,6 +556,11 @@ class Run:
         self._sink.write_run(self._run_doc())
 
     def _hparams_changed(self, data: dict[str, Any]) -> None:
+        if self._finished:  # the run folder is closed: say so rather than drop the change unseen
+            warn_once(f"hparams-after-finish:{self._id}",
+                      f"em_dist: run {self.name!r} is finished; hparams set after finish() are not recorded "
+                      "(set them before finish())", 5)
+            return
         self._sink.write_hparams(data)
 
     def _run_doc(self) -> dict[str, Any]:
@@ -753,9 +758,15 @@ NOTE_LOCK_WAIT = 1.0
 
 
 def _capture_wanted(capture_output: bool | None) -> bool:
-    """``capture_output`` as given, else ``$EM_CAPTURE_OUTPUT`` (``0`` / ``false`` / ``no`` / ``off`` turn it off), else on."""
+    """``capture_output`` as given, else ``$EM_CAPTURE_OUTPUT`` (``0`` / ``false`` / ``no`` / ``off`` turn it off), else on
+    except in an interactive session."""
     if capture_output is not None:
         if not isinstance(capture_output, bool):
             raise TypeError(f"capture_output must be True or False, got {capture_output!r}")
         return capture_output
-    return os.environ.get("EM_CAPTURE_OUTPUT", "1").strip().lower() not in ("0", "false", "no", "off")
+    env = os.environ.get("EM_CAPTURE_OUTPUT")
+    if env is None:
+        # An interactive session (the REPL, python -i): its prompts and echo are the terminal's, not the
+        # run's output, and a REPL whose stderr became a pipe loses its line editing. Asked for, it captures.
+        return not (hasattr(sys, "ps1") or sys.flags.interactive)
+    return env.strip().lower() not in ("0", "false", "no", "off")

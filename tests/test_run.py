@@ -411,3 +411,29 @@ def test_records_dropped_past_max_pending_are_counted_and_warned() -> None:
     said = [str(w.message) for w in caught]
     assert any("records are waiting to be written; the oldest are being dropped" in m for m in said), said
     assert any("dropped records to bound memory" in m and str(dropped) in m for m in said), said
+
+
+def test_hparams_set_after_finish_are_warned_about_not_dropped_silently() -> None:
+    run = em.create_run(name="late_hparams")
+    run.hparams["lr"] = 0.1
+    run.finish()
+    with pytest.warns(em.EMWarning, match="hparams set after finish\\(\\) are not recorded") as caught:
+        run.hparams["lr"] = 0.2
+        run.hparams.update({"batch": 32})
+    assert len(caught) == 1 and caught[0].filename == __file__  # once, pointing at the user's line
+    assert em.load_run(run.path).hparams == {"lr": 0.1}
+
+
+def test_create_run_where_nothing_can_be_written_fails_at_the_call(tmp_path, monkeypatch) -> None:
+    """Not a warning later that a run.json that never existed "still says the run is live"."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("EM_RUN_PARENT_DIR", str(blocker / "runs"))  # as unwritable as a read-only folder, also for root
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning on the way
+        with pytest.raises(OSError, match=r"create_run: cannot write in .*a-file/runs.*EM_RUN_PARENT_DIR"):
+            em.create_run(name="nowhere")
+    monkeypatch.setenv("EM_RUN_PARENT_DIR", str(tmp_path / "ok"))
+    run = em.create_run(name="somewhere")  # the failed call left nothing behind that stops the next
+    run.finish()
+    assert em.load_run(run.path).status == "Succeeded"
