@@ -47,8 +47,12 @@ export function drawParcoords(div, { dims, color, names, title }) {
     let lo = finiteVals.length ? Math.min(...finiteVals) : 0;
     let hi = finiteVals.length ? Math.max(...finiteVals) : 1;
     if (d.ticktext) { lo = 0; hi = Math.max(1, d.ticktext.length - 1); }
-    if (lo === hi) { lo -= 0.5; hi += 0.5; }
-    return (v) => (Number.isFinite(v) ? m.t + innerH - ((v - lo) / (hi - lo)) * innerH : null);
+    // positive values over two decades or more (a learning rate): a log axis, as the scatter uses
+    const log = !d.ticktext && lo > 0 && hi / lo >= 50;
+    const t = log ? Math.log10 : (v) => v;
+    let a = t(lo); let b = t(hi);
+    if (a === b) { a -= 0.5; b += 0.5; }
+    return (v) => (Number.isFinite(v) && (!log || v > 0) ? m.t + innerH - ((t(v) - a) / (b - a)) * innerH : null);
   });
   const cf = color.filter(Number.isFinite);
   const cLo = cf.length ? Math.min(...cf) : 0;
