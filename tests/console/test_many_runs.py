@@ -252,6 +252,17 @@ def test_every_chart_draws_under_the_servers_content_security_policy(console, ch
     assert page.problems == [], f"{chart}: {page.problems}"
 
 
+def test_a_lone_chart_takes_the_whole_row(console) -> None:
+    page, url, ids, _ = console
+    page.goto(f"{url}/#/run/{ids['silent']}/metrics")  # one metric: val/loss
+    page.wait_for_selector('.chart[data-metric="val/loss"][data-rendered]')
+    row, chart = page.evaluate("""() => { const c = document.querySelector('.chart[data-metric="val/loss"]');
+        return [c.parentElement.getBoundingClientRect().width, c.getBoundingClientRect().width]; }""")
+    assert chart > 0.98 * row, (chart, row)  # not half the width with the other half empty
+    svg = page.evaluate("""() => document.querySelector('.chart[data-metric="val/loss"] .main-svg').getBoundingClientRect().width""")
+    assert svg > 0.95 * chart  # Plotly drew to the chart's width
+
+
 def test_the_table_is_usable_at_800px_and_static_files_are_compressed_and_cached(console) -> None:
     page, url, _, folders = console
     page.set_viewport_size({"width": 800, "height": 700})
@@ -280,3 +291,31 @@ def test_the_table_is_usable_at_800px_and_static_files_are_compressed_and_cached
     assert js.headers["Content-Encoding"] == "gzip" and js.headers["Cache-Control"] == "no-cache" and "ETag" in js.headers
     icon = requests.get(f"{url}/favicon.ico", timeout=30)
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_system_tiles_show_units_not_raw_bytes(console, sweep_server) -> None:
+    page, url, _, _ = console
+    _, key, _, _ = sweep_server
+    api = Api(url, key)
+    try:
+        run_id = put_run(api, "short-run", "units", "Succeeded", [], {}, {
+            "system/rss_bytes": [336822272.0], "system/net_sent_bytes_per_s": [2048.0], "system/cpu_percent": [37.5]})
+    finally:
+        api.close()
+    page.goto(f"{url}/#/run/{run_id}/system")
+    tile = '.metric-value[data-metric="system/{}"] .v'
+    page.wait_for_selector(tile.format("rss_bytes"))
+    assert page.inner_text(tile.format("rss_bytes")) == "321.2 MiB"  # not 336822272
+    assert page.inner_text(tile.format("net_sent_bytes_per_s")) == "2.0 KiB/s"
+    assert page.inner_text(tile.format("cpu_percent")) == "37.5%"
+
+
+def test_the_overview_shows_summary_metrics_and_hparams(console) -> None:
+    page, url, ids, _ = console
+    page.goto(f"{url}/#/run/{ids['adam-small']}")
+    page.wait_for_selector("#overview-summary dl")
+    pairs = page.eval_on_selector_all("#overview-summary dt", "ds => ds.map(d => [d.textContent, d.nextElementSibling.textContent])")
+    shown = dict(pairs)
+    assert shown["test/acc"] == "0.899"  # the last value of each metric
+    assert float(shown["val/loss"]) == pytest.approx(losses(0.001, 2)[-1], rel=1e-3)
+    assert (shown["lr"], shown["optimizer"], shown["layers"]) == ("0.001", "Adam", "2")
