@@ -319,3 +319,11 @@ def test_the_overview_shows_summary_metrics_and_hparams(console) -> None:
     assert shown["test/acc"] == "0.899"  # the last value of each metric
     assert float(shown["val/loss"]) == pytest.approx(losses(0.001, 2)[-1], rel=1e-3)
     assert (shown["lr"], shown["optimizer"], shown["layers"]) == ("0.001", "Adam", "2")
+
+
+def test_ranks_that_step_alike_flag_no_straggler(console) -> None:
+    page, url, ids, _ = console
+    page.goto(f"{url}/#/run/{ids['long-ddp']}/ranks")  # both ranks reach every step at the same times
+    page.wait_for_selector("#slowest-rank")
+    assert page.inner_text("#slowest-rank").startswith("No straggler")
+    assert page.locator("#ranks-table tr.slowest").count() == 0
