@@ -69,7 +69,8 @@ def test_retry_command_of_a_failed_upload_sends_the_run_to_the_folder_it_asked_f
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.warns(em.EMWarning, match="Retry with: ") as caught:
         assert run.upload(folder="em-examples", make_folder=True, host=down, api_key=key) is None
-    command = re.search(r"Retry with: (.*)$", str(caught[0].message)).group(1)
+    [message] = [str(w.message) for w in caught if "Retry with: " in str(w.message)]
+    command = re.search(r"Retry with: (.*)$", message).group(1)
     argv = shlex.split(command)
     assert argv[:3] == ["em", "run", "upload"]
     em_cli(*argv[1:], "--no-progress", env=python_env(EM_HOST=live.url, EM_API_KEY=key))
@@ -132,9 +133,11 @@ def test_live_sync_turned_on_without_editing_the_script(live, how: str, tmp_path
 
 
 def test_live_sync_stays_off_by_default_and_a_script_that_says_false_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert not em.create_run(name="quiet").auto_upload
+    with em.create_run(name="quiet") as run:
+        assert not run.auto_upload
     monkeypatch.setenv("EM_AUTO_UPLOAD", "1")
-    assert not em.create_run(name="said-no", auto_upload=False).auto_upload
+    with em.create_run(name="said-no", auto_upload=False) as run:
+        assert not run.auto_upload
     monkeypatch.setenv("EM_AUTO_UPLOAD", "maybe")
     with pytest.raises(ValueError, match="EM_AUTO_UPLOAD"):
         em.create_run(name="bad-setting")
