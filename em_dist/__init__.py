@@ -44,7 +44,7 @@ def logout() -> None:
     _logout()
 
 
-def upload(path: _Any, folder: str = "default", make_folder: bool = False, conflict_strategy: str = "new", **kwargs: _Any) -> _Any:
+def upload(path: _Any, folder: str | None = None, make_folder: bool | None = None, conflict_strategy: str = "new", **kwargs: _Any) -> _Any:
     """Upload a saved run folder, or every run under a parent folder, with its artifacts."""
     from .client.upload import upload as _upload
 

@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 import keras
+import numpy as np
 
 from .integrations._target import RunTarget
 from .run import Run
@@ -84,8 +85,8 @@ class EMFitCallback(_RunCallback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._run = run = self._target.get()
         self._step = _optimizer_iterations(self.model)
-        if self.log_hparams:
-            run.hparams.update(compile_hparams(self.model))
+        if self.log_hparams:  # what the user set themselves (their own "loss", say) is kept
+            run.hparams.update(compile_hparams(self.model), override=False)
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch, self._seen = epoch + 1, 0
@@ -167,8 +168,8 @@ def compile_hparams(model: Any) -> dict[str, Any]:
         out["optimizer"] = type(optimizer).__name__
         lr = config.pop("learning_rate", None)
         if lr is not None:
-            out["learning_rate"] = lr
-        out["optimizer_config"] = config
+            out["learning_rate"] = _as_typed(lr)
+        out["optimizer_config"] = {k: _as_typed(v) for k, v in config.items()}
     compiled = model.get_compile_config() if hasattr(model, "get_compile_config") else None
     compiled = compiled or {}
     loss = compiled.get("loss", getattr(model, "loss", None))
@@ -178,6 +179,16 @@ def compile_hparams(model: Any) -> dict[str, Any]:
     if metrics:
         out["metrics"] = _names(metrics)
     return out
+
+
+def _as_typed(value: Any) -> Any:
+    """A float Keras keeps as float32 as the number the user typed: ``learning_rate=0.001`` is stored as
+    float32 and reads back as 0.0010000000474974513; its shortest float32 repr is ``0.001``."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        single = np.float32(value)
+        if float(single) == value:  # exactly a float32: say it the way float32 prints it
+            return float(np.format_float_positional(single, unique=True, trim="-"))
+    return value
 
 
 def _names(obj: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import sys
 import threading
@@ -12,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from . import capture, lifecycle
+from . import capture, lifecycle, settings
+from ._notice import console_url, notice
 from ._warn import silence, warn_once
 from .artifact import Artifact
 from .hparams import Hparams
@@ -33,7 +35,7 @@ from .observe.steps import STEP_METRIC
 from .sink import EndReport, Record, RecordTuple, Sink
 from .store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
 from .limits import MAX_FLOAT, MAX_STEP
-from .values import TYPE_ALIASES, check_epoch, check_metric_name, check_step, convert_value, has_device_values, normalize_type
+from .values import TYPE_ALIASES, check_epoch, check_log_call, check_metric_name, check_step, convert_value, has_device_values, normalize_type
 
 _now = time.time
 
@@ -51,7 +53,7 @@ class Run:
         folder_id: str | None = None,
         make_folder: bool = False,
         conflict_strategy: str = "new",
-        auto_upload: bool = False,
+        auto_upload: bool | None = None,
         dist_timeout: float | None = None,
         flush_interval: float | None = None,
         max_pending: int | None = None,
@@ -74,7 +76,7 @@ class Run:
         self.description = description
         self.folder, self.folder_id, self.make_folder = folder, folder_id, bool(make_folder)
         self.conflict_strategy = conflict_strategy
-        self.auto_upload = bool(auto_upload)
+        self.auto_upload = settings.auto_upload_wanted() if auto_upload is None else bool(auto_upload)
         self._timings = RankTimings.from_env(dist_timeout)
         self.dist_timeout = self._timings.dist_timeout
         interval = positive_seconds(flush_interval, "flush_interval", os.environ.get("EM_FLUSH_INTERVAL"),
@@ -293,10 +295,16 @@ class Run:
             self._rank0_known = True
 
     # -- metrics ----------------------------------------------------------------------
-    def log(self, type: str, metrics: Mapping[str, Any], step: int, epoch: int | float | None = None) -> None:
-        """Record ``metrics`` of kind ``type`` at ``step``; returns at once (a background thread writes)."""
+    def log(self, type: str, metrics: Mapping[str, Any] | None = None, step: int | None = None,
+            epoch: int | float | None = None) -> None:
+        """Record ``metrics`` of kind ``type`` at ``step``; returns at once (a background thread writes).
+
+        ``metrics`` and ``step`` are required; they default to None only so that a call of another
+        tracker's shape (``run.log({"loss": 1.0})``) gets a TypeError that shows this call's shape.
+        """
         t = TYPE_ALIASES.get(type) if type.__class__ is str else None
-        if t is None:
+        if t is None or metrics is None or step is None:
+            metrics, step = check_log_call(type, metrics, step)
             t = normalize_type(type)
         if step.__class__ is not int or not 0 <= step <= MAX_STEP:
             step = check_step(step)
@@ -591,35 +599,50 @@ class Run:
     ) -> Any:
         """Send the run with its hparams, platform, metrics and marked artifacts to the server (``em.login`` first).
 
-        A server that can't be reached is warned about, not raised: the run stays on disk and
-        ``em run upload -p <path>`` sends it later.
+        Goes to ``folder`` if named, else to the folder given at ``create_run``. On success it prints
+        the run's console address. A folder that does not exist (and ``make_folder`` not set) raises
+        :class:`~em_dist.errors.NotFoundError`, as ``em.upload`` does: no retry could fix it. A server
+        that can't be reached is warned about, not raised: the run stays on disk and the warning names
+        the command that sends it later, to the same folder.
         """
         if self.world.get("rank", 0) != 0:  # rank 0 uploads the one run of the job; a rank its journal
             return self._upload_journal(folder, make_folder, folder_id, host, api_key)
         from .client.upload import upload_run
-        from .errors import ServerError, NotLoggedInError
+        from .errors import ServerError, NotFoundError, NotLoggedInError
 
         if not self._finished:
             self.flush()
+        if folder is not None or folder_id is not None:
+            where, where_id = folder if folder is not None else self.folder, folder_id
+        else:
+            where, where_id = self.folder, self.folder_id
+        make = self.make_folder if make_folder is None else bool(make_folder)
         try:
             result = upload_run(
                 self.path,
-                folder=folder if folder is not None else self.folder,
-                folder_id=folder_id if folder_id is not None else self.folder_id,
-                make_folder=self.make_folder if make_folder is None else bool(make_folder),
+                folder=where,
+                folder_id=where_id,
+                make_folder=make,
                 conflict_strategy=conflict_strategy or self.conflict_strategy,  # upload_run checks it
                 host=host,
                 api_key=api_key,
             )
+        except NotFoundError:
+            raise  # a missing folder: retrying the same upload can't help (em.upload raises it too)
         except (ServerError, NotLoggedInError, OSError) as exc:
+            retry = ["em", "run", "upload", "-p", str(self.path)]
+            retry += ["--folder-id", where_id] if where_id else ["--folder", where]
+            retry += ["--make-folder"] if make else []
             warn_once(
                 f"upload:{self.id}",
                 f"em_dist: upload of run {self.name!r} failed ({exc}); the run is kept at {self.path}. "
-                f"Retry with: em run upload -p {self.path}",
+                f"Retry with: {shlex.join(retry)}",
                 2,
             )
             return None
         self.uploads.append(result)
+        if not result.skipped:
+            notice(f"run {self.name!r} uploaded to folder {result.folder!r}: {result.url}")
         return result
 
     # -- internals --------------------------------------------------------------------
@@ -631,6 +654,11 @@ class Run:
         self._sink.write_run(self._run_doc())
 
     def _hparams_changed(self, data: dict[str, Any]) -> None:
+        if self._finished:  # the run folder is closed: say so rather than drop the change unseen
+            warn_once(f"hparams-after-finish:{self._id}",
+                      f"em_dist: run {self.name!r} is finished; hparams set after finish() are not recorded "
+                      "(set them before finish())", 5)
+            return
         self._sink.write_hparams(data)
 
     def _run_doc(self) -> dict[str, Any]:
@@ -722,6 +750,14 @@ class Run:
         except Exception as exc:
             warn_once("auto-upload", f"em_dist: auto_upload could not start ({exc}); the run is recorded locally only")
             self._auto_uploader = None
+            return
+        try:
+            from .client.auth import resolve
+
+            host = resolve().host
+        except Exception:  # noqa: BLE001 - not logged in: the uploader's first pass says so, once
+            return
+        notice(f"run {self.name!r} syncs live to {console_url(host, self.id)}")
 
 
 def create_run(
@@ -730,7 +766,7 @@ def create_run(
     hparams: Mapping[str, Any] | None = None,
     labels: list[str] | None = None,
     description: str = "",
-    auto_upload: bool = False,
+    auto_upload: bool | None = None,
     folder: str = "default",
     make_folder: bool = False,
     conflict_strategy: str = "new",
@@ -795,7 +831,7 @@ def create_run(
 
 _DEFAULTS = dict(
     name="default", hparams=None, labels=None, description="", folder="default",
-    make_folder=False, conflict_strategy="new", auto_upload=False,
+    make_folder=False, conflict_strategy="new", auto_upload=None,
 )
 
 
@@ -840,7 +876,8 @@ def _output_bound(max_output: int | None) -> int:
 
 def _capture_wanted(capture_output: bool | None) -> bool:
     """``capture_output`` as given, else ``$EM_CAPTURE_OUTPUT`` (``0`` / ``false`` / ``no`` / ``off`` turn it off),
-    else on, except inside pytest's own fd capture (``capfd``; asking for it either way still captures)."""
+    else on, except in an interactive session and inside pytest's own fd capture (``capfd``; asking for it
+    either way still captures)."""
     if capture_output is not None:
         if not isinstance(capture_output, bool):
             raise TypeError(f"capture_output must be True or False, got {capture_output!r}")
@@ -848,4 +885,8 @@ def _capture_wanted(capture_output: bool | None) -> bool:
     asked = os.environ.get("EM_CAPTURE_OUTPUT")
     if asked is not None and asked.strip():
         return asked.strip().lower() not in ("0", "false", "no", "off")
+    # An interactive session (the REPL, python -i): its prompts and echo are the terminal's, not the
+    # run's output, and a REPL whose stderr became a pipe loses its line editing. Asked for, it captures.
+    if hasattr(sys, "ps1") or sys.flags.interactive:
+        return False
     return not capture.pytest_capturing()

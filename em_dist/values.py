@@ -9,7 +9,7 @@ into numbers later, in bulk, by :func:`materialize` on the writer thread, so tha
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from .limits import MAX_FLOAT as MAX_FLOAT  # re-exported: Run.log checks it inline
@@ -31,6 +31,25 @@ TYPE_ALIASES: dict[str, str] = {
     "evaluate": "test",
     "evaluation": "test",
 }
+
+
+LOG_CALL = "run.log(type='train', metrics={'loss': 0.3}, step=step)"
+"""The shape of a ``log`` call, shown when a call of another shape arrives."""
+
+
+def check_log_call(type_: Any, metrics: Mapping[str, Any] | None, step: int | None) -> tuple[Mapping[str, Any], int]:
+    """``(metrics, step)`` of a ``log`` call that has both; else a TypeError that shows the call's shape.
+
+    Users of other trackers write ``run.log({"loss": 1.0})`` (W&B) or forget the step; Python's own
+    "missing 2 required positional arguments" does not say what the call should look like.
+    """
+    if isinstance(type_, Mapping):
+        raise TypeError(f"log() takes the record's type first, then its metrics and step: {LOG_CALL} "
+                        f"(got a dict as the first argument; put it in metrics=... and add step=...)")
+    missing = [name for name, value in (("metrics", metrics), ("step", step)) if value is None]
+    if metrics is None or step is None:
+        raise TypeError(f"log() needs {' and '.join(missing)}: {LOG_CALL}")
+    return metrics, step
 
 
 def normalize_type(type_: Any) -> str:

@@ -204,3 +204,24 @@ def test_a_bad_max_output_is_refused_at_create_run(tmp_path: Path) -> None:
         em.create_run(name="x", max_output=0)
     with pytest.raises(TypeError, match="max_output"):
         em.create_run(name="x", max_output="5")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("asked", [None, "1"])
+def test_a_repl_session_keeps_its_prompts_out_of_the_runs_logs(tmp_path: Path, asked: str | None) -> None:
+    """``python -i``: the REPL writes its prompts to stderr; they are the terminal's, not the run's output.
+    Capture is off in an interactive session unless asked for (``EM_CAPTURE_OUTPUT=1``)."""
+    session = ("import em_dist as em\n"
+               "run = em.create_run(name='repl')\n"
+               "print('from the user')\n"
+               "run.finish()\n"
+               "print('PATH=' + str(run.path))\n")
+    extra = {"EM_CAPTURE_OUTPUT": asked} if asked else {}
+    proc = subprocess.run([sys.executable, "-i"], input=session.encode(), env=_env(tmp_path, **extra),
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert b">>> " in proc.stderr  # the prompts were shown
+    run_dir = Path(proc.stdout.decode().split("PATH=")[1].split()[0])
+    if asked is None:
+        assert not log_file(run_dir, 0).exists()
+    else:
+        assert "from the user" in [line["text"] for line in _lines(run_dir)]

@@ -64,6 +64,21 @@ def test_fit_and_evaluate_record_train_val_test_and_hparams(keras) -> None:
     assert h["loss"] == "sparse_categorical_crossentropy" and h["metrics"] == ["accuracy"]
 
 
+def test_aimd_fit_callback_keeps_the_users_hparams_and_the_learning_rate_they_typed(keras) -> None:
+    from em_dist.aimd.keras import AIMDFitCallback
+
+    x, y = _data()
+    model = _model(keras)
+    trial = em.create_trial(trial_name="keras_hparams")
+    trial.params.update({"loss": "my own loss", "epochs": 1})
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[AIMDFitCallback(trial)], verbose=0)
+    trial.finish()
+    h = em.load_run(trial.path).hparams
+    assert h["loss"] == "my own loss" and h["epochs"] == 1  # the user's, not overwritten
+    assert h["learning_rate"] == 0.001  # not float32's 0.0010000000474974513
+    assert h["optimizer_config"]["beta_1"] == 0.9 and h["optimizer_config"]["epsilon"] == 1e-07
+
+
 def test_every_n_batches_keeps_each_epochs_last_value_and_aimd_names_take_a_trial(keras) -> None:
     from em_dist.aimd.keras import AIMDEvalCallback, AIMDFitCallback
     from em_dist.keras import EMEvalCallback, EMFitCallback

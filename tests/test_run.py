@@ -130,6 +130,24 @@ def test_bad_input_raises_at_the_call_and_writes_nothing(kwargs: dict, error: ty
     assert [(p["name"], p["step"]) for p in points] == [("good", 2)]
 
 
+@pytest.mark.parametrize(
+    "args, kwargs, fragment",
+    [
+        (({"loss": 1.0},), {}, "got a dict as the first argument"),  # W&B's call shape
+        (({"loss": 1.0},), {"step": 3}, "got a dict as the first argument"),
+        (("train", {"loss": 1.0}), {}, "needs step"),
+        (("train",), {}, "needs metrics and step"),
+    ],
+)
+def test_log_of_another_trackers_shape_says_what_the_call_looks_like(args: tuple, kwargs: dict, fragment: str) -> None:
+    run = em.create_run(name="shape")
+    with pytest.raises(TypeError, match=fragment) as caught:
+        run.log(*args, **kwargs)
+    assert "run.log(type='train', metrics={'loss': 0.3}, step=step)" in str(caught.value)
+    run.finish()
+    assert em.load_run(run.path).metrics() == []
+
+
 def test_hparams_reach_disk_without_a_call() -> None:
     run = em.create_run(name="hp", hparams={"seed": 1}, flush_interval=0.05)
     run.hparams.update({"batch_size": 32, "optimizer": "Adam", "lr": 1e-3})
@@ -428,3 +446,29 @@ def test_a_finished_run_handed_to_a_spawned_process_says_nothing_is_kept_there()
     assert child.exitcode == 0
     assert len(messages) == 1 and "is finished" in messages[0] and "not kept" in messages[0]
     assert "Create a run in this process" in messages[0]
+
+
+def test_hparams_set_after_finish_are_warned_about_not_dropped_silently() -> None:
+    run = em.create_run(name="late_hparams")
+    run.hparams["lr"] = 0.1
+    run.finish()
+    with pytest.warns(em.EMWarning, match="hparams set after finish\\(\\) are not recorded") as caught:
+        run.hparams["lr"] = 0.2
+        run.hparams.update({"batch": 32})
+    assert len(caught) == 1 and caught[0].filename == __file__  # once, pointing at the user's line
+    assert em.load_run(run.path).hparams == {"lr": 0.1}
+
+
+def test_create_run_where_nothing_can_be_written_fails_at_the_call(tmp_path, monkeypatch) -> None:
+    """Not a warning later that a run.json that never existed "still says the run is live"."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("EM_RUN_PARENT_DIR", str(blocker / "runs"))  # as unwritable as a read-only folder, also for root
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning on the way
+        with pytest.raises(OSError, match=r"create_run: cannot write in .*a-file/runs.*EM_RUN_PARENT_DIR"):
+            em.create_run(name="nowhere")
+    monkeypatch.setenv("EM_RUN_PARENT_DIR", str(tmp_path / "ok"))
+    run = em.create_run(name="somewhere")  # the failed call left nothing behind that stops the next
+    run.finish()
+    assert em.load_run(run.path).status == "Succeeded"

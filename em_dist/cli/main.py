@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -47,6 +48,19 @@ def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """``em run show ... | head``: the reader closed the pipe. Exit quietly, as ``cat`` does, with
+    no traceback; stdout points at /dev/null so the interpreter's last flush can't fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a command its pipe's reader left
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ..errors import RunFormatError
 from ..observe.steps import describe_slowest
 from ..store.reader import list_runs, load_run, read_summary
 from ..store.records import MetricPoint, RunRecord
@@ -24,7 +25,7 @@ def register(groups: Groups) -> None:
     p.set_defaults(func=_list)
 
     p = run.add_parser("show", help="show one run", description="Show a run's status, hparams, last metrics and artifacts.")
-    p.add_argument("path", help="run folder, or its alternative name under $EM_RUN_PARENT_DIR")
+    p.add_argument("path", help="run folder, its alternative name, or a run's name (its newest run) under $EM_RUN_PARENT_DIR")
     p.add_argument("--json", action="store_true", help="print everything (metrics included) as JSON")
     p.set_defaults(func=_show)
 
@@ -82,8 +83,23 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _find(path: str) -> RunRecord:
+    """The run at ``path`` (a folder or an alternative name), else the newest local run named ``path``:
+    users know their runs by the name they gave ``create_run``, not by the folder's suffix."""
+    try:
+        return load_run(path)
+    except RunFormatError:
+        named = [r for r in list_runs() if r.name == path]
+        if not named:
+            raise
+        if len(named) > 1:
+            print(f"em run show: {len(named)} runs are named {path!r}; showing the newest "
+                  f"(the others: {', '.join(r.alternative_name for r in named[:-1])})", file=sys.stderr)
+        return named[-1]
+
+
 def _show(args: argparse.Namespace) -> int:
-    r = load_run(args.path)
+    r = _find(args.path)
     if args.json:
         doc = _summary(r)
         doc.update(hparams=r.hparams, rank_hparams=r.rank_hparams, platform=r.platform, git=r.git, metrics=r.metrics(),

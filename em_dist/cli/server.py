@@ -36,6 +36,9 @@ def register(groups: Groups) -> None:
     p = server.add_parser("start", help="run the tracking server", description="Run the tracking server (migrates the database first).")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (0 picks a free one; the bound address is printed)")
+    p.add_argument("--root-path", default=os.environ.get("EM_ROOT_PATH"),
+                   help="serve the API and console under this path prefix, e.g. /t9k/experiment/server "
+                        "(clients then use http://HOST:PORT/t9k/experiment/server; env EM_ROOT_PATH)")
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     p.add_argument("--workers", type=int, default=int(os.environ.get("EM_WORKERS", "1")),
                    help="server processes sharing the port (default 1; env EM_WORKERS); more than 1 needs PostgreSQL")
@@ -79,7 +82,11 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         from ..server.config import ServerConfig
     except ImportError as exc:  # pragma: no cover - depends on installed extras
         raise CommandError(f"the server needs its extras: pip install 'em-dist[server]' ({exc})") from None
-    return ServerConfig.build(args.data_dir, args.db, blobs=args.blobs, s3_endpoint_url=args.s3_endpoint_url)
+    try:
+        return ServerConfig.build(args.data_dir, args.db, blobs=args.blobs, s3_endpoint_url=args.s3_endpoint_url,
+                                  root_path=getattr(args, "root_path", None))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _start(args: argparse.Namespace) -> int:

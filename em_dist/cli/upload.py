@@ -19,9 +19,11 @@ def _add_target_args(p: argparse.ArgumentParser, what: str, default_dir: str) ->
     p.add_argument("-n", "--name", default=None, help=f"upload every {what} with this name under the parent folder")
     p.add_argument("-d", "--dir", default=None, help=f"parent folder of {what}s (default {default_dir})")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--folder", default="default", help="server folder path (default 'default')")
+    where.add_argument("--folder", default=None,
+                       help=f"server folder path (default: the folder the {what}'s script asked for, else 'default')")
     where.add_argument("--folder-id", default=None, help="server folder id (wins over a path)")
-    p.add_argument("--make-folder", action="store_true", help="create missing folder levels")
+    p.add_argument("--make-folder", action="store_true", default=None,
+                   help=f"create missing folder levels (default: as the {what}'s script asked)")
     p.add_argument("-H", "--host", default=None, help="server (default: em login / $EM_HOST)")
     p.add_argument("-k", "--api-key", default=None, help="API key (default: em login / $EM_API_KEY)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -84,7 +86,7 @@ def _run_upload(args: argparse.Namespace) -> int:
         r = upload_run(path, folder=args.folder, folder_id=args.folder_id, make_folder=args.make_folder,
                        conflict_strategy=args.conflict_strategy, host=args.host, api_key=args.api_key,
                        progress=not args.no_progress)
-        state = "skipped (name taken)" if r.skipped else f"{r.bytes_sent} bytes sent"
+        state = "skipped (name taken)" if r.skipped else f"{r.bytes_sent} bytes sent: {r.url}"
         print(f"{path}: run {r.server_run_id} in folder {r.folder!r}: {state}")
     for spool in spools:
         _upload_journals(args, spool)

@@ -20,6 +20,7 @@ from filelock import FileLock, Timeout
 from em_dist.client.http import HttpClient
 from em_dist._warn import warn_once
 from em_dist.errors import NotLoggedInError
+from em_dist.settings import config_path, read_config
 
 DEFAULT_LOGIN_TIMEOUT = 10.0
 
@@ -36,20 +37,7 @@ _lock = threading.Lock()
 _current: Credentials | None = None  # the one process-wide login, set by login()
 
 
-def config_path() -> Path:
-    """``~/.em/config.yaml``."""
-    return Path.home() / ".em" / "config.yaml"
-
-
-def _read_config() -> dict[str, Any]:
-    path = config_path()
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
+_read_config = read_config
 
 
 def _config_lock() -> FileLock:

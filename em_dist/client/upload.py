@@ -16,12 +16,14 @@ from typing import Any, Callable, TypedDict
 from requests import Response
 
 from em_dist.client.auth import client_for
+from em_dist._notice import console_url
 from em_dist._warn import warn_once
 from em_dist.client.http import HttpClient, raise_for_status
 from em_dist.client.upload_logs import upload_logs
 from em_dist.client.snapshot import RunSnapshot, record_upload, resolve_artifact_path, take
 from em_dist.errors import RunFormatError, ServerError
 from em_dist.store import layout
+from em_dist.store.files import read_json_in
 from em_dist.store.reader import load_artifact, repair_chunk
 
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -33,7 +35,7 @@ class UploadOptions(TypedDict, total=False):
 
     folder: str | None
     folder_id: str | None
-    make_folder: bool
+    make_folder: bool | None
     conflict_strategy: str
     host: str | None
     api_key: str | None
@@ -54,6 +56,8 @@ class UploadResult:
     folder_id: str | None = None
     name: str | None = None
     artifacts: list[str] = field(default_factory=list)
+    url: str | None = None
+    """The run's page in the server's console."""
 
 
 @dataclass
@@ -107,8 +111,26 @@ class _CountingFile:
         self._fh.close()
 
 
-def _folder_spec(folder: str | None, folder_id: str | None, make_folder: bool) -> dict[str, Any]:
+def _folder_spec(folder: str | None, folder_id: str | None, make_folder: bool | None) -> dict[str, Any]:
     return {"folder": folder or "default", "folder_id": folder_id, "make_folder": bool(make_folder)}
+
+
+def requested_folder(run_dir: Path, folder: str | None, folder_id: str | None,
+                     make_folder: bool | None) -> tuple[str, str | None, bool]:
+    """The server folder an upload of ``run_dir`` goes to: the one named here, else the one the script
+    asked for at ``create_run(folder=...)``/``create_trial(folder_path=...)`` (kept in ``run.json``).
+
+    So ``em run upload -p PATH`` of a run made with ``folder='team/mnist'`` lands in ``team/mnist``,
+    not in ``default``; ``make_folder`` left at None is the run's too when its folder is used.
+    """
+    if folder is not None or folder_id is not None:
+        return folder or "default", folder_id, bool(make_folder)
+    doc = read_json_in(run_dir, layout.RUN_FILE, {}) or {}
+    recorded, recorded_id = doc.get("folder"), doc.get("folder_id")
+    asked = recorded if isinstance(recorded, str) and recorded else "default"
+    asked_id = recorded_id if isinstance(recorded_id, str) and recorded_id else None
+    make = bool(doc.get("make_folder")) if make_folder is None else bool(make_folder)
+    return asked, asked_id, make
 
 
 def _send_artifact(
@@ -241,9 +263,9 @@ def _run_body(snap: RunSnapshot, spec: dict[str, Any], strategy: str) -> dict[st
 def upload_run(
     path: str | os.PathLike[str],
     *,
-    folder: str | None = "default",
+    folder: str | None = None,
     folder_id: str | None = None,
-    make_folder: bool = False,
+    make_folder: bool | None = None,
     conflict_strategy: str = "new",
     host: str | None = None,
     api_key: str | None = None,
@@ -253,6 +275,7 @@ def upload_run(
 ) -> UploadResult:
     """Upload one run folder with its marked artifacts; safe to repeat and to resume.
 
+    With no ``folder``/``folder_id`` it goes to the folder the run asked for (:func:`requested_folder`).
     ``record=False`` leaves the run folder's ``uploads.json`` alone (the local console's
     private server must not appear in the user's upload history).
     """
@@ -264,10 +287,11 @@ def upload_run(
     http = http or client_for(host, api_key)
     try:
         snap = take(run_dir)
-        spec = _folder_spec(folder, folder_id, make_folder)
+        spec = _folder_spec(*requested_folder(run_dir, folder, folder_id, make_folder))
         answer = http.request("PUT", f"/runs/{snap.record.id}", json=_run_body(snap, spec, conflict_strategy)).json()
         result = UploadResult(snap.record.id, answer["id"], answer["folder"], bool(answer["skipped"]),
-                              folder_id=answer.get("folder_id"), name=answer.get("name"))
+                              folder_id=answer.get("folder_id"), name=answer.get("name"),
+                              url=console_url(http.host, answer["id"]))
         if result.skipped:
             return result
         art_spec = {"folder": None, "folder_id": answer["folder_id"], "make_folder": False}
@@ -329,15 +353,18 @@ def upload_artifact(
 def upload(
     path: str | os.PathLike[str],
     *,
-    folder: str | None = "default",
+    folder: str | None = None,
     folder_id: str | None = None,
-    make_folder: bool = False,
+    make_folder: bool | None = None,
     conflict_strategy: str = "new",
     host: str | None = None,
     api_key: str | None = None,
     progress: bool = False,
 ) -> UploadResult | list[UploadResult]:
-    """Upload a run folder, or every run folder directly under ``path`` (a list then)."""
+    """Upload a run folder, or every run folder directly under ``path`` (a list then).
+
+    With no ``folder``/``folder_id`` each run goes to the folder its script asked for (else ``default``).
+    """
     layout.check_conflict_strategy(conflict_strategy)
     root = Path(path)
     kwargs: UploadOptions = {"folder": folder, "folder_id": folder_id, "make_folder": make_folder,

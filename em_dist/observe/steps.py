@@ -13,8 +13,12 @@ records of type ``train``, and the ``system`` records of :meth:`em_dist.run.Run.
   (0 for that first rank). Only steps reached by at least two ranks count. Times are each
   host's wall clock: across hosts the lag includes their clock difference (NTP keeps it to
   milliseconds).
-- the **slowest rank**: the one with the largest median lag; its *share* is that median lag
-  over its median step time.
+- a **straggler**: a rank whose median step time exceeds the fastest rank's by more than
+  :data:`STRAGGLER_STEP_FRACTION` (and 1 ms), or whose lag grows over the run by more than
+  :data:`STRAGGLER_LAG_GROWTH` of its step time (stalls a median hides). A rank that only
+  started later (a constant offset, the same step time) is none.
+- the **slowest rank**: the straggler with the largest median lag (None when there is none);
+  its *share* is that median lag over its median step time.
 
 Standard library only.
 """
@@ -29,6 +33,13 @@ STEP_MARK_TYPE = "train"
 """Records of this type mark the steps a rank reaches."""
 STEP_METRIC = "step"
 """The ``system`` metric that :meth:`em_dist.run.Run.step` records (its value is the step)."""
+STRAGGLER_STEP_FRACTION = 0.05
+"""A rank's median step time this much above the fastest rank's makes it a straggler."""
+STRAGGLER_STEP_FLOOR_S = 0.001
+"""... and at least this much (sub-millisecond steps differ by noise)."""
+STRAGGLER_LAG_GROWTH = 0.5
+"""Lag that grows from the first third of the shared steps to the last by more than this many of
+the rank's median step times makes it a straggler too."""
 STRIP_BINS = 100
 """Columns of the lag heat strip (rank x time): steps are grouped into at most this many."""
 
@@ -62,7 +73,8 @@ def rank_timing(reach: Mapping[int, Mapping[int, float]], bins: int = STRIP_BINS
 
     Returns ``{"ranks": [{rank, steps, step_time_s, lag_s, max_lag_s, lag_share}], "slowest":
     {rank, lag_s, step_time_s, share} | None, "strip": {"start", "end", "steps", "lag": {rank:
-    [max lag per column or None]}}}``; ``slowest`` is None with fewer than two ranks.
+    [max lag per column or None]}}, "compared": bool}``; ``compared`` says at least two ranks reached a
+    common step; ``slowest`` is None without a straggler.
     """
     lags: dict[int, list[float]] = {r: [] for r in reach}
     firsts: dict[int, float] = {}
@@ -75,7 +87,7 @@ def rank_timing(reach: Mapping[int, Mapping[int, float]], bins: int = STRIP_BINS
         firsts[s] = first
         for r, t in times.items():
             lags[r].append(t - first)
-    ranks = []
+    ranks: list[dict[str, Any]] = []
     for r in sorted(reach):
         st = step_times(reach[r])
         step_time = statistics.median(st) if st else None
@@ -88,10 +100,25 @@ def rank_timing(reach: Mapping[int, Mapping[int, float]], bins: int = STRIP_BINS
     timed = [e for e in ranks if e["lag_s"] is not None]
     slowest = None
     if len(timed) >= 2:
-        worst = max(timed, key=lambda e: (e["lag_s"], e["rank"]))
-        slowest = {"rank": worst["rank"], "lag_s": worst["lag_s"], "step_time_s": worst["step_time_s"],
-                   "share": worst["lag_share"]}
-    return {"ranks": ranks, "slowest": slowest, "strip": _strip(reach, firsts, bins)}
+        stepping = [e["step_time_s"] for e in timed if e["step_time_s"]]
+        fastest = min(stepping) if stepping else None
+        stragglers = [e for e in timed if _straggles(e["step_time_s"], lags[e["rank"]], fastest)]
+        if stragglers:
+            worst = max(stragglers, key=lambda e: (e["lag_s"], e["rank"]))
+            slowest = {"rank": worst["rank"], "lag_s": worst["lag_s"], "step_time_s": worst["step_time_s"],
+                       "share": worst["lag_share"]}
+    return {"ranks": ranks, "slowest": slowest, "strip": _strip(reach, firsts, bins), "compared": len(timed) >= 2}
+
+
+def _straggles(step_time: float | None, lags: list[float], fastest: float | None) -> bool:
+    """Whether a rank with this median step time and these lags (in step order) is a straggler."""
+    if step_time and fastest and step_time - fastest > max(STRAGGLER_STEP_FRACTION * fastest, STRAGGLER_STEP_FLOOR_S):
+        return True
+    third = len(lags) // 3
+    if not step_time or third < 2:
+        return False
+    growth = statistics.median(lags[-third:]) - statistics.median(lags[:third])
+    return growth > STRAGGLER_LAG_GROWTH * step_time
 
 
 def _strip(reach: Mapping[int, Mapping[int, float]], firsts: Mapping[int, float], bins: int) -> dict[str, Any]:
@@ -117,6 +144,8 @@ def _strip(reach: Mapping[int, Mapping[int, float]], firsts: Mapping[int, float]
 def describe_slowest(timing: Mapping[str, Any]) -> str:
     """One line naming the slowest rank and by how much (``em run show``, the console)."""
     slow = timing.get("slowest")
+    if not slow and timing.get("compared"):
+        return "none: every rank steps as fast as the others (a rank that only started later is no straggler)"
     if not slow:
         return "fewer than two ranks reached a common step"
     text = f"rank {slow['rank']}, median lag {slow['lag_s'] * 1000:.1f} ms behind the first rank"

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..sink import Sink
 from ..store.attempts import RunPlace
+from ..store.files import check_writable
 from ..store.writer import RunWriter
 from .engines import Meeting, open_channel
 from .peer import PeerSink
@@ -42,6 +43,8 @@ def open_sink(world: WorldInfo, place: RunPlace, *, meeting_key: str, job_attemp
     ``meeting_key`` is the run's identity that every rank derived alike; ``job_attempt`` the
     launcher's restart count.
     """
+    if world.rank == 0:  # the run folder's writer: fail here, at create_run, if nothing can be written
+        check_writable(place.path.parent, "create_run")
     if not world.distributed:
         writer = RunWriter(place.path, flush_interval=flush_interval, max_pending=max_pending, attempt=place.attempt)
         return writer, {**world_doc(world, None), "nodes": 1}

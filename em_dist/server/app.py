@@ -16,6 +16,7 @@ from em_dist.server.blobs import open_blob_store
 from em_dist.server.config import ServerConfig
 from em_dist.server.db import open_database
 from em_dist.server.body_limit import BodyLimitMiddleware
+from em_dist.server.base_path import BasePath
 from em_dist.server.headers import HostCheck, SecurityHeaders
 from em_dist.server.routes import api_router
 from em_dist.server.storable import UNSTORABLE
@@ -84,5 +85,7 @@ def create_app(config: ServerConfig, *, run_migrations: bool = True) -> FastAPI:
     mount_console(app)
     app.add_middleware(BodyLimitMiddleware, limit=config.max_json_bytes, exempt=lambda p: bool(_STREAMED.match(p)))
     app.add_middleware(HostCheck)
+    if config.root_path:  # served under a path prefix (and at the root, for a gateway that strips it)
+        app.add_middleware(BasePath, prefix=config.root_path)
     app.add_middleware(SecurityHeaders)  # outermost: every answer carries the headers
     return app

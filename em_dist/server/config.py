@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from em_dist.limits import MAX_JSON_BYTES, MAX_METRICS_CHUNK_BYTES
+from em_dist.server.base_path import normalize_root_path
 
 DEFAULT_LOST_AFTER_S = 600.0
 """A live run silent this long shows as lost (the auto-uploader sends every 5 s by default)."""
@@ -33,6 +34,8 @@ class ServerConfig:
     max_json_bytes: int = MAX_JSON_BYTES
     max_metrics_chunk_bytes: int = MAX_METRICS_CHUNK_BYTES
     lost_after_s: float = DEFAULT_LOST_AFTER_S
+    root_path: str = ""
+    """A path prefix the server answers under (``/t9k/experiment/server``): see :mod:`em_dist.server.base_path`."""
 
     @property
     def database_url(self) -> str:
@@ -48,11 +51,12 @@ class ServerConfig:
 
     @classmethod
     def build(cls, data_dir: str | Path | None = None, db_url: str | None = None, *, blobs: str | None = None,
-              s3_endpoint_url: str | None = None) -> "ServerConfig":
+              s3_endpoint_url: str | None = None, root_path: str | None = None) -> "ServerConfig":
         """Config from CLI-style arguments (``None`` means the default); ``EM_LOST_AFTER_S`` sets
         how long a live run may stay silent before it shows as lost."""
         return cls(data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(), db_url=db_url,
-                   blobs=blobs or None, s3_endpoint_url=s3_endpoint_url or None, lost_after_s=lost_after_from_env())
+                   blobs=blobs or None, s3_endpoint_url=s3_endpoint_url or None, lost_after_s=lost_after_from_env(),
+                   root_path=normalize_root_path(root_path))
 
 
 def lost_after_from_env() -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,21 @@ def read_json(path: Path, default: Any = None) -> Any:
             return json.loads(f.read())
     except FileNotFoundError:
         return default
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` and write (then remove) a probe file in it; else raise the OSError, saying where.
+
+    ``create_run`` calls it for the runs folder: a run whose folder can't be written records
+    nothing, so it fails at the call with this message instead of warning later that a
+    ``run.json`` that was never written "still says the run is live".
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".em-write-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"{what}: cannot write in {folder} ({exc.strerror or exc}); nothing could be "
+                                   "recorded there: run from a writable directory or set $EM_RUN_PARENT_DIR "
+                                   "(trials: $AIMD_TRIAL_PARENT_DIR) to a writable folder") from exc

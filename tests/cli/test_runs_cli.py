@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import em_dist as em
@@ -81,3 +82,33 @@ def test_list_reads_metadata_only_and_is_fast_for_100_runs(run_parent, monkeypat
     docs = json.loads(capsys.readouterr().out)
     last = {d["name"]: d["summary"]["last"]["0"]["train"]["loss"]["value"] for d in docs}
     assert last["r7"] == 7.0 and len(last) == 100
+
+
+def test_show_finds_a_run_by_its_name_the_newest_of_several() -> None:
+    first = em.create_run(name="named")
+    first.finish()
+    second = em.create_run(name="named")
+    second.log(type="train", metrics={"loss": 0.5}, step=1)
+    second.finish()
+    out = _em("run", "show", "named")
+    assert out.returncode == 0, out.stderr
+    assert f"id         {second.id}" in out.stdout
+    assert "2 runs are named 'named'; showing the newest" in out.stderr and first.alternative_name in out.stderr
+    missing = _em("run", "show", "no-such-run")
+    assert missing.returncode == 1 and "no-such-run is not a run or artifact folder" in missing.stderr
+
+
+def test_show_into_a_closed_pipe_exits_quietly(tmp_path) -> None:
+    """``em run show RUN | head``: the reader is gone before the output is written; no traceback."""
+    run = em.create_run(name="piped")
+    run.hparams.update({f"h{i}": i for i in range(200)})
+    run.finish()
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader left: every write fails with EPIPE
+    try:
+        proc = subprocess.run([PYTHON, "-m", "em_dist.cli.main", "run", "show", str(run.path)], env=python_env(),
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141

@@ -44,19 +44,34 @@ def browser():
             chromium.close()
 
 
+CSP_PROBE = ("document.addEventListener('securitypolicyviolation', (e) => console.error("
+             "`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'}`));")
+"""Reports every Content-Security-Policy violation as a console error (an init script is not bound by the CSP)."""
+
+
+def watch(context, pg) -> list[str]:
+    """What fails a console test: page errors, CSP violations and the console errors of a chart that
+    could not draw (WebGL missing). Tests run under the server's real CSP: none may bypass it."""
+    problems: list[str] = []
+    context.add_init_script(CSP_PROBE)
+    pg.on("pageerror", lambda exc: problems.append(str(exc)))
+    pg.on("console", lambda msg: problems.append(msg.text) if any(
+        s in msg.text for s in ("CSP violation", "Content Security Policy", "WebGL is not supported")) else None)
+    return problems
+
+
 @pytest.fixture
 def page(browser):
-    """A fresh browser context (no cookies) and page; console errors fail the test."""
-    # bypass_csp: the tests' own string predicates (wait_for_function) are evaluated in the page;
-    # the console under its real policy is driven by tests/console/test_console_security.py
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+    """A fresh browser context (no cookies) and page under the server's real Content-Security-Policy;
+    a JavaScript error or a CSP violation fails the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
     pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    problems = watch(context, pg)
+    pg.problems = problems  # a test may check them where it stands, not only at teardown
     pg.set_default_timeout(15_000)
     yield pg
     context.close()
-    assert not errors, f"JavaScript errors in the console: {errors}"
+    assert not problems, f"JavaScript errors or CSP violations in the console: {problems}"
 
 
 def shot(page, name: str) -> Path:

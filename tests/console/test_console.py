@@ -65,11 +65,11 @@ def test_find_the_run_its_rank_curves_gpus_and_model(page, console_server, ddp_j
     assert "mean" in kinds and "band" in kinds
     shot(page, "run-metrics")
     page.uncheck('#rank-toggles input[data-rank="1"]')
-    page.wait_for_function("""document.querySelector('.chart[data-metric="train/loss"]').data
+    page.wait_for_function("""() => document.querySelector('.chart[data-metric="train/loss"]').data
         .find((t) => t.meta.rank === 1).visible === 'legendonly'""")
     page.select_option("#x-axis", "epoch")  # downsampled series against epoch (the metrics query with x=epoch)
-    page.wait_for_function("""(() => { const c = document.querySelector('.chart[data-metric="train/loss"]');
-        return c.layout.xaxis.title.text === 'epoch' && c.data.find((t) => t.meta.rank === 0).x.at(-1) === 2; })()""")
+    page.wait_for_function("""() => { const c = document.querySelector('.chart[data-metric="train/loss"]');
+        return c.layout.xaxis.title.text === 'epoch' && c.data.find((t) => t.meta.rank === 0).x.at(-1) === 2; }""")
 
     page.click(".tabs a[data-tab=platform]")
     page.wait_for_selector('#platform-table tr[data-ranks="0,1"]')  # identical ranks of a node: one row

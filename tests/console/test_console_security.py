@@ -12,7 +12,7 @@ import em_dist as em
 from tests.console.test_console import sign_in
 from tests.console.test_local_console import start_console, stop
 
-from .conftest import shot
+from .conftest import shot, watch
 
 MARKUP = '<b style="color:red">pwned'  # no "/": a run name is a folder name too
 
@@ -22,9 +22,7 @@ def strict_page(browser):
     """A page under the console's real Content-Security-Policy; a violation or a JS error fails the test."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     pg = context.new_page()
-    problems: list[str] = []
-    pg.on("pageerror", lambda exc: problems.append(str(exc)))
-    pg.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None)
+    problems = watch(context, pg)
     pg.set_default_timeout(15_000)
     yield pg
     context.close()

@@ -76,7 +76,7 @@ def test_local_console_shows_local_runs_and_follows_a_live_one(page, tmp_path, d
             live.log(type="train", metrics={"loss": 1 / (step + 1)}, step=step)
         assert live.flush()
         # resync (2 s) + page poll (3 s): the chart grows without a reload
-        page.wait_for_function("Number(document.querySelector('.chart[data-metric=\"train/loss\"]').dataset.points) === 50",
+        page.wait_for_function("() => Number(document.querySelector('.chart[data-metric=\"train/loss\"]').dataset.points) === 50",
                                timeout=30_000)
         live.finish()
         page.wait_for_selector(".status.Succeeded", timeout=30_000)
@@ -103,6 +103,6 @@ def test_live_poll_survives_the_server_going_away(page, tmp_path, monkeypatch):
             page.wait_for_selector('.metric-value[data-metric="train/loss"]')  # one point: a value, not a chart
         finally:
             stop(proc)
-        page.wait_for_function("document.querySelector('#poll-note').textContent.includes('paused')", timeout=15_000)
+        page.wait_for_function("() => document.querySelector('#poll-note').textContent.includes('paused')", timeout=15_000)
     finally:
         live.finish()

@@ -41,3 +41,21 @@ def test_one_rank_names_no_slowest():
     timing = rank_timing({0: {0: 0.0, 1: 1.0}})
     assert timing["slowest"] is None and timing["ranks"][0]["step_time_s"] == 1.0
     assert describe_slowest(timing).startswith("fewer than two ranks")
+
+
+def test_a_constant_start_offset_is_no_straggler():
+    """Rank 1 starts 200 ms later and steps as fast: no rank is flagged (the console said "slowest")."""
+    reach = {r: {s: 0.2 * r + s * 0.1 + 0.002 * ((s * 7 + r) % 3) for s in range(60)} for r in range(2)}
+    timing = rank_timing(reach)
+    assert timing["compared"] and timing["slowest"] is None
+    assert {e["rank"]: round(e["lag_s"], 1) for e in timing["ranks"]} == {0: 0.0, 1: 0.2}
+    assert describe_slowest(timing).startswith("none: every rank steps as fast")
+
+
+def test_stalls_that_the_median_step_time_hides_make_a_straggler():
+    """Rank 1 steps as fast as rank 0 but stalls 0.5 s every 10 steps: its lag grows."""
+    reach = {0: {s: s * 0.1 for s in range(60)}, 1: {s: s * 0.1 + 0.5 * (s // 10) for s in range(60)}}
+    timing = rank_timing(reach)
+    by_rank = {e["rank"]: e for e in timing["ranks"]}
+    assert by_rank[1]["step_time_s"] == pytest.approx(by_rank[0]["step_time_s"])
+    assert timing["slowest"]["rank"] == 1

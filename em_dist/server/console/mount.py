@@ -91,7 +91,7 @@ def _session_router() -> APIRouter:
 def _index_asset() -> vendor.Asset:
     """``index.html`` with the charting library's content-hashed URL filled in."""
     html = (STATIC_DIR / "index.html").read_text()
-    return vendor.make_asset(html.replace("/static/vendor/plotly.min.js", vendor.plotly_url()).encode(), ".html")
+    return vendor.make_asset(html.replace("static/vendor/plotly.min.js", vendor.plotly_url().lstrip("/")).encode(), ".html")
 
 
 def mount_console(app: FastAPI, *, auto_session_key: str | None = None,

@@ -4,7 +4,7 @@ export class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-export const API = '/api/v1';
+export const API = 'api/v1';  // relative: a server under a path prefix (--root-path) keeps it
 
 export async function api(path, { method = 'GET', headers = {}, body } = {}) {
   const init = { method, headers: { Accept: 'application/json', ...headers }, credentials: 'same-origin' };

@@ -68,6 +68,16 @@ export function fmtBytes(n) {
   return `${i ? n.toFixed(1) : n} ${units[i]}`;
 }
 
+// A metric's value in its unit, read from its name (the system metrics' names say it): bytes as
+// KiB/MiB/GiB, bytes per second with /s, percentages with %; anything else as a number.
+export function fmtMetric(name, v) {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return fmtNumber(v);
+  if (/_bytes_per_s$/.test(name)) return `${fmtBytes(v)}/s`;
+  if (/_bytes$/.test(name)) return fmtBytes(v);
+  if (/_percent$/.test(name)) return `${fmtNumber(v)}%`;
+  return fmtNumber(v);
+}
+
 export function fmtValue(v) {
   if (v === null || v === undefined) return '—';
   if (typeof v === 'object') return JSON.stringify(v);

@@ -6,6 +6,7 @@ import * as api from '../api.js';
 import { clear, fmtValue, h, link, runBadge } from '../dom.js';
 import { draw, finite, metricLayout, PLOT_CONFIG, plotly, plotText, rankColor, smooth } from '../charts.js';
 import { flatHparams } from '../runtable.js';
+import { drawParcoords } from '../parcoords.js';
 import { fetchMetric, metricGroups } from './metrics.js';
 
 const X_TITLES = { step: 'step', epoch: 'epoch', time: 'seconds since the run started' };
@@ -35,13 +36,12 @@ function latestOf(names) {
 }
 
 // Hparam columns as parallel-coordinates dimensions: numbers as they are, anything else as categories.
-// Names and categories are users' text: escaped (plotText) like everything handed to Plotly.
+// Names and categories are users' text: drawParcoords puts them in as SVG text, never as markup.
 function dimension(label, values) {
   const numeric = values.every((v) => typeof v === 'number' || v === undefined || v === null);
-  if (numeric) return { label: plotText(label), values: values.map((v) => (typeof v === 'number' ? v : NaN)) };
+  if (numeric) return { label, values: values.map((v) => (typeof v === 'number' ? v : NaN)) };
   const cats = [...new Set(values.map((v) => fmtValue(v)))].sort();
-  return { label: plotText(label), values: values.map((v) => cats.indexOf(fmtValue(v))), tickvals: cats.map((_, i) => i),
-    ticktext: cats.map(plotText) };
+  return { label, values: values.map((v) => cats.indexOf(fmtValue(v))), ticktext: cats };
 }
 
 export async function renderCompare(page, ctx, runIds, params) {
@@ -116,13 +116,8 @@ export async function renderCompare(page, ctx, runIds, params) {
     const metric = scatterY.value;
     const y = latest.map((l) => (typeof l[metric] === 'number' ? l[metric] : NaN));
     const dims = hkeys.filter((k) => differing.includes(k) || runs.length === 1).map((k) => dimension(k, flat.map((f) => f[k])));
-    dims.push({ label: plotText(metric), values: y });
-    await (await plotly()).react(parcoords, [{ type: 'parcoords', dimensions: dims, meta: { kind: 'parcoords' },
-      line: { color: y.map((v) => (Number.isFinite(v) ? v : 0)), colorscale: 'Viridis', showscale: true,
-        colorbar: { thickness: 10, x: 1.0, xpad: 4, len: 0.8 } } }],
-    { title: { text: plotText(`hparams → ${metric}`), font: { size: 14 }, x: 0.01, xanchor: 'left', y: 0.98, yanchor: 'top' },
-      margin: { l: 60, r: 90, t: 80, b: 30 } },
-    PLOT_CONFIG);
+    dims.push({ label: metric, values: y });
+    drawParcoords(parcoords, { dims, color: y, names: runs.map((r) => r.name), title: `hparams → ${metric}` });
     parcoords.dataset.rendered = String(dims.length);
     const hx = scatterX.value;
     await (await plotly()).react(scatter, [{ type: 'scatter', mode: 'markers+text', x: flat.map((f) => f[hx]), y, text: runs.map((r) => plotText(r.name)),

@@ -3,7 +3,7 @@
 // zoomed step range; a metric with a single point shows as a value; live updates.
 
 import * as api from '../api.js';
-import { clear, fmtNumber, h, isLive } from '../dom.js';
+import { clear, fmtMetric, h, isLive } from '../dom.js';
 import { clippedRange, draw, interpolate, metricLayout, metricTraces } from '../charts.js';
 
 export const POINTS = 2000;
@@ -160,7 +160,7 @@ export async function renderMetrics(body, ctx, run, params, kinds = {}) {
     clear(values, single.map((g) => h('div', { class: 'metric-value', dataset: { metric: g.key } },
       h('div', { class: 'k' }, g.key),
       h('div', { class: 'v' }, g.ranks.length > 1
-        ? g.ranks.map((r) => `${fmtNumber(g.last[r])} (rank ${r})`).join(' · ') : fmtNumber(g.last[g.ranks[0]])))));
+        ? g.ranks.map((r) => `${fmtMetric(g.key, g.last[r])} (rank ${r})`).join(' · ') : fmtMetric(g.key, g.last[g.ranks[0]])))));
     view.charts = new Map();
     const types = [...new Set(charted.map((g) => g.type))];
     clear(sections, types.length ? types.map((type) => h('section', { dataset: { type } },

@@ -43,7 +43,9 @@ export async function renderRanks(body, run) {
     ? h('p', { id: 'slowest-rank', dataset: { rank: String(slow.rank) } }, h('strong', {}, `Slowest: rank ${slow.rank}`),
       `, median lag ${ms(slow.lag_s)} behind the first rank to reach a step`
       + (slow.share !== null ? ` (${(slow.share * 100).toFixed(0)}% of its step time ${ms(slow.step_time_s)})` : ''))
-    : h('p', { class: 'muted', id: 'slowest-rank' }, 'Fewer than two ranks reached a common step.');
+    : h('p', { class: 'muted', id: 'slowest-rank' }, timing.compared
+      ? 'No straggler: every rank steps as fast as the others (a rank that only started later is none).'
+      : 'Fewer than two ranks reached a common step.');
   const table = h('table', { id: 'ranks-table' },
     h('tr', {}, ['rank', 'steps', 'median step time', 'median lag', 'largest lag', 'lag / step time'].map((t) => h('th', {}, t))),
     timing.ranks.map((e) => h('tr', { class: slow && e.rank === slow.rank ? 'slowest' : '', dataset: { rank: String(e.rank) },

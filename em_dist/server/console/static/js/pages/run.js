@@ -1,9 +1,10 @@
 // The run page: header, tabs, and the Overview, Hparams and Artifacts tabs.
 
 import * as api from '../api.js';
-import { clear, isLive, fmtBytes, fmtDuration, fmtTime, fmtValue, h, labels, link, runBadge, runDuration } from '../dom.js';
+import { clear, isLive, fmtBytes, fmtDuration, fmtMetric, fmtTime, fmtValue, h, labels, link, runBadge, runDuration } from '../dom.js';
 import { renderDataflow } from '../dataflow.js';
-import { renderMetrics } from './metrics.js';
+import { metricGroups, renderMetrics } from './metrics.js';
+import { flatHparams } from '../runtable.js';
 import { renderPlatform } from './platform.js';
 import { renderRanks } from './ranks.js';
 import { lastLinesPanel, renderLogs } from './logs.js';
@@ -44,6 +45,8 @@ export async function renderRun(page, ctx, runId, tab, params) {
     case 'logs': return renderLogs(body, ctx, run, params);
     default: {
       renderOverview(body, run);
+      const summary = await summaryPanel(run).catch(() => null);  // the run is shown even if this fails
+      if (summary && ctx.alive()) body.children[0].after(summary);
       if (run.status === 'Failed') {  // what a user reads after a crash: each rank's last lines
         const panel = await lastLinesPanel(run);
         if (panel && ctx.alive()) body.prepend(panel);
@@ -97,6 +100,22 @@ function renderOverview(body, run) {
       ['Commit', h('code', {}, git.commit || '—')], ['Branch', git.branch || '—'],
       ['Dirty', git.dirty === undefined ? '—' : String(git.dirty)], ['Remote', git.remote || '—'],
     ]) : h('p', { class: 'muted' }, 'Not started inside a git work tree.')));
+}
+
+const OVERVIEW_HPARAMS = 20;
+
+// What a user looks for first: each metric's last value (rank 0's, or the only rank's) and the hparams.
+async function summaryPanel(run) {
+  const groups = metricGroups(await api.metricNames(run.id)).filter((g) => g.type !== 'system');
+  const hp = Object.entries(flatHparams(run.hparams));
+  const last = (g) => g.last[Math.min(...g.ranks)];
+  return h('div', { class: 'panel', id: 'overview-summary' },
+    h('h2', { style: 'margin-top:0' }, 'Summary'),
+    groups.length ? kv(groups.map((g) => [g.key, fmtMetric(g.key, last(g)) + (g.ranks.length > 1 ? ` (rank ${Math.min(...g.ranks)})` : '')]))
+      : h('p', { class: 'muted' }, 'No metrics yet.'),
+    h('h2', {}, 'Hyperparameters'),
+    hp.length ? kv(hp.slice(0, OVERVIEW_HPARAMS).map(([k, v]) => [k, fmtValue(v)])) : h('p', { class: 'muted' }, 'None recorded.'),
+    hp.length > OVERVIEW_HPARAMS ? link(`#/run/${run.id}/hparams`, `all ${hp.length} in the Hparams tab`) : null);
 }
 
 function renderHparams(body, run) {
