@@ -130,6 +130,9 @@ class Wire(_Readiness, ABC):
     def release(self) -> None:
         """The peer is done with the link: free it (on the thread that used it)."""
 
+    def send_until(self, deadline: float) -> None:
+        """A peer: no send outlives ``deadline`` from now on (see :meth:`.channel.PeerChannel.send_until`)."""
+
     # -- rank 0 -------------------------------------------------------------------
     @abstractmethod
     def serve(self, on_join: OnJoin, on_frame: OnFrame, on_lost: OnLost, stop: threading.Event) -> None:
@@ -211,6 +214,9 @@ class FramePeer(PeerChannel):
             return parse_ack(self.wire.recv_reply(timeout))
         except LinkClosed:
             return None
+
+    def send_until(self, deadline: float) -> None:
+        self.wire.send_until(deadline)
 
     def shutdown(self) -> None:
         try:

@@ -122,6 +122,7 @@ class GlooWire(Wire):
         """A peer: how many links it announced (1 for the first; a link rebuilt after it broke is the next)."""
         self.resume_after: int | None = None
         """A peer, once accepted: the newest of its record numbers rank 0 had when it accepted this link."""
+        self._until: float | None = None  # a peer's last pass: no send outlives this (time.monotonic())
         self._bind: Bind | None = None  # a peer: where its pair listens
         self._serving: set[Bind] = set()  # a server: where its pairs listen (the accepting thread adds)
 
@@ -240,7 +241,16 @@ class GlooWire(Wire):
         self.release()
 
     def send(self, data: bytes) -> None:
-        _send(self._pg, 0, data, self._tag)
+        """One frame to the server, bounded: a frame that can't drain within the silence bound (the
+        link is cut, or the server stopped reading) closes the pair and raises :class:`LinkClosed`,
+        so the sending thread rebuilds the link instead of waiting on it for good."""
+        bound = self._timings.silence
+        if self._until is not None:
+            bound = max(0.001, min(bound, self._until - time.monotonic()))
+        _send(self._pg, 0, data, self._tag, timeout=bound)
+
+    def send_until(self, deadline: float) -> None:
+        self._until = deadline
 
     def recv_reply(self, timeout: float) -> bytes | None:
         return _recv(self._pg, 0, self._tag, deadline=time.monotonic() + timeout)
@@ -339,8 +349,8 @@ class GlooWire(Wire):
                     busy = True
                     data = link.take()
                     reply = on_frame(peer, data)
-                    if reply is not None:
-                        _send(link.pg, 1, reply, self._tag)
+                    if reply is not None:  # small, into a socket the peer reads: bounded all the same
+                        _send(link.pg, 1, reply, self._tag, timeout=min(1.0, self._timings.silence))
                         del links[peer]
                         link.release()
                         self._finished.add(peer)  # answered, and its pair destroyed
@@ -386,15 +396,18 @@ class GlooWire(Wire):
 
 
 class _Link:
-    """Rank 0's side of one peer's pair, with its header receive posted.
+    """Rank 0's side of one peer's pair, its next frame's receives posted.
 
     gloo's receive has no ``test``: its ``wait`` blocks, and a timed-out wait closes the pair. So
     the header is received into a tensor pre-filled with -1 (a length is never negative); gloo's
-    event loop writes the arrived bytes into it, and only then does this thread wait on it (for
-    at most the rest of that frame, already on its way).
+    event loop writes the arrived bytes into it. Then the body and the trailer (the length again,
+    sent after the body) are posted the same way: once the trailer's bytes are there, the whole
+    frame is, and only then does this thread wait on it (returning at once). A frame cut off half
+    way (its peer's host lost the network) thus never holds the thread that serves every peer.
     """
 
-    __slots__ = ("peer", "pg", "tag", "pid", "header", "view", "work", "waited", "heard", "checked", "dead_since")
+    __slots__ = ("peer", "pg", "tag", "pid", "header", "view", "trailer", "tail", "body", "work", "body_work",
+                 "waited", "heard", "checked", "dead_since")
 
     def __init__(self, peer: int, pg: Any, tag: int, pid: int | None = None) -> None:
         import torch
@@ -404,17 +417,40 @@ class _Link:
         self.dead_since: float | None = None
         self.header = torch.full((1,), -1, dtype=torch.int64)
         self.view = self.header.numpy()
-        self.work: Any = None
+        self.trailer = torch.full((1,), -1, dtype=torch.int64)
+        self.tail = self.trailer.numpy()
+        self.body: Any = None
+        self.work: Any = None  # the receive waited on next: the header's, then the trailer's
+        self.body_work: Any = None
         self.waited = False
         self.heard = time.monotonic()
 
     def post(self) -> None:
         self.view[0] = -1
+        self.body = self.body_work = None
         self.waited = False
         self.work = self.pg.recv([self.header], 1, self.tag)
 
     def arrived(self) -> bool:
-        return bool(self.view[0] != -1)
+        """True once a whole frame is here (never waits on more than bytes already received)."""
+        import torch
+
+        if self.body is None:
+            if self.view[0] == -1:
+                return False
+            try:
+                if not self.waited:
+                    self.work.wait()  # its bytes are here: returns at once
+                size = int(self.view[0])
+                self.body = torch.empty(size, dtype=torch.uint8)
+                self.body_work = self.pg.recv([self.body], 1, self.tag) if size else None
+                self.tail[0] = -1
+                self.waited = False
+                self.work = self.pg.recv([self.trailer], 1, self.tag)
+            except RuntimeError as exc:
+                raise LinkClosed(str(exc).splitlines()[0]) from exc
+            self.heard = time.monotonic()
+        return bool(self.tail[0] != -1)
 
     def gone(self, now: float) -> bool:
         """A peer in rank 0's own process space (same host and pid namespace) whose process ended:
@@ -429,21 +465,20 @@ class _Link:
         return now - self.dead_since >= GONE_CHECK
 
     def take(self) -> bytes:
-        """The frame whose header arrived (blocking only for the rest of it)."""
-        import torch
-
+        """The frame that :meth:`arrived` (its receives end at once)."""
         try:
             if not self.waited:
                 self.work.wait()
-            size = int(self.header.item())
-            self.heard = time.monotonic()
-            if size == 0:
-                return b""
-            body = torch.empty(size, dtype=torch.uint8)
-            self.pg.recv([body], 1, self.tag).wait()
+            if self.body_work is not None:
+                self.body_work.wait()
         except RuntimeError as exc:
             raise LinkClosed(str(exc).splitlines()[0]) from exc
-        return body.numpy().tobytes()
+        if int(self.tail[0]) != int(self.view[0]):
+            raise LinkClosed(f"a frame of rank {self.peer} ended with {int(self.tail[0])}, not its length "
+                             f"{int(self.view[0])}")
+        self.heard = time.monotonic()
+        data: bytes = self.body.numpy().tobytes()
+        return data
 
     def test(self) -> None:
         """Wait a moment on the silent link: gloo raises at once when the peer is gone, and closes
@@ -452,12 +487,12 @@ class _Link:
             self.work.wait(timedelta(milliseconds=1))
         except RuntimeError as exc:
             raise LinkClosed(str(exc).splitlines()[0]) from exc
-        self.waited = True  # the header did arrive meanwhile: take() reads it next
+        self.waited = True  # what it waited for did arrive meanwhile: arrived()/take() go on from there
 
     def release(self) -> None:
         """Destroy the pair (on the receiving thread, which used it)."""
         _forget(self.pg)
-        self.pg = self.work = None
+        self.pg = self.work = self.body_work = None
 
     def close(self) -> None:
         """Give up on the link: a timed-out wait closes the pair (the peer's next send fails), then
@@ -535,15 +570,28 @@ def _alive(pid: int) -> bool:
         return True  # can't tell: the silence bound still applies
 
 
-def _send(pg: Any, dst: int, data: bytes, tag: int) -> None:
+def _send(pg: Any, dst: int, data: bytes, tag: int, timeout: float | None = None) -> None:
+    """One length-prefixed frame to ``dst``; with a ``timeout`` (seconds, for the whole frame), a send
+    still not drained by then makes gloo close the pair (its other waits end too) and raises
+    :class:`LinkClosed`: the pair is not used again."""
     import torch
 
+    deadline = time.monotonic() + timeout if timeout is not None else None
     try:
-        pg.send([torch.tensor([len(data)], dtype=torch.int64)], dst, tag).wait()
+        size = torch.tensor([len(data)], dtype=torch.int64)
+        _wait_send(pg.send([size], dst, tag), deadline)
         if data:
-            pg.send([torch.frombuffer(bytearray(data), dtype=torch.uint8)], dst, tag).wait()
+            _wait_send(pg.send([torch.frombuffer(bytearray(data), dtype=torch.uint8)], dst, tag), deadline)
+        _wait_send(pg.send([size.clone()], dst, tag), deadline)  # the trailer: the receiver sees the frame whole
     except RuntimeError as exc:
         raise LinkClosed(str(exc).splitlines()[0]) from exc
+
+
+def _wait_send(work: Any, deadline: float | None) -> None:
+    if deadline is None:
+        work.wait()
+    else:
+        work.wait(timedelta(seconds=max(0.001, deadline - time.monotonic())))
 
 
 def _recv(pg: Any, src: int, tag: int, deadline: float | None = None) -> bytes | None:
@@ -554,10 +602,10 @@ def _recv(pg: Any, src: int, tag: int, deadline: float | None = None) -> bytes |
         header = torch.zeros(1, dtype=torch.int64)
         _wait(pg.recv([header], src, tag), deadline)
         size = int(header.item())
-        if size == 0:
-            return b""
         body = torch.empty(size, dtype=torch.uint8)
-        _wait(pg.recv([body], src, tag), deadline)
+        if size:
+            _wait(pg.recv([body], src, tag), deadline)
+        _wait(pg.recv([torch.zeros(1, dtype=torch.int64)], src, tag), deadline)  # the trailer
     except _TimedOut:
         return None
     except RuntimeError as exc:

@@ -143,6 +143,9 @@ class RelayPeer(PeerChannel):
     def on_backlog(self, wake: Callable[[], None]) -> None:
         self._wake = wake
 
+    def send_until(self, deadline: float) -> None:
+        self.up.send_until(deadline)
+
     def send(self, messages: list[Any]) -> None:
         """This leader's own messages (compressed when rank 0 is on another node), then its
         members' frames as one batch, unopened: they were compressed where they were made, which
@@ -313,6 +316,9 @@ class ViaLeader(Wire):
 
     def release(self) -> None:
         self.wire.release()
+
+    def send_until(self, deadline: float) -> None:
+        self.wire.send_until(deadline)
 
     def serve(self, on_join: OnJoin, on_frame: OnFrame, on_lost: OnLost, stop: threading.Event) -> None:
         raise NotImplementedError("a member's wire does not serve")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,13 +168,10 @@ def _journaled(disk: Path | None, rank: int) -> int:
     """Records in rank ``rank``'s journal on ``disk`` (its own host), so far."""
     from em_dist.store import journal
 
-    files = list((disk / "runs").glob(f".spool/*/rank-{rank}.journal")) if disk is not None else []
+    files = list((disk / "runs").glob(f".spool/*/rank-{rank}.*journal")) if disk is not None else []
     return sum(1 for _ in journal.read_records(files[0])) if files else 0
 
 
-@pytest.mark.xfail(strict=True, reason="a rank whose gloo send to rank 0 can't drain (its host cut off) is still "
-                   "inside gloo's unbounded send wait when its process exits: SIGABRT ('terminate called without "
-                   "an active exception'), exit code -6, and torchrun reports the job as failed")
 def test_a_host_cut_off_mid_run_keeps_its_records_for_em_run_merge(tmp_path: Path) -> None:
     """Host 1 loses the network after its first records reached rank 0: the rest stay in its ranks'
     journals on its own disk (rank 0 can't read them, and they can't see rank 0's run); the run says
@@ -214,3 +212,48 @@ def test_a_host_cut_off_mid_run_keeps_its_records_for_em_run_merge(tmp_path: Pat
             assert beats == list(range(beats[0], beats[0] + len(beats))) if beats else True, r  # once each, no gap
         assert all(d["complete"] for d in rec.delivery.values()), rec.delivery
         assert job.journals()["node1"] == []
+        print(f"host cut off: finish_s {({r: d.get('finish_s') for r, d in job.results().items()})}")
+
+
+SILENCE = 2.0
+"""``EM_DIST_PEER_TIMEOUT`` of the partition tests: short, so that a partition longer than it is quick."""
+
+
+def _heartbeats_once(rec, world: int) -> None:
+    """Each rank's heartbeats (logged while the test held the job) are in the run once each, with no gap."""
+    for r in range(world):
+        beats = [p["step"] for p in rec.metrics(type="heartbeat", rank=r)]
+        assert beats == list(range(beats[0], beats[0] + len(beats))) if beats else True, r
+
+
+def test_a_partition_longer_than_the_silence_bound_loses_nothing(tmp_path: Path) -> None:
+    """Host 1 is cut off for well over ``EM_DIST_PEER_TIMEOUT`` while its ranks keep logging (each
+    talks to rank 0 directly here): rank 0 gives their links up, they keep their records in their
+    journals and retry; when the network is back they rebuild their links and re-send what rank 0
+    lacks, rank 0 takes them back, and the run has every record once, Succeeded, no journal left."""
+    go = tmp_path / "go"
+    with Cluster(2, tmp_path) as c:
+        h0, h1 = c.hosts
+        procs = start(c, "--init", "none", "--timeout", "20", "--wait-file", str(go),
+                      env={"EM_DIST_PEER_TIMEOUT": str(SILENCE), "EM_DIST_RELAY": "0"})
+        wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) for r in (2, 3)), 40, "host 1's first records at rank 0")
+        c.set_link(h1, up=False)
+        cut = time.monotonic()
+        # the partition: longer than the silence bound (its length is what is tested, not a synchronisation)
+        wait_for(lambda: time.monotonic() - cut > 2 * SILENCE + 1 and all(
+            _journaled(c.live_disk(procs[1]), r) > _lines(c.live_disk(procs[0]), r) + 20 for r in (2, 3)), 30,
+            "a partition twice the silence bound, records held back on host 1")
+        c.set_link(h1, up=True)
+        wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) >= _journaled(c.live_disk(procs[1]), r) - 40
+                             for r in (2, 3)), 30, "host 1's held-back records at rank 0")
+        go.touch()
+        job = Job(c, c.wait_all(procs, LIMIT))
+        assert job.codes == [0, 0], c.logs()
+        rec = job.run()
+        check_gathered(rec, 4, steps=STEPS, extra=EXTRA)
+        _heartbeats_once(rec, 4)
+        assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.late_ranks == [], c.logs()
+        assert all(d["complete"] for d in rec.delivery.values()), rec.delivery
+        assert job.journals() == {h.name: [] for h in c.hosts}
+        finish = {r: d.get("finish_s") for r, d in job.results().items()}
+        print(f"partition > silence bound: finish_s {finish}")
