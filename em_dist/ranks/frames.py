@@ -339,8 +339,10 @@ class FrameRoot(RootChannel):
             if not self._stop.is_set():
                 warn_once("frames-serve", f"em_dist: rank 0 stopped receiving from other ranks ({exc}).")
 
-    def _on_join(self, peer: int) -> int | None:
+    def _on_join(self, peer: int, relayed: bool = False) -> int | None:
         with self._lock:
+            if not relayed:  # a member whose leader died or lost rank 0 joins directly: no longer relayed
+                self._via.pop(peer, None)
             state = self._peers.setdefault(peer, _PeerState())
             if state.lost:  # a link rebuilt after it broke: the peer is back
                 state.lost = state.done = False
@@ -412,9 +414,11 @@ class FrameRoot(RootChannel):
         if not isinstance(member, int) or not 0 < member < self.world_size or member == leader:
             return
         with self._lock:
+            if member in self._peers and member not in self._via and not isinstance(msg, messages.RelayJoin):
+                return  # it joined rank 0 directly since: what its old leader still forwards is stale
             self._via[member] = leader
         if isinstance(msg, messages.RelayJoin):
-            self._on_join(member)
+            self._on_join(member, relayed=True)
         elif isinstance(msg, messages.Relayed):
             try:
                 self._on_frame(member, msg.frame, relayed=True)  # its goodbye was answered by the leader already

@@ -135,7 +135,10 @@ class GlooWire(Wire):
         while self._store is None:
             if self._closed:
                 raise LinkClosed("closed")
-            self._store = self._store_factory()
+            try:
+                self._store = self._store_factory()
+            except Exception:  # noqa: BLE001 - not reachable now (a partition): looked for again, until the deadline
+                self._store = None
             if self._store is None:
                 if time.monotonic() >= deadline:
                     return None

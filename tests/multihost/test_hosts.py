@@ -165,11 +165,12 @@ def _lines(disk: Path | None, rank: int) -> int:
 
 
 def _journaled(disk: Path | None, rank: int) -> int:
-    """Records in rank ``rank``'s journal on ``disk`` (its own host), so far."""
+    """Metric records (not captured output lines) in rank ``rank``'s journal on ``disk`` (its own host), so far."""
     from em_dist.store import journal
+    from em_dist.store.lines import OUTPUT_MARK
 
     files = list((disk / "runs").glob(f".spool/*/rank-{rank}.*journal")) if disk is not None else []
-    return sum(1 for _ in journal.read_records(files[0])) if files else 0
+    return sum(1 for _n, r in journal.read_records(files[0]) if r[:1] != OUTPUT_MARK) if files else 0
 
 
 def test_a_host_cut_off_mid_run_keeps_its_records_for_em_run_merge(tmp_path: Path) -> None:
@@ -226,16 +227,18 @@ def _heartbeats_once(rec, world: int) -> None:
         assert beats == list(range(beats[0], beats[0] + len(beats))) if beats else True, r
 
 
-def test_a_partition_longer_than_the_silence_bound_loses_nothing(tmp_path: Path) -> None:
-    """Host 1 is cut off for well over ``EM_DIST_PEER_TIMEOUT`` while its ranks keep logging (each
-    talks to rank 0 directly here): rank 0 gives their links up, they keep their records in their
-    journals and retry; when the network is back they rebuild their links and re-send what rank 0
-    lacks, rank 0 takes them back, and the run has every record once, Succeeded, no journal left."""
+@pytest.mark.parametrize("relay", ["leader", "direct"])
+def test_a_partition_longer_than_the_silence_bound_loses_nothing(tmp_path: Path, relay: str) -> None:
+    """Host 1 is cut off for well over ``EM_DIST_PEER_TIMEOUT`` while its ranks keep logging (through
+    their node leader, or each to rank 0 directly): rank 0 gives the links up, the ranks keep their
+    records in their journals and retry; when the network is back they rebuild their links and
+    re-send what rank 0 lacks, rank 0 takes them back, and the run has every record once, Succeeded,
+    no journal left."""
     go = tmp_path / "go"
     with Cluster(2, tmp_path) as c:
         h0, h1 = c.hosts
         procs = start(c, "--init", "none", "--timeout", "20", "--wait-file", str(go),
-                      env={"EM_DIST_PEER_TIMEOUT": str(SILENCE), "EM_DIST_RELAY": "0"})
+                      env={"EM_DIST_PEER_TIMEOUT": str(SILENCE), "EM_DIST_RELAY": "1" if relay == "leader" else "0"})
         wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) for r in (2, 3)), 40, "host 1's first records at rank 0")
         c.set_link(h1, up=False)
         cut = time.monotonic()
@@ -244,8 +247,12 @@ def test_a_partition_longer_than_the_silence_bound_loses_nothing(tmp_path: Path)
             _journaled(c.live_disk(procs[1]), r) > _lines(c.live_disk(procs[0]), r) + 20 for r in (2, 3)), 30,
             "a partition twice the silence bound, records held back on host 1")
         c.set_link(h1, up=True)
-        wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) >= _journaled(c.live_disk(procs[1]), r) - 40
-                             for r in (2, 3)), 30, "host 1's held-back records at rank 0")
+        try:
+            wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) >= _journaled(c.live_disk(procs[1]), r) - 40
+                                 for r in (2, 3)), 30, "host 1's held-back records at rank 0")
+        except AssertionError:
+            counts = {r: (_lines(c.live_disk(procs[0]), r), _journaled(c.live_disk(procs[1]), r)) for r in (2, 3)}
+            raise AssertionError(f"rank: (at rank 0, journaled) {counts}\n{c.logs()}") from None
         go.touch()
         job = Job(c, c.wait_all(procs, LIMIT))
         assert job.codes == [0, 0], c.logs()
@@ -255,5 +262,9 @@ def test_a_partition_longer_than_the_silence_bound_loses_nothing(tmp_path: Path)
         assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.late_ranks == [], c.logs()
         assert all(d["complete"] for d in rec.delivery.values()), rec.delivery
         assert job.journals() == {h.name: [] for h in c.hosts}
+        assert "the link to rank 0 is back" in h1.log.read_text(), c.logs()  # it was given up, and rebuilt
+        if relay == "leader":  # its leader cut it off when it lost rank 0: it went to rank 0 directly
+            assert "rank 3 goes to rank 0 directly" in h1.log.read_text(), c.logs()
+        assert rec.world.get("relayed_by", {}) == {}
         finish = {r: d.get("finish_s") for r, d in job.results().items()}
-        print(f"partition > silence bound: finish_s {finish}")
+        print(f"partition > silence bound ({relay}): finish_s {finish}")
