@@ -114,6 +114,7 @@ class GlooWire(Wire):
         self._tag = 0x454D  # any tag: the pair carries nothing else
         self._acceptor: threading.Thread | None = None
         self._receiver: threading.Thread | None = None
+        self._builders: list[threading.Thread] = []  # rank 0: pairs being built (see _build)
         self._quit = threading.Event()  # set at shutdown: the serving threads end (see shutdown)
         self._finished: set[int] = set()
         self._closed = False
@@ -278,7 +279,7 @@ class GlooWire(Wire):
             return
         store.set(f"{self._prefix()}/root", json.dumps({**self.run_doc, "wire": WIRE_VERSION}))  # served here
         self.mark_ready()
-        built: queue.SimpleQueue[_Link | int] = queue.SimpleQueue()
+        built: queue.SimpleQueue[_Link | tuple[int, int]] = queue.SimpleQueue()
         self._acceptor = threading.Thread(target=self._accept, args=(store, on_join, built, stop),
                                           name="em_dist-gloo-accept", daemon=True)
         self._acceptor.start()
@@ -287,8 +288,8 @@ class GlooWire(Wire):
         self._receiver.start()
         stop.wait()
 
-    def _accept(self, store: Any, on_join: OnJoin, built: queue.SimpleQueue[_Link | int], stop: threading.Event) -> None:
-        """Take each peer's hello, accept it and build rank 0's side of its pair, one at a time."""
+    def _accept(self, store: Any, on_join: OnJoin, built: queue.SimpleQueue[_Link | tuple[int, int]], stop: threading.Event) -> None:
+        """Take each peer's hello, accept it and build rank 0's side of its pair (each on its own thread)."""
         hellos = _Hellos(store, self._prefix(), self._timings)
         seen: dict[int, int] = {}  # peer -> its newest link accepted
         while not stop.is_set() and not self._quit.is_set() and not (self.expected and self.expected <= seen.keys()):
@@ -311,36 +312,54 @@ class GlooWire(Wire):
                 store.set(f"{self._prefix()}/accepted/{peer}" + (f"/{link}" if link > 1 else ""),
                           str(resume if resume is not None else ""))
             for peer, pid, toward, link in accepted:
-                try:
-                    where = bind.choose(toward, label="peers")
-                    self._serving.add(where)
-                    pg = self._pair(store, peer, 0, _serving_device(where), build_wait=self._timings.pair_wait,
-                                    link=link)
-                except Exception:  # noqa: BLE001 - the peer never built its side: it is lost
-                    built.put(peer)
-                    continue
-                built.put(_Link(peer, pg, self._tag, pid))
+                # each pair on a thread of its own: gloo's set-up blocks until the peer built its side
+                # (bounded by pair_wait), and a peer that can't (its host just lost the network) must
+                # not hold up the others' set-ups
+                builder = threading.Thread(target=self._build, args=(store, peer, pid, toward, link, built),
+                                           name=f"em_dist-gloo-pair-{peer}", daemon=True)
+                self._builders = [t for t in self._builders if t.is_alive()] + [builder]
+                builder.start()
             stop.wait(self._timings.poll)
 
-    def _receive(self, built: queue.SimpleQueue[_Link | int], on_frame: OnFrame, on_lost: OnLost,
+    def _build(self, store: Any, peer: int, pid: int | None, toward: str, link: int,
+               built: queue.SimpleQueue[_Link | tuple[int, int]]) -> None:
+        """Rank 0's side of one peer's pair, handed to the receiving thread (or the failure, as
+        ``(peer, link)``: the peer never built its side, so that link is lost)."""
+        try:
+            where = bind.choose(toward, label="peers")
+            self._serving.add(where)
+            pg = self._pair(store, peer, 0, _serving_device(where), build_wait=self._timings.pair_wait, link=link)
+        except Exception:  # noqa: BLE001 - the peer never built its side
+            built.put((peer, link))
+            return
+        built.put(_Link(peer, pg, self._tag, pid, link))
+
+    def _receive(self, built: queue.SimpleQueue[_Link | tuple[int, int]], on_frame: OnFrame, on_lost: OnLost,
                  stop: threading.Event) -> None:
         """Poll every link's posted header receive; read a frame only once its header arrived, so a
         quiet link never holds this thread (gloo's waits can't be interrupted)."""
         links: dict[int, _Link] = {}
+        newest: dict[int, int] = {}  # peer -> the number of its newest link here
         delay = 0.0005
         # After stop, links still open keep being served (a late peer's goodbye gets its answer
         # instead of blocking in a send nobody receives); the thread ends with the last of them.
         while (not stop.is_set() or links or not built.empty()) and not self._quit.is_set():
             while not built.empty():
                 item = built.get()
-                if isinstance(item, int):
-                    on_lost(item)
-                else:
-                    old = links.pop(item.peer, None)
-                    if old is not None:  # the peer rebuilt its link: the old one is dead to it
-                        old.close()
-                    links[item.peer] = item
-                    item.post()
+                if isinstance(item, tuple):  # a pair not built: lost, unless a newer link of the peer's is here
+                    peer, number = item
+                    if newest.get(peer, 0) <= number:
+                        on_lost(peer)
+                    continue
+                if item.number < newest.get(item.peer, 0):  # built after a newer link of the peer's: stale
+                    item.close()
+                    continue
+                newest[item.peer] = item.number
+                old = links.pop(item.peer, None)
+                if old is not None:  # the peer rebuilt its link: the old one is dead to it
+                    old.close()
+                links[item.peer] = item
+                item.post()
             busy = False
             now = time.monotonic()
             for peer, link in list(links.items()):
@@ -393,7 +412,7 @@ class GlooWire(Wire):
         # the links of late peers on its way out (their goodbye is no longer answered).
         self._quit.set()
         deadline = time.monotonic() + self._timings.release_wait
-        for thread in (self._acceptor, self._receiver):
+        for thread in (self._acceptor, self._receiver, *self._builders):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
 
@@ -409,13 +428,13 @@ class _Link:
     way (its peer's host lost the network) thus never holds the thread that serves every peer.
     """
 
-    __slots__ = ("peer", "pg", "tag", "pid", "header", "view", "trailer", "tail", "body", "work", "body_work",
+    __slots__ = ("peer", "pg", "tag", "pid", "number", "header", "view", "trailer", "tail", "body", "work", "body_work",
                  "waited", "heard", "checked", "dead_since")
 
-    def __init__(self, peer: int, pg: Any, tag: int, pid: int | None = None) -> None:
+    def __init__(self, peer: int, pg: Any, tag: int, pid: int | None = None, number: int = 1) -> None:
         import torch
 
-        self.peer, self.pg, self.tag, self.pid = peer, pg, tag, pid
+        self.peer, self.pg, self.tag, self.pid, self.number = peer, pg, tag, pid, number
         self.checked = 0.0
         self.dead_since: float | None = None
         self.header = torch.full((1,), -1, dtype=torch.int64)
