@@ -213,39 +213,54 @@ class PeerSink(QueuedSink):
             return
         if self._retry_at is not None and not final and time.monotonic() < self._retry_at:
             return  # the link broke: journaled meanwhile, the next try is later (back-off)
+        retries = 1 if final else 0  # the last pass rebuilds a link that breaks under it once, within the deadline
         try:
-            if not channel.connected and not self._connect(channel, final):
-                if final:
-                    self._end_without_link("rank 0 made no run of this identity, or could not be reached")
-                return
-            if not self._joined.is_set():
-                self._joined_rank0(channel)
-            elif self._retry_at is not None:
-                self._relinked(channel)
-            self._forward(channel)
-            if final:
-                if self._failure is not None:
-                    channel.send([messages.Failed(self._failure)])
-                drops = self.drops()
-                if drops:
-                    channel.send([messages.Dropped(drops.records, drops.output_lines)])
-                self._ship_artifacts(channel)
-                self._goodbye(channel)
-        except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach for now
-            if not final and self._joined.is_set() and channel.reconnects and not isinstance(exc, WireVersionError):
-                self._link_broke(channel, exc)
-                return
-            self._broken = True
-            warn_once(f"peer-link:{self.rank}", f"em_dist: rank {self.rank}: the link to rank 0 broke ({exc}); "
-                      f"its records are kept in its journal {self._journal_path()} and merged into the run later.")
-            if final:
-                self._end_without_link()
+            while True:
+                try:
+                    self._attempt(channel, final)
+                    return
+                except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach for now
+                    if self._joined.is_set() and channel.reconnects and not isinstance(exc, WireVersionError) \
+                            and (not final or (retries and time.monotonic() < self._deadline)):
+                        self._link_broke(channel, exc)
+                        if not final:
+                            return
+                        retries -= 1
+                        continue
+                    self._broken = True
+                    warn_once(f"peer-link:{self.rank}", f"em_dist: rank {self.rank}: the link to rank 0 broke ({exc}); "
+                              f"its records are kept in its journal {self._journal_path()} and merged into the run "
+                              "later.")
+                    if final:
+                        self._end_without_link()
+                    return
         finally:
             if final:
                 try:
                     channel.shutdown()  # on this thread: gloo pairs are destroyed where they were used
                 except Exception:  # noqa: BLE001 - best effort
                     pass
+
+    def _attempt(self, channel: PeerChannel, final: bool) -> None:
+        """Join (or rejoin) rank 0 and send what is new; on the last pass also the end (failure, drops,
+        artifacts, goodbye). Raises when the link breaks."""
+        if not channel.connected and not self._connect(channel, final):
+            if final:
+                self._end_without_link("rank 0 made no run of this identity, or could not be reached")
+            return
+        if not self._joined.is_set():
+            self._joined_rank0(channel)
+        elif self._retry_at is not None:
+            self._relinked(channel)
+        self._forward(channel)
+        if final:
+            if self._failure is not None:
+                channel.send([messages.Failed(self._failure)])
+            drops = self.drops()
+            if drops:
+                channel.send([messages.Dropped(drops.records, drops.output_lines)])
+            self._ship_artifacts(channel)
+            self._goodbye(channel)
 
     def _link_broke(self, channel: PeerChannel, exc: BaseException) -> None:
         """Keep journaling, and rebuild the link later (back-off doubling to :data:`RETRY_MAX`) until

@@ -15,10 +15,13 @@ and what crosses between nodes goes as one compressed frame per leader cycle.
 - A member's goodbye is answered by its leader once the leader holds it; the leader's own
   goodbye waits (bounded) for its members' goodbyes and forwards them first.
 
-Failure semantics: a leader that dies loses what its node had queued at the leader; rank 0
-records the leader and every member it relayed (and that had not finished) as lost, and the
-members, whose link broke, keep their later records in runs of their own (warned once).
-A member whose leader never serves (it made no run, or finished before the member
+Failure semantics: a leader acknowledges nothing to a member (its answer to a member's
+goodbye confirms nothing: only rank 0's numbers delete a journal), so what a leader held
+and never forwarded is still in the member's journal. A member whose link to its leader
+breaks (the leader died, or it lost rank 0 and cut its members off) goes to rank 0
+directly (:meth:`ViaLeader.reset`): rank 0 takes it back and says the newest of its
+records it has, and the member re-sends the rest from its journal. The leader rebuilds
+its own link like any rank. A member whose leader never serves (it made no run, or finished before the member
 joined) goes to rank 0 directly, so uneven ranks still land in the one Run.
 """
 

@@ -227,6 +227,15 @@ def _heartbeats_once(rec, world: int) -> None:
         assert beats == list(range(beats[0], beats[0] + len(beats))) if beats else True, r
 
 
+def _output_lines(disk: Path, rank: int) -> int:
+    """Captured output lines in rank ``rank``'s journal on ``disk``."""
+    from em_dist.store import journal
+    from em_dist.store.lines import OUTPUT_MARK
+
+    files = list((disk / "runs").glob(f".spool/*/rank-{rank}.*journal"))
+    return sum(1 for _n, r in journal.read_records(files[0]) if r[:1] == OUTPUT_MARK) if files else 0
+
+
 @pytest.mark.parametrize("relay", ["leader", "direct"])
 def test_a_partition_longer_than_the_silence_bound_loses_nothing(tmp_path: Path, relay: str) -> None:
     """Host 1 is cut off for well over ``EM_DIST_PEER_TIMEOUT`` while its ranks keep logging (through
@@ -268,3 +277,48 @@ def test_a_partition_longer_than_the_silence_bound_loses_nothing(tmp_path: Path,
         assert rec.world.get("relayed_by", {}) == {}
         finish = {r: d.get("finish_s") for r, d in job.results().items()}
         print(f"partition > silence bound ({relay}): finish_s {finish}")
+
+
+def test_a_leader_killed_mid_run_loses_nothing_its_member_had_journaled(tmp_path: Path) -> None:
+    """kill -9 of host 1's node leader (rank 2) while its member (rank 3) logs: the member goes to
+    rank 0 directly and re-sends what rank 0 lacks (its leader's acknowledgement confirmed nothing);
+    torchrun then stops the member (SIGTERM), whose end hands over or journals the rest. What the
+    leader had journaled is on host 1's disk; ``em run merge`` adds it, and every record of both is
+    in the run once, with no gap (the leader's last moment in memory, never journaled, aside)."""
+    go = tmp_path / "go"
+    with Cluster(2, tmp_path) as c:
+        h0, h1 = c.hosts
+        procs = start(c, "--init", "none", "--timeout", "10", "--wait-file", str(go),
+                      env={"EM_DIST_PEER_TIMEOUT": str(SILENCE)})
+        wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) for r in (2, 3)), 40, "host 1's first records at rank 0")
+        leader = wait_for(lambda: (h1.out / "rank-2.json").is_file() and json.loads((h1.out / "rank-2.json")
+                          .read_text()).get("pid"), 30, "the leader's pid")
+        c.kill(procs[1], leader)
+        assert c.wait_all(procs[1:], LIMIT) != [0], c.logs()  # torchrun: a worker died, the node's job failed
+        go.touch()
+        job = Job(c, c.wait_all(procs, LIMIT))
+        assert job.codes[0] == 0, c.logs()
+        assert "rank 3 goes to rank 0 directly" in h1.log.read_text(), c.logs()
+        rec = job.run()
+        assert 2 in rec.lost_ranks, (rec.lost_ranks, rec.late_ranks)
+        assert rec.world.get("relayed_by", {}).get("3") is None  # it ended on its own link to rank 0
+        in_run = {r: len(rec.metrics(rank=r)) for r in (2, 3)}
+        spool = next((h1.export / "runs" / ".spool").iterdir())
+        merged = subprocess.run([sys.executable, "-m", "em_dist.cli.main", "run", "merge", str(rec.path),
+                                 "--spool", str(spool)], capture_output=True, text=True, timeout=60,
+                                env=host_env(c, h0))
+        assert merged.returncode == 0, merged.stdout + merged.stderr
+        print(merged.stdout)
+        again = subprocess.run([sys.executable, "-m", "em_dist.cli.main", "run", "merge", str(rec.path),
+                                "--spool", str(spool)], capture_output=True, text=True, timeout=60, env=host_env(c, h0))
+        assert again.returncode == 0 and " 0 records added" in again.stdout, again.stdout + again.stderr  # once
+        rec = job.run()
+        check_gathered(rec, 4, steps=STEPS, extra=EXTRA)
+        _heartbeats_once(rec, 4)
+        # the killed leader's journal was never closed: the run holds all of it, and says it can't know more
+        assert {r for r, d in rec.delivery.items() if not d["complete"]} == {"2"}, rec.delivery
+        assert rec.delivery["2"]["records"] == _journaled(h1.export, 2) + _output_lines(h1.export, 2)
+        assert [f for f in job.journals()["node1"] if f.endswith(".journal")] == \
+            [str(p.relative_to(h1.export)) for p in (h1.export / "runs").glob(".spool/*/rank-2.*journal")]
+        print(f"leader killed: records of ranks 2, 3 in the run {in_run}, after the merge "
+              f"{ {r: len(rec.metrics(rank=r)) for r in (2, 3)} }; finish_s {job.results()[0].get('finish_s')}")
