@@ -249,9 +249,10 @@ class FramePeer(PeerChannel):
 
 
 class _PeerState:
-    __slots__ = ("last_seq", "messages", "lost", "done", "said")
+    __slots__ = ("last_seq", "messages", "lost", "done", "said", "joins")
 
     def __init__(self) -> None:
+        self.joins = 0  # links it built (more than one: frames on a broken link were lost, their records re-sent)
         self.last_seq = 0
         self.messages = 0
         self.lost = False
@@ -344,6 +345,7 @@ class FrameRoot(RootChannel):
             if not relayed:  # a member whose leader died or lost rank 0 joins directly: no longer relayed
                 self._via.pop(peer, None)
             state = self._peers.setdefault(peer, _PeerState())
+            state.joins += 1
             if state.lost:  # a link rebuilt after it broke: the peer is back
                 state.lost = state.done = False
             self._lock.notify_all()
@@ -377,7 +379,7 @@ class FrameRoot(RootChannel):
         bye = frame.get("bye")
         if bye is None:
             return None
-        if bye.get("messages") != state.messages:
+        if bye.get("messages") != state.messages and state.joins <= 1:  # after a rebuilt link, records count
             warn_once(f"frames-count-{peer}", f"em_dist: rank {peer} sent {bye.get('messages')} messages, "
                       f"rank 0 got {state.messages}.")
         on_disk: dict[int, int] = {}
