@@ -200,6 +200,7 @@ def test_a_host_cut_off_mid_run_keeps_its_records_for_em_run_merge(tmp_path: Pat
         assert all(d["journal"].startswith("node1:") for r, d in rec.delivery.items() if r in ("2", "3"))
         left = job.journals()
         assert left["node0"] == [] and len([f for f in left["node1"] if f.endswith(".journal")]) == 2, left
+        in_run = {r: len(rec.metrics(rank=r)) for r in range(4)}
         spool = next((h1.export / "runs" / ".spool").iterdir())
         merged = subprocess.run([sys.executable, "-m", "em_dist.cli.main", "run", "merge", str(rec.path),
                                  "--spool", str(spool)], capture_output=True, text=True, timeout=60,
@@ -213,7 +214,8 @@ def test_a_host_cut_off_mid_run_keeps_its_records_for_em_run_merge(tmp_path: Pat
             assert beats == list(range(beats[0], beats[0] + len(beats))) if beats else True, r  # once each, no gap
         assert all(d["complete"] for d in rec.delivery.values()), rec.delivery
         assert job.journals()["node1"] == []
-        print(f"host cut off: finish_s {({r: d.get('finish_s') for r, d in job.results().items()})}")
+        print(f"host cut off: records in the run {in_run}, after the merge {({r: len(rec.metrics(rank=r)) for r in range(4)})}"
+              f"; finish_s {({r: d.get('finish_s') for r, d in job.results().items()})}")
 
 
 SILENCE = 2.0
@@ -276,7 +278,8 @@ def test_a_partition_longer_than_the_silence_bound_loses_nothing(tmp_path: Path,
             assert "rank 3 goes to rank 0 directly" in h1.log.read_text(), c.logs()
         assert rec.world.get("relayed_by", {}) == {}
         finish = {r: d.get("finish_s") for r, d in job.results().items()}
-        print(f"partition > silence bound ({relay}): finish_s {finish}")
+        print(f"partition > silence bound ({relay}): records in the run {({r: len(rec.metrics(rank=r)) for r in range(4)})}"
+              f", journals left 0; finish_s {finish}")
 
 
 def test_a_leader_killed_mid_run_loses_nothing_its_member_had_journaled(tmp_path: Path) -> None:
