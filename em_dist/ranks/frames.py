@@ -210,8 +210,10 @@ class FramePeer(PeerChannel):
         """Rank 0's answer; None when it did not come within ``timeout``, or rank 0 closed the link
         first (this rank was late: rank 0 had finished without it)."""
         try:
+            until = time.monotonic() + timeout
+            self.wire.send_until(until)  # the goodbye's own send too: a frame rank 0 no longer reads
             self._frame([], bye=True, records=records)
-            return parse_ack(self.wire.recv_reply(timeout))
+            return parse_ack(self.wire.recv_reply(max(0.0, until - time.monotonic())))
         except LinkClosed:
             return None
 
