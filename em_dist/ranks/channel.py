@@ -124,6 +124,10 @@ class PeerChannel(_Readiness, ABC):
         """Tell rank 0 this rank is done (``records``: the newest number it journaled) and wait (at most
         ``timeout``) for its answer; None when none came."""
 
+    def send_until(self, deadline: float) -> None:
+        """From now on no send or wait of this end outlives ``deadline`` (``time.monotonic()``): the
+        last pass before the process ends (what does not go stays in the rank's journal)."""
+
     def on_backlog(self, wake: Callable[[], None]) -> None:
         """``wake`` starts the sending thread's next cycle at once; a channel that gathers messages of
         its own (a node leader's relay) calls it, from any thread, when it holds enough to send."""

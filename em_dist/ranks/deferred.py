@@ -86,6 +86,10 @@ class DeferredWire(Wire):
         if self._wire is not None:
             self._wire.release()
 
+    def send_until(self, deadline: float) -> None:
+        if self._wire is not None:
+            self._wire.send_until(deadline)
+
     def serve(self, on_join: OnJoin, on_frame: OnFrame, on_lost: OnLost, stop: threading.Event) -> None:
         wire = None
         while wire is None and not stop.is_set():

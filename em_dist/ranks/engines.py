@@ -117,7 +117,9 @@ def _gloo_wire(world: WorldInfo, meeting: Meeting, timings: RankTimings, root: i
         # concurrent.futures) raises "can't register atexit after shutdown".
         import torch.distributed  # noqa: F401
 
-        factory: Callable[[], Any] = lambda: gloo.agent_store(timings.engine_wait)  # noqa: E731
+        # each store call (and each try to reach the store) bounded by accept_wait, not by the engine
+        # wait: a host cut off from the store's must not hold a thread of ours in a call for minutes
+        factory: Callable[[], Any] = lambda: gloo.agent_store(timings.accept_wait)  # noqa: E731
     else:
         factory = gloo.default_store
     return gloo.GlooWire(world.rank, world.world_size, meeting.nonce, factory, timings, meeting.run_doc, root=root)

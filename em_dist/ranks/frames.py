@@ -130,6 +130,9 @@ class Wire(_Readiness, ABC):
     def release(self) -> None:
         """The peer is done with the link: free it (on the thread that used it)."""
 
+    def send_until(self, deadline: float) -> None:
+        """A peer: no send outlives ``deadline`` from now on (see :meth:`.channel.PeerChannel.send_until`)."""
+
     # -- rank 0 -------------------------------------------------------------------
     @abstractmethod
     def serve(self, on_join: OnJoin, on_frame: OnFrame, on_lost: OnLost, stop: threading.Event) -> None:
@@ -207,10 +210,15 @@ class FramePeer(PeerChannel):
         """Rank 0's answer; None when it did not come within ``timeout``, or rank 0 closed the link
         first (this rank was late: rank 0 had finished without it)."""
         try:
+            until = time.monotonic() + timeout
+            self.wire.send_until(until)  # the goodbye's own send too: a frame rank 0 no longer reads
             self._frame([], bye=True, records=records)
-            return parse_ack(self.wire.recv_reply(timeout))
+            return parse_ack(self.wire.recv_reply(max(0.0, until - time.monotonic())))
         except LinkClosed:
             return None
+
+    def send_until(self, deadline: float) -> None:
+        self.wire.send_until(deadline)
 
     def shutdown(self) -> None:
         try:
@@ -243,9 +251,10 @@ class FramePeer(PeerChannel):
 
 
 class _PeerState:
-    __slots__ = ("last_seq", "messages", "lost", "done", "said")
+    __slots__ = ("last_seq", "messages", "lost", "done", "said", "joins")
 
     def __init__(self) -> None:
+        self.joins = 0  # links it built (more than one: frames on a broken link were lost, their records re-sent)
         self.last_seq = 0
         self.messages = 0
         self.lost = False
@@ -333,9 +342,12 @@ class FrameRoot(RootChannel):
             if not self._stop.is_set():
                 warn_once("frames-serve", f"em_dist: rank 0 stopped receiving from other ranks ({exc}).")
 
-    def _on_join(self, peer: int) -> int | None:
+    def _on_join(self, peer: int, relayed: bool = False) -> int | None:
         with self._lock:
+            if not relayed:  # a member whose leader died or lost rank 0 joins directly: no longer relayed
+                self._via.pop(peer, None)
             state = self._peers.setdefault(peer, _PeerState())
+            state.joins += 1
             if state.lost:  # a link rebuilt after it broke: the peer is back
                 state.lost = state.done = False
             self._lock.notify_all()
@@ -369,7 +381,7 @@ class FrameRoot(RootChannel):
         bye = frame.get("bye")
         if bye is None:
             return None
-        if bye.get("messages") != state.messages:
+        if bye.get("messages") != state.messages and state.joins <= 1:  # after a rebuilt link, records count
             warn_once(f"frames-count-{peer}", f"em_dist: rank {peer} sent {bye.get('messages')} messages, "
                       f"rank 0 got {state.messages}.")
         on_disk: dict[int, int] = {}
@@ -406,9 +418,11 @@ class FrameRoot(RootChannel):
         if not isinstance(member, int) or not 0 < member < self.world_size or member == leader:
             return
         with self._lock:
+            if member in self._peers and member not in self._via and not isinstance(msg, messages.RelayJoin):
+                return  # it joined rank 0 directly since: what its old leader still forwards is stale
             self._via[member] = leader
         if isinstance(msg, messages.RelayJoin):
-            self._on_join(member)
+            self._on_join(member, relayed=True)
         elif isinstance(msg, messages.Relayed):
             try:
                 self._on_frame(member, msg.frame, relayed=True)  # its goodbye was answered by the leader already

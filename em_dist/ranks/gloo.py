@@ -114,6 +114,7 @@ class GlooWire(Wire):
         self._tag = 0x454D  # any tag: the pair carries nothing else
         self._acceptor: threading.Thread | None = None
         self._receiver: threading.Thread | None = None
+        self._builders: list[threading.Thread] = []  # rank 0: pairs being built (see _build)
         self._quit = threading.Event()  # set at shutdown: the serving threads end (see shutdown)
         self._finished: set[int] = set()
         self._closed = False
@@ -122,6 +123,7 @@ class GlooWire(Wire):
         """A peer: how many links it announced (1 for the first; a link rebuilt after it broke is the next)."""
         self.resume_after: int | None = None
         """A peer, once accepted: the newest of its record numbers rank 0 had when it accepted this link."""
+        self._until: float | None = None  # a peer's last pass: no send outlives this (time.monotonic())
         self._bind: Bind | None = None  # a peer: where its pair listens
         self._serving: set[Bind] = set()  # a server: where its pairs listen (the accepting thread adds)
 
@@ -134,7 +136,10 @@ class GlooWire(Wire):
         while self._store is None:
             if self._closed:
                 raise LinkClosed("closed")
-            self._store = self._store_factory()
+            try:
+                self._store = self._store_factory()
+            except Exception:  # noqa: BLE001 - not reachable now (a partition): looked for again, until the deadline
+                self._store = None
             if self._store is None:
                 if time.monotonic() >= deadline:
                     return None
@@ -240,7 +245,16 @@ class GlooWire(Wire):
         self.release()
 
     def send(self, data: bytes) -> None:
-        _send(self._pg, 0, data, self._tag)
+        """One frame to the server, bounded: a frame that can't drain within the silence bound (the
+        link is cut, or the server stopped reading) closes the pair and raises :class:`LinkClosed`,
+        so the sending thread rebuilds the link instead of waiting on it for good."""
+        bound = self._timings.silence
+        if self._until is not None:
+            bound = max(0.001, min(bound, self._until - time.monotonic()))
+        _send(self._pg, 0, data, self._tag, timeout=bound)
+
+    def send_until(self, deadline: float) -> None:
+        self._until = deadline
 
     def recv_reply(self, timeout: float) -> bytes | None:
         return _recv(self._pg, 0, self._tag, deadline=time.monotonic() + timeout)
@@ -265,7 +279,7 @@ class GlooWire(Wire):
             return
         store.set(f"{self._prefix()}/root", json.dumps({**self.run_doc, "wire": WIRE_VERSION}))  # served here
         self.mark_ready()
-        built: queue.SimpleQueue[_Link | int] = queue.SimpleQueue()
+        built: queue.SimpleQueue[_Link | tuple[int, int]] = queue.SimpleQueue()
         self._acceptor = threading.Thread(target=self._accept, args=(store, on_join, built, stop),
                                           name="em_dist-gloo-accept", daemon=True)
         self._acceptor.start()
@@ -274,8 +288,8 @@ class GlooWire(Wire):
         self._receiver.start()
         stop.wait()
 
-    def _accept(self, store: Any, on_join: OnJoin, built: queue.SimpleQueue[_Link | int], stop: threading.Event) -> None:
-        """Take each peer's hello, accept it and build rank 0's side of its pair, one at a time."""
+    def _accept(self, store: Any, on_join: OnJoin, built: queue.SimpleQueue[_Link | tuple[int, int]], stop: threading.Event) -> None:
+        """Take each peer's hello, accept it and build rank 0's side of its pair (each on its own thread)."""
         hellos = _Hellos(store, self._prefix(), self._timings)
         seen: dict[int, int] = {}  # peer -> its newest link accepted
         while not stop.is_set() and not self._quit.is_set() and not (self.expected and self.expected <= seen.keys()):
@@ -298,36 +312,54 @@ class GlooWire(Wire):
                 store.set(f"{self._prefix()}/accepted/{peer}" + (f"/{link}" if link > 1 else ""),
                           str(resume if resume is not None else ""))
             for peer, pid, toward, link in accepted:
-                try:
-                    where = bind.choose(toward, label="peers")
-                    self._serving.add(where)
-                    pg = self._pair(store, peer, 0, _serving_device(where), build_wait=self._timings.pair_wait,
-                                    link=link)
-                except Exception:  # noqa: BLE001 - the peer never built its side: it is lost
-                    built.put(peer)
-                    continue
-                built.put(_Link(peer, pg, self._tag, pid))
+                # each pair on a thread of its own: gloo's set-up blocks until the peer built its side
+                # (bounded by pair_wait), and a peer that can't (its host just lost the network) must
+                # not hold up the others' set-ups
+                builder = threading.Thread(target=self._build, args=(store, peer, pid, toward, link, built),
+                                           name=f"em_dist-gloo-pair-{peer}", daemon=True)
+                self._builders = [t for t in self._builders if t.is_alive()] + [builder]
+                builder.start()
             stop.wait(self._timings.poll)
 
-    def _receive(self, built: queue.SimpleQueue[_Link | int], on_frame: OnFrame, on_lost: OnLost,
+    def _build(self, store: Any, peer: int, pid: int | None, toward: str, link: int,
+               built: queue.SimpleQueue[_Link | tuple[int, int]]) -> None:
+        """Rank 0's side of one peer's pair, handed to the receiving thread (or the failure, as
+        ``(peer, link)``: the peer never built its side, so that link is lost)."""
+        try:
+            where = bind.choose(toward, label="peers")
+            self._serving.add(where)
+            pg = self._pair(store, peer, 0, _serving_device(where), build_wait=self._timings.pair_wait, link=link)
+        except Exception:  # noqa: BLE001 - the peer never built its side
+            built.put((peer, link))
+            return
+        built.put(_Link(peer, pg, self._tag, pid, link))
+
+    def _receive(self, built: queue.SimpleQueue[_Link | tuple[int, int]], on_frame: OnFrame, on_lost: OnLost,
                  stop: threading.Event) -> None:
         """Poll every link's posted header receive; read a frame only once its header arrived, so a
         quiet link never holds this thread (gloo's waits can't be interrupted)."""
         links: dict[int, _Link] = {}
+        newest: dict[int, int] = {}  # peer -> the number of its newest link here
         delay = 0.0005
         # After stop, links still open keep being served (a late peer's goodbye gets its answer
         # instead of blocking in a send nobody receives); the thread ends with the last of them.
         while (not stop.is_set() or links or not built.empty()) and not self._quit.is_set():
             while not built.empty():
                 item = built.get()
-                if isinstance(item, int):
-                    on_lost(item)
-                else:
-                    old = links.pop(item.peer, None)
-                    if old is not None:  # the peer rebuilt its link: the old one is dead to it
-                        old.close()
-                    links[item.peer] = item
-                    item.post()
+                if isinstance(item, tuple):  # a pair not built: lost, unless a newer link of the peer's is here
+                    peer, number = item
+                    if newest.get(peer, 0) <= number:
+                        on_lost(peer)
+                    continue
+                if item.number < newest.get(item.peer, 0):  # built after a newer link of the peer's: stale
+                    item.close()
+                    continue
+                newest[item.peer] = item.number
+                old = links.pop(item.peer, None)
+                if old is not None:  # the peer rebuilt its link: the old one is dead to it
+                    old.close()
+                links[item.peer] = item
+                item.post()
             busy = False
             now = time.monotonic()
             for peer, link in list(links.items()):
@@ -339,8 +371,8 @@ class GlooWire(Wire):
                     busy = True
                     data = link.take()
                     reply = on_frame(peer, data)
-                    if reply is not None:
-                        _send(link.pg, 1, reply, self._tag)
+                    if reply is not None:  # small, into a socket the peer reads: bounded all the same
+                        _send(link.pg, 1, reply, self._tag, timeout=min(1.0, self._timings.silence))
                         del links[peer]
                         link.release()
                         self._finished.add(peer)  # answered, and its pair destroyed
@@ -380,41 +412,67 @@ class GlooWire(Wire):
         # the links of late peers on its way out (their goodbye is no longer answered).
         self._quit.set()
         deadline = time.monotonic() + self._timings.release_wait
-        for thread in (self._acceptor, self._receiver):
+        for thread in (self._acceptor, self._receiver, *self._builders):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class _Link:
-    """Rank 0's side of one peer's pair, with its header receive posted.
+    """Rank 0's side of one peer's pair, its next frame's receives posted.
 
     gloo's receive has no ``test``: its ``wait`` blocks, and a timed-out wait closes the pair. So
     the header is received into a tensor pre-filled with -1 (a length is never negative); gloo's
-    event loop writes the arrived bytes into it, and only then does this thread wait on it (for
-    at most the rest of that frame, already on its way).
+    event loop writes the arrived bytes into it. Then the body and the trailer (the length again,
+    sent after the body) are posted the same way: once the trailer's bytes are there, the whole
+    frame is, and only then does this thread wait on it (returning at once). A frame cut off half
+    way (its peer's host lost the network) thus never holds the thread that serves every peer.
     """
 
-    __slots__ = ("peer", "pg", "tag", "pid", "header", "view", "work", "waited", "heard", "checked", "dead_since")
+    __slots__ = ("peer", "pg", "tag", "pid", "number", "header", "view", "trailer", "tail", "body", "work", "body_work",
+                 "waited", "heard", "checked", "dead_since")
 
-    def __init__(self, peer: int, pg: Any, tag: int, pid: int | None = None) -> None:
+    def __init__(self, peer: int, pg: Any, tag: int, pid: int | None = None, number: int = 1) -> None:
         import torch
 
-        self.peer, self.pg, self.tag, self.pid = peer, pg, tag, pid
+        self.peer, self.pg, self.tag, self.pid, self.number = peer, pg, tag, pid, number
         self.checked = 0.0
         self.dead_since: float | None = None
         self.header = torch.full((1,), -1, dtype=torch.int64)
         self.view = self.header.numpy()
-        self.work: Any = None
+        self.trailer = torch.full((1,), -1, dtype=torch.int64)
+        self.tail = self.trailer.numpy()
+        self.body: Any = None
+        self.work: Any = None  # the receive waited on next: the header's, then the trailer's
+        self.body_work: Any = None
         self.waited = False
         self.heard = time.monotonic()
 
     def post(self) -> None:
         self.view[0] = -1
+        self.body = self.body_work = None
         self.waited = False
         self.work = self.pg.recv([self.header], 1, self.tag)
 
     def arrived(self) -> bool:
-        return bool(self.view[0] != -1)
+        """True once a whole frame is here (never waits on more than bytes already received)."""
+        import torch
+
+        if self.body is None:
+            if self.view[0] == -1:
+                return False
+            try:
+                if not self.waited:
+                    self.work.wait()  # its bytes are here: returns at once
+                size = int(self.view[0])
+                self.body = torch.empty(size, dtype=torch.uint8)
+                self.body_work = self.pg.recv([self.body], 1, self.tag) if size else None
+                self.tail[0] = -1
+                self.waited = False
+                self.work = self.pg.recv([self.trailer], 1, self.tag)
+            except RuntimeError as exc:
+                raise LinkClosed(str(exc).splitlines()[0]) from exc
+            self.heard = time.monotonic()
+        return bool(self.tail[0] != -1)
 
     def gone(self, now: float) -> bool:
         """A peer in rank 0's own process space (same host and pid namespace) whose process ended:
@@ -429,21 +487,20 @@ class _Link:
         return now - self.dead_since >= GONE_CHECK
 
     def take(self) -> bytes:
-        """The frame whose header arrived (blocking only for the rest of it)."""
-        import torch
-
+        """The frame that :meth:`arrived` (its receives end at once)."""
         try:
             if not self.waited:
                 self.work.wait()
-            size = int(self.header.item())
-            self.heard = time.monotonic()
-            if size == 0:
-                return b""
-            body = torch.empty(size, dtype=torch.uint8)
-            self.pg.recv([body], 1, self.tag).wait()
+            if self.body_work is not None:
+                self.body_work.wait()
         except RuntimeError as exc:
             raise LinkClosed(str(exc).splitlines()[0]) from exc
-        return body.numpy().tobytes()
+        if int(self.tail[0]) != int(self.view[0]):
+            raise LinkClosed(f"a frame of rank {self.peer} ended with {int(self.tail[0])}, not its length "
+                             f"{int(self.view[0])}")
+        self.heard = time.monotonic()
+        data: bytes = self.body.numpy().tobytes()
+        return data
 
     def test(self) -> None:
         """Wait a moment on the silent link: gloo raises at once when the peer is gone, and closes
@@ -452,12 +509,12 @@ class _Link:
             self.work.wait(timedelta(milliseconds=1))
         except RuntimeError as exc:
             raise LinkClosed(str(exc).splitlines()[0]) from exc
-        self.waited = True  # the header did arrive meanwhile: take() reads it next
+        self.waited = True  # what it waited for did arrive meanwhile: arrived()/take() go on from there
 
     def release(self) -> None:
         """Destroy the pair (on the receiving thread, which used it)."""
         _forget(self.pg)
-        self.pg = self.work = None
+        self.pg = self.work = self.body_work = None
 
     def close(self) -> None:
         """Give up on the link: a timed-out wait closes the pair (the peer's next send fails), then
@@ -535,15 +592,28 @@ def _alive(pid: int) -> bool:
         return True  # can't tell: the silence bound still applies
 
 
-def _send(pg: Any, dst: int, data: bytes, tag: int) -> None:
+def _send(pg: Any, dst: int, data: bytes, tag: int, timeout: float | None = None) -> None:
+    """One length-prefixed frame to ``dst``; with a ``timeout`` (seconds, for the whole frame), a send
+    still not drained by then makes gloo close the pair (its other waits end too) and raises
+    :class:`LinkClosed`: the pair is not used again."""
     import torch
 
+    deadline = time.monotonic() + timeout if timeout is not None else None
     try:
-        pg.send([torch.tensor([len(data)], dtype=torch.int64)], dst, tag).wait()
+        size = torch.tensor([len(data)], dtype=torch.int64)
+        _wait_send(pg.send([size], dst, tag), deadline)
         if data:
-            pg.send([torch.frombuffer(bytearray(data), dtype=torch.uint8)], dst, tag).wait()
+            _wait_send(pg.send([torch.frombuffer(bytearray(data), dtype=torch.uint8)], dst, tag), deadline)
+        _wait_send(pg.send([size.clone()], dst, tag), deadline)  # the trailer: the receiver sees the frame whole
     except RuntimeError as exc:
         raise LinkClosed(str(exc).splitlines()[0]) from exc
+
+
+def _wait_send(work: Any, deadline: float | None) -> None:
+    if deadline is None:
+        work.wait()
+    else:
+        work.wait(timedelta(seconds=max(0.001, deadline - time.monotonic())))
 
 
 def _recv(pg: Any, src: int, tag: int, deadline: float | None = None) -> bytes | None:
@@ -554,10 +624,10 @@ def _recv(pg: Any, src: int, tag: int, deadline: float | None = None) -> bytes |
         header = torch.zeros(1, dtype=torch.int64)
         _wait(pg.recv([header], src, tag), deadline)
         size = int(header.item())
-        if size == 0:
-            return b""
         body = torch.empty(size, dtype=torch.uint8)
-        _wait(pg.recv([body], src, tag), deadline)
+        if size:
+            _wait(pg.recv([body], src, tag), deadline)
+        _wait(pg.recv([torch.zeros(1, dtype=torch.int64)], src, tag), deadline)  # the trailer
     except _TimedOut:
         return None
     except RuntimeError as exc:

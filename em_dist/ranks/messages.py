@@ -23,8 +23,9 @@ import msgpack
 
 from ..errors import WireVersionError
 
-WIRE_VERSION = 2
-"""The encoding of frames and messages. 1 was pickled frames (em_dist before the record journal)."""
+WIRE_VERSION = 3
+"""The encoding of frames and messages. 1 was pickled frames (em_dist before the record journal); 2 had
+no trailer after a gloo frame's body (a receiver could not see a frame complete without waiting on it)."""
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
-"""A non-zero rank's sink: ``log()`` costs what it costs on rank 0; one thread hands everything to rank 0.
+"""A non-zero rank's sink: ``log()`` costs what it costs on rank 0; two threads hand everything to rank 0.
 
-The thread (a :class:`~em_dist.sink.QueuedSink` cycle every ``send_interval``) joins
-rank 0 when it can, then each cycle sends this rank's changed metadata and its records,
-encoded here so that rank 0 only appends lines (the encoding work is spread over the
-ranks). ``send`` blocks until the engine took the messages, so while rank 0 is slow or
-not there yet, records wait in the bounded buffer and nowhere else. The last cycle
-sends the failure reason (if the run failed), ships the artifacts made here, and says
-goodbye, all within the ``end`` timeout.
+The sink's thread (a :class:`~em_dist.sink.QueuedSink` cycle every ``send_interval``)
+takes what ``log()`` appended, encodes it and journals it: from then on the records are
+durable on this rank, whatever the link does. A second thread, the sending thread, owns
+the link: it joins rank 0 when it can, then sends this rank's changed metadata and the
+journaled records not sent yet (encoded here, so rank 0 only appends lines). Every send
+is bounded (a link that can't drain within the silence bound is given up and rebuilt),
+so a cut link never stops records becoming durable, and never holds the process at its
+end. The last pass sends the failure reason (if the run failed), ships the artifacts made
+here, and says goodbye, all within the ``end`` timeout.
 """
 
 from __future__ import annotations
@@ -92,6 +94,11 @@ class PeerSink(QueuedSink):
         self._unsent: deque[tuple[int, list[str] | None, int]] = deque()
         """Journaled, not sent yet: (first number, the lines, or None once spilled to the journal alone, count)."""
         self._unsent_count = 0
+        self._unsent_lock = threading.Lock()
+        """The journal, :attr:`_unsent` and :attr:`summary`: the sink's thread adds, the sending thread takes."""
+        self._sender = threading.Thread(target=self._send_loop, name=f"em_dist-send-{rank}", daemon=True)
+        self._send_wake = threading.Event()
+        self._send_final = False
         self._pending_meta: list[messages.Message] = []
         self.summary = RunSummary()
         """This rank's own summary (last value of every metric), sent to rank 0 when it changed."""
@@ -128,9 +135,15 @@ class PeerSink(QueuedSink):
             self._created.append(Path(path))
 
     # -- the end ---------------------------------------------------------------------
+    def _release_reserve(self) -> float:
+        """Past the end's deadline, how long the sending thread may take to release its links (a node
+        leader's serving ones too: each of its bounded waits): the process must not exit while that
+        thread is inside a gloo call (that aborts it), and every send stopped at the deadline."""
+        return 2 * self._timings.release_wait + 1.0
+
     def end(self, timeout: float) -> EndReport:
         self._deadline = time.monotonic() + timeout
-        if not self._stop(timeout):
+        if not self._stop(timeout + self._release_reserve()):
             warn_once("peer-end", f"em_dist: rank {self.rank} could not hand its last records to rank 0 "
                       f"within {timeout:.0f}s; they stay in its journal {self._journal_path()}.")
         return EndReport()
@@ -144,55 +157,110 @@ class PeerSink(QueuedSink):
             return self._local.close(timeout)
         return not self._thread.is_alive()
 
-    # -- the forwarding thread -----------------------------------------------------------
+    # -- the sink's thread: journaling -------------------------------------------------------
+    def start(self) -> None:
+        super().start()
+        if self.channel is not None and self._sender.ident is None:
+            self._sender.start()  # here, never at the end: the shutdown path starts no thread
+
     def _cycle(self, final: bool) -> None:
-        channel = self.channel
-        if channel is None or (final and not self._joined.is_set() and not channel.engine_started):
-            # No engine: rank 0's folder on a filesystem this rank sees takes the records directly.
-            self._journal_taken()
-            if final:
+        """Journal what ``log()`` appended (durable on this rank from now on), then let the sending
+        thread take it on; the last cycle waits for the sending thread's last pass, until the deadline
+        (what it could not send stays in the journal)."""
+        self._journal_taken()
+        if self.channel is None:
+            if final:  # no engine: rank 0's folder on a filesystem this rank sees takes the records directly
                 self._end_without_link()
             return
-        self._journal_taken()
+        if self._sender.ident is None:  # never started (create_run failed half-way): the last pass runs here
+            if final:
+                self._send_pass(final=True)
+            return
+        if final:
+            self._send_final = True
+        self._send_wake.set()
+        if final:
+            self._sender.join(max(0.0, self._deadline + self._release_reserve() - time.monotonic()))
+
+    # -- the sending thread: the link ------------------------------------------------------
+    def _send_loop(self) -> None:
+        """Pass after pass (woken by each journaling cycle), until the last one."""
+        while True:
+            self._send_wake.wait(self._timings.send_interval)
+            self._send_wake.clear()
+            final = self._send_final
+            try:
+                self._send_pass(final)
+            except Exception as exc:  # noqa: BLE001 - never out of this thread: the journal keeps the records
+                warn_once(f"peer-send:{self.rank}", f"em_dist: rank {self.rank}: sending to rank 0 failed ({exc!r}); "
+                          f"its records are kept in its journal {self._journal_path()}.")
+            if final:
+                return
+
+    def _send_pass(self, final: bool) -> None:
+        channel = self.channel
+        if channel is None:
+            return
+        if final and not self._joined.is_set() and not channel.engine_started:
+            # No engine: rank 0's folder on a filesystem this rank sees takes the records directly.
+            self._end_without_link()
+            return
+        if final:
+            channel.send_until(self._deadline)  # no wait of the last pass outlives the end's deadline
         if self._broken:
             if final:
                 self._end_without_link()
             return
         if self._retry_at is not None and not final and time.monotonic() < self._retry_at:
             return  # the link broke: journaled meanwhile, the next try is later (back-off)
+        retries = 1 if final else 0  # the last pass rebuilds a link that breaks under it once, within the deadline
         try:
-            if not channel.connected and not self._connect(channel, final):
-                if final:
-                    self._end_without_link("rank 0 made no run of this identity, or could not be reached")
-                return
-            if not self._joined.is_set():
-                self._joined_rank0(channel)
-            elif self._retry_at is not None:
-                self._relinked(channel)
-            self._forward(channel)
-            if final:
-                if self._failure is not None:
-                    channel.send([messages.Failed(self._failure)])
-                drops = self.drops()
-                if drops:
-                    channel.send([messages.Dropped(drops.records, drops.output_lines)])
-                self._ship_artifacts(channel)
-                self._goodbye(channel)
-        except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach for now
-            if not final and self._joined.is_set() and channel.reconnects and not isinstance(exc, WireVersionError):
-                self._link_broke(channel, exc)
-                return
-            self._broken = True
-            warn_once(f"peer-link:{self.rank}", f"em_dist: rank {self.rank}: the link to rank 0 broke ({exc}); "
-                      f"its records are kept in its journal {self._journal_path()} and merged into the run later.")
-            if final:
-                self._end_without_link()
+            while True:
+                try:
+                    self._attempt(channel, final)
+                    return
+                except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach for now
+                    if self._joined.is_set() and channel.reconnects and not isinstance(exc, WireVersionError) \
+                            and (not final or (retries and time.monotonic() < self._deadline)):
+                        self._link_broke(channel, exc)
+                        if not final:
+                            return
+                        retries -= 1
+                        continue
+                    self._broken = True
+                    warn_once(f"peer-link:{self.rank}", f"em_dist: rank {self.rank}: the link to rank 0 broke ({exc}); "
+                              f"its records are kept in its journal {self._journal_path()} and merged into the run "
+                              "later.")
+                    if final:
+                        self._end_without_link()
+                    return
         finally:
             if final:
                 try:
                     channel.shutdown()  # on this thread: gloo pairs are destroyed where they were used
                 except Exception:  # noqa: BLE001 - best effort
                     pass
+
+    def _attempt(self, channel: PeerChannel, final: bool) -> None:
+        """Join (or rejoin) rank 0 and send what is new; on the last pass also the end (failure, drops,
+        artifacts, goodbye). Raises when the link breaks."""
+        if not channel.connected and not self._connect(channel, final):
+            if final:
+                self._end_without_link("rank 0 made no run of this identity, or could not be reached")
+            return
+        if not self._joined.is_set():
+            self._joined_rank0(channel)
+        elif self._retry_at is not None:
+            self._relinked(channel)
+        self._forward(channel)
+        if final:
+            if self._failure is not None:
+                channel.send([messages.Failed(self._failure)])
+            drops = self.drops()
+            if drops:
+                channel.send([messages.Dropped(drops.records, drops.output_lines)])
+            self._ship_artifacts(channel)
+            self._goodbye(channel)
 
     def _link_broke(self, channel: PeerChannel, exc: BaseException) -> None:
         """Keep journaling, and rebuild the link later (back-off doubling to :data:`RETRY_MAX`) until
@@ -213,15 +281,16 @@ class PeerSink(QueuedSink):
         it skips any number it has), and the metadata and summary again."""
         self._retry_at = None
         resume = channel.resume_after
-        journal = self._journal
-        if journal is not None:
-            start = (resume if resume is not None else 0) + 1
-            self._unsent.clear()
-            self._unsent_count = 0
-            if journal.last >= start:
-                self._unsent.append((start, None, journal.last - start + 1))
+        with self._unsent_lock:
+            journal = self._journal
+            if journal is not None:
+                start = (resume if resume is not None else 0) + 1
+                self._unsent.clear()
+                self._unsent_count = 0
+                if journal.last >= start:
+                    self._unsent.append((start, None, journal.last - start + 1))
+            self.summary.changed = True
         self._sent_meta.clear()
-        self.summary.changed = True
         warn_once(f"peer-relinked:{self.rank}", f"em_dist: rank {self.rank}: the link to rank 0 is back; "
                   f"records after {resume or 0} are re-sent from its journal.")
 
@@ -251,17 +320,18 @@ class PeerSink(QueuedSink):
             batch = self._take()
             if not batch:
                 break
-            self.summary.add(self.rank, [r for r in batch if not (isinstance(r, str) and r[:1] == OUTPUT_MARK)],
-                             self.encode.newest)
             lines = [r if isinstance(r, str) else enc(r) for r in batch]
-            journal = self._open_journal()
-            first = journal.append(lines)
+            with self._unsent_lock:
+                self.summary.add(self.rank, [r for r in batch if not (isinstance(r, str) and r[:1] == OUTPUT_MARK)],
+                                 self.encode.newest)
+                journal = self._open_journal()
+                first = journal.append(lines)
+                self._unsent.append((first, lines, len(lines)))
+                self._unsent_count += len(lines)
+                self._spill()
             if journal.failed is not None:
                 warn_once(f"journal:{self.rank}", f"em_dist: rank {self.rank} cannot write its journal "
                           f"{journal.path} ({journal.failed}); its records still go to rank 0, without a copy here.")
-            self._unsent.append((first, lines, len(lines)))
-            self._unsent_count += len(lines)
-            self._spill()
             if not buf:
                 break
 
@@ -291,9 +361,10 @@ class PeerSink(QueuedSink):
         """Rank 0 accepted this rank: the journal learns whose run it feeds; rank 0 learns where it is."""
         self._joined.set()
         doc = channel.rank0_run or {}
-        journal = self._open_journal()
-        journal.describe(run_id=doc.get("id", self._own_place.id), run_path=doc.get("path"),
-                         attempt=int(doc.get("restarts", 0) or 0))
+        with self._unsent_lock:
+            journal = self._open_journal()
+            journal.describe(run_id=doc.get("id", self._own_place.id), run_path=doc.get("path"),
+                             attempt=int(doc.get("restarts", 0) or 0))
         self._pending_meta.append(messages.JournalAt(socket.gethostname(), str(journal.path.resolve())))
 
     def _forward(self, channel: PeerChannel) -> None:
@@ -312,12 +383,29 @@ class PeerSink(QueuedSink):
             if self._sent_meta.get(kind) != doc:
                 self._sent_meta[kind] = doc
                 out.append(messages.Hparams(doc) if kind == "hparams" else messages.Platform(doc))
-        if self.summary.changed:
-            self.summary.changed = False
-            out.append(messages.Summary(*self.summary.rank(self.rank)))
+        with self._unsent_lock:
+            if self.summary.changed:
+                self.summary.changed = False
+                out.append(messages.Summary(*self.summary.rank(self.rank)))
         unsent = self._unsent
-        while True:  # bounded: what was journaled before this cycle
-            if unsent:
+        with self._unsent_lock:
+            chunks = sum(-(-count // CHUNK) for _first, _lines, count in unsent)
+        for _ in range(chunks + 1):  # bounded: what was journaled before this pass (at least one send)
+            batch = self._next_unsent()
+            if batch is not None:
+                out.append(batch)
+                # popped before the send: a send that fails breaks the link, and a rebuilt link
+                # re-sends from what rank 0 has (its journal holds everything)
+            channel.send(out)  # at least once per cycle: Horovod's rank 0 needs our round
+            out = []
+            if not unsent:
+                break
+
+    def _next_unsent(self) -> messages.Records | None:
+        """The oldest journaled records not sent yet (a chunk at most), off :attr:`_unsent`."""
+        with self._unsent_lock:
+            unsent = self._unsent
+            while unsent:
                 first, lines, count = unsent[0]
                 if lines is None:  # spilled (or to re-send after a broken link): from the journal, a chunk at a time
                     lines = self._read_back(first, min(count, CHUNK))
@@ -331,13 +419,8 @@ class PeerSink(QueuedSink):
                 else:
                     unsent.popleft()
                     self._unsent_count -= len(lines)
-                out.append(messages.Records(lines, first))
-                # popped before the send: a send that fails breaks the link, and a rebuilt link
-                # re-sends from what rank 0 has (its journal holds everything)
-            channel.send(out)  # at least once per cycle: Horovod's rank 0 needs our round
-            out = []
-            if not unsent:
-                break
+                return messages.Records(lines, first)
+        return None
 
     def _read_back(self, first: int, count: int) -> list[str]:
         """Records ``first``.. (at most ``count``) from the journal."""

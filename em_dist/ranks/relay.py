@@ -15,10 +15,13 @@ and what crosses between nodes goes as one compressed frame per leader cycle.
 - A member's goodbye is answered by its leader once the leader holds it; the leader's own
   goodbye waits (bounded) for its members' goodbyes and forwards them first.
 
-Failure semantics: a leader that dies loses what its node had queued at the leader; rank 0
-records the leader and every member it relayed (and that had not finished) as lost, and the
-members, whose link broke, keep their later records in runs of their own (warned once).
-A member whose leader never serves (it made no run, or finished before the member
+Failure semantics: a leader acknowledges nothing to a member (its answer to a member's
+goodbye confirms nothing: only rank 0's numbers delete a journal), so what a leader held
+and never forwarded is still in the member's journal. A member whose link to its leader
+breaks (the leader died, or it lost rank 0 and cut its members off) goes to rank 0
+directly (:meth:`ViaLeader.reset`): rank 0 takes it back and says the newest of its
+records it has, and the member re-sends the rest from its journal. The leader rebuilds
+its own link like any rank. A member whose leader never serves (it made no run, or finished before the member
 joined) goes to rank 0 directly, so uneven ranks still land in the one Run.
 """
 
@@ -143,6 +146,22 @@ class RelayPeer(PeerChannel):
     def on_backlog(self, wake: Callable[[], None]) -> None:
         self._wake = wake
 
+    def send_until(self, deadline: float) -> None:
+        self.up.send_until(deadline)
+
+    @property
+    def reconnects(self) -> bool:
+        return self.up.reconnects
+
+    def reset(self) -> None:
+        """The link to rank 0 broke: rebuild it (this leader's own records are re-sent from its
+        journal). Its members stay cut off (:meth:`_cut_off`): they went to rank 0 directly."""
+        self.up.reset()
+
+    @property
+    def resume_after(self) -> int | None:
+        return self.up.resume_after
+
     def send(self, messages: list[Any]) -> None:
         """This leader's own messages (compressed when rank 0 is on another node), then its
         members' frames as one batch, unopened: they were compressed where they were made, which
@@ -159,7 +178,10 @@ class RelayPeer(PeerChannel):
 
     def _cut_off(self) -> None:
         """Rank 0 is out of reach: stop taking the members' frames (their next send fails, and they
-        keep their records in their journals) instead of holding what can't be forwarded."""
+        go to rank 0 directly, re-sending from their journals what rank 0 lacks; see
+        :meth:`ViaLeader.reset`) instead of holding what can't be forwarded. What this leader had
+        taken of theirs and could not send is in their journals: nothing is acknowledged to a
+        member that rank 0 did not acknowledge."""
         self._broken = True
         self._stop.set()
         with self._cond:
@@ -236,7 +258,8 @@ class RelayPeer(PeerChannel):
         with self._cond:
             if self._state.get(member) != "done":
                 self._state[member] = "lost"
-                self._queue.append(RelayLost(member))
+                if not self._broken:  # dropped by this leader's cut-off: it goes to rank 0 itself, not lost
+                    self._queue.append(RelayLost(member))
                 self._cond.notify_all()
 
     def _take(self) -> list[RelayJoin | Relayed | RelayLost]:
@@ -313,6 +336,29 @@ class ViaLeader(Wire):
 
     def release(self) -> None:
         self.wire.release()
+
+    def send_until(self, deadline: float) -> None:
+        self.wire.send_until(deadline)
+
+    def reset(self) -> None:
+        """The link broke. Through the leader: the leader died or lost rank 0, so go to rank 0 directly
+        (the next :meth:`connect` joins it, and rank 0 says from where to re-send); else rebuild the
+        direct link."""
+        if self.wire is self._leader:
+            try:
+                self._leader.release()  # on the thread that used it
+            except Exception:  # noqa: BLE001 - what it held is gone either way
+                pass
+            self._switch("its link to its node leader broke")
+            return
+        reset = getattr(self.wire, "reset", None)
+        if callable(reset):
+            reset()
+
+    @property
+    def resume_after(self) -> int | None:
+        value = getattr(self.wire, "resume_after", None)
+        return value if isinstance(value, int) else None
 
     def serve(self, on_join: OnJoin, on_frame: OnFrame, on_lost: OnLost, stop: threading.Event) -> None:
         raise NotImplementedError("a member's wire does not serve")

@@ -46,7 +46,7 @@ def namespaces_missing() -> str | None:
     """Why hosts can't be simulated on this machine, or None when they can."""
     if os.geteuid() != 0:
         return "simulated hosts need root (ip netns, unshare)"
-    for tool in ("ip", "unshare", "timeout"):
+    for tool in ("ip", "unshare", "timeout", "nsenter"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     probe = f"emprobe{os.getpid()}"
@@ -183,6 +183,14 @@ class Cluster:
         if not inner:
             return None
         return Path(f"/proc/{inner[0]}/root") / self.disk.relative_to("/")
+
+    def kill(self, proc: subprocess.Popen, pid: int, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to process ``pid`` (as the host of job ``proc`` numbers it, in its own pid space)."""
+        unshare = _children(proc.pid)
+        inner = _children(unshare[0]) if unshare else []
+        assert inner, "the host's job is not running"
+        subprocess.run(["nsenter", "-t", str(inner[0]), "-p", "--", "kill", f"-{int(sig)}", str(pid)], check=True,
+                       timeout=30)
 
     def set_link(self, host: Host, up: bool) -> None:
         """Cut ``host`` off the bridge (its interface down), or connect it again."""

@@ -258,10 +258,10 @@ def test_frames_between_nodes_are_zstd_and_zlib_frames_still_read():
     import zlib
 
     from em_dist.ranks.frames import pack, unpack
-    from em_dist.ranks.messages import dumps
+    from em_dist.ranks.messages import WIRE_VERSION, dumps
 
     frame = {"seq": 1, "msgs": [Records([f"{i:06d}" + "x" * 100 for i in range(100)], 1)]}
-    decoded = dict(frame, v=2)
+    decoded = dict(frame, v=WIRE_VERSION)
     assert pack(frame, True)[:4] == b"\x28\xb5\x2f\xfd" and unpack(pack(frame, True)) == decoded
     assert pack(frame, False)[:1] in (b"\x83", b"\x84") and unpack(pack(frame, False)) == decoded
     assert unpack(zlib.compress(dumps(frame), 1)) == decoded
@@ -275,18 +275,20 @@ def test_two_wire_versions_refuse_each_other_clearly():
     import msgpack
 
     from em_dist.ranks.frames import unpack
+    from em_dist.ranks.messages import WIRE_VERSION
 
+    newer, ours = WIRE_VERSION + 1, WIRE_VERSION
     with pytest.raises(WireVersionError, match="pickled frame .* same em_dist version on every node"):
         unpack(pickle.dumps({"seq": 1, "msgs": [("rec", ["x"])]}, protocol=4))
-    with pytest.raises(WireVersionError, match="wire version 3; this rank speaks version 2"):
-        unpack(msgpack.packb({"v": 3, "seq": 1, "msgs": []}))
+    with pytest.raises(WireVersionError, match=f"wire version {newer}; this rank speaks version {ours}"):
+        unpack(msgpack.packb({"v": newer, "seq": 1, "msgs": []}))
     with pytest.raises(ValueError, match="unknown em_dist message kind 'exec'"):
-        unpack(msgpack.packb({"v": 2, "seq": 1, "msgs": [["exec", "rm -rf /"]]}))
+        unpack(msgpack.packb({"v": ours, "seq": 1, "msgs": [["exec", "rm -rf /"]]}))
     hub = Hub(2)
     root = Root(hub)
     peer = MemWire(hub, 1)
     peer.connect(1.0)
-    peer.send(msgpack.packb({"v": 3, "seq": 1, "msgs": []}))  # a newer rank: dropped, not delivered
+    peer.send(msgpack.packb({"v": newer, "seq": 1, "msgs": []}))  # a newer rank: dropped, not delivered
     end = root.channel.close(5, join_grace=0.5)
     assert end.lost == {1} and root.got == {}
 
