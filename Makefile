@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# Test files run on this many processes at once (pytest-xdist; a file's tests stay on one, in order):
+# most tests wait on launchers, servers and browsers, so two keep 2 cores busy. TEST_WORKERS=0 runs in one.
+TEST_WORKERS ?= 2
 APT_PACKAGES := openmpi-bin libopenmpi-dev postgresql chromium chromium-driver cmake g++ slurm-wlm munge
 
 .PHONY: demo test typecheck docs setup system-deps horovod bench clean
@@ -12,7 +15,7 @@ demo: setup
 
 # mypy and the documentation site first: a type error or a broken link fails the test command like a failing test.
 test: system-deps setup horovod typecheck docs
-	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # mypy over em_dist/, as configured in pyproject.toml: strict outside em_dist/server/.
 typecheck: setup
