@@ -234,3 +234,66 @@ def test_sigusr1_is_left_to_the_program(tmp_path, run_parent) -> None:
     [rec] = em.list_runs(run_parent)
     assert (rec.status, rec.signals) == ("Succeeded", [])
     _check_kept_after_the_signal(tmp_path, rec)
+
+
+FIT_UNTIL_REQUEUED = """
+class StopAfterRequeue(pl.Callback):  # a requeued job goes on until SLURM stops it; here 5 more steps
+    seen = None
+
+    def on_train_batch_end(self, trainer, *args):
+        if self.seen is None and any(name.startswith("hpc_ckpt_") for name in os.listdir(out)):
+            self.seen = trainer.global_step
+        if self.seen is not None and trainer.global_step >= self.seen + 5:
+            trainer.should_stop = True
+
+trainer.callbacks.append(StopAfterRequeue())
+trainer.fit(Tiny(), data)
+with open(os.path.join(out, "after_fit"), "w") as f:
+    f.write(str(trainer.global_step))
+run.log("val", {"after_fit": 1.0}, step=trainer.global_step)
+run.finish()
+"""
+
+
+@pytest.mark.parametrize("made", ["by the script", "by the logger"])
+def test_lightning_slurm_auto_requeue_sigusr1_checkpoints_and_training_goes_on(tmp_path, run_parent, made) -> None:
+    """Lightning's SLURM auto-requeue: its SIGUSR1 handler finalizes the loggers (status
+    ``"finished"``), saves an HPC checkpoint and calls ``scontrol requeue``; the job trains on until
+    SLURM ends it. That ``finalize`` must end no run, neither the script's (``EMLogger(run)``) nor
+    one the logger made itself (``EMLogger()``): what is logged after it is kept and the run ends
+    Succeeded when training does. The process is a SLURM task as
+    ``srun`` makes one (its environment); ``scontrol`` is a stand-in on PATH that notes the
+    requeue, since no real job 4242 exists to requeue."""
+    require("lightning")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'requeued'}\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    env = python_env(PATH=f"{bin_dir}:{python_env()['PATH']}", SLURM_NTASKS="1", SLURM_PROCID="0", SLURM_LOCALID="0",
+                     SLURM_NODEID="0", SLURM_JOB_ID="4242", SLURM_JOB_NAME="train", SLURM_NODELIST="127.0.0.1")
+    path = tmp_path / "train.py"
+    script = LIGHTNING.format(fit=FIT_UNTIL_REQUEUED)
+    if made == "by the logger":
+        script = (script.replace('run = em.create_run(name="lit-sigterm")', "")
+                  .replace("logger=EMLogger(run)", "logger=EMLogger()").replace("EMCallback(run), ", "")
+                  .replace('run.log("val", {"after_fit": 1.0}, step=trainer.global_step)\nrun.finish()\n', ""))
+    path.write_text(script)
+    proc = subprocess.Popen([PYTHON, str(path), str(tmp_path)], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "ready").exists() or proc.poll() is not None, 90, "the script to train")
+        assert proc.poll() is None, proc.communicate()[1][-4000:]
+        proc.send_signal(signal.SIGUSR1)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, err[-4000:]
+    assert (tmp_path / "requeued").read_text().split() == ["requeue", "4242"]  # Lightning's handler ran
+    assert list(tmp_path.glob("hpc_ckpt_*.ckpt")), err[-4000:]
+    stopped = int((tmp_path / "after_fit").read_text())
+    [rec] = em.list_runs(run_parent)
+    assert (rec.status, rec.status_reason, rec.signals) == ("Succeeded", None, [])  # SIGUSR1 is the program's
+    train_steps = [p["step"] for p in rec.metrics(type="train", name="loss")]
+    assert max(train_steps) >= stopped - 1 and len(train_steps) >= 10, train_steps  # steps after the signal kept
