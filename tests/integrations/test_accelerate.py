@@ -38,7 +38,7 @@ def test_accelerate_launch_two_cpu_processes(tmp_path: Path) -> None:
 
 def test_sigterm_to_accelerate_launch_is_the_scripts_to_handle(tmp_path: Path) -> None:
     """The launcher passes SIGTERM to both processes; the script's own handler (installed before the
-    run was made) stops its loop, logs a last evaluation, ends training and finishes the tracker on
+    run was made) stops its loop at a step every process agrees on (Accelerate's trigger), logs a last evaluation, ends training and finishes the tracker on
     every process: the run is Succeeded with the signal noted, and what was logged after the signal
     is kept on both ranks. (Without ``tracker.finish()`` on the non-main process, its exit without a
     finish after a handled signal would read as Failed, the rule for any script.)"""

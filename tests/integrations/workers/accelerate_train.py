@@ -48,7 +48,14 @@ def until_sigterm() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     model, optimizer = accelerator.prepare(model, optimizer)
     step = 0
-    while not stop:
+    while True:
+        # A DDP job stops at the same step on every process: a process that leaves the loop alone
+        # leaves the others inside an allreduce of a peer that is gone. Accelerate's trigger is
+        # that agreement (an allreduce of a flag), as a graceful stop in a real script needs.
+        if stop:
+            accelerator.set_trigger()
+        if accelerator.check_trigger():
+            break
         x = torch.randn(4, 4)
         loss = torch.nn.functional.mse_loss(model(x), x.sum(dim=1, keepdim=True))
         accelerator.backward(loss)
