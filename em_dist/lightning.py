@@ -197,14 +197,14 @@ class EMLogger(Logger):
         run = self._target.resolved
         if run is None:
             return
-        if self.log_checkpoints and rank_zero_only.rank == 0 and self._checkpoint_callbacks:  # type: ignore[attr-defined]  # Lightning sets .rank on the function
-            record_checkpoints(run, self._checkpoint_callbacks)
         if status == "finished":
             # Lightning's SLURM auto-requeue handler (SIGUSR1) finalizes loggers "to get all the metrics",
-            # and training goes on until SLURM stops the job: end nothing. This runs inside a signal
-            # handler, so it waits for nothing either (the interrupted code may hold the sink's lock);
-            # what was logged is on disk within the flush interval as ever.
+            # and training goes on until SLURM stops the job: end nothing, copy no checkpoints. This runs
+            # inside a signal handler, so it waits for nothing either (the interrupted code may hold the
+            # sink's lock); what was logged is on disk within the flush interval as ever.
             return
+        if self.log_checkpoints and rank_zero_only.rank == 0 and self._checkpoint_callbacks:  # type: ignore[attr-defined]  # Lightning sets .rank on the function
+            record_checkpoints(run, self._checkpoint_callbacks)
         if status == "success":
             self._target.finish()
         else:

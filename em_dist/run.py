@@ -688,6 +688,9 @@ class Run:
             "delivery": self.delivery,
             "restarts": self._restarts,
             "attempts": self.attempts,
+            # the id every rank derived for this create_run: what a rank with no engine looks for
+            # when rank 0 gave the run a fresh id (docs/format.md)
+            "job_key": None if self._meeting_key.startswith("anon/") else self._meeting_key,
         }
 
     def _save_meta(self) -> None:
@@ -696,6 +699,8 @@ class Run:
         self._sink.write_platform(self.world, self.platform)
         if self.git is not None:
             self._sink.write_git(self.git)
+        if self._artifacts:  # marked while a forked/spawned rank had not joined yet: that sink kept none
+            self._sink.write_artifacts(list(self._artifacts))
 
     def _probe_platform(self) -> None:
         try:

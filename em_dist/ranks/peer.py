@@ -465,9 +465,13 @@ class PeerSink(QueuedSink):
             return
         journal.close()
         if self.channel is None or not self.channel.engine_started:
+            # no engine: only this launch's folder may take the records (another launch's run may
+            # have this id: a script that reuses MASTER_PORT), else a stand-in keeps them
             if self._into_rank0_folder():
                 return
-        folder = self._rank0_folder()
+            folder = None
+        else:
+            folder = self._rank0_folder()
         if folder is None and not self._joined.is_set():
             folder = self._stand_in_folder()
         if folder is not None and journals.finished(folder):
@@ -508,13 +512,32 @@ class PeerSink(QueuedSink):
 
     def _into_rank0_folder(self) -> bool:
         """No engine, but rank 0's run folder is on a filesystem this rank sees (one node, or a shared
-        filesystem as on most SLURM clusters): write ``metrics/rank-<r>.jsonl`` there directly."""
+        filesystem as on most SLURM clusters): write ``metrics/rank-<r>.jsonl`` there directly, or
+        merge the journal when rank 0's run ended without this rank.
+
+        Rank 0 may start seconds after this rank ended (a loaded machine starts Python slowly), so
+        this waits for it up to ``dist_timeout``, the bound on waiting for other ranks at the end.
+        """
         name, parent = self._run_doc.get("name"), self._own_place.path.parent
-        until = time.monotonic() + self._timings.root_join_grace  # rank 0 may have started a moment later
-        while (folder := layout.find_run_dir(self._own_place.id, name, parent)) is None:
+        until = time.monotonic() + self._timings.dist_timeout
+        while (found := launch_folder(self._own_place.id, name, parent, self.rank)) is None:
             if time.monotonic() >= until:
                 return False
-            time.sleep(self._timings.poll)
+            time.sleep(self._timings.poll * 4)  # each look reads the run.json of this name's folders
+        folder, live = found
+        if not live:
+            journal = self._journal
+            if journal is None:
+                return False
+            try:
+                self._handed_off = journals.merge(folder, journal.path).removed
+            except Exception as exc:  # noqa: BLE001 - the journal stays; the caller's warning says where
+                warn_once(f"peer-merge:{folder}", f"em_dist: rank {self.rank} could not merge its journal into "
+                          f"{folder} ({exc!r})")
+                return False
+            warn_once(f"peer-direct:{folder}", f"em_dist: rank {self.rank}: rank 0's run {folder} had ended "
+                      "without this rank (no engine connects them); its records are merged there now")
+            return True
         self._local = RunWriter(folder, flush_interval=self._flush_interval, max_pending=self._max_pending,
                                 rank=self.rank, heartbeat=False)
         if self._journal is not None:
@@ -552,3 +575,32 @@ class PeerSink(QueuedSink):
                     channel.send([msg])
             except OSError as exc:
                 warn_once(f"ship:{path}", f"em_dist: could not send artifact {path} to rank 0 ({exc})")
+
+
+def launch_folder(job_key: str, name: str | None, parent: Path, rank: int) -> tuple[Path, bool] | None:
+    """Rank 0's run folder of this launch, for a rank with no engine to ask rank 0 where it is, and
+    whether that run is live.
+
+    A folder counts when its run has this job key (its ``id``, or ``job_key`` when rank 0 gave a
+    first attempt a fresh id) and it is live (its writer alive: :func:`~em_dist.store.reader.effective_status`)
+    or it ended listing ``rank`` as absent. A run of an earlier launch under the same key (a script
+    that reuses MASTER_PORT) ended with every rank: it never counts. The newest start wins.
+    """
+    from ..store.files import read_json
+    from ..store.reader import LIVE_STATUSES, effective_status
+
+    best: tuple[str, Path, bool] | None = None
+    if not parent.is_dir():
+        return None
+    for folder in parent.glob(f"{layout.glob_escape(name)}_*") if name else parent.iterdir():
+        try:
+            doc = read_json(folder / layout.RUN_FILE, None)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(doc, dict) or job_key not in (doc.get("id"), doc.get("job_key")):
+            continue
+        live = effective_status(folder, doc)[0] in LIVE_STATUSES
+        awaited = rank in ((doc.get("world") or {}).get("absent_ranks") or [])
+        if (live or awaited) and (best is None or str(doc.get("start_timestamp")) > best[0]):
+            best = (str(doc.get("start_timestamp")), folder, live)
+    return None if best is None else (best[1], best[2])

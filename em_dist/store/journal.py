@@ -283,6 +283,11 @@ def merge(run_dir: Path, journal: Path) -> Merged:
         delivery = dict(doc.get("delivery") or {})
         delivery[str(rank)] = {"records": last, "complete": closed, **({"attempt": attempt} if attempt else {})}
         doc["delivery"] = delivery
+        world = doc.get("world") or {}
+        if rank in (world.get("absent_ranks") or []):  # it came after rank 0 ended: late, not absent
+            absent = [r for r in world["absent_ranks"] if r != rank]
+            doc["world"] = {k: v for k, v in world.items() if k != "absent_ranks"} | ({"absent_ranks": absent} if absent else {})
+            doc["late_ranks"] = sorted({*(doc.get("late_ranks") or []), rank})
         write_json_atomic(run_dir / layout.RUN_FILE, doc)
     if closed:
         remove_journal(journal)

@@ -87,7 +87,7 @@ def find_run_dir(run_id: str, name: str | None = None, parent: Path | None = Non
     parent = run_parent_dir() if parent is None else parent
     if not parent.is_dir():
         return None
-    for folder in parent.glob(f"{_glob_escape(name)}_*") if name else parent.iterdir():
+    for folder in parent.glob(f"{glob_escape(name)}_*") if name else parent.iterdir():
         try:
             doc = read_json(folder / RUN_FILE, None)
         except (OSError, ValueError):
@@ -97,7 +97,8 @@ def find_run_dir(run_id: str, name: str | None = None, parent: Path | None = Non
     return None
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
+    """``text`` as a literal part of a glob pattern."""
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 

@@ -57,9 +57,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn_env_job(nproc: int, env: dict[str, str], *worker_args: str) -> list[subprocess.Popen]:
+def spawn_env_job(nproc: int, env: dict[str, str], *worker_args: str, port: str | None = None) -> list[subprocess.Popen]:
     """A plain RANK/WORLD_SIZE launch (no agent): rank 0's init_process_group hosts the store."""
-    port = free_port()
+    port = port or str(free_port())
     procs = []
     for rank in range(nproc):
         e = dict(env, RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(nproc),

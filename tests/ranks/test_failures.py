@@ -14,6 +14,7 @@ from tests.poll import wait_for
 
 from ._launch import (
     check_gathered,
+    free_port,
     job_env,
     kill_all,
     metric_lines,
@@ -144,6 +145,41 @@ def test_no_engine_on_one_filesystem_keeps_every_rank(tmp_path):
     assert rec.lost_ranks == [] and "absent_ranks" not in rec.world
     check_gathered(rec, 3, STEPS, EXTRA)
     assert all(result(tmp_path, r)["finish_s"] < 5 for r in range(3))
+
+
+@pytest.mark.parametrize("late_rank", [0, 2])
+def test_no_engine_with_one_rank_starting_seconds_late_keeps_one_run(tmp_path, late_rank):
+    """No engine, and one rank reaches create_run 8 s after the others (a loaded machine starts
+    Python slowly): rank 0 late, the peers finish before its folder exists; a peer late, rank 0
+    finished before it began. Either way one run holds every rank's records."""
+    procs = spawn_env_job(3, job_env(tmp_path), "--init", "none", "--late-rank", str(late_rank), "--late-s", "8")
+    try:
+        for p in procs:
+            assert p.wait(90) == 0, p.stdout.read()[-3000:]
+    finally:
+        kill_all(procs)
+    rec = the_run(tmp_path)
+    assert rec.status == "Succeeded" and rec.world["transport"] == "files"
+    check_gathered(rec, 3, STEPS, EXTRA)
+
+
+def test_no_engine_jobs_on_one_port_each_keep_their_own_run(tmp_path):
+    """Two jobs one after the other with the same MASTER_ADDR:MASTER_PORT (a fixed port in a script)
+    and no engine: the second job's peers write into the second job's run, not the first's."""
+    env = job_env(tmp_path)
+    port = str(free_port())
+    for job in (1, 2):
+        procs = spawn_env_job(3, env, "--init", "none", port=port)
+        try:
+            for p in procs:
+                assert p.wait(60) == 0, p.stdout.read()[-3000:]
+        finally:
+            kill_all(procs)
+    runs = [em.load_run(p) for p in (tmp_path / "runs").iterdir() if (p / "run.json").is_file()]
+    assert len(runs) == 2, [r.path for r in runs]
+    for rec in runs:
+        assert rec.status == "Succeeded"
+        check_gathered(rec, 3, STEPS, EXTRA)
 
 
 def test_a_slow_peer_is_late_not_lost(tmp_path):

@@ -75,12 +75,17 @@ def test_mixed_runs_never_exchange_records_under_horovodrun(tmp_path):
     _check_sweep(tmp_path, run_job(cmd, env, timeout=200))
 
 
-def test_mp_spawn_with_create_run_before_the_group_gives_one_run(tmp_path):
+@pytest.mark.parametrize("made_in", ["child", "parent"])
+def test_mp_spawn_with_create_run_before_the_group_gives_one_run(tmp_path, made_in):
+    """The run made in each child before init_process_group, or in the parent and passed to the
+    children; rank 0 marks an output at once after the group formed, which the run keeps."""
     from ._launch import free_port
 
     spawned = Path(__file__).parent / "workers" / "spawned.py"
-    env = job_env(tmp_path)
-    proc = run_job([sys.executable, str(spawned), str(free_port())], env, timeout=120)
+    (tmp_path / "weights.bin").write_bytes(b"w" * 64)
+    env = job_env(tmp_path, EM_TEST_ARTIFACT=str(tmp_path / "weights.bin"))
+    proc = run_job([sys.executable, str(spawned), str(free_port()), *(["handle"] if made_in == "parent" else [])],
+                   env, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
     folders = [p for p in (tmp_path / "runs").iterdir() if (p / "run.json").is_file()]
     assert len(folders) == 1, f"one run, no stray folders: {[p.name for p in folders]}"
@@ -90,6 +95,8 @@ def test_mp_spawn_with_create_run_before_the_group_gives_one_run(tmp_path):
         assert [p["value"] for p in rec.metrics(name="step_seen", rank=rank)] == list(range(30))
         assert {p["value"] for p in rec.metrics(name="rank", rank=rank)} == {rank}
     assert result(tmp_path, 0) == result(tmp_path, 1) == {"id": rec.id, "path": rec.path}
+    [output] = [a for a in rec.artifacts if a.role == "output"]
+    assert output.name == "early" and [f["path"] for f in em.load_artifact(output.path).files] == ["weights.bin"]
 
 
 @pytest.mark.parametrize("where", ["top", "module", "callback"])
