@@ -57,6 +57,18 @@ class RemoteArtifact:
         return root
 
 
+class RunList(list[dict[str, Any]]):
+    """Run summaries as :meth:`Client.runs` lists them (a plain list), with :meth:`dataframe`."""
+
+    def dataframe(self) -> Any:
+        """A ``pandas.DataFrame``, one row per run: id, name, status, timings, world size, then
+        ``hparams.<key>`` and ``metrics.<type>/<name>`` (latest value) columns, named as the run
+        filter names them. pandas is the optional extra ``em_dist[dataframe]``."""
+        from ..frames import runs_frame
+
+        return runs_frame(self)
+
+
 class Client:
     """Read access to an em server (host and key as for upload: arguments, login, env, config)."""
 
@@ -72,8 +84,9 @@ class Client:
         return self._http.get_list("/folders")
 
     def runs(self, folder: str | None = "default", *, folder_id: str | None = None, filter: str | None = None,
-             recursive: bool = False, limit: int | None = None, page_size: int = 500) -> list[dict[str, Any]]:
-        """Run summaries in a folder (by path or id), oldest upload first.
+             recursive: bool = False, limit: int | None = None, page_size: int = 500) -> RunList:
+        """Run summaries in a folder (by path or id), oldest upload first; ``.dataframe()`` makes them a
+        pandas DataFrame with a column per hparam and per metric's latest value.
 
         ``filter`` is the server's run filter language, e.g.
         ``'hparams.lr < 0.01 and metrics.val/loss < 0.2 and labels contains "baseline"'``
@@ -81,7 +94,7 @@ class Client:
         adds the runs of subfolders. Pages of ``page_size`` are fetched until ``limit``
         runs (default all) are in hand.
         """
-        out: list[dict[str, Any]] = []
+        out = RunList()
         cursor: str | None = None
         while limit is None or len(out) < limit:
             size = page_size if limit is None else min(page_size, limit - len(out))

@@ -110,6 +110,15 @@ class RunRecord:
             and (rank is None or p["rank"] == rank)
         ]
 
+    def dataframe(self, type: str | None = None, name: str | None = None, rank: int | None = None) -> Any:
+        """The points :meth:`metrics` lists, as a ``pandas.DataFrame`` with one row per point and the
+        columns ``type, name, rank, step, epoch, value, time, attempt`` (pandas is the optional extra
+        ``em_dist[dataframe]``). One column per series:
+        ``df.pivot_table(index="step", columns=["name", "rank"], values="value")``."""
+        from ..frames import points_frame
+
+        return points_frame(self.metrics(type=type, name=name, rank=rank))
+
     def logs(self, rank: int | None = None, tail: int | None = None) -> list[dict[str, Any]]:
         """What the ranks printed: lines ``{rank, time, stream, text}`` (stream ``out``, ``err``, or ``em``
         for a marker of dropped output), of one rank in the order printed or of all ranks by time;

@@ -70,6 +70,12 @@ def test_downsampled_series_keeps_min_and_max(server) -> None:
     assert math.isclose(agg["mean"][i], v0 + 1.5) and agg["min"][i] == v0 and agg["max"][i] == v0 + 3
     runs = client.runs()
     assert runs[0]["latest"] == {"train/loss": full["values"][-1]}
+    # the same as pandas frames: a row per run with the filter language's column names, a row per point
+    frame = runs.dataframe()
+    assert frame["id"].tolist() == [run_id] and frame["hparams.lr"].tolist() == [0.1]
+    assert frame["metrics.train/loss"].tolist() == [full["values"][-1]] and frame["status"].tolist() == ["Succeeded"]
+    points = client.run(run_id).dataframe(type="train", name="loss", rank=0)
+    assert points["step"].tolist() == full["steps"] and points["value"].tolist() == full["values"]
 
 
 def test_artifact_download_and_nonfinite_values(server, tmp_path: Path) -> None:
