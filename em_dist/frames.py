@@ -33,14 +33,15 @@ def _pandas() -> Any:
 def points_frame(points: Sequence[MetricPoint]) -> Any:
     """A ``pandas.DataFrame`` of metric points, columns :data:`POINT_COLUMNS` in logging order per rank.
 
-    ``epoch`` and ``attempt`` are nullable integers (``attempt`` is absent in points read from a
+    ``epoch`` and ``attempt`` are nullable integers (``epoch`` nullable floats when one is fractional) (``attempt`` is absent in points read from a
     server); ``time`` is seconds since the epoch, as logged.
     """
     pd = _pandas()
     frame = pd.DataFrame.from_records([{c: p.get(c) for c in POINT_COLUMNS} for p in points], columns=list(POINT_COLUMNS))
     frame["rank"] = frame["rank"].astype("int64")
     frame["step"] = frame["step"].astype("int64")
-    frame["epoch"] = frame["epoch"].astype("Int64")
+    epochs = frame["epoch"].dropna()
+    frame["epoch"] = frame["epoch"].astype("Int64" if (epochs == epochs.round()).all() else "Float64")  # log(epoch=0.5) exists
     frame["attempt"] = frame["attempt"].astype("Int64")
     frame["time"] = frame["time"].astype("float64")
     return frame

@@ -8,10 +8,10 @@ import sys
 from typing import Sequence
 
 from ..errors import EMError
-from . import auth, console, runs, server, share, upload
+from . import auth, console, interop, runs, server, share, upload
 
 # Each module exposes ``register(groups)``; ``groups`` maps a group name to its sub-parser collection.
-_COMMAND_MODULES = (runs, auth, upload, server, share, console)
+_COMMAND_MODULES = (runs, auth, upload, server, share, console, interop)
 
 
 def build_parser() -> argparse.ArgumentParser:

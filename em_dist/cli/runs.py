@@ -83,7 +83,7 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _find(path: str) -> RunRecord:
+def find_run(path: str) -> RunRecord:
     """The run at ``path`` (a folder or an alternative name), else the newest local run named ``path``:
     users know their runs by the name they gave ``create_run``, not by the folder's suffix."""
     try:
@@ -93,13 +93,13 @@ def _find(path: str) -> RunRecord:
         if not named:
             raise
         if len(named) > 1:
-            print(f"em run show: {len(named)} runs are named {path!r}; showing the newest "
+            print(f"em: {len(named)} runs are named {path!r}; showing the newest "
                   f"(the others: {', '.join(r.alternative_name for r in named[:-1])})", file=sys.stderr)
         return named[-1]
 
 
 def _show(args: argparse.Namespace) -> int:
-    r = _find(args.path)
+    r = find_run(args.path)
     if args.json:
         doc = _summary(r)
         doc.update(hparams=r.hparams, rank_hparams=r.rank_hparams, platform=r.platform, git=r.git, metrics=r.metrics(),

@@ -1,0 +1,69 @@
+"""``em import tensorboard LOGDIR`` and ``em export RUN --format csv|parquet|tensorboard``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import CommandError
+from .runs import find_run
+
+if TYPE_CHECKING:
+    from . import Groups
+
+FORMATS = ("csv", "parquet", "tensorboard")
+
+
+def register(groups: Groups) -> None:
+    top = groups["top"]
+    p = top.add_parser("import", help="make local runs from another tracker's files",
+                       description="Make local run folders from another tracker's files; upload them as any run.")
+    sub = p.add_subparsers(dest="import_command", metavar="FORMAT")
+    sub.required = True
+    tb = sub.add_parser("tensorboard", help="TensorBoard event files (scalars; rank-<r> folders are ranks)",
+                        description="One run per folder of event files under LOGDIR; a folder rank-<r> is rank r of "
+                                    "its parent's run. Scalars are imported with their steps and times.")
+    tb.add_argument("logdir", help="the TensorBoard log directory")
+    tb.add_argument("--name", default=None, help="the runs' name (default: the log directory's name)")
+    tb.add_argument("-d", "--dir", default=None, help="parent folder of the new runs (default $EM_RUN_PARENT_DIR or .em/runs)")
+    tb.set_defaults(func=_import_tensorboard)
+
+    p = top.add_parser("export", help="write a local run's metrics as CSV, Parquet or TensorBoard files",
+                       description="Write every rank's metric points of a local run as a CSV or Parquet table "
+                                   "(a row per point) or as TensorBoard event files (a folder per rank).")
+    p.add_argument("run", help="run folder, its alternative name, or a run's name (its newest run)")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("-o", "--out", default=None,
+                   help="file (csv, parquet) or folder (tensorboard); default <alternative name>.<format> here")
+    p.set_defaults(func=_export)
+
+
+def _import_tensorboard(args: argparse.Namespace) -> int:
+    from ..interop.tensorboard import import_logdir
+
+    if not Path(args.logdir).is_dir():
+        raise CommandError(f"em import tensorboard: {args.logdir} is not a folder")
+    imported = import_logdir(args.logdir, name=args.name, parent_dir=args.dir)
+    if not imported:
+        raise CommandError(f"em import tensorboard: no event files (events.out.tfevents.*) under {args.logdir}")
+    for run in imported:
+        skipped = f"; not imported: {', '.join(f'{n} {k}' for k, n in sorted(run.skipped.items()))}" if run.skipped else ""
+        print(f"{run.path}  ranks {run.ranks}, {run.points} points from {run.source}{skipped}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    run = find_run(args.run)
+    out = Path(args.out) if args.out else Path(f"{run.alternative_name}.{'tb' if args.format == 'tensorboard' else args.format}")
+    if args.format == "tensorboard":
+        from ..interop.tensorboard import export_run
+
+        folders = export_run(run, out)
+        print(f"{out}  {len(folders)} rank folder(s), {len(run.metrics())} points")
+        return 0
+    from ..interop.tables import export_csv, export_parquet
+
+    (export_csv if args.format == "csv" else export_parquet)(run, out)
+    print(f"{out}  {len(run.metrics())} points")
+    return 0

@@ -1,0 +1,88 @@
+"""TensorBoard in and out through the real ``em`` command and TensorBoard's own reader and writer
+(PyTorch's ``SummaryWriter``): scalars of every rank keep their type, name, step, time and value."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import em_dist as em
+from tests.conftest import PYTHON, python_env
+
+pytest.importorskip("tensorboard")
+
+
+def _em(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run([PYTHON, "-m", "em_dist.cli.main", *args], env=python_env(), capture_output=True, text=True,
+                          timeout=90, cwd=cwd)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def _f32(x: float) -> float:
+    return float(np.float32(x))
+
+
+def test_tensorboard_logs_of_two_ranks_become_one_run(tmp_path: Path, run_parent) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    logdir = tmp_path / "tb"
+    for rank in (0, 1):  # each rank of a DDP job with its own writer
+        w = SummaryWriter(str(logdir / "exp1" / f"rank-{rank}"))
+        for step in range(10):
+            w.add_scalar("train/loss", 1.0 / (step + 1) + rank, step)
+            w.add_scalar("Loss/val", 0.5 + rank, step)
+            w.add_scalar("lr", 0.1, step)
+        w.add_histogram("weights", np.arange(100.0), 0)
+        w.close()
+    w = SummaryWriter(str(logdir / "exp2"))  # a plain single-process run beside it
+    w.add_scalar("accuracy", 0.9, 3)
+    w.close()
+
+    out = _em("import", "tensorboard", str(logdir), "--name", "old", cwd=tmp_path).stdout
+    assert "not imported: 2 histogram" in out
+    runs = {r.name: r for r in em.list_runs()}
+    assert sorted(runs) == ["old_exp1", "old_exp2"]
+    rec = em.load_run(runs["old_exp1"].path)
+    assert rec.status == "Succeeded" and rec.ranks() == [0, 1] and rec.world["size"] == 2
+    for rank in (0, 1):
+        loss = rec.metrics(type="train", name="loss", rank=rank)
+        assert [p["step"] for p in loss] == list(range(10))
+        assert [p["value"] for p in loss] == [_f32(1.0 / (s + 1) + rank) for s in range(10)]
+        assert all(isinstance(p["time"], float) and p["time"] > 1e9 for p in loss)
+        assert [p["value"] for p in rec.metrics(type="val", name="Loss", rank=rank)] == [_f32(0.5 + rank)] * 10
+        assert len(rec.metrics(type="train", name="lr", rank=rank)) == 10
+    assert [(p["type"], p["name"], p["step"]) for p in em.load_run(runs["old_exp2"].path).metrics()] == [("train", "accuracy", 3)]
+
+
+def test_a_run_goes_out_to_tensorboard_and_comes_back(tmp_path: Path, run_parent) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = em.create_run(name="roundtrip")
+    for step in range(6):
+        run.log(type="train", metrics={"loss": 2.0 / (step + 1), "acc": step / 10}, step=step, epoch=step // 3)
+    run.log(type="val", metrics={"loss": 0.25}, step=5)
+    run.finish()
+    rank1 = Path(run.path) / "metrics" / "rank-1.jsonl"  # a second rank, in the run-folder format ranks write
+    lines = (Path(run.path) / "metrics" / "rank-0.jsonl").read_text().splitlines()
+    rank1.write_text("".join(json.dumps({**json.loads(x), "metrics": {k: v * 3 for k, v in json.loads(x)["metrics"].items()}}) + "\n"
+                             for x in lines))
+    rec = em.load_run(run.path)
+
+    _em("export", "roundtrip", "--format", "tensorboard", "-o", str(tmp_path / "out"), cwd=tmp_path)
+    for rank in (0, 1):  # TensorBoard's own reader sees every point at its step
+        acc = EventAccumulator(str(tmp_path / "out" / f"rank-{rank}"))
+        acc.Reload()
+        assert sorted(acc.Tags()["scalars"]) == ["train/acc", "train/loss", "val/loss"]
+        got = [(e.step, e.value) for e in acc.Scalars("train/loss")]
+        assert got == [(p["step"], _f32(p["value"])) for p in rec.metrics(type="train", name="loss", rank=rank)]
+
+    _em("import", "tensorboard", str(tmp_path / "out"), "--name", "back", cwd=tmp_path)
+    [back] = [r for r in em.list_runs() if r.name == "back"]
+    back = em.load_run(back.path)
+    key = lambda p: (p["type"], p["name"], p["rank"], p["step"])  # noqa: E731
+    assert sorted((key(p), p["value"]) for p in back.metrics()) == sorted((key(p), _f32(p["value"])) for p in rec.metrics())
