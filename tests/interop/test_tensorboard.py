@@ -86,3 +86,21 @@ def test_a_run_goes_out_to_tensorboard_and_comes_back(tmp_path: Path, run_parent
     back = em.load_run(back.path)
     key = lambda p: (p["type"], p["name"], p["rank"], p["step"])  # noqa: E731
     assert sorted((key(p), p["value"]) for p in back.metrics()) == sorted((key(p), _f32(p["value"])) for p in rec.metrics())
+
+
+def test_an_imported_run_uploads_with_every_rank(tmp_path: Path, run_parent, server) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    for rank in (0, 1):
+        w = SummaryWriter(str(tmp_path / "tb" / f"rank-{rank}"))
+        for step in range(3):
+            w.add_scalar("val/acc", 0.5 + step / 10 + rank, step)
+        w.close()
+    _em("import", "tensorboard", str(tmp_path / "tb"), "--name", "up", cwd=tmp_path)
+    [imported] = em.list_runs()
+    _, key = server.add_user()
+    em.upload(imported.path, host=server.url, api_key=key)
+    remote = em.Client(host=server.url, api_key=key).run(imported.id)
+    assert remote.name == "up" and remote.status == "Succeeded" and "imported" in remote.labels
+    for rank in (0, 1):
+        assert [p["value"] for p in remote.metrics(name="acc", rank=rank)] == [_f32(0.5 + s / 10 + rank) for s in range(3)]
