@@ -1,12 +1,15 @@
-"""``em import tensorboard LOGDIR`` and ``em export RUN --format csv|parquet|tensorboard``."""
+"""``em import tensorboard LOGDIR``, ``em import mlflow SOURCE`` and ``em export RUN --format csv|parquet|tensorboard``."""
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CommandError
+from ..interop.folder import ImportedRun, write_run
+from ..store.layout import run_parent_dir
 from .runs import find_run
 
 if TYPE_CHECKING:
@@ -28,6 +31,13 @@ def register(groups: Groups) -> None:
     tb.add_argument("--name", default=None, help="the runs' name (default: the log directory's name)")
     tb.add_argument("-d", "--dir", default=None, help="parent folder of the new runs (default $EM_RUN_PARENT_DIR or .em/runs)")
     tb.set_defaults(func=_import_tensorboard)
+    ml = sub.add_parser("mlflow", help="MLflow runs: params, metric histories, tags, artifacts",
+                        description="One local run per MLflow run, read with MLflow's client: params as hparams, "
+                                    "every metric's history, user tags as labels, artifacts as an output artifact.")
+    ml.add_argument("source", help="a tracking URI (sqlite:///mlflow.db, http://host:5000), a .db file or an mlruns folder")
+    ml.add_argument("--experiment", default=None, help="only this experiment (default: every experiment)")
+    ml.add_argument("-d", "--dir", default=None, help="parent folder of the new runs (default $EM_RUN_PARENT_DIR or .em/runs)")
+    ml.set_defaults(func=_import_mlflow)
 
     p = top.add_parser("export", help="write a local run's metrics as CSV, Parquet or TensorBoard files",
                        description="Write every rank's metric points of a local run as a CSV or Parquet table "
@@ -40,16 +50,37 @@ def register(groups: Groups) -> None:
 
 
 def _import_tensorboard(args: argparse.Namespace) -> int:
-    from ..interop.tensorboard import import_logdir
+    from ..interop.tensorboard import read_logdir
 
     if not Path(args.logdir).is_dir():
         raise CommandError(f"em import tensorboard: {args.logdir} is not a folder")
-    imported = import_logdir(args.logdir, name=args.name, parent_dir=args.dir)
-    if not imported:
+    runs = read_logdir(args.logdir, name=args.name)
+    if not runs:
         raise CommandError(f"em import tensorboard: no event files (events.out.tfevents.*) under {args.logdir}")
-    for run in imported:
+    return _write(runs, args.dir)
+
+
+def _import_mlflow(args: argparse.Namespace) -> int:
+    from ..interop.mlflow import read_runs
+
+    with tempfile.TemporaryDirectory(prefix="em-mlflow-") as scratch:  # artifacts, until they are copied
+        try:
+            runs = read_runs(args.source, Path(scratch), experiment=args.experiment)
+        except ValueError as exc:
+            raise CommandError(f"em import mlflow: {exc}") from None
+        if not runs:
+            raise CommandError(f"em import mlflow: no runs at {args.source}")
+        return _write(runs, args.dir)
+
+
+def _write(runs: list[ImportedRun], parent_dir: str | None) -> int:
+    """Write each imported run as a local run folder; one line per run says where and what."""
+    parent = Path(parent_dir) if parent_dir else run_parent_dir()
+    for run in runs:
+        path = write_run(run, parent)
         skipped = f"; not imported: {', '.join(f'{n} {k}' for k, n in sorted(run.skipped.items()))}" if run.skipped else ""
-        print(f"{run.path}  ranks {run.ranks}, {run.points} points from {run.source}{skipped}")
+        points = sum(len(p) for p in run.points.values())
+        print(f"{path}  ranks {sorted(run.points)}, {points} points from {run.source}{skipped}")
     return 0
 
 

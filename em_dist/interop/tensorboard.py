@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import importlib
 import re
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..sink import RecordTuple
-from ..store import layout
 from ..store.records import RunRecord
-from ..store.writer import RunWriter
+from .folder import ImportedRun
 from .tags import join_tag, split_tag
 
 RANK_FOLDER = re.compile(r"rank-(\d+)")
@@ -40,18 +35,6 @@ def _library(module: str) -> Any:
     except ImportError as exc:
         raise ImportError("reading and writing TensorBoard files needs tensorboard: pip install "
                           "'em_dist[interop]' (or pip install tensorboard)") from exc
-
-
-@dataclass
-class Imported:
-    """One TensorBoard run imported as an em_dist run folder."""
-
-    source: Path
-    path: Path
-    ranks: list[int]
-    points: int
-    skipped: dict[str, int] = field(default_factory=dict)
-    """Values of kinds not imported (``histogram``, ``image``, ``text``, ...): how many of each."""
 
 
 def event_runs(logdir: Path) -> dict[Path, dict[int, list[Path]]]:
@@ -86,51 +69,21 @@ def _scalars(files: list[Path], skipped: dict[str, int]) -> Iterator[tuple[str, 
                     skipped[key] = skipped.get(key, 0) + 1
 
 
-def import_logdir(logdir: str | Path, *, name: str | None = None, parent_dir: str | Path | None = None) -> list[Imported]:
-    """Make one em_dist run folder per TensorBoard run under ``logdir`` (scalars of every rank),
-    under ``parent_dir`` (default: where ``create_run`` puts runs). A run is named ``name`` (default:
-    the log directory's name) plus its folder path under ``logdir``; upload it as any local run."""
+def read_logdir(logdir: str | Path, *, name: str | None = None) -> list[ImportedRun]:
+    """Every TensorBoard run under ``logdir`` (scalars of every rank), named ``name`` (default: the
+    log directory's name) plus its folder path under ``logdir``."""
     root = Path(logdir)
     if not root.is_dir():
         raise FileNotFoundError(f"no TensorBoard log directory at {root}")
-    parent = Path(parent_dir) if parent_dir is not None else layout.run_parent_dir()
-    out: list[Imported] = []
+    out: list[ImportedRun] = []
     for folder, ranks in event_runs(root).items():
         skipped: dict[str, int] = {}
-        records = {r: sorted(((*split_tag(tag), step, wall, value) for tag, step, wall, value in _scalars(files, skipped)),
-                             key=lambda p: (p[3], p[2]))
-                   for r, files in sorted(ranks.items())}
-        rel = folder.relative_to(root)
-        run_name = "_".join([name or root.resolve().name, *rel.parts])
-        path = _write_run(run_name, records, parent, f"TensorBoard logs {folder}")
-        out.append(Imported(folder, path, sorted(records), sum(len(v) for v in records.values()), skipped))
+        points = {r: sorted(((*split_tag(tag), step, wall, value) for tag, step, wall, value in _scalars(files, skipped)),
+                            key=lambda p: (p[3], p[2]))
+                  for r, files in sorted(ranks.items())}
+        run_name = "_".join([name or root.resolve().name, *folder.relative_to(root).parts])
+        out.append(ImportedRun(run_name, f"TensorBoard logs {folder}", "tensorboard", points, skipped=skipped))
     return out
-
-
-def _write_run(name: str, ranks: dict[int, list[tuple[str, str, int, float, float]]], parent: Path, source: str) -> Path:
-    """A finished run folder holding ``ranks``' points ``(type, name, step, wall_time, value)``."""
-    times = [p[3] for points in ranks.values() for p in points] or [time.time()]
-    started, ended = min(times), max(times)
-    alt = layout.alternative_name(layout.check_name(name), started)
-    path = (parent / alt).resolve()
-    size = max(ranks, default=0) + 1
-    doc: dict[str, Any] = {
-        "format_version": layout.FORMAT_VERSION, "id": str(uuid.uuid4()), "name": name, "alternative_name": alt,
-        "labels": ["imported"], "description": f"imported from {source}", "status": "Succeeded",
-        "status_reason": None, "start_timestamp": layout.iso_time(started), "end_timestamp": layout.iso_time(ended),
-        "world": {"size": size, "rank": 0, "launcher": "none", "backend": None, "imported_from": "tensorboard"},
-        "lost_ranks": [], "late_ranks": [], "signals": [], "dropped": {}, "delivery": {}, "restarts": 0,
-        "attempts": [{"start": layout.iso_time(started), "end": layout.iso_time(ended), "world_size": size,
-                      "status": "Succeeded", "reason": None}],
-    }
-    for rank in sorted(ranks, reverse=True):  # rank 0's writer last: its run.json is the finished one
-        writer = RunWriter(path, rank=rank, heartbeat=False)
-        records: list[RecordTuple] = [(t, step, None, wall, {metric: value}) for t, metric, step, wall, value in ranks[rank]]
-        writer.buffer.extend(records)
-        if rank == 0:
-            writer.write_run(doc)
-        writer.close()  # never started: its one cycle runs here
-    return path
 
 
 def export_run(run: RunRecord, out: str | Path) -> list[Path]:
