@@ -63,18 +63,29 @@ def write_run(run: ImportedRun, parent: Path) -> Path:
         "attempts": [{"start": layout.iso_time(started), "end": layout.iso_time(ended), "world_size": size,
                       "status": run.status, "reason": run.status_reason}],
     }
-    for rank in sorted(set(run.points) | {0}, reverse=True):  # rank 0's writer last: it writes the metadata
-        writer = RunWriter(path, rank=rank, heartbeat=False)
-        records: list[RecordTuple] = [(t, step, None, wall, {name: value}) for t, name, step, wall, value in run.points.get(rank, [])]
-        writer.buffer.extend(records)
-        if rank == 0:
-            writer.write_run(doc)
-            if run.hparams:
-                writer.write_hparams(run.hparams)
-            if run.files is not None and any(run.files.iterdir()):
-                artifact = create_artifact(name=f"{run.name}-files", description=f"files of {run.source}")
-                for child in sorted(run.files.iterdir()):  # the files at the artifact's top, as the tool had them
-                    (artifact.add_dir if child.is_dir() else artifact.add_file)(str(child))
-                writer.write_artifacts([{"id": artifact.id, "name": artifact.name, "path": str(artifact.path), "role": "output"}])
+    others: list[tuple[int, int, dict[str, Any]]] = []  # the other ranks' summaries, for rank 0's summary.json
+    for rank in sorted(set(run.points) - {0}):
+        writer = _writer(path, rank, run.points[rank])
         writer.close()  # never started: its one cycle runs here
+        others.append((rank, *writer.summary.rank(rank)))
+    writer = _writer(path, 0, run.points.get(0, []))  # rank 0's last: it writes the metadata and summary.json
+    for summary in others:
+        writer.submit_summary(*summary)
+    writer.write_run(doc)
+    if run.hparams:
+        writer.write_hparams(run.hparams)
+    if run.files is not None and any(run.files.iterdir()):
+        artifact = create_artifact(name=f"{run.name}-files", description=f"files of {run.source}")
+        for child in sorted(run.files.iterdir()):  # the files at the artifact's top, as the tool had them
+            (artifact.add_dir if child.is_dir() else artifact.add_file)(str(child))
+        writer.write_artifacts([{"id": artifact.id, "name": artifact.name, "path": str(artifact.path), "role": "output"}])
+    writer.close()
     return path
+
+
+def _writer(path: Path, rank: int, points: list[Point]) -> RunWriter:
+    """A writer of ``rank``'s lines in the run folder at ``path``, holding ``points`` as records."""
+    writer = RunWriter(path, rank=rank, heartbeat=rank == 0)
+    records: list[RecordTuple] = [(t, step, None, wall, {name: value}) for t, name, step, wall, value in points]
+    writer.buffer.extend(records)
+    return writer

@@ -57,6 +57,8 @@ def test_tensorboard_logs_of_two_ranks_become_one_run(tmp_path: Path, run_parent
         assert [p["value"] for p in rec.metrics(type="val", name="Loss", rank=rank)] == [_f32(0.5 + rank)] * 10
         assert len(rec.metrics(type="train", name="lr", rank=rank)) == 10
     assert [(p["type"], p["name"], p["step"]) for p in em.load_run(runs["old_exp2"].path).metrics()] == [("train", "accuracy", 3)]
+    summary = json.loads((Path(rec.path) / "summary.json").read_text())  # what `em run list` reads: every rank
+    assert summary["records"] == {"0": 30, "1": 30}
 
 
 def test_a_run_goes_out_to_tensorboard_and_comes_back(tmp_path: Path, run_parent) -> None:
