@@ -78,6 +78,7 @@ def run_summary(run: Run, latest: dict[str, Any], *, cutoff: dt.datetime, folder
     return {
         "id": run.id,
         "name": run.name,
+        "local_name": run.local_name,
         "alternative_name": run.alternative_name,
         "folder_id": run.folder_id,
         "folder": folder,
