@@ -1,7 +1,7 @@
 // The artifact page: its files (download), the runs that produced and consumed it, its dataflow.
 
 import * as api from '../api.js';
-import { clear, fmtTime, h, labels, link } from '../dom.js';
+import { clear, fmtTime, h, labels, runName } from '../dom.js';
 import { graph } from '../dataflow.js';
 import { filesTable } from './run.js';
 
@@ -12,7 +12,7 @@ export async function renderArtifact(page, ctx, artifactId) {
   const producers = lineage.edges.filter((e) => e.target === artifactId && runs.has(e.source)).map((e) => runs.get(e.source));
   const consumers = lineage.edges.filter((e) => e.source === artifactId && runs.has(e.target)).map((e) => runs.get(e.target));
   const runList = (list, none) => (list.length
-    ? h('ul', {}, list.map((r) => h('li', {}, link(`#/run/${r.id}`, r.name, { dataset: { runId: r.id } }), ' ', h('span', { class: 'muted' }, r.status || ''))))
+    ? h('ul', {}, list.map((r) => h('li', {}, runName(r, `#/run/${r.id}`, { dataset: { runId: r.id } }), ' ', h('span', { class: 'muted' }, r.status || ''))))
     : h('p', { class: 'muted' }, none));
   clear(page,
     h('div', { class: 'toolbar' }, h('h1', { style: 'margin:0' }, art.name), h('span', { class: 'muted' }, 'artifact'), labels(art.labels)),
