@@ -187,6 +187,12 @@ def test_artifact_rows_name_the_run_and_rank_that_made_them(console) -> None:
     link = page.locator(f'#artifacts-table tr[data-artifact-id="{CKPTS[2]}"] .artifact-run[data-role=input] a')
     assert link.get_attribute("href") == f"#/run/{ids['eval-ckpt']}"
     shot(page, "folder-artifacts")
+    link.click()
+    page.wait_for_selector("#run-title")
+    page.goto(f"{url}/#/artifact/{CKPTS[1]}")  # the artifact's page names the rank that made it
+    page.wait_for_selector(f'#producers li[data-run-id="{ids["ckpt-job"]}"]')
+    assert page.get_attribute(f'#producers li[data-run-id="{ids["ckpt-job"]}"]', "data-rank") == "1"
+    assert "rank 1" in page.inner_text("#producers")
 
     page.goto(f"{url}/#/folder/{folders['models']}")  # carol's folder, shared: her private run is not named
     page.wait_for_selector("#artifacts-table tr[data-artifact-id]")
@@ -202,6 +208,8 @@ def test_the_folder_artifact_listing_names_only_runs_the_caller_may_see(items_se
             (model,) = api("GET", f"/folders/{folders['models']}/artifacts").json()
             assert [u["id"] for u in model["runs"]] == [ids[mine]], who
             assert ids[theirs] not in str(model)
+            detail = api("GET", f"/artifacts/{model['id']}").json()  # the artifact's own page: the same runs
+            assert [u["id"] for u in detail["runs"]] == [ids[mine]] and ids[theirs] not in str(detail)
         finally:
             api.close()
 

@@ -13,10 +13,10 @@ from em_dist.server import run_query, search
 from em_dist.server.config import ServerConfig
 from em_dist.server.deps import Config, CurrentUser, ReadSession, WriteSession
 from em_dist.server.liveness import lost_before
-from em_dist.server.models import Artifact, FolderShare, LineageEdge, Run, User
+from em_dist.server.models import Artifact, FolderShare, User
 from em_dist.server.schemas import FolderCreate, ShareCreate
 from em_dist.server.search_sql import SqlContext
-from em_dist.server.views import folder_view
+from em_dist.server.views import artifact_runs, folder_view
 
 router = APIRouter(tags=["folders"])
 
@@ -106,35 +106,12 @@ def folder_artifacts(folder_id: str, user: CurrentUser, session: ReadSession) ->
     it (``runs``: id, name, local name, role, rank) among those the caller may see."""
     folder = service.resolve(session, user, folder_id=folder_id, need="view")
     rows = list(session.scalars(select(Artifact).where(Artifact.folder_id == folder.id).order_by(Artifact.created)))
-    uses = _artifact_runs(session, user, [a.id for a in rows])
+    uses = artifact_runs(session, user, [a.id for a in rows])
     return [
         {"id": a.id, "name": a.name, "alternative_name": a.alternative_name, "labels": a.labels,
          "created_timestamp": a.created_timestamp, "runs": uses.get(a.id, [])}
         for a in rows
     ]
-
-
-def _artifact_runs(session: Session, user: User, artifact_ids: list[str]) -> dict[str, list[dict]]:
-    """Per artifact id, the runs that name it (outputs first), leaving out every run whose folder
-    ``user`` may not see: a listing reveals no run the caller could not open."""
-    out: dict[str, list[dict]] = {}
-    if not artifact_ids:
-        return out
-    visible: dict[str, bool] = {}
-    rows = session.execute(
-        select(LineageEdge, Run).join(Run, Run.id == LineageEdge.run_id)
-        .where(LineageEdge.artifact_id.in_(artifact_ids))
-        .order_by(LineageEdge.role.desc(), Run.start_timestamp, Run.name)
-    ).all()
-    for edge, run in rows:
-        if run.folder_id not in visible:
-            visible[run.folder_id] = service.can_see(session, user, run.folder_id)
-        if not visible[run.folder_id]:
-            continue
-        out.setdefault(edge.artifact_id, []).append(
-            {"id": run.id, "name": run.name, "local_name": run.local_name, "alternative_name": run.alternative_name,
-             "role": edge.role, "rank": edge.rank})
-    return out
 
 
 @router.post("/folders/{folder_id}/shares", status_code=201)
