@@ -89,7 +89,7 @@ function renderOverview(body, run) {
       ['Folder', link(`#/folder/${run.folder_id}`, run.folder)],
       ['Name', runTitle(run)],
       ['Local folder name', run.alternative_name || '—'],
-      ['Listed as', run.name !== runTitle(run) ? run.name : undefined],
+      ['Listed as', run.name !== runTitle(run) && run.name !== run.alternative_name ? run.name : undefined],
       ['Owner', run.owner || undefined],
       ['Id', h('code', {}, run.id)],
     ])),
