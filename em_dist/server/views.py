@@ -78,6 +78,7 @@ def run_summary(run: Run, latest: dict[str, Any], *, cutoff: dt.datetime, folder
     return {
         "id": run.id,
         "name": run.name,
+        "local_name": run.local_name,
         "alternative_name": run.alternative_name,
         "folder_id": run.folder_id,
         "folder": folder,
@@ -107,6 +108,30 @@ def artifact_view(session: Session, artifact: Artifact) -> dict[str, Any]:
         "references": artifact.references,
         "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
     }
+
+
+def artifact_runs(session: Session, user: User, artifact_ids: list[str]) -> dict[str, list[dict]]:
+    """Per artifact id, the runs that name it (outputs first), leaving out every run whose folder
+    ``user`` may not see: a listing reveals no run the caller could not open."""
+    out: dict[str, list[dict]] = {}
+    if not artifact_ids:
+        return out
+    visible: dict[str, bool] = {}
+    rows = session.execute(
+        select(LineageEdge, Run).join(Run, Run.id == LineageEdge.run_id)
+        .where(LineageEdge.artifact_id.in_(artifact_ids))
+        .order_by(LineageEdge.role.desc(), Run.start_timestamp, Run.name)
+    ).all()
+    for edge, run in rows:
+        if run.folder_id not in visible:
+            visible[run.folder_id] = folders.can_see(session, user, run.folder_id)
+        if not visible[run.folder_id]:
+            continue
+        out.setdefault(edge.artifact_id, []).append(
+            {"id": run.id, "name": run.name, "local_name": run.local_name, "alternative_name": run.alternative_name,
+             "role": edge.role, "rank": edge.rank})
+    return out
+
 
 
 def run_artifacts(session: Session, user: User, run_id: str) -> list[dict[str, Any]]:

@@ -112,7 +112,9 @@ def test_compare_overlays_runs_and_highlights_hparam_differences(page, console_s
         page.check(f'#runs-table tr[data-run-name="{name}"] input[type=checkbox]')
     page.click("#compare")
     page.wait_for_selector("#compare-charts .chart[data-rendered]")
-    page.select_option("#compare-metric", "test/acc")
+    page.click("#compare-metric .picker-button")
+    page.fill("#compare-metric-filter", "test/acc")
+    page.press("#compare-metric-filter", "Enter")
     page.wait_for_selector('#compare-hparams tr.diff[data-hparam="batch_size"]')
     assert page.locator('#compare-hparams tr.diff[data-hparam="lr"]').count() == 0
     shot(page, "compare")

@@ -15,7 +15,7 @@ from em_dist.server.deps import Blobs, CurrentUser, ReadSession, WriteSession
 from em_dist.server.lookup import folder_of, get_artifact, may_produce
 from em_dist.server.models import Artifact, ArtifactFile, Folder
 from em_dist.server.schemas import ArtifactUpload
-from em_dist.server.views import artifact_view
+from em_dist.server.views import artifact_runs, artifact_view
 
 router = APIRouter(tags=["artifacts"])
 
@@ -81,8 +81,11 @@ def upsert_artifact(artifact_id: str, body: ArtifactUpload, user: CurrentUser, s
 
 @router.get("/artifacts/{artifact_id}")
 def read_artifact(artifact_id: str, user: CurrentUser, session: ReadSession) -> dict:
-    """Artifact detail with its files (path, size, sha256)."""
-    return artifact_view(session, get_artifact(session, user, artifact_id))
+    """Artifact detail with its files (path, size, sha256) and the runs that produced or consumed it
+    among those the caller may see (``runs``: id, names, role, rank)."""
+    detail = artifact_view(session, get_artifact(session, user, artifact_id))
+    detail["runs"] = artifact_runs(session, user, [artifact_id]).get(artifact_id, [])
+    return detail
 
 
 @router.get("/artifacts/{artifact_id}/files/{path:path}")

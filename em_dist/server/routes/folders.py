@@ -16,7 +16,7 @@ from em_dist.server.liveness import lost_before
 from em_dist.server.models import Artifact, FolderShare, User
 from em_dist.server.schemas import FolderCreate, ShareCreate
 from em_dist.server.search_sql import SqlContext
-from em_dist.server.views import folder_view
+from em_dist.server.views import artifact_runs, folder_view
 
 router = APIRouter(tags=["folders"])
 
@@ -102,12 +102,14 @@ def search_runs(
 
 @router.get("/folders/{folder_id}/artifacts")
 def folder_artifacts(folder_id: str, user: CurrentUser, session: ReadSession) -> list[dict]:
-    """Artifacts in a folder (without their file lists)."""
+    """Artifacts in a folder (without their file lists), each with the runs that produced or consumed
+    it (``runs``: id, name, local name, role, rank) among those the caller may see."""
     folder = service.resolve(session, user, folder_id=folder_id, need="view")
-    rows = session.scalars(select(Artifact).where(Artifact.folder_id == folder.id).order_by(Artifact.created))
+    rows = list(session.scalars(select(Artifact).where(Artifact.folder_id == folder.id).order_by(Artifact.created)))
+    uses = artifact_runs(session, user, [a.id for a in rows])
     return [
         {"id": a.id, "name": a.name, "alternative_name": a.alternative_name, "labels": a.labels,
-         "created_timestamp": a.created_timestamp}
+         "created_timestamp": a.created_timestamp, "runs": uses.get(a.id, [])}
         for a in rows
     ]
 

@@ -51,7 +51,8 @@ def lineage(node_id: str, user: CurrentUser, session: ReadSession, depth: int = 
                 run = session.get(Run, nid)
                 if run is None or not folders.can_see(session, user, run.folder_id):
                     continue
-                nodes[nid] = {"id": nid, "kind": "run", "name": run.name, "status": run.status}
+                nodes[nid] = {"id": nid, "kind": "run", "name": run.name, "local_name": run.local_name,
+                              "alternative_name": run.alternative_name, "status": run.status}
                 for e in session.scalars(select(LineageEdge).where(LineageEdge.run_id == nid)):
                     edges.add((nid, e.artifact_id, "output") if e.role == "output" else (e.artifact_id, nid, "input"))
                     nxt.append(("artifact", e.artifact_id))

@@ -60,11 +60,11 @@ export function graph({ root, nodes, edges }) {
     const p = pos.get(n.id);
     const clickable = n.kind === 'run' || n.stored !== false;
     const href = n.kind === 'run' ? `#/run/${n.id}/dataflow` : `#/artifact/${n.id}`;
-    const label = n.name || n.id.slice(0, 8);
+    const label = (n.kind === 'run' && n.local_name) || n.name || n.id.slice(0, 8);  // a run's own name, not its folder name
     const kind = n.kind === 'run' ? `run${n.status ? ` · ${n.status}` : ''}` : `artifact${n.stored === false ? ' · not uploaded' : ''}`;
     const g = svg('g', { class: `node ${n.kind}${n.id === root ? ' root' : ''}`, transform: `translate(${p.x},${p.y})`,
       'data-node-id': n.id, 'data-kind': n.kind, 'data-name': label, tabindex: clickable ? 0 : -1 },
-    svg('title', {}, `${n.kind} ${label}`),
+    svg('title', {}, `${n.kind} ${label}${n.alternative_name && n.alternative_name !== label ? ` (${n.alternative_name})` : ''}`),
     svg('rect', { width: NODE_W, height: NODE_H, rx: n.kind === 'run' ? 6 : 18 }),
     svg('text', { x: 12, y: 18 }, shorten(label)),
     svg('text', { x: 12, y: 34, class: 'kind' }, kind));

@@ -108,3 +108,23 @@ export function labels(list) {
 
 // A run still recording: its views poll for updates.
 export const isLive = (run) => run.status === 'Running' || run.status === 'Initializing';
+
+// A run's name is the one its script gave (create_run(name=...)); the server renames a second run of
+// that name in a folder to its local folder name (alternative_name), and lists carry both. The title
+// is always the run's name; the folder name is secondary (smaller, under it, or in a tooltip).
+export function runTitle(run) {
+  return run.local_name || run.name || '';
+}
+
+export function runFolderName(run) {
+  const title = runTitle(run);
+  return [run.alternative_name, run.name].find((n) => n && n !== title) || '';
+}
+
+// The run's name (a link when href is given) with its folder name under it, smaller.
+export function runName(run, href = null, attrs = {}) {
+  const folderName = runFolderName(run);
+  const title = href ? link(href, runTitle(run), { class: 'run-title', title: folderName || null, ...attrs })
+    : h('span', { class: 'run-title', title: folderName || null, ...attrs }, runTitle(run));
+  return h('span', { class: 'run-name' }, title, folderName ? h('span', { class: 'alt-name' }, folderName) : null);
+}

@@ -1,10 +1,10 @@
 // The run table's model: columns (fixed, hparams, metric latest/min/max), sorting, grouping, CSV.
 // Pure functions over run summaries from GET /runs; folder.js draws them.
 
-import { fmtDuration, fmtNumber, fmtTime, fmtValue, labels, link, runBadge, runDuration } from './dom.js';
+import { fmtDuration, fmtNumber, fmtTime, fmtValue, labels, runBadge, runDuration, runName, runTitle } from './dom.js';
 
 export const FIXED = {
-  name: { label: 'Name', value: (r) => r.name, cell: (r) => link(`#/run/${r.id}`, r.name, { title: r.alternative_name || '' }) },
+  name: { label: 'Name', value: (r) => runTitle(r), cell: (r) => runName(r, `#/run/${r.id}`) },
   status: { label: 'Status', value: (r) => r.status, cell: (r) => runBadge(r) },
   started: { label: 'Started', value: (r) => r.start_timestamp || '', cell: (r) => fmtTime(r.start_timestamp) },
   duration: { label: 'Duration', num: true, value: (r) => runDuration(r), cell: (r) => fmtDuration(runDuration(r)) },

@@ -3,16 +3,17 @@
 // a scatter plot of hparams against a metric; the hparams side by side with differences marked.
 
 import * as api from '../api.js';
-import { clear, fmtValue, h, link, runBadge } from '../dom.js';
+import { clear, fmtValue, h, runBadge, runName, runTitle } from '../dom.js';
 import { draw, finite, metricLayout, PLOT_CONFIG, plotly, plotText, rankColor, smooth } from '../charts.js';
 import { flatHparams } from '../runtable.js';
 import { drawParcoords } from '../parcoords.js';
 import { fetchMetric, metricGroups } from './metrics.js';
+import { multiPicker } from '../picker.js';
 
 const X_TITLES = { step: 'step', epoch: 'epoch', time: 'seconds since the run started' };
 
 // One run's lines for one metric: the cross-rank mean (or the only rank) and, if asked, every rank.
-async function runLines(run, group, axis, perRank) {
+async function runLines(run, name, group, axis, perRank) {
   const data = await fetchMetric(run.id, group, axis);
   let t0 = 0;
   if (axis === 'time') {
@@ -21,12 +22,51 @@ async function runLines(run, group, axis, perRank) {
   }
   const rel = (xs) => (axis === 'time' ? xs.map((v) => (v === null ? null : v - t0)) : xs);
   const lines = [];
-  if (data.band) lines.push({ x: rel(data.band.x), y: data.band.mean, label: `${run.name} (mean of ${data.series.length} ranks)`, kind: 'mean' });
-  else if (data.series[0]) lines.push({ x: rel(data.series[0].x), y: data.series[0].y, label: run.name, kind: 'mean' });
+  if (data.band) lines.push({ x: rel(data.band.x), y: data.band.mean, label: `${name} (mean of ${data.series.length} ranks)`, kind: 'mean' });
+  else if (data.series[0]) lines.push({ x: rel(data.series[0].x), y: data.series[0].y, label: name, kind: 'mean' });
   if (perRank && data.series.length > 1) {
-    for (const s of data.series) lines.push({ x: rel(s.x), y: s.y, label: `${run.name} rank ${s.rank}`, kind: 'rank', rank: s.rank });
+    for (const s of data.series) lines.push({ x: rel(s.x), y: s.y, label: `${name} rank ${s.rank}`, kind: 'rank', rank: s.rank });
   }
   return lines;
+}
+
+// Each run's label in charts and tables: its name, and where two compared runs share a name, its
+// folder name (or id) too, so the lines stay apart.
+function runLabels(runs) {
+  const titles = runs.map(runTitle);
+  return runs.map((r, i) => (titles.filter((t) => t === titles[i]).length > 1
+    ? `${titles[i]} · ${r.alternative_name || r.id.slice(0, 8)}` : titles[i]));
+}
+
+// Text measured as Plotly draws it (its default font), to fit labels into the scatter plot.
+let measure = null;
+function textWidth(text, size) {
+  if (!measure) measure = document.createElement('canvas').getContext('2d');
+  measure.font = `${size}px "Open Sans", verdana, arial, sans-serif`;
+  return measure.measureText(text).width;
+}
+
+// text, shortened with an ellipsis until it is at most px wide at font size `size`: its end cut off,
+// or (middle) its middle, which keeps what tells a sweep's run names apart (their ends).
+export function fitText(text, px, size = 12, middle = false) {
+  const t = String(text);
+  if (textWidth(t, size) <= px) return t;
+  const cut = (n) => (middle ? `${t.slice(0, Math.ceil(n / 2))}…${t.slice(t.length - Math.floor(n / 2))}` : `${t.slice(0, n)}…`);
+  let lo = 0; let hi = t.length;
+  while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (textWidth(cut(mid), size) <= px) lo = mid; else hi = mid; }
+  return cut(Math.max(1, lo));
+}
+
+// Where a point's label goes: inward from the plot's left and right thirds, centred between.
+function labelPositions(xs) {
+  const order = [...new Set(xs.filter((v) => v !== undefined && v !== null))];
+  if (order.every((v) => typeof v === 'number')) order.sort((a, b) => a - b);
+  return xs.map((v) => {
+    const at = order.indexOf(v);
+    if (order.length < 2 || at < 0) return 'top center';
+    const f = at / (order.length - 1);
+    return f < 1 / 3 ? 'top right' : f > 2 / 3 ? 'top left' : 'top center';
+  });
 }
 
 function latestOf(names) {
@@ -61,8 +101,9 @@ export async function renderCompare(page, ctx, runIds, params) {
   const flat = runs.map((r) => flatHparams(r.hparams));
   const hkeys = [...new Set(flat.flatMap((f) => Object.keys(f)))].sort();
 
-  const metricSelect = h('select', { id: 'compare-metric', multiple: true, size: Math.min(Math.max(keys.length, 2), 5),
-    'aria-label': 'metrics (ctrl-click for several)' }, keys.map((k) => h('option', { value: k, selected: view.metrics.includes(k) }, k)));
+  const labelOf = runLabels(runs);
+  const metricPicker = multiPicker({ id: 'compare-metric', items: keys, picked: view.metrics, label: 'metrics',
+    placeholder: 'filter metrics', onChange: (metrics) => { view.metrics = metrics; loadCharts(); } });
   const axisSelect = h('select', { id: 'compare-x' }, Object.keys(X_TITLES).map((a) => h('option', { value: a, selected: a === view.axis },
     a === 'time' ? 'relative wall time' : a)));
   const perRank = h('input', { type: 'checkbox', id: 'compare-ranks', checked: view.perRank });
@@ -77,14 +118,17 @@ export async function renderCompare(page, ctx, runIds, params) {
   const differing = hkeys.filter((k) => new Set(flat.map((f) => fmtValue(f[k]))).size > 1);
   if (differing.length) scatterX.value = differing.find((k) => flat.every((f) => typeof f[k] === 'number')) || differing[0];
   clear(page, h('h1', {}, `Compare ${runs.length} runs`),
-    h('div', { class: 'toolbar' }, runs.map((r) => [link(`#/run/${r.id}`, r.folder ? `${r.folder}/${r.name}` : r.name), runBadge(r)])),
-    h('div', { class: 'toolbar' }, h('label', {}, 'metrics', metricSelect), h('label', {}, 'x axis', axisSelect),
+    h('div', { class: 'toolbar', id: 'compare-runs' }, runs.map((r) => {
+      const shown = r.folder ? `${r.folder}/${runTitle(r)}` : runTitle(r);  // the folder name is secondary, under it
+      return [runName({ ...r, local_name: shown, name: shown }, `#/run/${r.id}`), runBadge(r)];
+    })),
+    h('div', { class: 'toolbar' }, h('span', {}, 'metrics'), metricPicker, h('label', {}, 'x axis', axisSelect),
       h('label', {}, perRank, 'per-rank lines'), h('label', {}, 'smoothing', smoothing)),
     charts,
     h('h2', {}, 'Hyperparameters against a metric'),
     h('div', { class: 'toolbar' }, h('label', {}, 'metric', scatterY), h('label', {}, 'scatter x', scatterX)),
     h('div', { class: 'charts' }, parcoords, scatter),
-    h('div', { class: 'toolbar', style: 'margin-top:16px' }, h('h2', { style: 'margin:0' }, 'Hyperparameters'), h('label', {}, onlyDiff, 'only differences')),
+    h('div', { class: 'toolbar section-head' }, h('h2', {}, 'Hyperparameters'), h('label', {}, onlyDiff, 'only differences')),
     h('div', { class: 'table-wrap' }, table));
 
   const keep = () => ctx.setParams({ metrics: view.metrics.join(','), x: view.axis === 'step' ? '' : view.axis, ranks: view.perRank ? '1' : '' });
@@ -106,7 +150,7 @@ export async function renderCompare(page, ctx, runIds, params) {
     clear(charts, view.metrics.map((key) => h('div', { class: 'chart', dataset: { compareMetric: key } })));
     const fetched = await Promise.all(view.metrics.map((key) => Promise.all(runs.map((r, i) => {
       const group = groupsByRun[i].get(key);
-      return group ? runLines(r, group, view.axis, view.perRank) : Promise.resolve([]);
+      return group ? runLines(r, labelOf[i], group, view.axis, view.perRank) : Promise.resolve([]);
     }))));
     lines = new Map(view.metrics.map((key, i) => [key, fetched[i]]));
     await drawCharts();
@@ -117,16 +161,40 @@ export async function renderCompare(page, ctx, runIds, params) {
     const y = latest.map((l) => (typeof l[metric] === 'number' ? l[metric] : NaN));
     const dims = hkeys.filter((k) => differing.includes(k) || runs.length === 1).map((k) => dimension(k, flat.map((f) => f[k])));
     dims.push({ label: metric, values: y });
-    drawParcoords(parcoords, { dims, color: y, names: runs.map((r) => r.name), title: `hparams → ${metric}` });
+    drawParcoords(parcoords, { dims, color: y, names: labelOf, title: `hparams → ${metric}` });
     parcoords.dataset.rendered = String(dims.length);
+    await drawScatter(metric, y);
+  };
+
+  // One hparam against the metric, a point per run labelled with its name. Every label is fitted to
+  // the plot as drawn (measured): axis titles to the axis' length, point labels shortened (the full
+  // name in the hover text) and placed inward at the plot's sides, with room above the highest point;
+  // tick labels and titles get their margins from Plotly (automargin). Redrawn when the chart resizes.
+  const drawScatter = async (metric, y) => {
     const hx = scatterX.value;
-    await (await plotly()).react(scatter, [{ type: 'scatter', mode: 'markers+text', x: flat.map((f) => f[hx]), y, text: runs.map((r) => plotText(r.name)),
-      textposition: 'top center', cliponaxis: false, marker: { size: 10, color: runs.map((_, i) => rankColor(i)) }, meta: { kind: 'scatter' } }],
-    { title: { text: plotText(`${metric} against ${hx || '—'}`), font: { size: 14 }, x: 0.01, xanchor: 'left' }, margin: { l: 50, r: 10, t: 34, b: 40 },
-      xaxis: { title: { text: plotText(hx || '') }, type: flat.every((f) => typeof f[hx] === 'number' && f[hx] > 0)
-        && Math.max(...flat.map((f) => f[hx])) / Math.min(...flat.map((f) => f[hx])) >= 50 ? 'log' : '-' },
-      yaxis: { title: { text: plotText(metric) } } }, PLOT_CONFIG);
-    scatter.dataset.rendered = String(runs.length);
+    const xs = flat.map((f) => f[hx]);
+    const width = scatter.clientWidth || 460;
+    const height = scatter.clientHeight || 320;
+    const plotW = Math.max(120, width - 110);
+    const plotH = Math.max(80, height - 110);
+    const ys = y.filter(Number.isFinite);
+    const lo = Math.min(...ys); const hi = Math.max(...ys);
+    const pad = (hi - lo) * 0.12 || Math.abs(hi) * 0.1 || 1;
+    const logX = xs.every((v) => typeof v === 'number' && v > 0) && Math.max(...xs) / Math.min(...xs) >= 50;
+    const title = `${metric} against ${hx || '—'}`;
+    scatter.title = title;
+    await (await plotly()).react(scatter, [{ type: 'scatter', mode: 'markers+text', x: xs, y,
+      text: labelOf.map((n) => plotText(fitText(n, Math.min(220, plotW / 2 - 12), 12, true))), textfont: { size: 12 },
+      textposition: labelPositions(xs), cliponaxis: false, hoverinfo: 'text',
+      hovertext: labelOf.map((n, i) => [n, `${hx}: ${fmtValue(xs[i])}`, `${metric}: ${fmtValue(y[i])}`].map(plotText).join('<br>')),
+      marker: { size: 10, color: runs.map((_, i) => rankColor(i)) }, meta: { kind: 'scatter' } }],
+    { title: { text: plotText(fitText(title, plotW, 14)), font: { size: 14 }, x: 0.01, xanchor: 'left' },
+      height, margin: { l: 50, r: 16, t: 34, b: 52 }, showlegend: false,  // the box's inner height: Plotly's default overshoots its border
+      xaxis: { title: { text: plotText(fitText(hx || '', plotW, 14)), standoff: 8 }, automargin: true, type: logX ? 'log' : '-' },
+      yaxis: { title: { text: plotText(fitText(metric, plotH, 14)) }, automargin: true,
+        ...(ys.length ? { range: [lo - pad * 0.5, hi + pad * 1.5] } : {}) } }, PLOT_CONFIG);
+    scatter.dataset.width = String(width);
+    scatter.dataset.rendered = `${hx}|${metric}`;
   };
 
   const drawTable = () => {
@@ -134,15 +202,11 @@ export async function renderCompare(page, ctx, runIds, params) {
       const values = flat.map((f) => (k in f ? fmtValue(f[k]) : '—'));
       return { k, values, differs: new Set(values).size > 1 };
     }).filter((row) => !onlyDiff.checked || row.differs);
-    clear(table, h('tr', {}, h('th', {}, 'Name'), runs.map((r) => h('th', {}, r.name))),
+    clear(table, h('tr', {}, h('th', {}, 'Name'), runs.map((r, i) => h('th', { title: runs[i].alternative_name || '' }, labelOf[i]))),
       rows.map((row) => h('tr', { class: row.differs ? 'diff' : '', dataset: { hparam: row.k } },
         h('td', {}, h('code', {}, row.k)), row.values.map((v) => h('td', {}, v)))));
   };
 
-  metricSelect.addEventListener('change', () => {
-    view.metrics = [...metricSelect.selectedOptions].map((o) => o.value);
-    loadCharts();
-  });
   axisSelect.addEventListener('change', () => { view.axis = axisSelect.value; loadCharts(); });
   perRank.addEventListener('change', () => { view.perRank = perRank.checked; loadCharts(); });
   smoothing.addEventListener('input', () => { view.smoothing = Number(smoothing.value); drawCharts(); });
@@ -150,5 +214,11 @@ export async function renderCompare(page, ctx, runIds, params) {
   scatterY.addEventListener('change', drawHparamPlots);
   onlyDiff.addEventListener('change', drawTable);
   drawTable();
+  let resizing = null;
+  new ResizeObserver(() => {
+    if (!scatter.dataset.width || Number(scatter.dataset.width) === scatter.clientWidth || !scatter.isConnected) return;
+    clearTimeout(resizing);
+    resizing = setTimeout(drawHparamPlots, 150);
+  }).observe(scatter);
   await Promise.all([loadCharts(), drawHparamPlots()]);
 }

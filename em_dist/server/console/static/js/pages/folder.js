@@ -3,7 +3,7 @@
 // Every choice lives in the URL, so a view is shared as a link.
 
 import * as api from '../api.js';
-import { clear, fmtNumber, fmtTime, h, labels, link } from '../dom.js';
+import { clear, fmtNumber, fmtTime, h, labels, link, runName, runTitle } from '../dom.js';
 import {
   DEFAULT_FIXED, FIXED, cell, columnLabel, flatHparams, groupRuns, isNumeric, sortRuns, statsKeys, toCsv,
 } from '../runtable.js';
@@ -164,11 +164,7 @@ export async function renderFolder(page, ctx, folderId, params) {
 
   await load();
   const arts = await api.folderArtifacts(folderId);
-  clear(artifacts, arts.length
-    ? h('table', { id: 'artifacts-table' }, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Created'), h('th', {}, 'Labels')),
-      arts.map((a) => h('tr', {}, h('td', {}, link(`#/artifact/${a.id}`, a.name)), h('td', {}, fmtTime(a.created_timestamp)),
-        h('td', {}, labels(a.labels)))))
-    : h('p', { class: 'muted' }, 'No artifacts in this folder.'));
+  clear(artifacts, arts.length ? artifactsTable(arts) : h('p', { class: 'muted' }, 'No artifacts in this folder.'));
   ctx.every(10000, () => { if (view.runs.length <= FETCH_PAGE) load().catch(() => null); });
 }
 
@@ -212,7 +208,7 @@ function aggregateCell(agg) {
 
 function runRow(r, view) {
   return h('tr', { dataset: { runId: r.id, runName: r.name } },
-    h('td', {}, h('input', { type: 'checkbox', checked: view.selected.has(r.id), 'aria-label': `select ${r.name}`, dataset: { select: r.id } })),
+    h('td', {}, h('input', { type: 'checkbox', checked: view.selected.has(r.id), 'aria-label': `select ${runTitle(r)}`, dataset: { select: r.id } })),
     view.columns.map((id) => h('td', { class: isNumeric(id) ? 'num' : '', dataset: { col: id } }, cell(r, id))));
 }
 
@@ -250,4 +246,25 @@ function drawTable(table, pager, view, compare, count) {
     h('button', { type: 'button', dataset: { page: String(view.page + 1) }, disabled: view.page >= pages - 1 }, 'next ›'),
   ] : null);
   compare.disabled = view.selected.size < 2;
+}
+
+// One row per artifact: which run produced it (and consumed it), which rank made it when the run says,
+// so same-named artifacts (a job's checkpoints) are told apart. Only runs the viewer may see are listed.
+function artifactsTable(arts) {
+  const rankText = (uses) => [...new Set(uses.filter((u) => u.rank !== null && u.rank !== undefined).map((u) => u.rank))].join(', ');
+  const runsCell = (uses) => (uses.length ? uses.map((u) => h('div', { class: 'artifact-run', dataset: { runId: u.id, role: u.role } },
+    h('span', { class: 'muted' }, u.role === 'output' ? 'made by ' : 'used by '), runName(u, `#/run/${u.id}`))) : h('span', { class: 'muted' }, '—'));
+  return h('table', { id: 'artifacts-table' },
+    h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Run'), h('th', {}, 'Rank'), h('th', {}, 'Created'), h('th', {}, 'Labels')),
+    arts.map((a) => {
+      const uses = a.runs || [];
+      const made = uses.filter((u) => u.role === 'output');
+      const rank = rankText(made.length ? made : uses);
+      return h('tr', { dataset: { artifactId: a.id, rank: rank || null } },
+        h('td', { dataset: { col: 'name' } }, link(`#/artifact/${a.id}`, a.name, { title: a.alternative_name ? `saved as ${a.alternative_name} · id ${a.id}` : `id ${a.id}` })),
+        h('td', { dataset: { col: 'run' } }, runsCell(uses)),
+        h('td', { class: 'num', dataset: { col: 'rank' } }, rank || '—'),
+        h('td', { dataset: { col: 'created' } }, fmtTime(a.created_timestamp)),
+        h('td', { dataset: { col: 'labels' } }, labels(a.labels)));
+    }));
 }

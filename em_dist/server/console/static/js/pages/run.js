@@ -1,7 +1,9 @@
 // The run page: header, tabs, and the Overview, Hparams and Artifacts tabs.
 
 import * as api from '../api.js';
-import { clear, isLive, fmtBytes, fmtDuration, fmtMetric, fmtTime, fmtValue, h, labels, link, runBadge, runDuration } from '../dom.js';
+import {
+  clear, isLive, fmtBytes, fmtDuration, fmtMetric, fmtTime, fmtValue, h, labels, link, runBadge, runDuration, runFolderName, runTitle,
+} from '../dom.js';
 import { renderDataflow } from '../dataflow.js';
 import { metricGroups, renderMetrics } from './metrics.js';
 import { flatHparams } from '../runtable.js';
@@ -17,10 +19,12 @@ const TABS = [
 
 export async function renderRun(page, ctx, runId, tab, params) {
   const run = await api.run(runId);
-  ctx.crumbs(...ctx.folderPath(run.folder_id), h('span', {}, run.name));
+  ctx.crumbs(...ctx.folderPath(run.folder_id), h('span', { title: runFolderName(run) || null }, runTitle(run)));
   const body = h('div', { id: 'tab-body', dataset: { tab } });
-  const header = h('div', { class: 'toolbar' });
-  const drawHeader = (r) => clear(header, h('h1', { style: 'margin:0' }, r.name), runBadge(r),
+  const header = h('div', { class: 'toolbar run-header' });
+  // the run's name is the title; its local folder name (which the server may list it under) sits beside it, smaller
+  const drawHeader = (r) => clear(header, h('h1', { id: 'run-title' }, runTitle(r)),
+    runFolderName(r) ? h('span', { class: 'alt-name', title: 'local folder name' }, runFolderName(r)) : null, runBadge(r),
     h('span', { class: 'muted' }, `world size ${r.world_size}`), labels(r.labels));
   drawHeader(run);
   clear(page, header,
@@ -83,7 +87,9 @@ function renderOverview(body, run) {
       ['Labels', run.labels && run.labels.length ? labels(run.labels) : '—'],
       ['Description', run.description || '—'],
       ['Folder', link(`#/folder/${run.folder_id}`, run.folder)],
-      ['Local name', run.alternative_name || '—'],
+      ['Name', runTitle(run)],
+      ['Local folder name', run.alternative_name || '—'],
+      ['Listed as', run.name !== runTitle(run) && run.name !== run.alternative_name ? run.name : undefined],
       ['Owner', run.owner || undefined],
       ['Id', h('code', {}, run.id)],
     ])),
@@ -152,7 +158,7 @@ export function filesTable(artifactId, files) {
 // Which rank of which run made an artifact (multi-rank runs), and what tells same-named ones apart.
 function artifactOrigin(a, run, twins) {
   const parts = [];
-  if ((run.world_size || 1) > 1) parts.push(`rank ${a.rank ?? 0} of run ${run.name}`);
+  if ((run.world_size || 1) > 1) parts.push(`rank ${a.rank ?? 0} of run ${runTitle(run)}`);
   if (twins) parts.push(a.alternative_name ? `saved as ${a.alternative_name}` : '', `id ${a.id.slice(0, 8)}`);
   return parts.filter(Boolean).join(' · ');
 }
