@@ -20,12 +20,14 @@ from .artifact import Artifact
 from .hparams import Hparams
 from .limits import log_max_bytes
 from .store import attempts, layout
+from .store.attempts import RunPlace
 from .store.reader import load_artifact
 from .store.records import ArtifactRecord
 from .ranks import forked, signals
 from .ranks.spawned import RunHandle, attach
 from .ranks.attach import open_sink
 from .ranks.deferred import torch_ready
+from .ranks.host import RunIdentity
 from .ranks.identity import derived_run_id, job_identity, next_occurrence
 from .ranks.late import LateJoin
 from .ranks.world import WorldInfo, detect_world
@@ -42,6 +44,12 @@ _now = time.time
 
 class Run:
     """One training run. Create it with :func:`em_dist.create_run`."""
+
+    # Set in _setup (the one setup path of __init__ and from_handle); declared here for the type checker,
+    # which reads __init__ first.
+    world: dict[str, Any]
+    _capturing: bool
+    _late: LateJoin | None
 
     def __init__(
         self,
@@ -63,28 +71,24 @@ class Run:
         capture_output: bool | None = None,
         max_output: int | None = None,
     ) -> None:
-        self.name = layout.check_name(name, "run name")
+        name = layout.check_name(name, "run name")
         if id is not None:
             id = layout.check_name(id, "run id")
         resume = attempts.check_resume(resume)
-        self.labels = layout.check_labels(labels)
+        checked_labels = layout.check_labels(labels)
         if not isinstance(description, str):
             raise TypeError("description must be a string")
         layout.check_conflict_strategy(conflict_strategy)
         if not isinstance(folder, str) or not folder:
             raise ValueError("folder must be a non-empty folder path such as 'em-examples' or 'team/project'")
-        self.description = description
-        self.folder, self.folder_id, self.make_folder = folder, folder_id, bool(make_folder)
-        self.conflict_strategy = conflict_strategy
-        self.auto_upload = settings.auto_upload_wanted() if auto_upload is None else bool(auto_upload)
-        self._timings = RankTimings.from_env(dist_timeout)
-        self.dist_timeout = self._timings.dist_timeout
+        uploads = settings.auto_upload_wanted() if auto_upload is None else bool(auto_upload)
+        timings = RankTimings.from_env(dist_timeout)
         interval = positive_seconds(flush_interval, "flush_interval", os.environ.get("EM_FLUSH_INTERVAL"),
                                     DEFAULT_FLUSH_INTERVAL)
         sample_every = _sampling_interval(system_metrics_interval)
-        self._capturing = _capture_wanted(capture_output)
-        self._output_bound = _output_bound(max_output)
-        if self._capturing:
+        capturing = _capture_wanted(capture_output)
+        output_bound = _output_bound(max_output)
+        if capturing:
             log_max_bytes()  # a bad EM_LOG_MAX_BYTES is refused here, at the call
 
         # Identity, not order: every rank derives the same id for the same create_run from the
@@ -96,60 +100,36 @@ class Run:
             warn_once("detect-world", f"em_dist: could not read the job layout ({exc!r}); recording as one process")
             world = WorldInfo()
         job = job_identity()
-        occurrence = next_occurrence(self.name)
-        derived = derived_run_id(job, self.name, occurrence)
+        occurrence = next_occurrence(name)
+        derived = derived_run_id(job, name, occurrence)
         run_id = id or derived or str(uuid.uuid4())
-        self._meeting_key = run_id if (id or derived) else f"anon/{self.name}/{occurrence}"
+        meeting_key = run_id if (id or derived) else f"anon/{name}/{occurrence}"
         if id is None and resume is None and not job.continues_runs:
             resume = "fresh"  # a first attempt continues nothing; only the launcher's restarts do
         if world.rank == 0:
-            place = attempts.place_run(self.name, run_id, resume, started, world.world_size, explicit=id is not None)
+            place = attempts.place_run(name, run_id, resume, started, world.world_size, explicit=id is not None)
         else:  # rank 0 decides where the run lives; a peer adopts that once it reached rank 0
-            place = attempts.new_place(self.name, run_id, started, world.world_size)
-        self._id, self._alternative_name, self._path = place.id, place.alternative_name, place.path
-        self._rank0_known = world.rank == 0
-        self._rank0_wait = self._timings.peer_join_grace
-        self.attempts = place.attempts
-        self._restarts = place.attempt
-        self.start_timestamp = place.start_timestamp
-        self.end_timestamp: str | None = None
-        self.status = "Initializing"
-        self.status_reason: str | None = None
-        self.lost_ranks: list[int] = []
-        self.late_ranks: list[int] = []
-        self.signals: list[str] = []
-        """The signals that came while the run was live (``["SIGTERM"]``), each once, in order: em_dist's
-        signal handler appends to it (so it is known at once), the signal's thread writes it out."""
-        self.dropped: dict[str, dict[str, int]] = {}
-        """Rank -> records and output lines it accepted and dropped to bound memory (see :class:`~em_dist.sink.Drops`)."""
-        self.delivery: dict[str, dict[str, Any]] = {}
-        """Rank -> how many of its records the run holds, whether that is all, and where the rest is."""
-        self.hparams = Hparams(on_change=self._hparams_changed)
-        self.platform: dict[str, Any] = {}
-        self.git: dict[str, Any] | None = None
-        self.uploads: list[Any] = []
-        self._artifacts: list[dict[str, Any]] = []
-        self._known_names: set[str] = set()
-        self._finish_lock = threading.Lock()  # claimed once, never released: see _finish
-        self._finish_done = threading.Event()
-        # Orders a signal's note (a helper thread) before the finish's writes of run.json: a note
-        # written after them would make the ended run read as live again.
-        self._note_lock = threading.Lock()
-        self._finished = False
-        self._auto_uploader: Any = None
-        self._sampler: SystemSampler | None = None
+            place = attempts.new_place(name, run_id, started, world.world_size)
 
         # The one call into the rank layer: a plain process gets the run folder's writer, rank 0
         # of a job the writer plus the other ranks' records, any other rank a forwarder to rank 0.
-        sink, self.world = open_sink(world, place, meeting_key=self._meeting_key, job_attempt=job.attempt,
-                                     timings=self._timings, flush_interval=interval,
-                                     max_pending=max_pending or DEFAULT_MAX_PENDING)
-        self._late: LateJoin | None = None
-        self._use_sink(sink)
+        sink, world_doc = open_sink(world, place, meeting_key=meeting_key, job_attempt=job.attempt,
+                                    timings=timings, flush_interval=interval,
+                                    max_pending=max_pending or DEFAULT_MAX_PENDING)
+        self._setup(
+            name=name, labels=checked_labels, description=description, folder=folder, folder_id=folder_id,
+            make_folder=bool(make_folder), conflict_strategy=conflict_strategy,
+            auto_upload=uploads,
+            timings=timings, capturing=capturing, output_bound=output_bound, meeting_key=meeting_key,
+            identity=RunIdentity(place.id, place.alternative_name, place.path, place.attempt),
+            rank0_known=world.rank == 0, attempts=place.attempts, start_timestamp=place.start_timestamp,
+            status="Initializing", world=world_doc, platform={}, git=None, artifacts=[],
+        )
+        self.use_sink(sink)
         if isinstance(sink, RunWriter):  # one process for now; an engine may make it a rank later
             # Processes that learn their rank late meet by name and occurrence alone: what the
             # environment said at create_run differs between them (Lightning sets MASTER_* later in rank 0).
-            self._late = LateJoin(sink, place, f"late/{self.name}/{occurrence}", self._timings, self._joined_late,
+            self._late = LateJoin(sink, place, f"late/{self.name}/{occurrence}", self._timings, self.adopt_sink,
                                   self._run_doc)
 
         self._probe_platform()
@@ -159,12 +139,10 @@ class Run:
             self._start_sampler(sample_every, world)
         if self._capturing:  # from here on what this process prints is recorded too
             self._capturing = capture.start(self._output_line, interval)
-        self._watching_signals = False
         if os.environ.get("EM_DIST_NO_SIGNALS") != "1":
             # schedulers preempt and launchers stop the survivors of a failed job with SIGTERM:
             # record that ending (single processes too)
-            self._watching_signals = signals.add_callback(self._on_signal, self._timings.signal_close_cap,
-                                                            self.signals)
+            self.watch_signals()
         if self.auto_upload and self.world.get("rank", 0) == 0:  # rank 0 uploads the one run of the job
             self._start_auto_upload()
         if place.resumed:
@@ -174,12 +152,11 @@ class Run:
     # -- crossing to a spawned process (Lightning ddp_spawn, mp.spawn): see ranks/spawned.py ---
     def __reduce__(self) -> tuple[Any, tuple[RunHandle]]:
         """Pickled, a Run becomes a :class:`~em_dist.ranks.spawned.RunHandle` that re-attaches where it is unpickled."""
-        late = self._late
         sink = self._sink
         handle = RunHandle(
             pid=os.getpid(), id=self._id, name=self.name, alternative_name=self._alternative_name, path=str(self._path),
             restarts=self._restarts, start_timestamp=self.start_timestamp, status=self.status,
-            join_key=late.key if late is not None and not late.done and not self._finished else None,
+            join_key=self.late_join_key if not self._finished else None,
             timings=self._timings, flush_interval=getattr(sink, "interval", DEFAULT_FLUSH_INTERVAL),
             max_pending=self._max_pending if self._max_pending < 1 << 62 else DEFAULT_MAX_PENDING,
             max_output=self._output_bound,
@@ -191,32 +168,21 @@ class Run:
         return attach, (handle,)
 
     @classmethod
-    def _from_handle(cls, h: RunHandle) -> Run:
+    def from_handle(cls, h: RunHandle) -> Run:
         """The Run of a spawned process, from its parent's handle: it records nothing of its own
-        until its engine makes it a rank (:class:`~em_dist.ranks.forked.ForkedSink`)."""
+        until its engine makes it a rank (:class:`~em_dist.ranks.forked.ForkedSink`).
+
+        For :func:`em_dist.ranks.spawned.attach` (unpickling), not for scripts: no run folder is made,
+        no sampler, output capture, signal watch or uploader is started here."""
         self = cls.__new__(cls)
-        self.name, self.labels, self.description = h.name, list(h.labels), h.description
-        self.folder, self.folder_id, self.make_folder = h.folder, h.folder_id, h.make_folder
-        self.conflict_strategy, self.auto_upload = h.conflict_strategy, h.auto_upload
-        self._timings = h.timings
-        self.dist_timeout = h.timings.dist_timeout
-        self._capturing = False
-        self._output_bound = h.max_output
-        self._meeting_key = h.meeting_key
-        self._id, self._alternative_name, self._path = h.id, h.alternative_name, Path(h.path)
-        self._rank0_known, self._rank0_wait = True, h.timings.peer_join_grace
-        self.attempts, self._restarts = [dict(a) for a in h.attempts], h.restarts
-        self.start_timestamp, self.end_timestamp = h.start_timestamp, None
-        self.status, self.status_reason = h.status, None
-        self.lost_ranks, self.late_ranks, self.signals = [], [], []
-        self.dropped, self.delivery = {}, {}
-        self.platform, self.git, self.uploads = dict(h.platform), h.git, []
-        self._artifacts, self._known_names = list(h.artifacts), set()
-        self._finish_lock, self._finish_done, self._note_lock = threading.Lock(), threading.Event(), threading.Lock()
-        self._finished = False
-        self._auto_uploader, self._sampler, self._late = None, None, None
-        self._watching_signals = False
-        self.world = dict(h.world)
+        self._setup(
+            name=h.name, labels=list(h.labels), description=h.description, folder=h.folder, folder_id=h.folder_id,
+            make_folder=h.make_folder, conflict_strategy=h.conflict_strategy, auto_upload=h.auto_upload,
+            timings=h.timings, capturing=False, output_bound=h.max_output, meeting_key=h.meeting_key,
+            identity=RunIdentity(h.id, h.alternative_name, Path(h.path), h.restarts),
+            rank0_known=True, attempts=[dict(a) for a in h.attempts], start_timestamp=h.start_timestamp,
+            status=h.status, world=dict(h.world), platform=dict(h.platform), git=h.git, artifacts=list(h.artifacts),
+        )
         sink: Sink
         if h.join_key is None:
             sink = forked.Orphaned(self, f"em_dist: run {h.name!r} was handed to this process (pid {os.getpid()}) by "
@@ -225,10 +191,85 @@ class Run:
                                    "processes that become the job's ranks (Lightning ddp_spawn, mp.spawn).")
         else:
             sink = forked.ForkedSink(self, h.join_key, interval=h.flush_interval, max_pending=h.max_pending)
-        self._use_sink(sink)
-        self.hparams = Hparams(on_change=self._hparams_changed)
+        self.use_sink(sink)
         self.hparams.update(h.hparams)  # the sink keeps metadata for the one that replaces it
         return self
+
+    def _setup(
+        self,
+        *,
+        name: str,
+        labels: list[str],
+        description: str,
+        folder: str,
+        folder_id: str | None,
+        make_folder: bool,
+        conflict_strategy: str,
+        auto_upload: bool,
+        timings: RankTimings,
+        capturing: bool,
+        output_bound: int,
+        meeting_key: str,
+        identity: RunIdentity,
+        rank0_known: bool,
+        attempts: list[dict[str, Any]],
+        start_timestamp: str,
+        status: str,
+        world: dict[str, Any],
+        platform: dict[str, Any],
+        git: dict[str, Any] | None,
+        artifacts: list[dict[str, Any]],
+    ) -> None:
+        """Every field of a Run, set in one place: ``__init__`` (a new run, checked arguments) and
+        :meth:`from_handle` (a spawned process's copy of its parent's run) both come through here, so
+        a field added to one can't be missing from the other. Sets no sink and starts nothing."""
+        self.name = name
+        self.labels = labels
+        self.description = description
+        self.folder, self.folder_id, self.make_folder = folder, folder_id, make_folder
+        self.conflict_strategy = conflict_strategy
+        self.auto_upload = auto_upload
+        self._timings = timings
+        self.dist_timeout = timings.dist_timeout
+        self._capturing = capturing
+        self._output_bound = output_bound
+        self._meeting_key = meeting_key
+        self._id, self._alternative_name, self._path = identity.id, identity.alternative_name, identity.path
+        self._restarts = identity.restarts
+        # On a peer, rank 0's identity replaces this process's placeholder at the first read (_adopt_rank0).
+        self._rank0_known = rank0_known
+        self._rank0_wait = timings.peer_join_grace
+        self.attempts = attempts
+        self.start_timestamp = start_timestamp
+        self.end_timestamp: str | None = None
+        self.status = status
+        self.status_reason: str | None = None
+        self.world = world
+        self.lost_ranks: list[int] = []
+        self.late_ranks: list[int] = []
+        self.signals: list[str] = []
+        """The signals that came while the run was live (``["SIGTERM"]``), each once, in order: em_dist's
+        signal handler appends to it (so it is known at once), the signal's thread writes it out."""
+        self.dropped: dict[str, dict[str, int]] = {}
+        """Rank -> records and output lines it accepted and dropped to bound memory (see :class:`~em_dist.sink.Drops`)."""
+        self.delivery: dict[str, dict[str, Any]] = {}
+        """Rank -> how many of its records the run holds, whether that is all, and where the rest is."""
+        self.hparams = Hparams(on_change=self._hparams_changed)
+        self.platform = platform
+        self.git = git
+        self.uploads: list[Any] = []
+        self._artifacts = artifacts
+        self._known_names: set[str] = set()
+        self._finish_lock = threading.Lock()  # claimed once, never released: see _finish
+        self._finish_done = threading.Event()
+        # Orders a signal's note (a helper thread) before the finish's writes of run.json: a note
+        # written after them would make the ended run read as live again.
+        self._note_lock = threading.Lock()
+        self._finished = False
+        self._auto_uploader: Any = None
+        self._sampler: SystemSampler | None = None
+        self._late = None
+        self._watching_signals = False
 
     # -- identity: on a peer, rank 0's (known once this rank reached rank 0) -----------------
     @property
@@ -265,7 +306,52 @@ class Run:
             return
         buf.append(record)
 
-    def _use_sink(self, sink: Sink) -> None:
+    # -- the rank layer's host interface (em_dist.ranks.host.RunHost) ---------------------------
+    # Fork, spawn and late join re-home a Run through these, never through its private fields.
+    @property
+    def timings(self) -> RankTimings:
+        """The run's waits and intervals (``dist_timeout`` and the environment), for the rank layer."""
+        return self._timings
+
+    @property
+    def identity(self) -> RunIdentity:
+        """The run's id, folder name, folder and restarts as this process knows them now. Never waits
+        (unlike :attr:`id` and :attr:`path` on a peer): the rank layer reads it on background threads."""
+        return RunIdentity(self._id, self._alternative_name, self._path, self._restarts)
+
+    @property
+    def sink(self) -> Sink:
+        """The sink this run writes through now (for the rank layer: a fork child keeps its settings)."""
+        return self._sink
+
+    @property
+    def late_join_key(self) -> str | None:
+        """The key of the late join this run still waits for (its name and occurrence), else None."""
+        late = self._late
+        return late.key if late is not None and not late.done else None
+
+    def forget_late_join(self) -> None:
+        """Drop the late join: in a fork child a ForkedSink joins instead (it watches the parent's writer)."""
+        self._late = None
+
+    def relocate(self, place: RunPlace) -> None:
+        """Move the run to ``place`` (id, folder name, folder): a fork child that found no job after all
+        keeps a run of its own there. The restart count stays."""
+        self._id, self._alternative_name, self._path = place.id, place.alternative_name, place.path
+
+    def watch_signals(self) -> None:
+        """Finish (or note) this run on SIGTERM/SIGINT/SIGHUP from now on; ``_finish`` stops the watch."""
+        # The callback runs on em_dist's signal thread, never inside the handler (ranks/signals.py);
+        # the handler itself only appends the signal's name to self.signals.
+        self._watching_signals = signals.add_callback(self._on_signal, self._timings.signal_close_cap, self.signals)
+
+    def detach_auto_uploader(self) -> None:
+        """Forget the auto-uploader without stopping it: in a fork child it is the parent's (its thread
+        stayed in the parent), and only the parent uploads its run."""
+        self._auto_uploader = None
+
+    def use_sink(self, sink: Sink) -> None:
+        """Write through ``sink`` from now on (no metadata written: the at-fork hook calls this)."""
         self._sink = sink
         self._buffer = sink.buffer  # log()'s hot path reads these four without a call
         self._wake_at = sink.wake_at
@@ -274,10 +360,11 @@ class Run:
         self._max_pending = sink.buffer.maxlen or 1 << 62
         self._max_output = min(self._output_bound, self._max_pending)
 
-    def _joined_late(self, sink: Sink, world: dict[str, Any]) -> None:
-        """The engine started after create_run and made this process a rank (on the writer thread)."""
+    def adopt_sink(self, sink: Sink, world: dict[str, Any]) -> None:
+        """The engine started after create_run and made this process a rank (on the writer thread, or the
+        forked sink's): write through ``sink`` as that rank and hand it the run's metadata at once."""
         self.world = world
-        self._use_sink(sink)
+        self.use_sink(sink)
         if world["rank"] != 0:
             self._rank0_known, self._rank0_wait = False, self._timings.peer_join_grace
         self._save_meta()

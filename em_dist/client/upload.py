@@ -15,15 +15,14 @@ from typing import Any, Callable, TypedDict
 
 from requests import Response
 
-from em_dist.client.auth import client_for
 from em_dist._notice import console_url
 from em_dist._warn import warn_once
 from em_dist.client.http import HttpClient, raise_for_status
 from em_dist.client.upload_logs import upload_logs
 from em_dist.client.snapshot import RunSnapshot, record_upload, resolve_artifact_path, take
+from em_dist.client.target import UploadTarget
 from em_dist.errors import RunFormatError, ServerError
 from em_dist.store import layout
-from em_dist.store.files import read_json_in
 from em_dist.store.reader import load_artifact, repair_chunk
 
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -111,10 +110,6 @@ class _CountingFile:
         self._fh.close()
 
 
-def _folder_spec(folder: str | None, folder_id: str | None, make_folder: bool | None) -> dict[str, Any]:
-    return {"folder": folder or "default", "folder_id": folder_id, "make_folder": bool(make_folder)}
-
-
 def requested_folder(run_dir: Path, folder: str | None, folder_id: str | None,
                      make_folder: bool | None) -> tuple[str, str | None, bool]:
     """The server folder an upload of ``run_dir`` goes to: the one named here, else the one the script
@@ -123,14 +118,8 @@ def requested_folder(run_dir: Path, folder: str | None, folder_id: str | None,
     So ``em run upload -p PATH`` of a run made with ``folder='team/mnist'`` lands in ``team/mnist``,
     not in ``default``; ``make_folder`` left at None is the run's too when its folder is used.
     """
-    if folder is not None or folder_id is not None:
-        return folder or "default", folder_id, bool(make_folder)
-    doc = read_json_in(run_dir, layout.RUN_FILE, {}) or {}
-    recorded, recorded_id = doc.get("folder"), doc.get("folder_id")
-    asked = recorded if isinstance(recorded, str) and recorded else "default"
-    asked_id = recorded_id if isinstance(recorded_id, str) and recorded_id else None
-    make = bool(doc.get("make_folder")) if make_folder is None else bool(make_folder)
-    return asked, asked_id, make
+    target = UploadTarget(folder, folder_id, make_folder).for_run(run_dir)
+    return target.folder or "default", target.folder_id, bool(target.make_folder)
 
 
 def _send_artifact(
@@ -279,15 +268,16 @@ def upload_run(
     ``record=False`` leaves the run folder's ``uploads.json`` alone (the local console's
     private server must not appear in the user's upload history).
     """
+    target = UploadTarget(folder, folder_id, make_folder, host, api_key)
     layout.check_conflict_strategy(conflict_strategy)
     run_dir = Path(path)
     if not (run_dir / layout.RUN_FILE).is_file():
         raise RunFormatError(f"{run_dir} is not a run folder (no {layout.RUN_FILE})")
     own = http is None
-    http = http or client_for(host, api_key)
+    http = http or target.client()
     try:
         snap = take(run_dir)
-        spec = _folder_spec(*requested_folder(run_dir, folder, folder_id, make_folder))
+        spec = target.for_run(run_dir).folder_spec()
         answer = http.request("PUT", f"/runs/{snap.record.id}", json=_run_body(snap, spec, conflict_strategy)).json()
         result = UploadResult(snap.record.id, answer["id"], answer["folder"], bool(answer["skipped"]),
                               folder_id=answer.get("folder_id"), name=answer.get("name"),
@@ -340,12 +330,13 @@ def upload_artifact(
     progress: bool = False,
 ) -> ArtifactUploadResult:
     """Upload one artifact folder; blobs the server already holds are not sent again."""
+    target = UploadTarget(folder, folder_id, make_folder, host, api_key)
     art_dir = Path(path)
     if not (art_dir / layout.ARTIFACT_FILE).is_file():
         raise RunFormatError(f"{art_dir} is not an artifact folder (no {layout.ARTIFACT_FILE})")
-    http = client_for(host, api_key)
+    http = target.client()
     try:
-        return _send_artifact(http, art_dir, _folder_spec(folder, folder_id, make_folder), progress)
+        return _send_artifact(http, art_dir, target.folder_spec(), progress)
     finally:
         http.close()
 
@@ -377,7 +368,7 @@ def upload(
     runs = sorted(p for p in root.iterdir() if (p / layout.RUN_FILE).is_file())
     if not runs:
         raise RunFormatError(f"{root} holds no run folders")
-    http = client_for(host, api_key)
+    http = UploadTarget(host=host, api_key=api_key).client()  # one session for every run
     try:
         return [upload_run(p, http=http, **kwargs) for p in runs]  # host and api_key: unused beside http
     finally:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from em_dist.client.auth import client_for
 from em_dist.client.http import HttpClient
+from em_dist.client.target import UploadTarget
 from em_dist.errors import RunFormatError
 from em_dist.store import journal as journals
 
@@ -64,16 +64,17 @@ def upload_journal(
     http: HttpClient | None = None,
 ) -> JournalUploadResult:
     """Send one journal's records to its run on the server (made as a placeholder if missing)."""
+    target = UploadTarget(folder, folder_id, make_folder, host, api_key)
     journal = Path(path)
     meta = journals.read_meta(journal)
     run_id, rank = meta.get("run_id"), meta.get("rank")
     if not is_journal(journal) or not isinstance(run_id, str) or not isinstance(rank, int) or rank < 1:
         raise RunFormatError(f"{journal} is not a rank's journal (rank-<r>.<pid>.journal with its .json)")
     own = http is None
-    http = http or client_for(host, api_key)
+    http = http or target.client()
     try:
         body: dict[str, Any] = {
-            "folder": folder or "default", "folder_id": folder_id, "make_folder": bool(make_folder),
+            **target.folder_spec(),
             "placeholder": True, "ranks": [rank],
             "run": {"name": str(meta.get("name") or "default"), "status": "Running"},
         }

@@ -18,4 +18,5 @@ when a job actually uses them. The map:
 - :mod:`.artifacts` artifacts of non-zero ranks, chunked into rank 0's run folder
 - :mod:`.signals`   SIGTERM/SIGINT: finish as Failed, then hand the signal on
 - :mod:`.attach`    ``open_sink``, the one call ``Run.__init__`` makes
+- :mod:`.host`      ``RunHost``, what fork, spawn and late join may do to a Run (they touch nothing else of it)
 """

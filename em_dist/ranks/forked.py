@@ -25,7 +25,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._warn import warn_once
 from ..sink import EndReport, QueuedSink
@@ -34,11 +34,9 @@ from ..store.files import write_json_atomic
 from ..store.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, RunWriter
 from .deferred import torch_ready
 from .frames import FramePeer
+from .host import RunHost
 from .late import engine_rank, meet, root_sink
 from .peer import PeerSink
-
-if TYPE_CHECKING:
-    from ..run import Run
 
 WATCH = 0.2
 """Seconds between a fork child's looks for its engine."""
@@ -47,7 +45,7 @@ TAKEN_OVER_FILE = "taken_over.json"
 """Left in a run folder by the forked rank 0 that continues it: the forking parent writes no more there."""
 
 
-def after_fork(run: Run) -> bool:
+def after_fork(run: RunHost) -> bool:
     """In a fork child (from the at-fork hook: no locks, no I/O), before the child uses ``run``;
     True when the child keeps the run (it finishes it at its end).
 
@@ -55,14 +53,17 @@ def after_fork(run: Run) -> bool:
     a :class:`ForkedSink`. Any other inherited run is the parent's: log() into it goes nowhere,
     with one warning.
     """
-    run._auto_uploader = None  # the parent uploads its run, never a child
-    late = run._late
-    if late is None or late.done or torch_ready():
-        run._use_sink(Orphaned(run))
+    run.detach_auto_uploader()  # the parent uploads its run, never a child
+    key = run.late_join_key
+    if key is None or torch_ready():
+        run.use_sink(Orphaned(run))
         return False
-    sink = ForkedSink(run, late.key)
-    run._late = None
-    run._use_sink(sink)  # started once multiprocessing set the child up (no threads from an at-fork hook)
+    parent = run.sink  # the parent's writer (its thread stayed behind): the child keeps its settings
+    interval = parent.interval if isinstance(parent, QueuedSink) else DEFAULT_FLUSH_INTERVAL
+    max_pending = parent.max_pending if isinstance(parent, QueuedSink) else DEFAULT_MAX_PENDING
+    sink = ForkedSink(run, key, interval=interval, max_pending=max_pending)
+    run.forget_late_join()  # the ForkedSink joins now; the parent's LateJoin watched the parent's writer
+    run.use_sink(sink)  # started once multiprocessing set the child up (no threads from an at-fork hook)
     return True
 
 
@@ -83,12 +84,8 @@ class ForkedSink(QueuedSink):
     _drain_verb = "handed to rank 0"
     _slow_hint = "Did this forked process never call init_process_group?"
 
-    def __init__(self, run: Run, key: str, *, interval: float | None = None, max_pending: int | None = None) -> None:
-        parent = getattr(run, "_sink", None)  # a spawned process's Run has none yet: the handle says both
-        if interval is None:
-            interval = parent.interval if isinstance(parent, QueuedSink) else DEFAULT_FLUSH_INTERVAL
-        if max_pending is None:
-            max_pending = parent.max_pending if isinstance(parent, QueuedSink) else DEFAULT_MAX_PENDING
+    def __init__(self, run: RunHost, key: str, *, interval: float, max_pending: int) -> None:
+        """``interval`` and ``max_pending`` are the run's (its parent's writer's, or its handle's)."""
         # Looks for the engine every WATCH seconds (a sys.modules lookup): a short-lived rank must
         # not end before its records could join; the writer that follows keeps the run's interval.
         super().__init__(interval=min(interval, WATCH), max_pending=max_pending, thread_name="em_dist-forked")
@@ -144,43 +141,40 @@ class ForkedSink(QueuedSink):
 
     def _join(self, rank: int, size: int) -> None:
         run = self._run
-        run_doc = {"id": run._id, "alternative_name": run._alternative_name, "path": str(run._path),
-                   "restarts": run._restarts}
-        wire, doc = meet(rank, size, self._key, run_doc, run._timings)
+        me, timings = run.identity, run.timings
+        wire, doc = meet(rank, size, self._key, me.doc(), timings)
         if rank == 0:
-            writer = RunWriter(run._path, flush_interval=self._flush_interval, max_pending=self._max_pending,
-                               attempt=run._restarts, buffer=self.buffer)
-            write_json_atomic(run._path / TAKEN_OVER_FILE, {"pid": os.getpid()}, durable=True)
-            sink: Any = root_sink(writer, wire, run._timings, run._id)
+            writer = RunWriter(me.path, flush_interval=self._flush_interval, max_pending=self._max_pending,
+                               attempt=me.restarts, buffer=self.buffer)
+            write_json_atomic(me.path / TAKEN_OVER_FILE, {"pid": os.getpid()}, durable=True)
+            sink: Any = root_sink(writer, wire, timings, me.id)
         else:
-            own = attempts.new_place(run.name, f"{run._id}-rank{rank}", time.time(), size)
-            sink = PeerSink(FramePeer(wire), rank, timings=run._timings, max_pending=self._max_pending,
+            own = attempts.new_place(run.name, f"{me.id}-rank{rank}", time.time(), size)
+            sink = PeerSink(FramePeer(wire), rank, timings=timings, max_pending=self._max_pending,
                             own_place=own, flush_interval=self._flush_interval, buffer=self.buffer)
         self._adopt(sink, doc)
 
     def _join_alone(self) -> None:
         """No job after all (a group of one): the run continues in a folder of this process."""
         run = self._run
-        place = attempts.new_place(run.name, f"{run._id}-pid{os.getpid()}", time.time(), 1)
-        run._id, run._alternative_name, run._path = place.id, place.alternative_name, place.path
+        place = attempts.new_place(run.name, f"{run.identity.id}-pid{os.getpid()}", time.time(), 1)
+        run.relocate(place)
         writer = RunWriter(place.path, flush_interval=self._flush_interval, max_pending=self._max_pending,
                            buffer=self.buffer)
         self._adopt(writer, run.world)
 
     def _adopt(self, sink: Any, world: dict[str, Any]) -> None:
-        from . import signals
-
         run = self._run
-        run._joined_late(sink, world)  # the Run's metadata goes to the new sink
+        run.adopt_sink(sink, world)  # the Run's metadata goes to the new sink
         sink.start()
-        run._watching_signals = signals.add_callback(run._on_signal, run._timings.signal_close_cap, run.signals)
+        run.watch_signals()
 
 
 class Orphaned(QueuedSink):
     """The sink of a parent's run in a child that is no new rank (a fork child, or a spawned
     process given a run that already belongs to a job): records go nowhere, once said."""
 
-    def __init__(self, run: Run, message: str | None = None) -> None:
+    def __init__(self, run: RunHost, message: str | None = None) -> None:
         super().__init__(interval=3600.0, max_pending=1, thread_name="em_dist-orphaned")
         self.wake_at = 0  # log() calls wake() (where the warning is) on its first record
         self.encode_at = 1 << 62  # and never encodes for nothing

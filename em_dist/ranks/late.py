@@ -74,7 +74,7 @@ class LateJoin:
         else:
             lines = self._writer.handover()
             peer = PeerSink(FramePeer(wire, heartbeat=self._timings.heartbeat), rank, timings=self._timings,
-                            max_pending=self._writer._max_pending, own_place=place, flush_interval=self._writer._interval,
+                            max_pending=self._writer.max_pending, own_place=place, flush_interval=self._writer.interval,
                             retired=self._writer)
             peer.buffer.extendleft(reversed(lines))  # before what log() appends meanwhile (one deque)
             peer.write_run(self._doc())

@@ -72,9 +72,9 @@ def attach(handle: RunHandle) -> Run:
     from ..run import Run
 
     if handle.pid == os.getpid():
-        live = next((r for r in lifecycle.live_runs() if r._id == handle.id), None)
+        live = next((r for r in lifecycle.live_runs() if r.identity.id == handle.id), None)
         if live is not None:
             return live
-    run = Run._from_handle(handle)
+    run = Run.from_handle(handle)
     lifecycle.adopt_spawned(run)
     return run
