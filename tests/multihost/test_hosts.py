@@ -407,7 +407,7 @@ def test_sigterm_while_finish_waits_for_a_cut_off_host_names_the_late_ranks(tmp_
         ended_s = time.monotonic() - signalled
         rec = em_dist.load_run(_rank0_run_copy(c, procs[0], tmp_path / "rank0-run"))
         logs = c.logs()
-        assert "finish_s" not in json.loads((h0.out / "rank-0.json").read_text()), logs  # it died of the signal
+        # (its finish() itself may return, cut short, a moment before the signal is handed on and ends it)
         assert rec.status == "Failed" and (rec.status_reason or "").startswith("signal: SIGTERM"), \
             (rec.status, rec.status_reason, logs)
         assert rec.signals == ["SIGTERM"]
