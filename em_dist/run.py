@@ -266,6 +266,12 @@ class Run:
         # written after them would make the ended run read as live again.
         self._note_lock = threading.Lock()
         self._finished = False
+        self._end_cause: str | None = None
+        """``signal: SIGTERM`` once a signal that ends the process came while a finish was under way
+        (:meth:`_cut_short`); that finish records it as how the run ended."""
+        self._cause_taken = False
+        self._end_by: float | None = None
+        """``time.monotonic()`` by which the finish under way must be done (the signal's cap), once cut short."""
         self._auto_uploader: Any = None
         self._sampler: SystemSampler | None = None
         self._late = None
@@ -498,6 +504,8 @@ class Run:
         # thread may be anywhere, also in here.
         if not self._finish_lock.acquire(blocking=False):
             limit = self._timings.capped(self.dist_timeout, signalled)
+            if signalled and reason:  # the process dies of it: the finish under way ends within the cap
+                self._cut_short(reason)
             self._finish_done.wait(2 * limit + 1.0)  # e.g. the script ends while a signal is finishing the run
             return
         # Bounded: a note holds this lock only while it queues run.json; never taken in a handler.
@@ -507,6 +515,7 @@ class Run:
             self._note_lock.release()
         limit = self._timings.capped(self.dist_timeout, signalled)
         deadline = time.monotonic() + limit
+        interrupted: BaseException | None = None
         try:
             if self._sampler is not None:  # before the sink ends: no record may follow its last cycle
                 self._sampler.stop(min(limit, SAMPLER_STOP_WAIT))
@@ -521,13 +530,19 @@ class Run:
             self.status, self.status_reason = status, reason
             self.end_timestamp = layout.iso_time(_now())
             self._sink.write_run(self._run_doc())  # a peer tells rank 0 why it failed
-            self._apply(self._sink.end(limit))
+            report = self._sink.end(limit)  # a signal that comes meanwhile cuts its wait short (_cut_short)
+            if report.interrupted is not None:  # the program's signal handler exits while rank 0 waits
+                interrupted = report.interrupted
+                self._cut_short(_interrupted_cause(interrupted, self.signals))
+            self._take_end_cause()  # before _apply: lost ranks are added to the signal's reason
+            self._apply(report)
+            self._take_end_cause()
             attempts.end_attempt(self.attempts, self.end_timestamp, self.status, self.status_reason)
             self._refresh_platform()
             self._save_meta()
-            self._sink.close(max(1.0, deadline - time.monotonic()) if signalled else self.dist_timeout)
+            self._sink.close(self._time_left(deadline, signalled, self.dist_timeout))
             if self._auto_uploader is not None:
-                self._auto_uploader.stop(timeout=limit)
+                self._auto_uploader.stop(timeout=self._time_left(deadline, signalled, limit))
         except Exception as exc:  # finishing must never raise into the script
             warn_once("finish", f"em_dist: finishing run {self.name!r} hit {exc!r}; the data on disk is kept")
         finally:
@@ -535,6 +550,44 @@ class Run:
                 signals.remove_callback(self._on_signal)
             lifecycle.unregister(self)
             self._finish_done.set()
+        if interrupted is not None:  # recorded: now the program's handler has its way
+            raise interrupted
+
+    def _cut_short(self, cause: str) -> None:
+        """A signal that ends the process came while another thread's finish is under way (rank 0
+        waiting for a host that died or is cut off, say): that finish stops waiting for the other
+        ranks within part of the signal's cap, records what it knows by then (late, lost and absent
+        ranks, relays, nodes, delivery) with ``cause`` as how the run ended, and closes within the
+        cap. Called on the signal's thread; never blocks."""
+        if self._end_cause is None:
+            self._end_cause = cause
+        now = time.monotonic()
+        cap = self._timings.signal_close_cap
+        self._end_by = now + cap if self._end_by is None else min(self._end_by, now + cap)
+        self._sink.hurry(now + cap * HURRY_SHARE)
+
+    def _take_end_cause(self) -> None:
+        """Once: a signal cut this finish short (:meth:`_cut_short`), so the run ended by it: a
+        finish that would have Succeeded is Failed with ``signal: NAME``; any other reason gets
+        ``; then signal: NAME`` (what ended it first stays first)."""
+        cause = self._end_cause
+        if cause is None or self._cause_taken:
+            return
+        self._cause_taken = True
+        if self.status == "Succeeded":
+            self.status, self.status_reason = "Failed", cause
+        elif cause not in (self.status_reason or ""):
+            self.status_reason = f"{self.status_reason}; then {cause}" if self.status_reason else cause
+
+    def _time_left(self, deadline: float, signalled: bool, otherwise: float) -> float:
+        """How long the finish's last steps may take: what is left of a signal's cap (at least 1 s
+        when the finish is the signal's own; at least 0.5 s when a signal cut it short), else ``otherwise``."""
+        now = time.monotonic()
+        if signalled:
+            return max(1.0, deadline - now)
+        if self._end_by is not None:
+            return max(0.5, min(otherwise, self._end_by - now))
+        return otherwise
 
     def _continued_by_fork(self, timeout: float) -> bool:
         """True (and this process's writer retired) when ranks forked from this process made
@@ -946,6 +999,20 @@ def _apply_config(args: dict[str, Any], path: Path) -> dict[str, Any]:
 
 SAMPLER_STOP_WAIT = 2.0
 """The most ``finish()`` waits for the system sampler's thread (one reading is milliseconds)."""
+
+def _interrupted_cause(exc: BaseException, arrived: list[str]) -> str:
+    """How a run ended whose finish a signal handler of the program interrupted with ``exc``: the
+    signal (the last that came), then a non-zero exit code; ``exception: KeyboardInterrupt`` when no
+    signal was seen (em_dist's handler not installed)."""
+    cause = f"signal: {arrived[-1]}" if arrived else f"exception: {type(exc).__name__}"
+    if isinstance(exc, SystemExit) and exc.code not in (None, 0):
+        cause += f"; then exit code: {exc.code}"
+    return cause
+
+
+HURRY_SHARE = 0.5
+"""When a signal cuts a finish short, the share of ``signal_close_cap`` left for the other ranks' last
+goodbyes; the rest is for writing and closing the run before the process dies of the signal."""
 
 NOTE_LOCK_WAIT = 1.0
 """The most a signal's note and a finish wait for each other's hold of run.json (a queue append)."""

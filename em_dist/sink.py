@@ -101,6 +101,9 @@ class EndReport:
     that is all it journaled, and where the rest is (``host:path`` of its journal)."""
     peer_drops: dict[int, Drops] = field(default_factory=dict)
     """Rank -> what that peer dropped to bound its memory (as it reported at its end)."""
+    interrupted: BaseException | None = None
+    """``SystemExit``/``KeyboardInterrupt`` a signal handler of the program raised while the end
+    waited for the other ranks: the Run records this report, then raises it again."""
 
 
 class Sink(ABC):
@@ -179,6 +182,11 @@ class Sink(ABC):
     @abstractmethod
     def end(self, timeout: float) -> EndReport:
         """Hand on what is left and, on rank 0, wait (bounded) for the other ranks' last records."""
+
+    def hurry(self, by: float) -> None:
+        """A signal is ending the process while :meth:`end` may be waiting (on another thread): end that
+        wait by ``by`` (``time.monotonic()``) at the latest, reporting what is known then. Safe from any
+        thread; never blocks. Only rank 0's sink waits for anything there."""
 
     @abstractmethod
     def close(self, timeout: float) -> bool:

@@ -54,6 +54,10 @@ class ChannelEnd:
     """Peers that never joined."""
     relayed_by: dict[int, int] = field(default_factory=dict)
     """Peer -> the node leader that relayed it (see :mod:`.relay`)."""
+    interrupted: BaseException | None = None
+    """``SystemExit``/``KeyboardInterrupt`` that a signal handler of the program raised on the waiting
+    thread: the wait ended there and this end is what was known then; the caller records it, then
+    raises it again."""
 
 
 class _Readiness:
@@ -176,7 +180,21 @@ class RootChannel(_Readiness, ABC):
         """Where rank 0's links listen (see :attr:`.frames.Wire.link`); None when unknown."""
         return None
 
+    _end_by: float | None = None
+
     @abstractmethod
     def close(self, timeout: float, join_grace: float) -> ChannelEnd:
         """Wait (at most ``timeout``) for every joined peer's goodbye, and for peers that have not
-        joined yet at most ``join_grace`` from when rank 0 could first see them; then stop."""
+        joined yet at most ``join_grace`` from when rank 0 could first see them; then stop.
+
+        A :meth:`hurry` (from another thread, while this waits) ends the wait by its deadline; the
+        end is then reported as it stands: peers still waited for are late, not lost."""
+
+    def hurry(self, by: float) -> None:
+        """End a :meth:`close` that is waiting (or one to come) by ``by`` (``time.monotonic()``) at the
+        latest: a signal is ending the process. Safe from any thread; never blocks."""
+        self._end_by = by if self._end_by is None else min(self._end_by, by)
+
+    def _until(self, deadline: float) -> float:
+        """``deadline``, or sooner where :meth:`hurry` asked for it."""
+        return deadline if self._end_by is None else min(deadline, self._end_by)

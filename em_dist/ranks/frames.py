@@ -308,23 +308,28 @@ class FrameRoot(RootChannel):
         peers = set(range(1, self.world_size))
         if not self.wire.engine_started:
             join_grace = 0.0  # the script started no engine: no peer can have joined
+        interrupted: BaseException | None = None
         with self._lock:
-            while True:
-                now = time.monotonic()
-                # peers that have not joined get join_grace from when rank 0 could first see them
-                since = self.wire.ready_since
-                join_deadline = min(deadline, max(now if since is None else since, began) + join_grace)
-                joined = set(self._peers)
-                pending = {p for p in joined if not self._peers[p].done}
-                waiting_joins = bool(peers - joined) and now < join_deadline
-                if (not pending and not waiting_joins) or now >= deadline:
-                    break
-                self._lock.wait(min(0.05, max(0.0, deadline - now)))
+            try:
+                while True:
+                    now = time.monotonic()
+                    deadline = self._until(deadline)  # a signal ending the process may cut the wait short
+                    # peers that have not joined get join_grace from when rank 0 could first see them
+                    since = self.wire.ready_since
+                    join_deadline = min(deadline, max(now if since is None else since, began) + join_grace)
+                    joined = set(self._peers)
+                    pending = {p for p in joined if not self._peers[p].done}
+                    waiting_joins = bool(peers - joined) and now < join_deadline
+                    if (not pending and not waiting_joins) or now >= deadline:
+                        break
+                    self._lock.wait(min(0.05, max(0.0, deadline - now)))
+            except (KeyboardInterrupt, SystemExit) as exc:  # the program's signal handler ended the wait
+                interrupted = exc
             joined = set(self._peers)
             lost = {p for p in joined if self._peers[p].lost}
             late = {p for p in joined if not self._peers[p].done}
             via = dict(self._via)
-            end = ChannelEnd(lost=lost, late=late, absent=peers - joined, relayed_by=via)
+            end = ChannelEnd(lost=lost, late=late, absent=peers - joined, relayed_by=via, interrupted=interrupted)
         self._stop.set()
         if self._thread is not None:  # no engine call of ours may overlap the exit (MPI_Finalize)
             self._thread.join(1.0)
@@ -334,6 +339,11 @@ class FrameRoot(RootChannel):
         except Exception:  # noqa: BLE001 - best effort: never block exit
             pass
         return end
+
+    def hurry(self, by: float) -> None:
+        with self._lock:
+            super().hurry(by)
+            self._lock.notify_all()
 
     def _serve(self) -> None:
         try:

@@ -171,11 +171,18 @@ class HorovodRoot(_Rounds, RootChannel):
             self._gave_up = True  # rank-0-only script, or peers that never created their run
             _log.info("em_dist: no Horovod peer joined this run; it holds rank 0 only")
             return ChannelEnd(absent=peers)
-        self._done.wait(max(0.0, deadline - time.monotonic()))
+        interrupted: BaseException | None = None
+        try:
+            while not self._done.is_set() and time.monotonic() < self._until(deadline):  # hurry() may cut it short
+                self._done.wait(max(0.0, min(self._timings.poll, self._until(deadline) - time.monotonic())))
+        except (KeyboardInterrupt, SystemExit) as exc:  # the program's signal handler ended the wait
+            interrupted = exc
         self._gave_up = True
         missing = peers - self._byes
         # rounds need every rank: while they ran without error, a missing peer is alive, only late
-        return ChannelEnd(lost=missing, late=set()) if self._failed else ChannelEnd(late=missing)
+        if self._failed:
+            return ChannelEnd(lost=missing, late=set(), interrupted=interrupted)
+        return ChannelEnd(late=missing, interrupted=interrupted)
 
     def _run(self) -> None:
         try:

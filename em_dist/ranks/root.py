@@ -59,6 +59,7 @@ class RootSink(Sink):
         self._journals: dict[int, dict[str, Any]] = {}  # peer -> where its journal is (as it announced it)
         self._read_journals: list[tuple[int, Path]] = []  # journals merged at the end (this host)
         self._backend: str | None = None
+        self._end_by: float | None = None  # set by hurry(): a signal is ending the process
         self._receiver = ArtifactReceiver(Path(writer.run_dir))
         self._handlers: dict[type[Any], Callable[[int, Any], None]] = {
             messages.Records: self._on_records, messages.JournalAt: self._on_journal,
@@ -130,6 +131,7 @@ class RootSink(Sink):
             report.lost_ranks, report.absent_ranks = sorted(end.lost), sorted(end.absent)
             report.late_ranks = sorted(end.late)
             report.relayed_by = dict(end.relayed_by)
+            report.interrupted = end.interrupted
             report.transport = self.channel.transport
         if self.channel is not None:
             report.delivery = self._merge_journals()
@@ -138,6 +140,11 @@ class RootSink(Sink):
             report.peer_drops = dict(self._peer_drops)
             report.hosts = len({p.get("host") for p in self._platforms.values() if p.get("host")}) or None
         return report
+
+    def hurry(self, by: float) -> None:
+        self._end_by = by if self._end_by is None else min(self._end_by, by)
+        if self.channel is not None:
+            self.channel.hurry(by)
 
     def close(self, timeout: float) -> bool:
         done = self.writer.close(timeout)
@@ -272,7 +279,7 @@ class RootSink(Sink):
         until = time.monotonic() + wait
         while missing:
             missing = {r for r in missing if not layout.metrics_file(folder, r).exists()}
-            if not missing or time.monotonic() >= until:
+            if not missing or time.monotonic() >= min(until, self._end_by or until):
                 break
             time.sleep(self._timings.poll)
         return sorted(missing)

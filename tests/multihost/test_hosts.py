@@ -5,6 +5,7 @@ in rank 0's run, relayed by its node's leader, with no journal left behind on an
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 import sys
@@ -334,3 +335,103 @@ def test_a_leader_killed_mid_run_loses_nothing_its_member_had_journaled(tmp_path
         print(f"leader killed: records of ranks 2, 3 in the run {in_run}, after the merge "
               f"{ {r: len(rec.metrics(rank=r)) for r in (2, 3)} }; finish_s {job.results()[0].get('finish_s')}; "
               f"lost {rec.lost_ranks}, late {rec.late_ranks}")
+
+
+def _doc(disk: Path | None) -> dict:
+    """Rank 0's run.json on ``disk`` (its host's live disk), or ``{}`` before it is there."""
+    files = list((disk / "runs").glob("*/run.json")) if disk is not None else []
+    try:
+        return json.loads(files[0].read_text()) if files else {}
+    except json.JSONDecodeError:  # caught mid-replace
+        return {}
+
+
+def _running(c: Cluster, proc: subprocess.Popen, pid: int) -> bool:
+    """Whether process ``pid`` of the host running ``proc`` is alive (signal 0 in its pid space)."""
+    try:
+        c.kill(proc, pid, 0)
+    except (subprocess.CalledProcessError, AssertionError):
+        return False
+    return True
+
+
+def _rank0_run_copy(c: Cluster, proc: subprocess.Popen, to: Path) -> Path:
+    """A copy of rank 0's run folder, once rank 0's process ended: from host 0's live disk while its
+    launcher still runs (it may wait for host 1's in torchrun's rendezvous), else from its export."""
+    import shutil
+
+    disk = c.live_disk(proc)
+    try:
+        if disk is not None:
+            run_dir = next(p for p in (disk / "runs").iterdir() if (p / "run.json").is_file())
+            return Path(shutil.copytree(run_dir, to / run_dir.name))
+    except (OSError, StopIteration):  # the launcher ended meanwhile: its disk went to its export
+        shutil.rmtree(to, ignore_errors=True)
+    assert c.wait_all([proc], 30) != [124], c.logs()
+    runs = [p for p in (c.hosts[0].export / "runs").iterdir() if (p / "run.json").is_file()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_sigterm_while_finish_waits_for_a_cut_off_host_names_the_late_ranks(tmp_path: Path) -> None:
+    """Host 1 (ranks 2 and 3, rank 3 relayed by its leader 2) is cut off after its first records reached
+    rank 0; every rank finishes, so rank 0's ``finish()`` waits (``dist_timeout`` 60 s) for the goodbyes of
+    ranks 2 and 3, which can't come. Rank 0 then gets SIGTERM, as torchrun sends when a host fails: its
+    waits are capped at ``signal_close_cap`` and the process dies of the signal, but run.json still says
+    how the run ended: Failed, ``signal: SIGTERM``, ranks 2 and 3 in ``late_ranks``, rank 3 relayed by
+    rank 2, two nodes, ranks 0 and 1 complete and every record of 2 and 3 that arrived there once.
+
+    Late, not lost, is right: rank 0 never saw their links break (a cut link sends no reset, and the
+    silence bound, ``EM_DIST_PEER_TIMEOUT``, is longer than the test), and they are in fact alive on
+    host 1 with the rest of their records in their journals there. ``lost_ranks`` means a link rank 0
+    saw break (the process died); claiming that here would be a guess."""
+    go = tmp_path / "go"
+    with Cluster(2, tmp_path) as c:
+        h0, h1 = c.hosts
+        procs = start(c, "--init", "none", "--timeout", "60", "--wait-file", str(go),
+                      env={"EM_DIST_PEER_TIMEOUT": "60"})
+        wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) for r in (2, 3)), 40, "host 1's first records at rank 0")
+        pid0 = wait_for(lambda: (h0.out / "rank-0.json").is_file() and json.loads((h0.out / "rank-0.json")
+                        .read_text()).get("pid"), 30, "rank 0's pid")
+        c.set_link(h1, up=False)
+        wait_for(lambda: all(_journaled(c.live_disk(procs[1]), r) > _lines(c.live_disk(procs[0]), r) + 20
+                             for r in (2, 3)), 30, "records held back on host 1")
+        go.touch()
+        # rank 1 finished, rank 0 is inside finish() (run.json has its end time) and waits for 2 and 3
+        wait_for(lambda: "finish_s" in json.loads((h0.out / "rank-1.json").read_text())
+                 and _doc(c.live_disk(procs[0])).get("end_timestamp"), 40, "rank 0 waiting in finish()")
+        assert "finish_s" not in json.loads((h0.out / "rank-0.json").read_text()), c.logs()
+        signalled = time.monotonic()
+        c.kill(procs[0], pid0, signal.SIGTERM)
+        wait_for(lambda: not _running(c, procs[0], pid0), 30, "rank 0 to end")
+        ended_s = time.monotonic() - signalled
+        rec = em_dist.load_run(_rank0_run_copy(c, procs[0], tmp_path / "rank0-run"))
+        logs = c.logs()
+        # (its finish() itself may return, cut short, a moment before the signal is handed on and ends it)
+        assert rec.status == "Failed" and (rec.status_reason or "").startswith("signal: SIGTERM"), \
+            (rec.status, rec.status_reason, logs)
+        assert rec.signals == ["SIGTERM"]
+        assert rec.late_ranks == [2, 3] and rec.lost_ranks == [], (rec.late_ranks, rec.lost_ranks, logs)
+        assert rec.world.get("relayed_by") == {"3": 2}, rec.world
+        assert rec.world["nodes"] == 2 and rec.world["size"] == 4 and rec.world["transport"] == "gloo", rec.world
+        assert rec.end_timestamp is not None
+        # ranks 0 and 1 complete; of ranks 2 and 3 what arrived before the cut, each record once
+        assert rec.ranks() == [0, 1, 2, 3], rec.ranks()
+        for r in (0, 1):
+            n = STEPS + r * EXTRA
+            assert [p["step"] for p in rec.metrics(type="train", name="v", rank=r)] == list(range(n)), r
+            assert [p["step"] for p in rec.metrics(type="val", name="acc", rank=r)] == [n], r
+        for r in (2, 3):
+            points = rec.metrics(type="train", name="v", rank=r)
+            assert points, r
+            assert [p["step"] for p in points] == list(range(len(points))), r  # a prefix, no repeat, no gap
+            assert [p["value"] for p in points] == [r * 1_000_000 + s for s in range(len(points))], r
+        _heartbeats_once(rec, 4)
+        assert rec.delivery["1"]["complete"], rec.delivery
+        assert {r for r, d in rec.delivery.items() if not d["complete"]} == {"2", "3"}, rec.delivery
+        assert all(d["journal"].startswith("node1:") for r, d in rec.delivery.items() if r in ("2", "3")), rec.delivery
+        # em_dist's part of the end stays within the signal's cap (5 s) plus the launcher's notice
+        assert ended_s < 15, ended_s
+        print(f"SIGTERM while finish waits: rank 0 ended {ended_s:.1f} s after the signal; status "
+              f"{rec.status} ({rec.status_reason}); late {rec.late_ranks}, lost {rec.lost_ranks}; relayed_by "
+              f"{rec.world.get('relayed_by')}; records {({r: len(rec.metrics(rank=r)) for r in range(4)})}")

@@ -242,3 +242,46 @@ def test_kill9_of_a_node_leader_loses_only_the_leader_and_its_member_goes_to_ran
              "rank 3's journal merged into the run and removed")
     later = em.load_run(result(tmp_path, 0)["path"]).metrics(type="heartbeat", name="alive", rank=3)
     assert later and len({p["step"] for p in later}) == len(later)  # rank 3's later heartbeats, each once
+
+
+def _run_doc(tmp_path) -> dict:
+    """Rank 0's run.json as it is now, or ``{}``."""
+    import json
+
+    files = list((tmp_path / "runs").glob("*/run.json")) if (tmp_path / "runs").is_dir() else []
+    try:
+        return json.loads(files[0].read_text()) if files else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def test_the_programs_handler_exiting_while_finish_waits_still_records_the_late_rank(tmp_path):
+    """Rank 0's finish() waits (dist_timeout 60 s) for rank 1, which is alive but slow; SIGTERM reaches
+    rank 0 alone and the script's own handler exits with 3 from inside that wait. The exit goes
+    on (rank 0 ends with 3, at once), but first run.json records the end as it stood: Failed,
+    ``signal: SIGTERM; then exit code: 3``, rank 1 late (its link never broke), everything of both."""
+    go = tmp_path / "go"
+    agent = subprocess.Popen(torchrun_cmd(2, "--wait-file", str(go), "--user-handler", "--timeout", "60",
+                                          "--slow-rank", "1", "--slow-s", "40"),
+                             env=job_env(tmp_path), stdout=open(tmp_path / "job.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _waiting(tmp_path, [0, 1]), 60, "both ranks to log their points")
+        pid0 = result(tmp_path, 0)["pid"]
+        go.touch()
+        wait_for(lambda: _run_doc(tmp_path).get("end_timestamp"), 30, "rank 0 waiting in finish()")
+        t0 = time.monotonic()
+        os.kill(pid0, signal.SIGTERM)
+        wait_for(lambda: _run_doc(tmp_path).get("late_ranks"), 15, "rank 0 to record its end")
+        took = time.monotonic() - t0
+        doc = _run_doc(tmp_path)
+        assert (tmp_path / "out" / "user-handler-0").exists()
+        agent.wait(30)  # rank 0 failed: torchrun stops rank 1 (SIGTERM; its handler exits) and ends
+    finally:
+        kill_all([agent])
+    out = (tmp_path / "job.log").read_text(errors="replace")
+    assert took < 10, took
+    assert doc["status"] == "Failed" and doc["status_reason"] == "signal: SIGTERM; then exit code: 3", (doc, out[-3000:])
+    assert doc["late_ranks"] == [1] and doc["lost_ranks"] == [] and doc["signals"] == ["SIGTERM"], doc
+    assert doc["delivery"]["1"]["complete"] is False, doc["delivery"]
+    rec = the_run(tmp_path)
+    _train_points_complete(rec, [0, 1])

@@ -16,7 +16,7 @@ from tests.poll import wait_for
 
 from em_dist.errors import WireVersionError
 from em_dist.ranks.channel import LinkClosed
-from em_dist.ranks.frames import ACK, FramePeer, FrameRoot, Wire
+from em_dist.ranks.frames import ACK, FramePeer, FrameRoot, Wire, pack
 from em_dist.ranks.messages import ArtifactChunk, Hparams, Records, RelayJoin, Relayed
 
 
@@ -252,6 +252,29 @@ def test_a_lost_leader_loses_the_members_it_relayed_that_had_not_finished():
     end = root.channel.close(30, join_grace=0.5)
     assert end.lost == {2, 3} and end.absent == {1} and end.relayed_by == {3: 2, 4: 2}
     assert root.got[3] == [msg(3)] and root.got[4] == [msg(4)]
+
+
+def test_hurry_ends_a_close_waiting_for_silent_ranks_and_names_them_late_with_their_relay():
+    """A signal ending rank 0 while its close waits (for ranks on a host that was cut off, say): a
+    hurry from another thread ends the wait by its deadline, and the end still says who was waited
+    for (late: their links never broke), who relayed whom, and who never came."""
+    hub = Hub(5)
+    root = Root(hub)
+    leader = FramePeer(MemWire(hub, 2))
+    leader.connect(1.0)
+    leader.send([RelayJoin(3), Relayed(3, pack({"seq": 1, "msgs": [msg(3)]}, False))])
+    wait_for(lambda: root.got.get(3), 5, "the relayed message")
+    result: list = []
+    closing = threading.Thread(target=lambda: result.append(root.channel.close(60, join_grace=0.5)))
+    t0 = time.monotonic()
+    closing.start()
+    wait_for(lambda: time.monotonic() - t0 > 0.6, 5, "close waiting past the join grace")  # what is tested: it waits
+    assert closing.is_alive() and not result
+    root.channel.hurry(time.monotonic() + 0.2)
+    closing.join(5)
+    assert not closing.is_alive() and time.monotonic() - t0 < 3
+    end = result[0]
+    assert end.late == {2, 3} and end.lost == set() and end.absent == {1, 4} and end.relayed_by == {3: 2}
 
 
 def test_frames_between_nodes_are_zstd_and_zlib_frames_still_read():
