@@ -182,3 +182,16 @@ def test_delete_removes_the_run_for_everyone(server, team) -> None:  # type: ign
     assert console("DELETE", f"/runs/{rid}").status_code == 404
     assert rid not in {r["id"] for r in alice("GET", "/runs", params={"folder_id": team["folder_id"],
                                                                      "archived": "include"}).json()["runs"]}
+
+
+def test_a_later_upload_of_the_run_keeps_what_was_edited(server, team) -> None:  # type: ignore[no-untyped-def]
+    """A live run re-sends its metadata every sync: an edit made meanwhile must survive it."""
+    alice = team["alice"]
+    rid = _run(alice, folder="proj", name="live", labels=["from-script"])
+    assert alice("PATCH", f"/runs/{rid}", json={"labels": ["edited"], "name": "live-renamed"}).status_code == 200
+    body = {"run": {"name": "live", "labels": ["from-script"], "description": "from the script", "status": "Running"},
+            "folder": "proj"}
+    assert alice("PUT", f"/runs/{rid}", json=body).status_code == 200
+    got = alice("GET", f"/runs/{rid}").json()
+    assert (got["name"], got["local_name"], got["labels"]) == ("live-renamed", "live-renamed", ["edited"])
+    assert got["description"] == "from the script" and got["status"] == "Running"  # never edited: the upload's

@@ -78,15 +78,21 @@ def _check_links(session: Session, user: User, body: RunUpload, run_id: str) -> 
 
 def _apply(run: Run, body: RunUpload) -> None:
     """Copy the upload into ``run``, secrets redacted by the SDK's rule (:mod:`em_dist.platform.redact`):
-    a client that skipped it (an older SDK, raw REST) must not store them for shared users to read."""
+    a client that skipped it (an older SDK, raw REST) must not store them for shared users to read.
+
+    Fields a user edited (``run.edited``: the console's run page, ``PATCH /runs/{id}``) keep the edit."""
     meta = body.run.model_dump()
     extra = redact_record({k: v for k, v in meta.items() if k not in RunMeta.model_fields})
-    run.local_name = body.run.name
+    edited = set(run.edited or ())
+    if "name" not in edited:
+        run.local_name = body.run.name
     run.alternative_name = body.run.alternative_name
     run.status = body.run.status
     run.status_reason = redact_text(body.run.status_reason) if body.run.status_reason else body.run.status_reason
-    run.labels = redact_record(body.run.labels)
-    run.description = redact_text(body.run.description)
+    if "labels" not in edited:
+        run.labels = redact_record(body.run.labels)
+    if "description" not in edited:
+        run.description = redact_text(body.run.description)
     run.start_timestamp = body.run.start_timestamp
     run.end_timestamp = body.run.end_timestamp
     run.world = body.run.world
@@ -192,11 +198,13 @@ def _editable_run(session: Session, user: User, run_id: str) -> tuple[Run, Folde
 def edit_run(run_id: str, body: RunEdit, user: EditorUser, session: WriteSession, config: Config) -> dict:
     """Edit a run's metadata: ``name`` (renames it in its folder; 409 when another run there has
     it), ``labels``, ``description``, ``archived`` (hidden from listings unless asked for).
+    A later upload of the run's metadata (a live run's sync) keeps the edited fields.
 
     Needs edit permission on the run's folder (owner, or an ``edit`` share). Allowed to a
     console session (cookie) with its CSRF token from the same origin. Returns the run's detail.
     """
     run, folder = _editable_run(session, user, run_id)
+    edited = set(run.edited or ())
     if body.name is not None and body.name != run.name:
         folders.lock(session, folder)
         clash = session.scalar(select(Run.id).where(Run.folder_id == folder.id, Run.name == body.name,
@@ -205,10 +213,14 @@ def edit_run(run_id: str, body: RunEdit, user: EditorUser, session: WriteSession
             raise HTTPException(409, f"folder {folder.path!r} already holds a run named {body.name!r}")
         run.name = body.name
         run.local_name = body.name
+        edited.add("name")
     if body.labels is not None:
         run.labels = redact_record(list(dict.fromkeys(label.strip() for label in body.labels if label.strip())))
+        edited.add("labels")
     if body.description is not None:
         run.description = redact_text(body.description)
+        edited.add("description")
+    run.edited = sorted(edited) or run.edited
     if body.archived is not None:
         run.archived = body.archived
     session.commit()
