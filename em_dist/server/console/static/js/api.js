@@ -70,9 +70,18 @@ export const rankTiming = (id) => api(`/runs/${encodeURIComponent(id)}/ranks`);
 export const aggregate = (id, params) => api(`/runs/${encodeURIComponent(id)}/metrics/aggregate?${query(params)}`);
 
 // Run edits ride on the session, with its CSRF token (the server also checks the request's origin).
+// A token gone stale (a new session: signed in again, or the local console's renewed one) is
+// fetched again once.
 async function sessionWrite(path, method, body) {
   if (!csrf) await session();
-  return api(path, { method, headers: { [CSRF_HEADER]: csrf || '' }, body });
+  const send = () => api(path, { method, headers: { [CSRF_HEADER]: csrf || '' }, body });
+  try {
+    return await send();
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 403 || !/CSRF/.test(error.message)) throw error;
+    await session();
+    return send();
+  }
 }
 export const editRun = (id, changes) => sessionWrite(`/runs/${encodeURIComponent(id)}`, 'PATCH', changes);
 export const deleteRun = (id) => sessionWrite(`/runs/${encodeURIComponent(id)}`, 'DELETE');
