@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     Index,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -105,6 +106,9 @@ class Run(Base):
     world: Mapped[dict] = mapped_column(JSON, default=dict)
     lost_ranks: Mapped[list] = mapped_column(JSON, default=list)
     extra: Mapped[dict] = mapped_column(JSON, default=dict)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    edited: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    """Metadata fields a user edited (``name``, ``labels``, ``description``): uploads keep them."""
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 

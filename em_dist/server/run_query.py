@@ -120,9 +120,16 @@ def list_runs(
     limit: int,
     cursor: str | None = None,
     stats: list[str] | None = None,
+    archived: str = "exclude",
 ) -> Page:
-    """One page of the runs in ``scope`` that match ``node``, oldest upload first."""
+    """One page of the runs in ``scope`` that match ``node``, oldest upload first.
+
+    ``archived``: ``exclude`` (archived runs are hidden, the default), ``include`` or ``only``."""
     where = and_(Run.folder_id.in_(list(scope)), compile_filter(node, ctx))
+    if archived == "exclude":
+        where = and_(where, Run.archived.is_(False))
+    elif archived == "only":
+        where = and_(where, Run.archived.is_(True))
     total = session.scalar(select(func.count()).select_from(Run).where(where)) or 0
     query = select(Run).where(where)
     if cursor:

@@ -124,3 +124,15 @@ class ShareCreate(StorableModel):
 
     user: str = Field(min_length=1, max_length=200)
     permission: Literal["view", "edit"]
+
+
+class RunEdit(BaseModel):
+    """``PATCH /runs/{id}``: the run metadata a user with edit permission changes where they
+    look at it (the console's run page). Fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ObjectName | None = None
+    labels: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=100_000)
+    archived: bool | None = None

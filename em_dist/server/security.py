@@ -8,6 +8,7 @@ leaked database does not reveal usable keys.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 
 KEY_PREFIX = "em_"
@@ -35,3 +36,21 @@ def key_prefix(key: str) -> str:
 def generate_session_token() -> str:
     """A new random console session token (256 bits); the server keeps only its hash."""
     return secrets.token_urlsafe(32)
+
+
+CSRF_HEADER = "X-CSRF-Token"
+"""The header the console's scripts send a session's CSRF token in, on every write."""
+
+
+def csrf_token(session_token: str) -> str:
+    """The CSRF token of the console session ``session_token``: an HMAC of the (secret,
+    HttpOnly) session token, so it is per session, needs no storage, and ends with it.
+
+    Page scripts cannot read the cookie; they get this token from ``GET /api/v1/session``,
+    which another origin cannot read (no CORS)."""
+    return hmac.new(session_token.encode("utf-8"), b"em-console-csrf-v1", hashlib.sha256).hexdigest()
+
+
+def csrf_matches(session_token: str, presented: str) -> bool:
+    """True when ``presented`` is the CSRF token of ``session_token`` (constant-time compare)."""
+    return hmac.compare_digest(csrf_token(session_token).encode("ascii"), presented.encode("utf-8", "replace"))

@@ -84,6 +84,7 @@ def run_summary(run: Run, latest: dict[str, Any], *, cutoff: dt.datetime, folder
         "folder": folder,
         **status,
         "labels": run.labels,
+        "archived": bool(run.archived),
         "start_timestamp": run.start_timestamp,
         "duration_s": _duration_s(run.start_timestamp, status["end_timestamp"] or status["last_seen"]),
         "world_size": (run.world or {}).get("size", 1),

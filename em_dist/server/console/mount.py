@@ -4,7 +4,9 @@ The console is a static single-page app that talks to the same ``/api/v1`` REST 
 the upload client. Signing in exchanges an API key for a server-side session
 (:mod:`em_dist.server.sessions`): the HttpOnly, SameSite=Strict cookie holds a random
 token, never the key, so page scripts cannot read a key and signing out ends the session
-for good. A session only reads (see :mod:`em_dist.server.deps`).
+for good. A session reads, and writes only the run metadata edits, each with the session's
+CSRF token (given by ``GET``/``POST /session``) and from the same origin (see
+:mod:`em_dist.server.deps`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from fastapi.responses import JSONResponse
 from em_dist.server import sessions
 from em_dist.server.console import vendor
 from em_dist.server.deps import key_row, presented_key
-from em_dist.server.security import SESSION_COOKIE, SESSION_MAX_AGE_S
+from em_dist.server.security import SESSION_COOKIE, SESSION_MAX_AGE_S, csrf_token
 
 STATIC_DIR = Path(__file__).parent / "static"
 _API = "/api/v1"
@@ -39,17 +41,27 @@ def _start_session(request: Request, key: str) -> tuple[str, str, str]:
         return token, user.id, user.name
 
 
-def _auto_sign_in(request: Request, response: Response) -> None:
-    """In the local console, give a visitor without a live session one made from the local key."""
-    auto = getattr(request.app.state, "console_auto_session_key", None)
-    if auto is None:
-        return
-    token = request.cookies.get(SESSION_COOKIE)
+def _live_token(request: Request) -> str | None:
+    """The request's session token when it names a live session."""
+    token = request.cookies.get(SESSION_COOKIE, "").strip()
     if token:
         with request.app.state.db.read_session() as session:
             if sessions.user_of(session, token) is not None:
-                return
-    _set_cookie(response, request, _start_session(request, auto)[0])
+                return token
+    return None
+
+
+def _auto_sign_in(request: Request, response: Response) -> str | None:
+    """In the local console, give a visitor without a live session one made from the local key.
+
+    Returns the session token the visitor now holds (None when it holds no live one)."""
+    live = _live_token(request)
+    auto = getattr(request.app.state, "console_auto_session_key", None)
+    if auto is None or live is not None:
+        return live
+    token = _start_session(request, auto)[0]
+    _set_cookie(response, request, token)
+    return token
 
 
 def _session_router() -> APIRouter:
@@ -62,15 +74,21 @@ def _session_router() -> APIRouter:
         if key is None:
             raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>' to sign in")
         token, user_id, name = _start_session(request, key)
-        response = JSONResponse({"id": user_id, "name": name})
+        response = JSONResponse({"id": user_id, "name": name, "csrf": csrf_token(token)})
         _set_cookie(response, request, token)
         return response
 
     @router.get("/session")
     def who(request: Request) -> JSONResponse:
-        """The console's session: ``{"auto": bool}``; in the local console it signs the visitor in."""
-        response = JSONResponse({"auto": getattr(request.app.state, "console_auto_session_key", None) is not None})
-        _auto_sign_in(request, response)
+        """The console's session: ``{"auto": bool, "csrf": str | null}``; in the local console it signs
+        the visitor in. ``csrf`` is the live session's CSRF token, which the console sends as
+        ``X-CSRF-Token`` with its run edits; another origin cannot read this answer (no CORS)."""
+        cookies = Response()
+        token = _auto_sign_in(request, cookies)
+        response = JSONResponse({"auto": getattr(request.app.state, "console_auto_session_key", None) is not None,
+                                 "csrf": csrf_token(token) if token else None},
+                                headers={"cache-control": "no-store"})
+        response.raw_headers.extend(h for h in cookies.raw_headers if h[0] == b"set-cookie")
         return response
 
     @router.delete("/session", status_code=204)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from sqlalchemy import select
@@ -47,12 +48,20 @@ def _context(session: Session, config: ServerConfig) -> SqlContext:
     return SqlContext(session.get_bind().dialect.name, lost_before(config.lost_after_s))
 
 
+Archived = Literal["exclude", "include", "only"]
+"""What a run listing does with archived runs."""
+
+
 @router.get("/folders/{folder_id}/runs")
-def folder_runs(folder_id: str, user: CurrentUser, session: ReadSession, config: Config) -> list[dict]:
-    """Every run in a folder, with status, times, world size, lost ranks, labels and latest metric values."""
+def folder_runs(folder_id: str, user: CurrentUser, session: ReadSession, config: Config,
+                archived: Archived = "exclude") -> list[dict]:
+    """Every run in a folder, with status, times, world size, lost ranks, labels and latest metric values.
+
+    ``archived``: ``exclude`` (the default: archived runs are hidden), ``include`` or ``only``."""
     folder = service.resolve(session, user, folder_id=folder_id, need="view")
     ctx = _context(session, config)
-    page = run_query.list_runs(session, scope={folder.id: folder.path}, node=None, ctx=ctx, limit=1_000_000)
+    page = run_query.list_runs(session, scope={folder.id: folder.path}, node=None, ctx=ctx, limit=1_000_000,
+                               archived=archived)
     return page.runs
 
 
@@ -68,6 +77,7 @@ def search_runs(
     limit: int = Query(default=100, ge=1, le=run_query.MAX_LIMIT),
     cursor: str | None = None,
     stats: str | None = None,
+    archived: Archived = "exclude",
 ) -> dict:
     """Runs in the folder named by ``folder_id`` or ``folder`` path (default ``default``), oldest first.
 
@@ -76,6 +86,7 @@ def search_runs(
     detail names the position. ``recursive=true`` adds the runs of every subfolder.
     ``limit`` runs per page; pass the answer's ``next_cursor`` as ``cursor`` for the next
     page. ``stats=val/loss,train/loss`` adds each run's ``{last, min, max}`` of those metrics.
+    ``archived``: ``exclude`` (the default: archived runs are hidden), ``include`` or ``only``.
     Answer: ``{"runs": [...], "next_cursor": str | null, "total": matching runs}``.
     """
     started = time.perf_counter()
@@ -93,7 +104,7 @@ def search_runs(
     keys = [k.strip() for k in (stats or "").split(",") if k.strip()]
     try:
         page = run_query.list_runs(session, scope=scope, node=node, ctx=_context(session, config), limit=limit,
-                                   cursor=cursor, stats=keys)
+                                   cursor=cursor, stats=keys, archived=archived)
     except (search.FilterError, run_query.CursorError) as exc:
         raise HTTPException(400, str(exc)) from None
     return {"runs": page.runs, "next_cursor": page.next_cursor, "total": page.total,

@@ -1,23 +1,24 @@
-"""Runs: upsert from an upload, detail, artifacts, and per-rank upload offsets."""
+"""Runs: upsert from an upload, detail, artifacts, per-rank upload offsets, and the metadata
+edits of the console's run page (rename, labels, description, archive/restore, delete)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from em_dist.platform.redact import redact_record, redact_text
 from em_dist.server import folders, numbered_records
-from em_dist.server.deps import Config, CurrentUser, ReadSession, WriteSession
+from em_dist.server.deps import Config, CurrentUser, EditorUser, ReadSession, WriteSession
 from em_dist.server.liveness import lost_before
 from em_dist.server.lookup import folder_of, get_run, may_produce
 from em_dist.server.models import Artifact, Folder, LineageEdge, RankOffset, Run, User
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from em_dist.server.schemas import RunMeta, RunUpload
+from em_dist.server.schemas import RunEdit, RunMeta, RunUpload
 from em_dist.server.views import run_artifacts, run_detail
 
 router = APIRouter(tags=["runs"])
@@ -77,15 +78,21 @@ def _check_links(session: Session, user: User, body: RunUpload, run_id: str) -> 
 
 def _apply(run: Run, body: RunUpload) -> None:
     """Copy the upload into ``run``, secrets redacted by the SDK's rule (:mod:`em_dist.platform.redact`):
-    a client that skipped it (an older SDK, raw REST) must not store them for shared users to read."""
+    a client that skipped it (an older SDK, raw REST) must not store them for shared users to read.
+
+    Fields a user edited (``run.edited``: the console's run page, ``PATCH /runs/{id}``) keep the edit."""
     meta = body.run.model_dump()
     extra = redact_record({k: v for k, v in meta.items() if k not in RunMeta.model_fields})
-    run.local_name = body.run.name
+    edited = set(run.edited or ())
+    if "name" not in edited:
+        run.local_name = body.run.name
     run.alternative_name = body.run.alternative_name
     run.status = body.run.status
     run.status_reason = redact_text(body.run.status_reason) if body.run.status_reason else body.run.status_reason
-    run.labels = redact_record(body.run.labels)
-    run.description = redact_text(body.run.description)
+    if "labels" not in edited:
+        run.labels = redact_record(body.run.labels)
+    if "description" not in edited:
+        run.description = redact_text(body.run.description)
     run.start_timestamp = body.run.start_timestamp
     run.end_timestamp = body.run.end_timestamp
     run.world = body.run.world
@@ -156,6 +163,7 @@ def read_run(run_id: str, user: CurrentUser, session: ReadSession, config: Confi
     detail = run_detail(session, user, run, folder, cutoff=lost_before(config.lost_after_s))
     owner = session.get(User, run.owner_id)
     detail["owner"] = owner.name if owner else None
+    detail["permission"] = folders.permission(session, user, folder)  # "edit"/"owner": the console offers edits
     detail["offsets"] = _offsets(session, run_id)
     detail["delivery"] = numbered_records.completeness(session, run_id)
     return detail
@@ -173,3 +181,62 @@ def read_offsets(run_id: str, user: CurrentUser, session: ReadSession) -> dict[s
     """Bytes of each rank's ``metrics/rank-<r>.jsonl`` the server holds."""
     get_run(session, user, run_id)
     return _offsets(session, run_id)
+
+
+def _editable_run(session: Session, user: User, run_id: str) -> tuple[Run, Folder]:
+    """The run ``run_id`` locked for an edit by ``user``: 404 when it is missing *or* the caller
+    cannot see it (a stranger never learns it exists), 403 when the caller may only view it."""
+    run = session.get(Run, run_id, with_for_update=True)
+    folder = folder_of(session, run.folder_id) if run is not None else None
+    if run is None or folder is None or folders.permission(session, user, folder) is None:
+        raise HTTPException(404, f"no run with id {run_id}")
+    folders.require(session, user, folder, "edit")
+    return run, folder
+
+
+@router.patch("/runs/{run_id}")
+def edit_run(run_id: str, body: RunEdit, user: EditorUser, session: WriteSession, config: Config) -> dict:
+    """Edit a run's metadata: ``name`` (renames it in its folder; 409 when another run there has
+    it), ``labels``, ``description``, ``archived`` (hidden from listings unless asked for).
+    A later upload of the run's metadata (a live run's sync) keeps the edited fields.
+
+    Needs edit permission on the run's folder (owner, or an ``edit`` share). Allowed to a
+    console session (cookie) with its CSRF token from the same origin. Returns the run's detail.
+    """
+    run, folder = _editable_run(session, user, run_id)
+    edited = set(run.edited or ())
+    if body.name is not None and body.name != run.name:
+        folders.lock(session, folder)
+        clash = session.scalar(select(Run.id).where(Run.folder_id == folder.id, Run.name == body.name,
+                                                     Run.id != run.id).limit(1))
+        if clash is not None:
+            raise HTTPException(409, f"folder {folder.path!r} already holds a run named {body.name!r}")
+        run.name = body.name
+        run.local_name = body.name
+        edited.add("name")
+    if body.labels is not None:
+        run.labels = redact_record(list(dict.fromkeys(label.strip() for label in body.labels if label.strip())))
+        edited.add("labels")
+    if body.description is not None:
+        run.description = redact_text(body.description)
+        edited.add("description")
+    run.edited = sorted(edited) or run.edited
+    if body.archived is not None:
+        run.archived = body.archived
+    session.commit()
+    detail = run_detail(session, user, run, folder, cutoff=lost_before(config.lost_after_s))
+    detail["permission"] = folders.permission(session, user, folder)
+    return detail
+
+
+@router.delete("/runs/{run_id}", status_code=204)
+def delete_run(run_id: str, user: EditorUser, session: WriteSession) -> Response:
+    """Delete a run with its metrics, logs, offsets and lineage edges (the artifacts it made or
+    used stay in their folder).
+
+    Needs edit permission on the run's folder; allowed to a console session as ``PATCH`` is.
+    """
+    run, _ = _editable_run(session, user, run_id)
+    session.execute(delete(Run).where(Run.id == run.id))
+    session.commit()
+    return Response(status_code=204)

@@ -31,6 +31,11 @@ export function query(params) {
   return q.toString();
 }
 
+// The session's CSRF token (from GET or POST /session): sent as X-CSRF-Token with the run edits,
+// the only writes a console session may make. Page scripts never see the cookie itself.
+let csrf = null;
+const CSRF_HEADER = 'X-CSRF-Token';
+
 export async function signIn(key) {
   const response = await fetch(`${API}/session`, {
     method: 'POST', credentials: 'same-origin', headers: { Authorization: `Bearer ${key}` },
@@ -40,11 +45,17 @@ export async function signIn(key) {
     try { detail = (await response.json()).detail || detail; } catch { /* keep the status */ }
     throw new ApiError(response.status, detail);
   }
-  return response.json();
+  const body = await response.json();
+  csrf = body.csrf || null;
+  return body;
 }
 
-export const signOut = () => api('/session', { method: 'DELETE' });
-export const session = () => api('/session');
+export const signOut = () => api('/session', { method: 'DELETE' }).finally(() => { csrf = null; });
+export async function session() {
+  const body = await api('/session');
+  csrf = (body && body.csrf) || null;
+  return body;
+}
 export const me = () => api('/me');
 export const folders = () => api('/folders');
 export const folderRuns = (id) => api(`/folders/${encodeURIComponent(id)}/runs`);
@@ -58,8 +69,25 @@ export const metrics = (id, params) => api(`/runs/${encodeURIComponent(id)}/metr
 export const rankTiming = (id) => api(`/runs/${encodeURIComponent(id)}/ranks`);
 export const aggregate = (id, params) => api(`/runs/${encodeURIComponent(id)}/metrics/aggregate?${query(params)}`);
 
+// Run edits ride on the session, with its CSRF token (the server also checks the request's origin).
+// A token gone stale (a new session: signed in again, or the local console's renewed one) is
+// fetched again once.
+async function sessionWrite(path, method, body) {
+  if (!csrf) await session();
+  const send = () => api(path, { method, headers: { [CSRF_HEADER]: csrf || '' }, body });
+  try {
+    return await send();
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 403 || !/CSRF/.test(error.message)) throw error;
+    await session();
+    return send();
+  }
+}
+export const editRun = (id, changes) => sessionWrite(`/runs/${encodeURIComponent(id)}`, 'PATCH', changes);
+export const deleteRun = (id) => sessionWrite(`/runs/${encodeURIComponent(id)}`, 'DELETE');
+
 export const shares = (id) => api(`/folders/${encodeURIComponent(id)}/shares`);
-// Writes never ride on the read-only session: the key is sent with this one request and not kept.
+// Sharing never rides on the session: the key is sent with this one request and not kept.
 const withKey = (key) => ({ Authorization: `Bearer ${key}` });
 export const share = (id, user, permission, key) => api(`/folders/${encodeURIComponent(id)}/shares`,
   { method: 'POST', headers: withKey(key), body: { user, permission } });

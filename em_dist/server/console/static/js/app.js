@@ -86,7 +86,7 @@ async function ensureSignedIn() {
     if (error.status === 401) return false;
     throw error;
   }
-  whoami.textContent = state.auto ? 'local console (read-only)' : `signed in as ${state.user.name}`;
+  whoami.textContent = state.auto ? 'local console' : `signed in as ${state.user.name}`;
   signout.hidden = state.auto;
   await loadFolders();
   return true;

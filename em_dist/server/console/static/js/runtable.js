@@ -1,7 +1,7 @@
 // The run table's model: columns (fixed, hparams, metric latest/min/max), sorting, grouping, CSV.
 // Pure functions over run summaries from GET /runs; folder.js draws them.
 
-import { fmtDuration, fmtNumber, fmtTime, fmtValue, labels, runBadge, runDuration, runName, runTitle } from './dom.js';
+import { fmtDuration, fmtNumber, fmtTime, fmtValue, h, labels, runBadge, runDuration, runName, runTitle } from './dom.js';
 
 export const FIXED = {
   name: { label: 'Name', value: (r) => runTitle(r), cell: (r) => runName(r, `#/run/${r.id}`) },
@@ -9,7 +9,7 @@ export const FIXED = {
   started: { label: 'Started', value: (r) => r.start_timestamp || '', cell: (r) => fmtTime(r.start_timestamp) },
   duration: { label: 'Duration', num: true, value: (r) => runDuration(r), cell: (r) => fmtDuration(runDuration(r)) },
   world: { label: 'World', num: true, value: (r) => r.world_size, cell: (r) => String(r.world_size) },
-  labels: { label: 'Labels', value: (r) => (r.labels || []).join(' '), cell: (r) => labels(r.labels) },
+  labels: { label: 'Labels', value: (r) => (r.labels || []).join(' '), cell: (r) => [r.archived ? h('span', { class: 'label archived' }, 'archived') : null, labels(r.labels)] },
   folder: { label: 'Folder', value: (r) => r.folder || '', cell: (r) => r.folder || '' },
 };
 export const DEFAULT_FIXED = ['name', 'status', 'started', 'duration', 'world', 'labels'];

@@ -33,6 +33,7 @@ async function fetchRuns(folderId, view) {
   let cursor = null; let total = 0;
   do {
     const page = await api.searchRuns({ folder_id: folderId, filter: toFilter(view.q) || null, recursive: view.sub ? 'true' : null,
+      archived: view.archived ? 'include' : null,
       limit: FETCH_PAGE, cursor, stats: statsKeys(view.columns || []).join(',') || null });
     runs.push(...page.runs);
     total = page.total;
@@ -46,7 +47,7 @@ export async function renderFolder(page, ctx, folderId, params) {
   const folder = ctx.state.folders.find((f) => f.id === folderId);
   ctx.crumbs(...ctx.folderPath(folderId));
   const view = {
-    q: params.get('q') || '', sub: params.get('sub') === '1', sort: params.get('sort') || 'started',
+    q: params.get('q') || '', sub: params.get('sub') === '1', archived: params.get('archived') === '1', sort: params.get('sort') || 'started',
     desc: params.has('desc') ? params.get('desc') === '1' : true, group: params.get('group') || '',
     page: Math.max(0, Number(params.get('page') || 1) - 1), columns: params.get('cols') ? params.get('cols').split(',') : null,
     runs: [], total: 0, selected: new Set(), expanded: new Set(),
@@ -56,6 +57,7 @@ export async function renderFolder(page, ctx, folderId, params) {
     'aria-label': 'search runs' });
   const searchError = h('p', { class: 'error', id: 'search-error', role: 'alert' });
   const sub = h('input', { type: 'checkbox', id: 'subfolders', checked: view.sub });
+  const archived = h('input', { type: 'checkbox', id: 'show-archived', checked: view.archived });  // hidden by default
   const groupBy = h('select', { id: 'group-by', 'aria-label': 'group by' });
   const pickerButton = h('button', { type: 'button', id: 'columns-button', 'aria-expanded': 'false' }, 'Columns');
   const picker = h('div', { id: 'column-picker', class: 'panel picker', hidden: true });
@@ -69,19 +71,19 @@ export async function renderFolder(page, ctx, folderId, params) {
     h('h1', {}, folder ? folder.path : 'Folder'),
     h('div', { class: 'toolbar search' }, search, h('a', { href: '#/help/search', class: 'muted', title: 'the search language' }, 'syntax')),
     searchError,
-    h('div', { class: 'toolbar' }, h('label', {}, sub, 'subfolders'), h('label', {}, 'group by', groupBy), pickerButton, csv,
+    h('div', { class: 'toolbar' }, h('label', {}, sub, 'subfolders'), h('label', {}, archived, 'archived runs'), h('label', {}, 'group by', groupBy), pickerButton, csv,
       compare, count),
     picker,
     h('div', { class: 'table-wrap' }, table),
     pager,
     h('h2', {}, 'Artifacts'), artifacts);
 
-  const keep = () => ctx.setParams({ q: view.q, sub: view.sub ? '1' : '', cols: view.columns ? view.columns.join(',') : '',
+  const keep = () => ctx.setParams({ q: view.q, sub: view.sub ? '1' : '', archived: view.archived ? '1' : '', cols: view.columns ? view.columns.join(',') : '',
     sort: view.sort, desc: view.desc ? '1' : '0', group: view.group, page: view.page ? view.page + 1 : '' });
   const draw = () => { drawTable(table, pager, view, compare, count); keep(); };
 
   const load = async () => {
-    const asked = { q: view.q, sub: view.sub };
+    const asked = { q: view.q, sub: view.sub, archived: view.archived };
     let result;
     try {
       result = await fetchRuns(folderId, view);
@@ -92,7 +94,7 @@ export async function renderFolder(page, ctx, folderId, params) {
       table.dataset.state = 'error';
       return;
     }
-    if (asked.q !== view.q || asked.sub !== view.sub || !ctx.alive()) return;  // a newer search is under way
+    if (asked.q !== view.q || asked.sub !== view.sub || asked.archived !== view.archived || !ctx.alive()) return;  // a newer search is under way
     searchError.textContent = '';
     search.removeAttribute('aria-invalid');
     view.runs = result.runs;
@@ -120,6 +122,7 @@ export async function renderFolder(page, ctx, folderId, params) {
     if (e.key === 'Enter') { clearTimeout(typing); view.q = search.value; view.page = 0; reload(); }
   });
   sub.addEventListener('change', () => { view.sub = sub.checked; view.page = 0; reload(); });
+  archived.addEventListener('change', () => { view.archived = archived.checked; view.page = 0; reload(); });
   groupBy.addEventListener('change', () => { view.group = groupBy.value; view.page = 0; view.expanded.clear(); draw(); });
   pickerButton.addEventListener('click', () => {
     picker.hidden = !picker.hidden;

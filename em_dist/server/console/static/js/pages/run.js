@@ -1,4 +1,5 @@
-// The run page: header, tabs, and the Overview, Hparams and Artifacts tabs.
+// The run page: header (with the edits a user with edit permission makes: name, labels, description,
+// archive/restore, delete), tabs, and the Overview, Hparams and Artifacts tabs.
 
 import * as api from '../api.js';
 import {
@@ -18,23 +19,35 @@ const TABS = [
 
 
 export async function renderRun(page, ctx, runId, tab, params) {
-  const run = await api.run(runId);
-  ctx.crumbs(...ctx.folderPath(run.folder_id), h('span', { title: runFolderName(run) || null }, runTitle(run)));
+  let run = await api.run(runId);
+  const crumbs = (r) => ctx.crumbs(...ctx.folderPath(r.folder_id), h('span', { title: runFolderName(r) || null }, runTitle(r)));
+  crumbs(run);
   const body = h('div', { id: 'tab-body', dataset: { tab } });
   const header = h('div', { class: 'toolbar run-header' });
+  const editor = h('div', { id: 'run-editor' });
   // the run's name is the title; its local folder name (which the server may list it under) sits beside it, smaller
   const drawHeader = (r) => clear(header, h('h1', { id: 'run-title' }, runTitle(r)),
     runFolderName(r) ? h('span', { class: 'alt-name', title: 'local folder name' }, runFolderName(r)) : null, runBadge(r),
-    h('span', { class: 'muted' }, `world size ${r.world_size}`), labels(r.labels));
+    r.archived ? h('span', { class: 'label archived', id: 'archived-badge' }, 'archived') : null,
+    h('span', { class: 'muted' }, `world size ${r.world_size}`), h('span', { id: 'run-labels' }, labels(r.labels)),
+    canEdit(r) ? editActions(r, editor, {
+      changed: (fresh) => {
+        run = { ...run, ...fresh };
+        crumbs(run);
+        drawHeader(run);
+        if (tab === 'overview') { const summary = body.querySelector('#overview-summary'); renderOverview(body, run); if (summary) body.children[0].after(summary); }
+      },
+      deleted: () => { location.hash = `#/folder/${run.folder_id}`; },
+    }) : null);
   drawHeader(run);
-  clear(page, header,
+  clear(page, header, editor,
     h('nav', { class: 'tabs', role: 'tablist' }, TABS.map(([key, text]) => h('a', {
       href: `#/run/${runId}/${key}`, role: 'tab', class: key === tab ? 'active' : '', dataset: { tab: key } }, text))),
     body);
   if (isLive(run)) {
     const stopPolling = ctx.every(3000, async () => {
       const fresh = await api.run(runId).catch(() => null);  // a failed poll is retried next tick
-      if (fresh && ctx.alive()) drawHeader(fresh);
+      if (fresh && ctx.alive()) { run = fresh; drawHeader(fresh); }
       if (fresh && !isLive(fresh)) stopPolling();
     });
   }
@@ -58,6 +71,84 @@ export async function renderRun(page, ctx, runId, tab, params) {
       return undefined;
     }
   }
+}
+
+const canEdit = (run) => run.permission === 'owner' || run.permission === 'edit';
+
+// Edit, Archive/Restore and Delete: each a write on the console session (PATCH/DELETE /runs/{id}).
+function editActions(run, editor, { changed, deleted }) {
+  const error = (e) => h('p', { class: 'error', role: 'alert', id: 'run-edit-error' }, e.message);
+  const edit = h('button', { type: 'button', id: 'run-edit' }, 'Edit');
+  const archive = h('button', { type: 'button', id: 'run-archive' }, run.archived ? 'Restore' : 'Archive');
+  const remove = h('button', { type: 'button', id: 'run-delete', class: 'danger' }, 'Delete');
+  edit.addEventListener('click', () => clear(editor, editForm(run, editor, changed, error)));
+  archive.addEventListener('click', async () => {
+    archive.disabled = true;
+    try {
+      changed(await api.editRun(run.id, { archived: !run.archived }));
+      clear(editor);
+    } catch (e) { clear(editor, error(e)); archive.disabled = false; }
+  });
+  remove.addEventListener('click', () => clear(editor, deleteForm(run, editor, deleted, error)));
+  return h('span', { class: 'run-actions' }, edit, archive, remove);
+}
+
+function editForm(run, editor, changed, error) {
+  const name = h('input', { type: 'text', id: 'edit-name', value: run.name, required: true, maxlength: 500, autocomplete: 'off' });
+  const tags = h('input', { type: 'text', id: 'edit-labels', value: (run.labels || []).join(', '), autocomplete: 'off',
+    placeholder: 'baseline, lr-sweep' });
+  const notes = h('textarea', { id: 'edit-description', rows: 4 });
+  notes.value = run.description || '';
+  const save = h('button', { type: 'submit', id: 'edit-save' }, 'Save');
+  const cancel = h('button', { type: 'button', id: 'edit-cancel' }, 'Cancel');
+  const message = h('div');
+  const form = h('form', { class: 'panel run-edit', id: 'run-edit-form' },
+    h('h2', { style: 'margin-top:0' }, 'Edit run'),
+    h('label', { for: 'edit-name' }, 'Name'), name,
+    h('label', { for: 'edit-labels' }, 'Labels (comma-separated)'), tags,
+    h('label', { for: 'edit-description' }, 'Description'), notes,
+    h('div', { class: 'toolbar' }, save, cancel), message);
+  cancel.addEventListener('click', () => clear(editor));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    save.disabled = true;
+    const changes = {
+      labels: tags.value.split(',').map((t) => t.trim()).filter(Boolean),
+      description: notes.value,
+    };
+    if (name.value.trim() !== run.name) changes.name = name.value.trim();
+    try {
+      changed(await api.editRun(run.id, changes));
+      clear(editor);
+    } catch (e) { clear(message, error(e)); save.disabled = false; }
+  });
+  return form;
+}
+
+// Deleting asks first, naming the run; the button works once its name is typed.
+function deleteForm(run, editor, deleted, error) {
+  const title = runTitle(run);
+  const typed = h('input', { type: 'text', id: 'delete-confirm-name', autocomplete: 'off', 'aria-label': 'the run name, to confirm' });
+  const confirm = h('button', { type: 'submit', id: 'delete-confirm', class: 'danger', disabled: true }, `Delete ${title}`);
+  const cancel = h('button', { type: 'button', id: 'delete-cancel' }, 'Cancel');
+  const message = h('div');
+  typed.addEventListener('input', () => { confirm.disabled = typed.value !== title; });
+  const form = h('form', { class: 'panel run-delete', id: 'run-delete-form', role: 'alertdialog' },
+    h('p', { id: 'delete-question' }, 'Delete the run ', h('strong', {}, title), ` (${run.id.slice(0, 8)}) for everyone? `,
+      'Its metrics, logs and lineage go with it; its artifacts stay. This cannot be undone.'),
+    h('label', { for: 'delete-confirm-name' }, `Type ${title} to confirm`), typed,
+    h('div', { class: 'toolbar' }, confirm, cancel), message);
+  cancel.addEventListener('click', () => clear(editor));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (typed.value !== title) return;
+    confirm.disabled = true;
+    try {
+      await api.deleteRun(run.id);
+      deleted();
+    } catch (e) { clear(message, error(e)); confirm.disabled = false; }
+  });
+  return form;
 }
 
 function kv(pairs) {
