@@ -103,7 +103,7 @@ def resolve(
     """
     if folder_id:
         folder = session.get(Folder, folder_id)
-        if folder is None:
+        if folder is None or permission(session, user, folder) is None:  # a stranger: as if missing
             raise HTTPException(404, f"no folder with id {folder_id}")
         require(session, user, folder, need)
         return folder

@@ -1,4 +1,5 @@
-"""Fetch a run or artifact by id with the caller's permission checked (404, then 403)."""
+"""Fetch a run or artifact by id with the caller's permission checked: 404 when it is missing or
+the caller cannot see it (one answer for both), 403 when the caller may see but not edit it."""
 
 from __future__ import annotations
 
@@ -21,19 +22,20 @@ def folder_of(session: Session, folder_id: str) -> Folder:
 def get_run(session: Session, user: User, run_id: str, need: str = "view") -> tuple[Run, Folder]:
     """The run ``run_id`` and its folder, if ``user`` may ``need`` it."""
     run = session.get(Run, run_id)
-    if run is None:
-        raise HTTPException(404, f"no run with id {run_id}")
-    folder = folder_of(session, run.folder_id)
-    folders.require(session, user, folder, need)
+    folder = folder_of(session, run.folder_id) if run is not None else None
+    if run is None or folder is None or folders.permission(session, user, folder) is None:
+        raise HTTPException(404, f"no run with id {run_id}")  # a stranger never learns it exists
+    folders.require(session, user, folder, need)  # a viewer asking to edit: 403
     return run, folder
 
 
 def get_artifact(session: Session, user: User, artifact_id: str, need: str = "view") -> Artifact:
     """The artifact ``artifact_id``, if ``user`` may ``need`` it."""
     artifact = session.get(Artifact, artifact_id)
-    if artifact is None:
-        raise HTTPException(404, f"no artifact with id {artifact_id}")
-    folders.require(session, user, folder_of(session, artifact.folder_id), need)
+    folder = folder_of(session, artifact.folder_id) if artifact is not None else None
+    if artifact is None or folder is None or folders.permission(session, user, folder) is None:
+        raise HTTPException(404, f"no artifact with id {artifact_id}")  # a stranger never learns it exists
+    folders.require(session, user, folder, need)
     return artifact
 
 

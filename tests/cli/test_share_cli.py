@@ -21,6 +21,6 @@ def test_share_list_and_revoke_from_the_command_line(fresh_server) -> None:  # n
     em_cli("server", "share", "revoke", "team/shared", bob, *login)
     assert em_cli("server", "share", "list", "team/shared", *login).stdout == ""
     assert requests.get(f"{server.url}/api/v1/folders/{folder['id']}/runs", headers={"Authorization": f"Bearer {bob_key}"},
-                        timeout=30).status_code == 403
+                        timeout=30).status_code == 404  # a revoked share: the folder is a stranger's again
     refused = em_cli("server", "share", "add", "team/shared", bob, "-H", server.url, "-k", bob_key, check=False)
     assert refused.returncode == 1 and "you own no folder" in refused.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import requests
 
@@ -34,7 +36,8 @@ def test_revoked_key_is_refused(server) -> None:
     assert _get(server, "/me", new_key).status_code == 200
 
 
-def test_other_users_runs_and_folders_are_403(server) -> None:
+def test_other_users_runs_and_folders_are_not_found(server) -> None:
+    """A stranger gets the answer for an id that does not exist: 404, the same words, no name."""
     _, alice = server.add_user()
     bob_name, bob = server.add_user()
     run = make_run("private", steps=3)
@@ -42,11 +45,13 @@ def test_other_users_runs_and_folders_are_403(server) -> None:
     for path in (f"/runs/{run.id}", f"/runs/{run.id}/metrics", f"/runs/{run.id}/ranks", f"/folders/{result.folder_id}/runs",
                  f"/artifacts/{result.artifacts[0]}", f"/lineage/{run.id}"):
         response = _get(server, path, bob)
-        assert response.status_code == 403, path
-        assert "not yours" in response.json()["detail"]
+        missing = _get(server, path.replace(path.rsplit("/", 2)[1] if path.endswith(("/metrics", "/ranks", "/runs"))
+                                            else path.rsplit("/", 1)[1], str(uuid.uuid4())), bob)
+        assert response.status_code == missing.status_code == 404, path
+        assert "private" not in response.text and "secret" not in response.text
     with pytest.raises(em.PermissionDeniedError):
         em.upload(run.path, host=server.url, api_key=bob)  # same run id: not bob's to update
-    with pytest.raises(em.PermissionDeniedError):
+    with pytest.raises(em.NotFoundError):  # another user's folder id: as if it did not exist
         em.upload(make_run("intruder", steps=1, artifact_bytes=None).path, folder_id=result.folder_id,
                   host=server.url, api_key=bob)
     assert em.Client(host=server.url, api_key=bob).folders() == []

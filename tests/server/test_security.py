@@ -245,8 +245,11 @@ def test_shares_are_revoked_and_strangers_learn_no_names(server) -> None:
     _, alice_key, alice = _user(server)
     bob_name, bob_key, bob = _user(server)
     folder = alice("POST", "/folders", json={"path": "projects/top-secret-name"}).json()
-    assert bob("GET", f"/folders/{folder['id']}/runs").status_code == 403
-    assert "top-secret-name" not in bob("GET", f"/folders/{folder['id']}/runs").text
+    # a stranger: the answer for a folder id that does not exist, so the id tells nothing
+    stranger, missing = bob("GET", f"/folders/{folder['id']}/runs"), bob("GET", f"/folders/{uuid.uuid4()}/runs")
+    assert stranger.status_code == missing.status_code == 404
+    assert stranger.json()["detail"].replace(folder["id"], "<id>") == missing.json()["detail"].rsplit(" ", 1)[0] + " <id>"
+    assert "top-secret-name" not in stranger.text
     client = em.Client(host=server.url, api_key=alice_key)
     client.share(folder["id"], bob_name, "view")
     assert client.shares(folder["id"]) == [{"user": bob_name, "permission": "view"}]
@@ -256,7 +259,7 @@ def test_shares_are_revoked_and_strangers_learn_no_names(server) -> None:
         em.Client(host=server.url, api_key=bob_key).unshare(folder["id"], bob_name)
     client.unshare(folder["id"], bob_name)
     assert client.shares(folder["id"]) == []
-    assert bob("GET", f"/folders/{folder['id']}/runs").status_code == 403
+    assert bob("GET", f"/folders/{folder['id']}/runs").status_code == 404  # a revoked share: a stranger again
     assert em.Client(host=server.url, api_key=bob_key).folders() == []
     with pytest.raises(em.NotFoundError):
         client.unshare(folder["id"], bob_name)

@@ -92,7 +92,7 @@ def test_lineage_of_an_unstored_input_leaks_no_name_to_a_stranger(server) -> Non
     assert unstored.status_code == nothing.status_code == 404, unstored.text
     assert unstored.json()["detail"].replace(art, "<id>") == nothing.json()["detail"].split(" with id ")[0] + " with id <id>"
     stored = carol("GET", f"/lineage/{rid}")
-    assert stored.status_code == 403  # a stored run by id: 403 as on every id path, with no name
+    assert stored.status_code == 404  # a stored run by id: as if it did not exist, as on every id path
     for answer in (unstored, nothing, stored):
         assert "top-secret-dataset" not in answer.text and '"r"' not in answer.text
     graph = alice("GET", f"/lineage/{art}").json()

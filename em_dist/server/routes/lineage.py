@@ -28,16 +28,14 @@ def lineage(node_id: str, user: CurrentUser, session: ReadSession, depth: int = 
     """Nodes (runs, artifacts) and edges (run -> artifact for outputs, artifact -> run for
     inputs) within ``depth`` hops of ``node_id``. Runs the caller cannot see are left out.
 
-    A stored run or artifact the caller cannot see is a 403, as on every path that takes an id.
-    An artifact the server does not hold is known only through the runs that name it, so only
-    those the caller may see name it or reveal it: for anyone else its id is a 404, the answer
-    for an id nothing names.
+    A stored run or artifact the caller cannot see is a 404, as on every path that takes an id:
+    the answer for an id nothing names. An artifact the server does not hold is known only
+    through the runs that name it, so only those the caller may see name it or reveal it.
     """
     start_run, start_artifact = session.get(Run, node_id), session.get(Artifact, node_id)
     start = start_run or start_artifact
-    if start is not None and not folders.can_see(session, user, start.folder_id):
-        raise HTTPException(403, f"{node_id} is not yours to view")
-    if start is None and not _visible_runs_naming(session, user, node_id):
+    if (start is not None and not folders.can_see(session, user, start.folder_id)) or (
+            start is None and not _visible_runs_naming(session, user, node_id)):
         raise HTTPException(404, f"no run or artifact with id {node_id}")
     nodes: dict[str, dict] = {}
     edges: set[tuple[str, str, str]] = set()
