@@ -136,6 +136,11 @@ def _caller(request: Request, *, session_writes: bool) -> User:
                 if not session_writes:
                     raise HTTPException(403, "the console session only reads and edits run metadata; "
                                              "send an API key to write")
+                if getattr(request.app.state, "console_auto_session_key", None) is not None:
+                    # `em console` shows the run folders on disk: an edit would change only its
+                    # temporary copy and vanish when it stops, so it offers none
+                    raise HTTPException(403, "the local console (em console) is read-only: edit runs on the "
+                                             "server you upload them to")
                 check_console_write(request, token)
             user = found
         session.expunge(user)

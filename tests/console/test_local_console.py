@@ -85,6 +85,12 @@ def test_local_console_shows_local_runs_and_follows_a_live_one(page, tmp_path, d
         status = page.evaluate("fetch('/api/v1/folders', {method: 'POST', headers: {'Content-Type': 'application/json'},"
                                " body: JSON.stringify({path: 'x'})}).then((r) => r.status)")
         assert status == 403
+        # no run edits either: they would change only the console's temporary copy of the folders
+        assert page.locator("#run-edit").count() == 0
+        edit = page.evaluate(f"""fetch('/api/v1/session').then((r) => r.json()).then((s) => fetch('/api/v1/runs/{live.id}',
+            {{method: 'PATCH', headers: {{'Content-Type': 'application/json', 'X-CSRF-Token': s.csrf}},
+              body: JSON.stringify({{name: 'renamed'}})}})).then(async (r) => [r.status, await r.text()])""")
+        assert edit[0] == 403 and "read-only" in edit[1]
     finally:
         page.goto("about:blank")  # leave the console before its server stops
         stop(proc)

@@ -51,9 +51,12 @@ export async function signIn(key) {
 }
 
 export const signOut = () => api('/session', { method: 'DELETE' }).finally(() => { csrf = null; });
+let local = false;  // the local console (em console): it shows run folders on disk and offers no edits
+export const isLocal = () => local;
 export async function session() {
   const body = await api('/session');
   csrf = (body && body.csrf) || null;
+  local = Boolean(body && body.auto);
   return body;
 }
 export const me = () => api('/me');

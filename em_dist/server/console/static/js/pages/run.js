@@ -73,7 +73,8 @@ export async function renderRun(page, ctx, runId, tab, params) {
   }
 }
 
-const canEdit = (run) => run.permission === 'owner' || run.permission === 'edit';
+// the local console (em console) shows run folders on disk: it offers no edits (they would vanish with it)
+const canEdit = (run) => !api.isLocal() && (run.permission === 'owner' || run.permission === 'edit');
 
 // Edit, Archive/Restore and Delete: each a write on the console session (PATCH/DELETE /runs/{id}).
 function editActions(run, editor, { changed, deleted }) {
