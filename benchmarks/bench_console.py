@@ -86,7 +86,9 @@ def browser_times(url: str, key: str, run_id: str, repeat: int) -> tuple[list[fl
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         for i in range(repeat):
             context = browser.new_context(viewport={"width": 1400, "height": 900})
-            context.add_cookies([{"name": "em_session", "value": key, "url": url}])
+            # sign in as the console does: the key buys a server-side session, whose cookie the context keeps
+            signed = context.request.post(f"{url}/api/v1/session", headers={"Authorization": f"Bearer {key}"})
+            assert signed.ok, signed.text()
             page = context.new_page()
             page.goto(f"{url}/#/run/{run_id}/metrics")
             page.wait_for_selector(chart, timeout=60_000)
