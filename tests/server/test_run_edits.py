@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.server.test_security import Api, _user
+from tests.server.test_security_round3 import _folder_id
 
 
 def _run(api: Api, *, folder: str, name: str = "r", labels: list[str] | None = None) -> str:
@@ -19,12 +20,6 @@ def _run(api: Api, *, folder: str, name: str = "r", labels: list[str] | None = N
     response = api("PUT", f"/runs/{rid}", json=body)
     assert response.status_code == 200, response.text
     return rid
-
-
-def _folder_id(api: Api, path: str) -> str:
-    response = api("POST", "/folders", json={"path": path})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 def _share(api: Api, folder_id: str, user: str, permission: str) -> None:
