@@ -61,6 +61,21 @@ class WireVersionError(DistributedError):
     (the records stay in the sending rank's journal). Install the same em_dist on every node."""
 
 
+class LinkClosed(DistributedError):
+    """A link between two ranks broke: the other process died, the engine shut down, or the other end
+    closed the run. The sending rank keeps its records in its journal and may rebuild the link."""
+
+
+LINK_ERRORS: tuple[type[Exception], ...] = (RuntimeError, OSError, ValueError, DistributedError)
+"""What a transport call may raise when a link or an engine fails, and the one rule for catching it:
+torch.distributed and gloo raise ``RuntimeError`` (``DistBackendError``, ``DistStoreError`` and
+``DistNetworkError`` are subclasses), as do mpi4py (``MPI.Exception``) and Horovod
+(``HorovodInternalError``); sockets and stores raise ``OSError`` (``TimeoutError`` included); an
+unreadable frame is a ``ValueError``; our own are :class:`DistributedError` (:class:`LinkClosed`,
+:class:`WireVersionError`). Anything else is a bug, and is left to the catch-all barrier at the top
+of the thread it happened on, which warns with its type."""
+
+
 __all__ = [
     "EMError",
     "RunFormatError",
@@ -74,6 +89,8 @@ __all__ = [
     "CommandError",
     "DistributedError",
     "WireVersionError",
+    "LinkClosed",
+    "LINK_ERRORS",
 ]
 
 

@@ -31,13 +31,29 @@ import atexit
 import os
 import sys
 import threading
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 if TYPE_CHECKING:
     from .run import Run
 
-_live: list[Run] = []
+
+@dataclass(frozen=True)
+class Hooks:
+    """What this module calls on a live run. The run hands them over when it is registered, so this
+    module never reaches into a run's private members."""
+
+    finish: Callable[[str, str | None], None]
+    """End the run with (status, reason) at the process's end; never raises."""
+    after_fork: Callable[[], bool]
+    """In a fork child, from the at-fork hook (no thread may start there): True if the child keeps
+    the run (it may become the child's rank's run, :mod:`em_dist.ranks.forked`)."""
+    settled: Callable[[], None]
+    """In a child that kept the run, once multiprocessing set the child up: start its background work."""
+
+
+_live: list[tuple[Run, Hooks]] = []
 _install_lock = threading.Lock()  # register only
 _installed: list[bool] = []
 _uncaught: list[BaseException] = []
@@ -47,9 +63,9 @@ _original_exit = sys.exit
 _child_watched = False  # multiprocessing's exit finalizer that finishes the runs is registered
 
 
-def register(run: Run) -> None:
+def register(run: Run, hooks: Hooks) -> None:
     """Track ``run`` until it finishes; installs the exit hooks on first use."""
-    _live.append(run)
+    _live.append((run, hooks))
     if not _installed:
         with _install_lock:
             if not _installed:
@@ -59,18 +75,20 @@ def register(run: Run) -> None:
 
 
 def unregister(run: Run) -> None:
-    try:
-        _live.remove(run)
-    except ValueError:
-        pass
+    for entry in list(_live):
+        if entry[0] is run:
+            try:
+                _live.remove(entry)
+            except ValueError:  # a signal's finishing thread removed it meanwhile
+                pass
 
 
 def live_runs() -> list[Run]:
     """The runs of this process that are not finished yet, oldest first."""
-    return list(_live)
+    return [run for run, _ in list(_live)]
 
 
-def adopt_spawned(run: Run) -> None:
+def adopt_spawned(run: Run, hooks: Hooks) -> None:
     """Track a Run that re-attached in a process that unpickled it (:mod:`em_dist.ranks.spawned`)
     and start its background work.
 
@@ -78,17 +96,17 @@ def adopt_spawned(run: Run) -> None:
     ``_bootstrap``, which neither clears finalizers nor runs after-fork callbacks for spawn),
     the child's end is watched from multiprocessing's exit finalizers, as in a fork child.
     """
-    register(run)
+    register(run, hooks)
     mp = sys.modules.get("multiprocessing")
     if mp is not None and getattr(mp.current_process(), "_inheriting", False):
         _watch_child_end()
-    run._after_fork_settled()
+    hooks.settled()
 
 
 def current() -> Run | None:
     """The most recently created run that is not finished yet, if any."""
     live = list(_live)
-    return live[-1] if live else None
+    return live[-1][0] if live else None
 
 
 def _install() -> None:
@@ -127,8 +145,8 @@ def _at_exit() -> None:
 
     discard_partial()  # a daemon thread's artifact copy, cut by the exit: never left half-written
     status, reason = _ending()
-    for run in reversed(list(_live)):
-        run._finish(*_after_signals(run, status, reason))
+    for run, hooks in reversed(list(_live)):
+        hooks.finish(*_after_signals(run, status, reason))
 
 
 def _after_signals(run: Any, status: str, reason: str | None) -> tuple[str, str | None]:
@@ -163,8 +181,8 @@ def _at_child_exit() -> None:
     if exc is not None and not (isinstance(exc, SystemExit) and exc.code in (None, 0)):
         status = "Failed"
         reason = f"exit code: {exc.code}" if isinstance(exc, SystemExit) else f"exception: {type(exc).__name__}: {exc}"
-    for run in reversed(list(_live)):
-        run._finish(*_after_signals(run, status, reason))
+    for run, hooks in reversed(list(_live)):
+        hooks.finish(*_after_signals(run, status, reason))
 
 
 def _forget_after_fork() -> None:
@@ -172,12 +190,11 @@ def _forget_after_fork() -> None:
     that may become the child's rank's run (``ddp_fork``) is handed to :mod:`em_dist.ranks.forked`."""
     global _child_watched
     kept = []
-    for run in list(_live):
+    for entry in list(_live):
         try:
-            if run._after_fork():
-                kept.append(run)
+            if entry[1].after_fork():
+                kept.append(entry)
         except Exception:  # noqa: BLE001 - a fork must never fail over tracking; the run stays the parent's
-            pass
             pass
     _live[:] = kept
     _uncaught.clear()
@@ -200,8 +217,8 @@ def _watch_after_mp_fork(_: object) -> None:
     """In a multiprocessing child, once multiprocessing set it up (threads may start here, unlike
     in the at-fork hook): watch for its end and let kept runs start their background work."""
     _watch_multiprocessing_child()
-    for run in list(_live):
-        run._after_fork_settled()
+    for _run, hooks in list(_live):
+        hooks.settled()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

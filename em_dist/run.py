@@ -147,7 +147,7 @@ class Run:
             self._start_auto_upload()
         if place.resumed:
             self._set_status("Running")
-        lifecycle.register(self)
+        lifecycle.register(self, self._lifecycle_hooks())
 
     # -- crossing to a spawned process (Lightning ddp_spawn, mp.spawn): see ranks/spawned.py ---
     def __reduce__(self) -> tuple[Any, tuple[RunHandle]]:
@@ -173,7 +173,8 @@ class Run:
         until its engine makes it a rank (:class:`~em_dist.ranks.forked.ForkedSink`).
 
         For :func:`em_dist.ranks.spawned.attach` (unpickling), not for scripts: no run folder is made,
-        no sampler, output capture, signal watch or uploader is started here."""
+        no sampler, output capture, signal watch or uploader is started here. The run is tracked by
+        :mod:`em_dist.lifecycle` (finished at this process's end) and starts watching for the engine."""
         self = cls.__new__(cls)
         self._setup(
             name=h.name, labels=list(h.labels), description=h.description, folder=h.folder, folder_id=h.folder_id,
@@ -193,6 +194,7 @@ class Run:
             sink = forked.ForkedSink(self, h.join_key, interval=h.flush_interval, max_pending=h.max_pending)
         self.use_sink(sink)
         self.hparams.update(h.hparams)  # the sink keeps metadata for the one that replaces it
+        lifecycle.adopt_spawned(self, self._lifecycle_hooks())
         return self
 
     def _setup(
@@ -604,6 +606,10 @@ class Run:
         self.lost_ranks, self.late_ranks = doc.get("lost_ranks", []), doc.get("late_ranks", [])
         return True
 
+    def _lifecycle_hooks(self) -> lifecycle.Hooks:
+        """What :mod:`em_dist.lifecycle` calls on this run (at exit, at fork)."""
+        return lifecycle.Hooks(finish=self._finish, after_fork=self._after_fork, settled=self._after_fork_settled)
+
     def _after_fork(self) -> bool:
         """In a fork child, from the at-fork hook: True if the child keeps this run (:mod:`em_dist.ranks.forked`)."""
         return forked.after_fork(self)
@@ -883,14 +889,10 @@ class Run:
     def _start_auto_upload(self) -> None:
         try:
             from .client.sync import AutoUploader
+            from .client.target import UploadTarget
 
-            self._auto_uploader = AutoUploader(
-                self.path,
-                folder=self.folder,
-                folder_id=self.folder_id,
-                make_folder=self.make_folder,
-                conflict_strategy=self.conflict_strategy,
-            )
+            target = UploadTarget(self.folder, self.folder_id, self.make_folder)
+            self._auto_uploader = AutoUploader(self.path, target, conflict_strategy=self.conflict_strategy)
             self._auto_uploader.start()
         except Exception as exc:
             warn_once("auto-upload", f"em_dist: auto_upload could not start ({exc}); the run is recorded locally only")

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 
 from em_dist.errors import AuthenticationError, EMWarning, NotLoggedInError, PermissionDeniedError
 
+from em_dist.client.target import UploadTarget
+
 if TYPE_CHECKING:  # the upload module (and requests) is imported on the first pass only
-    from em_dist.client.upload import UploadOptions, UploadResult
+    from em_dist.client.upload import UploadResult
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 5.0
@@ -36,18 +38,14 @@ class AutoUploader:
     def __init__(
         self,
         run_path: str | os.PathLike[str],
+        target: UploadTarget | None = None,
         *,
-        folder: str | None = "default",
-        folder_id: str | None = None,
-        make_folder: bool = False,
         conflict_strategy: str = "new",
-        host: str | None = None,
-        api_key: str | None = None,
         interval: float | None = None,
     ) -> None:
         self.run_path = Path(run_path)
-        self._kwargs: UploadOptions = {"folder": folder, "folder_id": folder_id, "make_folder": make_folder,
-                                       "conflict_strategy": conflict_strategy, "host": host, "api_key": api_key}
+        self.target = target if target is not None else UploadTarget()
+        self.conflict_strategy = conflict_strategy
         self.interval = interval if interval is not None else _interval()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,9 +81,9 @@ class AutoUploader:
         if not (self.run_path / "run.json").is_file():
             return  # the writer has not created the folder yet
         try:
-            from em_dist.client.upload import upload_run
+            from em_dist.client.upload import send_run
 
-            self.last_result = upload_run(self.run_path, **self._kwargs)
+            self.last_result = send_run(self.run_path, self.target, conflict_strategy=self.conflict_strategy)
             self.passes += 1
         except (NotLoggedInError, AuthenticationError, PermissionDeniedError) as exc:
             self._fatal = True  # retrying cannot help

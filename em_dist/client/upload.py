@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypedDict
+from typing import Any, Callable
 
 from requests import Response
 
@@ -27,18 +27,6 @@ from em_dist.store.reader import load_artifact, repair_chunk
 
 CHUNK_BYTES = 4 * 1024 * 1024
 _BLOB_READ = 1024 * 1024
-
-
-class UploadOptions(TypedDict, total=False):
-    """Keyword arguments of :func:`upload_run` that callers pass along (``upload``, the auto-uploader)."""
-
-    folder: str | None
-    folder_id: str | None
-    make_folder: bool | None
-    conflict_strategy: str
-    host: str | None
-    api_key: str | None
-    progress: bool
 
 
 @dataclass
@@ -269,6 +257,13 @@ def upload_run(
     private server must not appear in the user's upload history).
     """
     target = UploadTarget(folder, folder_id, make_folder, host, api_key)
+    return send_run(path, target, conflict_strategy=conflict_strategy, progress=progress, http=http, record=record)
+
+
+def send_run(path: str | os.PathLike[str], target: UploadTarget, *, conflict_strategy: str = "new",
+             progress: bool = False, http: HttpClient | None = None, record: bool = True) -> UploadResult:
+    """:func:`upload_run` to ``target`` (what :func:`upload` and the auto-uploader call with the target
+    they made once)."""
     layout.check_conflict_strategy(conflict_strategy)
     run_dir = Path(path)
     if not (run_dir / layout.RUN_FILE).is_file():
@@ -358,19 +353,17 @@ def upload(
     """
     layout.check_conflict_strategy(conflict_strategy)
     root = Path(path)
-    kwargs: UploadOptions = {"folder": folder, "folder_id": folder_id, "make_folder": make_folder,
-                             "conflict_strategy": conflict_strategy, "host": host, "api_key": api_key,
-                             "progress": progress}
+    target = UploadTarget(folder, folder_id, make_folder, host, api_key)
     if (root / layout.RUN_FILE).is_file():
-        return upload_run(root, **kwargs)
+        return send_run(root, target, conflict_strategy=conflict_strategy, progress=progress)
     if not root.is_dir():
         raise FileNotFoundError(f"no run folder at {root}")
     runs = sorted(p for p in root.iterdir() if (p / layout.RUN_FILE).is_file())
     if not runs:
         raise RunFormatError(f"{root} holds no run folders")
-    http = UploadTarget(host=host, api_key=api_key).client()  # one session for every run
+    http = target.client()  # one session for every run
     try:
-        return [upload_run(p, http=http, **kwargs) for p in runs]  # host and api_key: unused beside http
+        return [send_run(p, target, conflict_strategy=conflict_strategy, progress=progress, http=http) for p in runs]
     finally:
         http.close()
 

@@ -21,6 +21,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..errors import LinkClosed as LinkClosed  # re-exported: every engine raises it
+
 Deliver = Callable[[int, Any], None]
 """Called on rank 0, from the channel's receiving thread, once per message: (source rank, message)."""
 
@@ -36,10 +38,6 @@ class Ack:
     the answer came from a node leader or an engine that does not count: then nothing is confirmed)."""
 
     on_disk: dict[int, int] = field(default_factory=dict)
-
-
-class LinkClosed(Exception):
-    """The link to rank 0 or to a peer broke (the process died or the engine shut down)."""
 
 
 @dataclass

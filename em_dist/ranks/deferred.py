@@ -18,6 +18,7 @@ from typing import Any, Callable
 from .channel import LinkClosed
 from .frames import OnFrame, OnJoin, OnLost, Wire
 from .timing import RankTimings
+from .world import ask_engine
 
 
 class DeferredWire(Wire):
@@ -106,16 +107,10 @@ class DeferredWire(Wire):
 def torch_ready() -> bool:
     """True when the script initialised torch.distributed's default group."""
     tdist = sys.modules.get("torch.distributed")
-    try:
-        return bool(tdist is not None and tdist.is_available() and tdist.is_initialized())
-    except Exception:  # noqa: BLE001
-        return False
+    return tdist is not None and bool(ask_engine(lambda: tdist.is_available() and tdist.is_initialized(), False))
 
 
 def mpi_ready() -> bool:
     """True when the script imported mpi4py (which initialises MPI) and MPI is not finalized."""
     mpi = sys.modules.get("mpi4py.MPI")
-    try:
-        return bool(mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized())
-    except Exception:  # noqa: BLE001
-        return False
+    return mpi is not None and bool(ask_engine(lambda: mpi.Is_initialized() and not mpi.Is_finalized(), False))

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable
 
 from .._warn import warn_once
-from ..errors import WireVersionError
+from ..errors import LINK_ERRORS, WireVersionError
 from . import messages
 from .channel import Ack, Acknowledge, ChannelEnd, Deliver, LinkClosed, PeerChannel, RootChannel, _Readiness
 
@@ -336,7 +336,7 @@ class FrameRoot(RootChannel):
         try:
             # only finished links of this wire are worth a wait (relayed ranks have none here)
             self.wire.shutdown(frozenset(joined - lost - late - set(via)))
-        except Exception:  # noqa: BLE001 - best effort: never block exit
+        except LINK_ERRORS:  # best effort: never block exit
             pass
         return end
 

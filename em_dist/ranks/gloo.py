@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any, Callable
 
 from .._warn import warn_once
-from ..errors import WireVersionError
+from ..errors import LINK_ERRORS, WireVersionError
 from . import bind
 from .bind import Bind
 from .channel import LinkClosed
@@ -138,7 +138,7 @@ class GlooWire(Wire):
                 raise LinkClosed("closed")
             try:
                 self._store = self._store_factory()
-            except Exception:  # noqa: BLE001 - not reachable now (a partition): looked for again, until the deadline
+            except LINK_ERRORS:  # not reachable now (a partition): looked for again, until the deadline
                 self._store = None
             if self._store is None:
                 if time.monotonic() >= deadline:
@@ -329,7 +329,7 @@ class GlooWire(Wire):
             where = bind.choose(toward, label="peers")
             self._serving.add(where)
             pg = self._pair(store, peer, 0, _serving_device(where), build_wait=self._timings.pair_wait, link=link)
-        except Exception:  # noqa: BLE001 - the peer never built its side
+        except LINK_ERRORS:  # the peer never built its side (or no address leads to it)
             built.put((peer, link))
             return
         built.put(_Link(peer, pg, self._tag, pid, link))
@@ -378,7 +378,12 @@ class GlooWire(Wire):
                         self._finished.add(peer)  # answered, and its pair destroyed
                         continue
                     link.post()
-                except Exception:  # noqa: BLE001 - a broken pair (or a frame we can't read) means a lost peer
+                except Exception as exc:  # noqa: BLE001 - one peer's trouble never stops the others: a broken
+                    # pair or a frame we can't read (LINK_ERRORS) means a lost peer; anything else is a fault
+                    # of ours, said once, and the peer is let go the same way (its journal keeps its records)
+                    if not isinstance(exc, LINK_ERRORS):
+                        warn_once(f"gloo-serve-{peer}", f"em_dist: rank 0 let rank {peer}'s link go after an "
+                                  f"internal error ({exc!r}); its records stay in its journal.")
                     del links[peer]
                     on_lost(peer)
                     link.release()
@@ -397,7 +402,7 @@ class GlooWire(Wire):
         if self.rank == self.root and self._store is not None:
             try:  # a peer that comes later must not wait for this run: it goes elsewhere or keeps its records
                 self._store.set(f"{self._prefix()}/root", "")
-            except Exception:  # noqa: BLE001 - the store may be gone with the job
+            except LINK_ERRORS:  # the store may be gone with the job
                 pass
         # A gloo group still alive when the interpreter exits can abort the process ("terminate
         # called without an active exception"): wait (bounded) until the receiving thread has
@@ -522,7 +527,7 @@ class _Link:
         try:
             if self.work is not None:
                 self.test()
-        except Exception:  # noqa: BLE001 - LinkClosed is the expected way out
+        except LINK_ERRORS:  # LinkClosed is the expected way out
             pass
         self.release()
 

@@ -229,7 +229,7 @@ class HorovodRoot(_Rounds, RootChannel):
             except WireVersionError as exc:
                 warn_once(f"horovod-version-{src}", f"em_dist: rank {src}: {exc}")
                 continue
-            except Exception:  # noqa: BLE001 - cannot happen with our own peers; never stop the others
+            except (ValueError, KeyError, TypeError):  # cannot happen with our own peers; never stop the others
                 _log.exception("em_dist: unreadable round payload from rank %d dropped", src)
                 continue
             for message in received:

@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from .timing import RankTimings
+from .world import QUERY_ERRORS
 
 SCOPE = "em_dist"
 """The key-value scope em_dist uses in Horovod's rendezvous server (its own, apart from Horovod's)."""
@@ -103,7 +104,7 @@ def mpi_with_threads() -> bool:
         from mpi4py import MPI
 
         return MPI.Is_initialized() and MPI.Query_thread() >= MPI.THREAD_MULTIPLE
-    except Exception:  # noqa: BLE001 - an older Horovod, mpi4py missing: the rounds then
+    except QUERY_ERRORS:  # an older Horovod, mpi4py missing: the rounds then
         return False
 
 

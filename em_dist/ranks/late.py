@@ -29,7 +29,7 @@ from .frames import FramePeer, FrameRoot
 from .peer import PeerSink
 from .root import RootSink
 from .timing import RankTimings
-from .world import WorldInfo, launcher_guess
+from .world import WorldInfo, ask_engine, launcher_guess
 
 
 class LateJoin:
@@ -90,10 +90,7 @@ def engine_rank() -> tuple[int, int] | None:
         return None
     import torch.distributed as dist
 
-    try:
-        return dist.get_rank(), dist.get_world_size()
-    except Exception:  # noqa: BLE001
-        return None
+    return ask_engine(lambda: (dist.get_rank(), dist.get_world_size()), None)
 
 
 def meet(rank: int, size: int, key: str, run_doc: dict[str, Any], timings: RankTimings) -> tuple[Any, dict[str, Any]]:

@@ -17,6 +17,7 @@ import zlib
 from typing import Any
 
 from .._warn import warn_once
+from ..errors import LINK_ERRORS
 from .channel import LinkClosed
 from .frames import OnFrame, OnJoin, OnLost, Wire
 
@@ -157,5 +158,5 @@ class MPIWire(Wire):
                 if not req.Test():
                     req.Cancel()
                     req.Free()
-            except Exception:  # noqa: BLE001 - best effort: never block exit
+            except LINK_ERRORS:  # best effort: never block exit (MPI.Exception is a RuntimeError)
                 pass

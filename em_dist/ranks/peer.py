@@ -28,7 +28,7 @@ from ..store import layout
 from ..store.journal import Journal
 from ..store.attempts import RunPlace
 from ..store.lines import OUTPUT_MARK
-from ..errors import WireVersionError
+from ..errors import LINK_ERRORS, WireVersionError
 from ..store.summary import RunSummary
 from ..store.writer import RunWriter
 from . import messages
@@ -219,7 +219,7 @@ class PeerSink(QueuedSink):
                 try:
                     self._attempt(channel, final)
                     return
-                except Exception as exc:  # noqa: BLE001 - any engine trouble means: rank 0 is out of reach for now
+                except LINK_ERRORS as exc:  # rank 0 is out of reach for now
                     if self._joined.is_set() and channel.reconnects and not isinstance(exc, WireVersionError) \
                             and (not final or (retries and time.monotonic() < self._deadline)):
                         self._link_broke(channel, exc)
@@ -227,19 +227,26 @@ class PeerSink(QueuedSink):
                             return
                         retries -= 1
                         continue
-                    self._broken = True
-                    warn_once(f"peer-link:{self.rank}", f"em_dist: rank {self.rank}: the link to rank 0 broke ({exc}); "
-                              f"its records are kept in its journal {self._journal_path()} and merged into the run "
-                              "later.")
-                    if final:
-                        self._end_without_link()
+                    self._give_up_link(str(exc), final)
+                    return
+                except Exception as exc:  # noqa: BLE001 - a fault of ours, not of the link: never retried, and the
+                    # records still go where a broken link's go (the journal, merged later)
+                    self._give_up_link(f"internal error {exc!r}", final)
                     return
         finally:
             if final:
                 try:
                     channel.shutdown()  # on this thread: gloo pairs are destroyed where they were used
-                except Exception:  # noqa: BLE001 - best effort
+                except LINK_ERRORS:  # what it held is gone either way
                     pass
+
+    def _give_up_link(self, why: str, final: bool) -> None:
+        """No more tries to reach rank 0: the records stay in the journal (merged into the run later)."""
+        self._broken = True
+        warn_once(f"peer-link:{self.rank}", f"em_dist: rank {self.rank}: the link to rank 0 broke ({why}); "
+                  f"its records are kept in its journal {self._journal_path()} and merged into the run later.")
+        if final:
+            self._end_without_link()
 
     def _attempt(self, channel: PeerChannel, final: bool) -> None:
         """Join (or rejoin) rank 0 and send what is new; on the last pass also the end (failure, drops,
@@ -270,7 +277,7 @@ class PeerSink(QueuedSink):
                       f"its records wait in its journal {self._journal_path()} and the link is retried.")
         try:
             channel.reset()  # on this thread: gloo pairs are destroyed where they were used
-        except Exception:  # noqa: BLE001 - what it held is gone either way
+        except LINK_ERRORS:  # what it held is gone either way
             pass
         self._backoff = min(RETRY_MAX, self._backoff * 2) if self._retry_at is not None else RETRY_FIRST
         self._retry_at = time.monotonic() + self._backoff
@@ -479,7 +486,7 @@ class PeerSink(QueuedSink):
                 merged = journals.merge(folder, journal.path)
                 self._handed_off = merged.removed
                 return
-            except Exception as exc:  # noqa: BLE001 - the journal stays; the warning below says where
+            except journals.MERGE_ERRORS as exc:  # the journal stays; the warning below says where
                 why = f"{why}; merging it into {folder} failed ({exc!r})".lstrip("; ")
         warn_once(f"peer-journal:{self.rank}", f"em_dist: rank {self.rank}'s records {1}..{journal.last} are "
                   f"not all confirmed by rank 0{f' ({why})' if why else ''}; they are kept in its journal "
@@ -531,7 +538,7 @@ class PeerSink(QueuedSink):
                 return False
             try:
                 self._handed_off = journals.merge(folder, journal.path).removed
-            except Exception as exc:  # noqa: BLE001 - the journal stays; the caller's warning says where
+            except journals.MERGE_ERRORS as exc:  # the journal stays; the caller's warning says where
                 warn_once(f"peer-merge:{folder}", f"em_dist: rank {self.rank} could not merge its journal into "
                           f"{folder} ({exc!r})")
                 return False

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from .._warn import warn_once
+from ..errors import LINK_ERRORS
 from .channel import Ack, LinkClosed, PeerChannel
 from .frames import ACK, FramePeer, OnFrame, OnJoin, OnLost, Wire, unpack
 from .messages import RelayJoin, Relayed, RelayLost
@@ -324,7 +325,7 @@ class ViaLeader(Wire):
                   f"its node leader: {why}.")
         try:
             self._leader.shutdown()
-        except Exception:  # noqa: BLE001 - best effort
+        except LINK_ERRORS:  # best effort
             pass
         self.wire = self._direct()
 
@@ -347,7 +348,7 @@ class ViaLeader(Wire):
         if self.wire is self._leader:
             try:
                 self._leader.release()  # on the thread that used it
-            except Exception:  # noqa: BLE001 - what it held is gone either way
+            except LINK_ERRORS:  # what it held is gone either way
                 pass
             self._switch("its link to its node leader broke")
             return

@@ -23,6 +23,7 @@ from . import messages
 from .artifacts import ArtifactReceiver
 from .channel import RootChannel
 from .timing import RankTimings
+from .world import ask_engine
 
 
 ACK_WAIT = 2.0
@@ -309,9 +310,6 @@ class RootSink(Sink):
 def _torch_backend() -> str | None:
     """The training job's torch.distributed backend, if its default group is alive."""
     tdist = sys.modules.get("torch.distributed")
-    try:
-        if tdist is not None and tdist.is_available() and tdist.is_initialized():
-            return str(tdist.get_backend())
-    except Exception:  # noqa: BLE001
-        pass
-    return None
+    if tdist is None or not ask_engine(lambda: tdist.is_available() and tdist.is_initialized(), False):
+        return None
+    return ask_engine(lambda: str(tdist.get_backend()), None)

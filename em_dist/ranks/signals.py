@@ -232,7 +232,7 @@ def _die_of(signum: int) -> bool:
         libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
         if libc.signal(signum, None) == ctypes.c_void_p(-1).value:  # SIG_ERR
             return False
-    except Exception:  # noqa: BLE001 - no libc (not Linux): the main thread does it
+    except (OSError, AttributeError):  # no libc (not Linux): the main thread does it
         return False
     os.kill(os.getpid(), signum)
     return True

@@ -75,6 +75,4 @@ def attach(handle: RunHandle) -> Run:
         live = next((r for r in lifecycle.live_runs() if r.identity.id == handle.id), None)
         if live is not None:
             return live
-    run = Run.from_handle(handle)
-    lifecycle.adopt_spawned(run)
-    return run
+    return Run.from_handle(handle)  # tracked by the lifecycle, its background work started

@@ -13,6 +13,9 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+from ..errors import LINK_ERRORS
 
 
 @dataclass(frozen=True)
@@ -121,28 +124,42 @@ def _from_env(env: Mapping[str, str]) -> WorldInfo | None:
     return None
 
 
+T = TypeVar("T")
+
+QUERY_ERRORS: tuple[type[Exception], ...] = (*LINK_ERRORS, AttributeError, ImportError)
+"""What asking an engine about its state may raise: what engines raise, or a missing attribute or
+module (an older Horovod, mpi4py not installed)."""
+
+
+def ask_engine(question: Callable[[], T], otherwise: T) -> T:
+    """The answer to a question about an engine's state (``is_initialized()``, ``get_rank()``,
+    ``Is_finalized()``...), or ``otherwise`` when the engine, half set up or being torn down, raises
+    what engines raise (:data:`~em_dist.errors.LINK_ERRORS`; an old Horovod's missing attribute too).
+    Such an engine does not count yet: callers look again later."""
+    try:
+        return question()
+    except QUERY_ERRORS:
+        return otherwise
+
+
 def _from_engines() -> tuple[int, int, str] | None:
     """(rank, size, engine) from an engine the user initialised, else None. Never initialises one."""
     tdist = sys.modules.get("torch.distributed")
-    try:
-        if tdist is not None and tdist.is_available() and tdist.is_initialized():
-            return tdist.get_rank(), tdist.get_world_size(), "torch.distributed"
-    except Exception:  # noqa: BLE001 - a half-initialised engine just does not count
-        pass
+    if tdist is not None and ask_engine(lambda: tdist.is_available() and tdist.is_initialized(), False):
+        found = ask_engine(lambda: (tdist.get_rank(), tdist.get_world_size()), None)
+        if found is not None:
+            return (*found, "torch.distributed")
     for name in ("horovod.torch", "horovod.tensorflow", "horovod.keras"):
         hvd = sys.modules.get(name)
-        try:
-            if hvd is not None and hvd.is_initialized():
-                return hvd.rank(), hvd.size(), "horovod"
-        except Exception:  # noqa: BLE001
-            pass
+        if hvd is not None and ask_engine(hvd.is_initialized, False):
+            found = ask_engine(lambda: (hvd.rank(), hvd.size()), None)
+            if found is not None:
+                return (*found, "horovod")
     mpi = sys.modules.get("mpi4py.MPI")
-    try:
-        if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
-            comm = mpi.COMM_WORLD
-            return comm.Get_rank(), comm.Get_size(), "mpi4py"
-    except Exception:  # noqa: BLE001
-        pass
+    if mpi is not None and ask_engine(lambda: mpi.Is_initialized() and not mpi.Is_finalized(), False):
+        found = ask_engine(lambda: (mpi.COMM_WORLD.Get_rank(), mpi.COMM_WORLD.Get_size()), None)
+        if found is not None:
+            return (*found, "mpi4py")
     return None
 
 

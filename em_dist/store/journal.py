@@ -246,6 +246,11 @@ def watermark(run_dir: Path, rank: int, attempt: int) -> int:
     return high
 
 
+MERGE_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError)
+"""What :func:`merge` raises when it can't merge (a disk error, the run's lock held past its wait,
+an unreadable run.json or journal description): the journal is then left as it was."""
+
+
 def merge(run_dir: Path, journal: Path) -> Merged:
     """Append to the finished run at ``run_dir`` the records of ``journal`` it lacks, exactly once by
     (rank, number), and record the rank's delivery in run.json; a closed journal is then deleted.

@@ -24,9 +24,12 @@ def test_auto_upload_syncs_while_training(server, monkeypatch: pytest.MonkeyPatc
         run.hparams["lr"] = 0.5
         for step in range(10):
             run.log(type="train", metrics={"loss": 1.0 / (step + 1)}, step=step)
-        wait_for(lambda: _points_on_server(server.url, key, run.id) >= 10, timeout=30, what="background sync")
         client = em.Client()
-        assert client.run(run.id).status == "Running"
+        # A pass reads run.json before the metric files (so a finished status never comes with half the
+        # points): one that lands between the writer's metrics and its run.json brings the points with
+        # the status before it, and the next pass the status. Wait for both, not for the points alone.
+        wait_for(lambda: _points_on_server(server.url, key, run.id) >= 10 and client.run(run.id).status == "Running",
+                 timeout=30, what="background sync of the points and the status")
         for step in range(10, 25):
             run.log(type="train", metrics={"loss": 1.0 / (step + 1)}, step=step)
         run.finish()  # the last pass runs inside finish()
@@ -39,10 +42,11 @@ def test_auto_upload_syncs_while_training(server, monkeypatch: pytest.MonkeyPatc
 def test_auto_upload_without_login_warns_and_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EM_AUTO_UPLOAD_INTERVAL", "0.05")
     from em_dist.client.sync import AutoUploader
+    from em_dist.client.target import UploadTarget
 
     with pytest.warns(em.EMWarning, match="auto_upload stopped"):
         run = em.create_run(name="offline")
-        uploader = AutoUploader(run.path, folder="default", folder_id=None, make_folder=False, conflict_strategy="new")
+        uploader = AutoUploader(run.path, UploadTarget("default"), conflict_strategy="new")
         uploader.start()
         run.log(type="train", metrics={"loss": 1.0}, step=0)
         run.finish()
