@@ -5,6 +5,7 @@ in rank 0's run, relayed by its node's leader, with no journal left behind on an
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -112,6 +113,9 @@ def check_job(job: Job, init: str, by: str = "route to node0", loopback_on_host0
     for h in c.hosts:
         assert f"host       {h.name}: ranks {h.index * NPROC}, {h.index * NPROC + 1} (links on {h.address}" in show.stdout
     assert show.stdout.count("records in the run, complete") == world - 1, show.stdout
+    case = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
+    print(f"{case}: records in the run {({r: len(rec.metrics(rank=r)) for r in range(world)})}, journals left 0; "
+          f"finish_s {({r: d.get('finish_s') for r, d in sorted(results.items())})}")
 
 
 def check_host_metrics(job: Job) -> None:
