@@ -5,6 +5,7 @@ in rank 0's run, relayed by its node's leader, with no journal left behind on an
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -112,6 +113,9 @@ def check_job(job: Job, init: str, by: str = "route to node0", loopback_on_host0
     for h in c.hosts:
         assert f"host       {h.name}: ranks {h.index * NPROC}, {h.index * NPROC + 1} (links on {h.address}" in show.stdout
     assert show.stdout.count("records in the run, complete") == world - 1, show.stdout
+    case = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
+    print(f"{case}: records in the run {({r: len(rec.metrics(rank=r)) for r in range(world)})}, journals left 0; "
+          f"finish_s {({r: d.get('finish_s') for r, d in sorted(results.items())})}")
 
 
 def check_host_metrics(job: Job) -> None:
@@ -283,6 +287,56 @@ def test_a_partition_longer_than_the_silence_bound_loses_nothing(tmp_path: Path,
               f", journals left 0; finish_s {finish}")
 
 
+def test_a_partition_shorter_than_the_silence_bound_loses_nothing(tmp_path: Path) -> None:
+    """Host 1 is cut off for less than ``EM_DIST_PEER_TIMEOUT`` while its ranks keep logging (rank 3
+    through its node leader, rank 2): nobody gives a link up. The ranks keep their records in their
+    journals meanwhile; when the network is back the same links carry them on (TCP re-sends what
+    was in flight), and the run has every record once, Succeeded, rank 3 still relayed by rank 2,
+    no rank lost or late, no journal left, no link broken or rebuilt."""
+    go = tmp_path / "go"
+    silence = 10.0  # the partition must stay well inside it on a busy machine
+    with Cluster(2, tmp_path) as c:
+        h0, h1 = c.hosts
+        procs = start(c, "--init", "none", "--timeout", "20", "--wait-file", str(go),
+                      env={"EM_DIST_PEER_TIMEOUT": str(silence)})
+        wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) for r in (2, 3)), 40, "host 1's first records at rank 0")
+        c.set_link(h1, up=False)
+        cut = time.monotonic()
+        # the partition: a few heartbeats long, shorter than the silence bound (its length is what is
+        # tested, not a synchronisation)
+        wait_for(lambda: time.monotonic() - cut > 3 and all(
+            _journaled(c.live_disk(procs[1]), r) > _lines(c.live_disk(procs[0]), r) + 20 for r in (2, 3)), 30,
+            "a partition of 3 s, records held back on host 1")
+        c.set_link(h1, up=True)
+        cut_s = time.monotonic() - cut
+        assert cut_s < silence - 3, cut_s  # else the test tested the other case
+        try:
+            wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) >= _journaled(c.live_disk(procs[1]), r) - 40
+                                 for r in (2, 3)), 30, "host 1's held-back records at rank 0")
+        except AssertionError:
+            counts = {r: (_lines(c.live_disk(procs[0]), r), _journaled(c.live_disk(procs[1]), r)) for r in (2, 3)}
+            raise AssertionError(f"rank: (at rank 0, journaled) {counts}\n{c.logs()}") from None
+        go.touch()
+        job = Job(c, c.wait_all(procs, LIMIT))
+        assert job.codes == [0, 0], c.logs()
+        rec = job.run()
+        check_gathered(rec, 4, steps=STEPS, extra=EXTRA)
+        _heartbeats_once(rec, 4)
+        assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.late_ranks == [], c.logs()
+        assert all(d["complete"] for d in rec.delivery.values()), rec.delivery
+        assert job.journals() == {h.name: [] for h in c.hosts}
+        # the links were kept: none broke, none was rebuilt, the member stayed behind its leader
+        for h in c.hosts:
+            log = h.log.read_text()
+            for said in ("the link to rank 0 broke", "the link to rank 0 is back", "goes to rank 0 directly",
+                         "stopped relaying", "did not arrive"):
+                assert said not in log, (said, c.logs())
+        assert rec.world.get("relayed_by", {}) == {"3": 2}, rec.world
+        finish = {r: d.get("finish_s") for r, d in job.results().items()}
+        print(f"partition < silence bound ({cut_s:.1f} s of {silence:.0f}): records in the run "
+              f"{({r: len(rec.metrics(rank=r)) for r in range(4)})}, journals left 0; finish_s {finish}")
+
+
 def test_a_leader_killed_mid_run_loses_nothing_its_member_had_journaled(tmp_path: Path) -> None:
     """kill -9 of host 1's node leader (rank 2) while its member (rank 3) logs: the member goes to
     rank 0 directly and re-sends what rank 0 lacks (its leader's acknowledgement confirmed nothing);
@@ -335,6 +389,70 @@ def test_a_leader_killed_mid_run_loses_nothing_its_member_had_journaled(tmp_path
         print(f"leader killed: records of ranks 2, 3 in the run {in_run}, after the merge "
               f"{ {r: len(rec.metrics(rank=r)) for r in (2, 3)} }; finish_s {job.results()[0].get('finish_s')}; "
               f"lost {rec.lost_ranks}, late {rec.late_ranks}")
+
+
+def test_a_member_killed_mid_run_keeps_what_it_journaled_for_em_run_merge(tmp_path: Path) -> None:
+    """kill -9 of a member on host 1 (rank 3, relayed by its node leader, rank 2) while it logs: what
+    it had journaled but rank 0 never acknowledged stays in its journal on host 1's disk; torchrun
+    then fails the node (a worker died) and SIGTERMs the leader, whose end hands over all of its own.
+    The run names rank 3 lost (or late), its delivery incomplete with its journal at ``node1:``; ``em
+    run merge`` with host 1's spool adds the rest, every journaled record of rank 3 once with no gap
+    (its last moment in memory, never journaled, aside), and a second merge adds nothing."""
+    go = tmp_path / "go"
+    with Cluster(2, tmp_path) as c:
+        h0, h1 = c.hosts
+        procs = start(c, "--init", "none", "--timeout", "10", "--wait-file", str(go),
+                      env={"EM_DIST_PEER_TIMEOUT": str(SILENCE)})
+        wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) for r in (2, 3)), 40, "host 1's first records at rank 0")
+        member = wait_for(lambda: (h1.out / "rank-3.json").is_file() and json.loads((h1.out / "rank-3.json")
+                          .read_text()).get("pid"), 30, "the member's pid")
+        c.kill(procs[1], member)
+        t0 = time.monotonic()
+        assert c.wait_all(procs[1:], LIMIT) != [0], c.logs()  # torchrun: a worker died, the node's job failed
+        node_failed_s = time.monotonic() - t0
+        go.touch()
+        # host 0's launcher then waits in torchrun's exit barrier for host 1's, which is gone: read rank
+        # 0's run on its live disk once ranks 0 and 1 finished
+        wait_for(lambda: all("finish_s" in json.loads(f.read_text()) for f in (h0.out / "rank-0.json",
+                 h0.out / "rank-1.json") if f.is_file()) and len(list(h0.out.glob("rank-*.json"))) == 2, 40,
+                 "ranks 0 and 1 to finish")
+        finished_s = time.monotonic() - t0
+        disk0 = c.live_disk(procs[0])
+        assert disk0 is not None, c.logs()
+        run_dir = next(p for p in (disk0 / "runs").iterdir() if (p / "run.json").is_file())  # as host 0 sees it
+        job = Job(c, [])
+        job.run = lambda: em_dist.load_run(run_dir)  # type: ignore[method-assign]
+        rec = job.run()
+        assert 3 in rec.lost_ranks + rec.late_ranks and 2 not in rec.lost_ranks + rec.late_ranks, \
+            (rec.lost_ranks, rec.late_ranks, c.logs())
+        assert {r for r, d in rec.delivery.items() if not d["complete"]} == {"3"}, rec.delivery
+        journal3 = [p for p in (h1.export / "runs").glob(".spool/*/rank-3.*journal")]
+        assert len(journal3) == 1, job.journals()
+        assert rec.delivery["3"]["journal"] == f"node1:{c.disk / journal3[0].relative_to(h1.export)}", \
+            (rec.delivery["3"], journal3)
+        # the leader delivered all of its own and of its member's that it held: nothing of it is left
+        assert [f for f in job.journals()["node1"] if f.endswith(".journal")] == \
+            [str(journal3[0].relative_to(h1.export))], job.journals()
+        in_run = {r: len(rec.metrics(rank=r)) for r in range(4)}
+        spool = next((h1.export / "runs" / ".spool").iterdir())
+        merged = subprocess.run([sys.executable, "-m", "em_dist.cli.main", "run", "merge", str(run_dir),
+                                 "--spool", str(spool)], capture_output=True, text=True, timeout=60,
+                                env=host_env(c, h0))
+        assert merged.returncode == 0, merged.stdout + merged.stderr
+        print(merged.stdout)
+        again = subprocess.run([sys.executable, "-m", "em_dist.cli.main", "run", "merge", str(run_dir),
+                                "--spool", str(spool)], capture_output=True, text=True, timeout=60, env=host_env(c, h0))
+        assert again.returncode == 0 and " 0 records added" in again.stdout, again.stdout + again.stderr  # once
+        rec = job.run()
+        check_gathered(rec, 4, steps=STEPS, extra=EXTRA)
+        _heartbeats_once(rec, 4)
+        assert {r for r, d in rec.delivery.items() if not d["complete"]} == {"3"}, rec.delivery
+        assert rec.delivery["3"]["records"] == _journaled(h1.export, 3) + _output_lines(h1.export, 3), \
+            (rec.delivery["3"], _journaled(h1.export, 3), _output_lines(h1.export, 3))
+        print(f"member killed: records in the run {in_run}, after the merge "
+              f"{ {r: len(rec.metrics(rank=r)) for r in range(4)} }; finish_s {job.results()[0].get('finish_s')}; "
+              f"lost {rec.lost_ranks}, late {rec.late_ranks}; host 1's launcher failed {node_failed_s:.1f} s and "
+              f"ranks 0, 1 finished {finished_s:.1f} s after the kill")
 
 
 def _doc(disk: Path | None) -> dict:
