@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import Result, Workload, run_workload  # noqa: E402
-from bench_log import EM_ENV, machine_info, table  # noqa: E402
+from bench_log import EM_ENV, machine_info  # noqa: E402
 
 HEADER = ["tracker", "steps", "median ms/call", "p99 ms/call", "mean ms/call", "finish s", "total s", "on disk"]
 
@@ -56,6 +56,13 @@ def row(r: Result) -> list[str]:
             f"{r.disk_bytes / 1e3:,.1f} kB"]
 
 
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(x[c]) for x in [HEADER] + rows) for c in range(len(HEADER))]
+    lines = [HEADER, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(x.ljust(w) if c == 0 else x.rjust(w) for c, (x, w) in enumerate(zip(r, widths)))
+                     for r in lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=50, help="histograms logged per tracker")
@@ -81,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {line}")
     print()
     print(f"## One histogram of {args.values:,} float32 values (64 bins) per call, {args.steps} calls")
-    import bench_log
-
-    bench_log.HEADER[:] = HEADER  # the same table printer, with this benchmark's columns
-    print(table([row(r) for r in results], markdown=False))
+    print(table([row(r) for r in results]))
     print()
     for r in results:
         print(f"- {r.name}: {r.note}" + (f" (error: {r.error})" if r.error else ""))
