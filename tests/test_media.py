@@ -112,6 +112,24 @@ def test_histogram_encoding_numpy_torch_and_nonfinite():
     assert ranged["counts"] == [2, 3]
 
 
+def test_histogram_of_int_and_half_tensors():
+    torch = pytest.importorskip("torch")
+    for t in (torch.arange(4), torch.arange(4, dtype=torch.float16), torch.arange(4, dtype=torch.bfloat16)):
+        assert histogram_payload(em.Histogram(t, bins=2))["counts"] == [2, 2]
+
+
+def test_cuda_tensors_are_kept_on_the_device_and_binned_there():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    values = torch.arange(8.0, device="cuda")
+    h = em.Histogram(values, bins=2)
+    img = em.Image(torch.zeros(3, 4, 5, device="cuda"))
+    assert h.values.is_cuda and img.data.is_cuda  # no copy to the host in the call
+    assert histogram_payload(h)["counts"] == [4, 4]
+    assert (image_payload(img)["width"], image_payload(img)["height"]) == (5, 4)
+
+
 @pytest.mark.parametrize("make", ["hw", "hwc", "float", "torch_chw", "pil", "file_jpeg"])
 def test_image_encodes_to_png(make, tmp_path):
     arr = (np.arange(4 * 6 * 3) % 256).astype(np.uint8).reshape(4, 6, 3)

@@ -48,7 +48,7 @@ def histogram_payload(h: Histogram) -> dict[str, Any]:
         import torch
 
         flat = values.reshape(-1)
-        if not flat.is_floating_point():
+        if flat.dtype not in (torch.float32, torch.float64):  # histc takes these two on every device
             flat = flat.to(torch.float64)
         finite = flat[torch.isfinite(flat)]
         nonfinite = int(flat.numel() - finite.numel())
@@ -60,8 +60,7 @@ def histogram_payload(h: Histogram) -> dict[str, Any]:
         else:
             lo, hi = 0.0, 1.0
         lo, hi = _widen(lo, hi)
-        counts = torch.histc(finite.to(torch.float64) if finite.dtype == torch.float16 else finite,
-                             bins=h.bins, min=lo, max=hi)
+        counts = torch.histc(finite, bins=h.bins, min=lo, max=hi)
         return _hist_doc(lo, hi, h.bins, [int(c) for c in counts.cpu().tolist()], nonfinite)
     np = _numpy()
     arr = np.asarray(values, dtype=np.float64).reshape(-1)

@@ -219,7 +219,9 @@ class RunWriter(QueuedSink):
         except OSError:
             pass
         output += [OUTPUT_MARK + line for line in self._output.pop(self._rank, [])]
-        return lines + pending + output  # what is still in ``buffer`` stays there: the next owner of the deque takes it
+        # media records not stored yet move too; those stored stay here (docs/known-gaps.md)
+        media = [MEDIA_MARK + line for line in self._media.pop(self._rank, [])]
+        return lines + pending + output + media  # what is still in ``buffer`` stays there: the next owner of the deque takes it
 
     def retire(self, timeout: float) -> None:
         """Write nothing more: another process continues this run folder (a forked rank 0,
