@@ -22,9 +22,10 @@ from .errors import (
     ServerError,
     ServerUnreachableError,
 )
+from .media import Histogram, Image, Table, Text
 from .run import Run, create_run
 from .store.reader import list_runs, load_artifact, load_run
-from .store.records import ArtifactRecord, ArtifactRef, RunRecord
+from .store.records import ArtifactRecord, ArtifactRef, MediaEntry, RunRecord
 from .trial import Trial, create_trial
 
 __version__ = "0.1.0"
@@ -68,6 +69,9 @@ __all__ = [
     "ConflictError",
     "EMError",
     "EMWarning",
+    "Histogram",
+    "Image",
+    "MediaEntry",
     "NotFoundError",
     "NotLoggedInError",
     "PermissionDeniedError",
@@ -76,6 +80,8 @@ __all__ = [
     "RunRecord",
     "ServerError",
     "ServerUnreachableError",
+    "Table",
+    "Text",
     "Trial",
     "create_artifact",
     "create_run",

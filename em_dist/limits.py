@@ -49,6 +49,22 @@ MAX_JSON_BYTES = 8 * 1024 * 1024
 MAX_METRICS_CHUNK_BYTES = 32 * 1024 * 1024
 """The largest metrics chunk (raw JSON lines) the server takes in one request."""
 
+MAX_HISTOGRAM_BINS = 1024
+"""An ``em.Histogram`` has 1..this many bins."""
+MAX_HISTOGRAM_VALUES = 100_000_000
+"""The most values one ``em.Histogram`` takes (binned on the writer thread, off the training loop)."""
+MAX_TABLE_COLUMNS = 200
+"""An ``em.Table`` has 1..this many columns."""
+MAX_TABLE_CELLS = 100_000
+"""An ``em.Table`` holds at most this many cells (rows x columns)."""
+MAX_TEXT_CHARS = 1_000_000
+"""An ``em.Text`` (and a table cell or image caption) is at most this many characters."""
+MAX_IMAGE_PIXELS = 2048 * 2048
+"""An ``em.Image`` has at most this many pixels (width x height): its PNG travels from a rank to
+rank 0 as one record."""
+MAX_IMAGE_FILE_BYTES = 32 * 1024 * 1024
+"""An image file given by path (``em.Image("plot.png")``) is at most this many bytes."""
+
 
 def text_problem(text: str, *, max_chars: int | None = None) -> str | None:
     """What is wrong with ``text`` as a stored string (None when it is fine).

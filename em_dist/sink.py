@@ -31,6 +31,7 @@ from typing import Any, Callable, Union
 from ._warn import warn_once
 from .observe.steps import marks_step
 from .store.lines import OUTPUT_MARK, LineEncoder
+from .media.encode import split_media
 from .values import materialize
 
 RecordTuple = tuple[str, int, Union[int, float, None], float, dict[str, Any]]
@@ -284,11 +285,14 @@ class QueuedSink(Sink):
         """One round of background work; ``final`` on the last one (at close)."""
 
     def _take(self) -> list[Record]:
-        """Up to :data:`CHUNK` records off the buffer, device tensors converted (one sync per batch)."""
+        """Up to :data:`CHUNK` records off the buffer, device tensors converted (one sync per batch) and
+        media values made media records (:mod:`em_dist.media.encode`)."""
         buf = self.buffer
         batch = [buf.popleft() for _ in range(min(CHUNK, len(buf)))]
         if batch:
-            materialize(batch)
+            media_at = materialize(batch)
+            if media_at:  # histograms binned, images encoded: here, never on the training thread
+                batch = split_media(batch, media_at)
             self._note_step(batch)
         return batch
 

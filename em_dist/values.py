@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .limits import MAX_FLOAT as MAX_FLOAT  # re-exported: Run.log checks it inline
 from .limits import MAX_STEP as MAX_STEP
 from .limits import MAX_NAME_CHARS, MAX_TYPE_CHARS, number_problem, text_problem
+from .media.values import MEDIA_TYPES
 
 if TYPE_CHECKING:
     from .store.lines import MetricRecord
@@ -126,6 +127,8 @@ def _converter_for(value: Any) -> Callable[[str, Any], Any]:
     """Pick, once per value class, how to convert it (duck-typed: torch/NumPy/TF are never imported)."""
     if isinstance(value, bool):
         return lambda key, v: int(v)
+    if value.__class__ in MEDIA_TYPES:  # exactly these: the writer finds them by class
+        return _keep_media
     if isinstance(value, (str, bytes)):
         return _reject_string
     if isinstance(value, numbers.Integral):
@@ -141,14 +144,20 @@ def _converter_for(value: Any) -> Callable[[str, Any], Any]:
     return _reject_unsupported
 
 
+def _keep_media(key: str, value: Any) -> Any:
+    return value  # checked by its constructor; encoded on the writer thread (em_dist.media.encode)
+
+
 def _reject_string(key: str, value: Any) -> Any:
-    raise TypeError(f"metric {key!r}: value must be a number, got a string {value!r}")
+    raise TypeError(f"metric {key!r}: value must be a number, got a string {value!r}; "
+                    "log text as em.Text(...)")
 
 
 def _reject_unsupported(key: str, value: Any) -> Any:
     raise TypeError(
         f"metric {key!r}: unsupported value type {value.__class__.__name__}; "
-        "use a Python number or a one-element NumPy array / torch / TensorFlow tensor"
+        "use a Python number or a one-element NumPy array / torch / TensorFlow tensor, "
+        "or em.Histogram / em.Image / em.Table / em.Text"
     )
 
 
@@ -185,21 +194,38 @@ def _number(key: str, value: Any) -> int | float:
     raise TypeError(f"metric {key!r}: unsupported element type {type(value).__name__}")
 
 
-def materialize(records: Iterable[MetricRecord | str]) -> None:
+def materialize(records: Iterable[MetricRecord | str]) -> list[int]:
     """Replace every :class:`DeviceScalar` in ``records`` by a Python number, one device sync per batch.
 
-    A record is ``(type, step, epoch, time, metrics_dict)``; dicts are updated in place.
+    A record is ``(type, step, epoch, time, metrics_dict)``; dicts are updated in place. Returns the
+    indexes of the records that hold media values (:mod:`em_dist.media`; usually none), which
+    :func:`em_dist.media.encode.split_media` turns into media records: one pass finds both.
     """
     pending: list[tuple[dict[str, Any], str, Any]] = []
-    for rec in records:
+    media: list[int] = []
+    for i, rec in enumerate(records):
         if isinstance(rec, str):  # already encoded on the training thread
             continue
         metrics = rec[4]
         for key, value in metrics.items():
-            if value.__class__ is DeviceScalar:
+            c = value.__class__
+            if c is float or c is int:
+                continue
+            if c is DeviceScalar:
                 pending.append((metrics, key, value.tensor))
-    if not pending:
-        return
+            elif c in _MEDIA_CLASSES and (not media or media[-1] != i):
+                media.append(i)
+    if pending:
+        _convert_pending(pending)
+    return media
+
+
+_MEDIA_CLASSES = frozenset(MEDIA_TYPES)
+_DEFERRED = _MEDIA_CLASSES | {DeviceScalar}
+"""Values only the writer thread may turn into what a line holds."""
+
+
+def _convert_pending(pending: list[tuple[dict[str, Any], str, Any]]) -> None:
     try:
         import torch  # only reached when the user logged torch tensors
 
@@ -220,8 +246,8 @@ def materialize(records: Iterable[MetricRecord | str]) -> None:
 
 
 def has_device_values(rec: MetricRecord) -> bool:
-    """True if the record still holds accelerator tensors (which only the writer may convert)."""
+    """True if the record still holds accelerator tensors or media values (which only the writer may convert)."""
     for v in rec[4].values():
-        if v.__class__ is DeviceScalar:
+        if v.__class__ in _DEFERRED:
             return True
     return False

@@ -27,7 +27,7 @@ from ..store import journal as journals
 from ..store import layout
 from ..store.journal import Journal
 from ..store.attempts import RunPlace
-from ..store.lines import OUTPUT_MARK
+from ..store.lines import SIDE_MARKS
 from ..errors import LINK_ERRORS, WireVersionError
 from ..store.summary import RunSummary
 from ..store.writer import RunWriter
@@ -329,7 +329,7 @@ class PeerSink(QueuedSink):
                 break
             lines = [r if isinstance(r, str) else enc(r) for r in batch]
             with self._unsent_lock:
-                self.summary.add(self.rank, [r for r in batch if not (isinstance(r, str) and r[:1] == OUTPUT_MARK)],
+                self.summary.add(self.rank, [r for r in batch if not (isinstance(r, str) and r[:1] in SIDE_MARKS)],
                                  self.encode.newest)
                 journal = self._open_journal()
                 first = journal.append(lines)

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from em_dist.limits import text_problem
 from em_dist.server import metric_store
 from em_dist.server.models import LogLine, RankRecords
-from em_dist.store.lines import OUTPUT_MARK, parse_output_line
+from em_dist.store.lines import MEDIA_MARK, OUTPUT_MARK, parse_output_line
 
 
 def row(session: Session, run_id: str, rank: int, attempt: int) -> RankRecords:
@@ -151,7 +151,9 @@ def merge_journal(session: Session, run_id: str, rank: int, attempt: int, data: 
             text = record.decode("utf-8")
         except UnicodeDecodeError:
             raise metric_store.IngestError(f"journal line {number} is not UTF-8") from None
-        if text[:1] == OUTPUT_MARK:
+        if text[:1] == MEDIA_MARK:
+            pass  # a media record (em.Histogram, em.Image, ...): not stored by the server yet, but counted as held
+        elif text[:1] == OUTPUT_MARK:
             parsed = parse_output_line(text[1:] + "\n")
             if parsed is None or text_problem(parsed["text"]):
                 raise metric_store.IngestError(f"journal line {number} is not a captured output line")

@@ -12,8 +12,9 @@ merged into the same run later, exactly once by (rank, number):
 - by ``em run merge RUN_FOLDER [--spool DIR]`` wherever the journal and the run meet.
 
 The format: a journal line is ``<n>\\t<record>``, where the record is a metric line of
-``metrics/rank-<r>.jsonl`` or a captured-output record (:data:`~em_dist.store.lines.OUTPUT_MARK`
-and its log line); a torn last line (a crash mid-write) is ignored. Beside it,
+``metrics/rank-<r>.jsonl``, a captured-output record (:data:`~em_dist.store.lines.OUTPUT_MARK`
+and its log line) or a media record (:data:`~em_dist.store.lines.MEDIA_MARK`, merged into
+``media/rank-<r>.jsonl`` with its number); a torn last line (a crash mid-write) is ignored. Beside it,
 ``rank-<r>.<pid>.json`` says whose it is (run id, name, rank, attempt, host, pid) and whether the
 rank closed it (``closed``: nothing more will be added).
 """
@@ -33,7 +34,8 @@ from filelock import FileLock
 
 from . import layout
 from .files import read_json, write_json_atomic
-from .lines import OUTPUT_MARK
+from .lines import MEDIA_MARK, OUTPUT_MARK
+from .media import media_file, stored_line
 
 SPOOL_DIR = ".spool"
 """The journals' folder under a runs folder (``em run list`` reads no folder without a run.json)."""
@@ -232,17 +234,18 @@ class Merged:
 
 
 def watermark(run_dir: Path, rank: int, attempt: int) -> int:
-    """The highest record number of ``rank`` and ``attempt`` in the run's metrics file (0: none)."""
+    """The highest record number of ``rank`` and ``attempt`` in the run's metrics and media files (0: none)."""
     high = 0
-    try:
-        f = open(layout.metrics_file(run_dir, rank), "rb")
-    except FileNotFoundError:
-        return 0
-    with f:
-        for line in f:
-            m = _NUMBERED.match(line)
-            if m is not None and int(m.group(1) or 0) == attempt:
-                high = max(high, int(m.group(2)))
+    for path in (layout.metrics_file(run_dir, rank), media_file(run_dir, rank)):  # media records are numbered too
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            continue
+        with f:
+            for line in f:
+                m = _NUMBERED.match(line)
+                if m is not None and int(m.group(1) or 0) == attempt:
+                    high = max(high, int(m.group(2)))
     return high
 
 
@@ -271,15 +274,23 @@ def merge(run_dir: Path, journal: Path) -> Merged:
         after = max(watermark(run_dir, rank, attempt), recorded)
         metrics: list[str] = []
         output: list[str] = []
+        media: list[str] = []
         last = after
         for n, record in read_records(journal, after):
             last = n
             if record[:1] == OUTPUT_MARK:
                 output.append(record[1:])
+            elif record[:1] == MEDIA_MARK:
+                try:
+                    media.append(stored_line(run_dir, numbered(record[1:], n, attempt)))
+                except ValueError:
+                    continue  # not JSON: no em_dist made it
             else:
                 metrics.append(numbered(record, n, attempt))
         if metrics:
             _append(layout.metrics_file(run_dir, rank), metrics)
+        if media:
+            _append(media_file(run_dir, rank), media)
         if output:
             from .logs import log_file
 
@@ -296,7 +307,7 @@ def merge(run_dir: Path, journal: Path) -> Merged:
         write_json_atomic(run_dir / layout.RUN_FILE, doc)
     if closed:
         remove_journal(journal)
-    return Merged(rank, len(metrics) + len(output), last, closed)
+    return Merged(rank, len(metrics) + len(output) + len(media), last, closed)
 
 
 def _append(path: Path, lines: list[str]) -> None:

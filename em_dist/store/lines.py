@@ -158,6 +158,21 @@ def output_record(t: float, stream: str, text: str) -> str:
     return OUTPUT_MARK + output_line(t, stream, text)
 
 
+MEDIA_MARK = "\x1d"
+"""The first character of a record that is a media record (``em.Histogram``, ``em.Image``, ...): one
+JSON object of its own kind (:mod:`em_dist.media.encode`), numbered and journaled like a metric
+line, and stored by rank 0 in ``media/rank-<r>.jsonl`` (:mod:`em_dist.store.media`)."""
+
+
+SIDE_MARKS = (OUTPUT_MARK, MEDIA_MARK)
+"""The marks of records that are not metric lines (``rec[:1] in SIDE_MARKS``): no summary counts them."""
+
+
+def is_media_record(rec: object) -> bool:
+    """Whether a record (tuple or line) is a media record rather than a metric or output line."""
+    return isinstance(rec, str) and rec[:1] == MEDIA_MARK
+
+
 def is_output_record(rec: object) -> bool:
     """Whether a record (tuple or line) is a captured output line rather than a metric."""
     return rec.__class__ is str and rec[:1] == OUTPUT_MARK

@@ -16,6 +16,7 @@ from .lines import decode_number
 from . import layout
 from .files import read_json, read_json_in
 from .logs import read_log
+from .media import read_media
 from .records import ArtifactRecord, ArtifactRef, MetricPoint, RunRecord
 from .summary import SUMMARY_FILE
 
@@ -65,6 +66,7 @@ def load_run_and_doc(path: str | os.PathLike[str]) -> tuple[RunRecord, dict[str,
         artifacts=_artifact_refs(run_dir),
         points=lambda: read_points(run_dir),
         output=lambda rank, tail: read_log(run_dir, rank, tail),
+        media_reader=lambda rank: read_media(run_dir, rank),
     ), meta
 
 

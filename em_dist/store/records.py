@@ -57,6 +57,34 @@ class ArtifactRecord:
     """Files that were not copied into the artifact (``path``, ``source``, ``reason``): it is incomplete."""
 
 
+@dataclass(frozen=True)
+class MediaEntry:
+    """One logged media value (``em.Histogram``, ``em.Image``, ``em.Table``, ``em.Text``): what
+    :meth:`RunRecord.media` lists. The fields of other kinds are None."""
+
+    kind: str
+    """``histogram``, ``image``, ``table`` or ``text``."""
+    type: str
+    name: str
+    step: int
+    epoch: int | float | None
+    rank: int
+    time: float | None
+    path: str | None = None
+    """An image: its PNG file (``<run>/media/<sha256>.png``)."""
+    caption: str | None = None
+    width: int | None = None
+    height: int | None = None
+    bins: list[float] | None = None
+    """A histogram: the bin edges (one more than ``counts``)."""
+    counts: list[int] | None = None
+    nonfinite: int | None = None
+    """A histogram: values left out of the bins (NaN, infinities)."""
+    columns: list[str] | None = None
+    rows: list[list[Any]] | None = None
+    text: str | None = None
+
+
 @dataclass
 class RunRecord:
     """A saved run: metadata, hparams, platform, lineage and every metric point of every rank."""
@@ -94,6 +122,8 @@ class RunRecord:
     points: list[MetricPoint] | Callable[[], list[MetricPoint]] = field(default_factory=list, repr=False)
     output: Callable[[int | None, int | None], list[dict[str, Any]]] | None = field(default=None, repr=False)
     """Reads captured output: ``(rank, tail) -> lines`` (the run folder's logs, or the server's)."""
+    media_reader: Callable[[int | None], list[MediaEntry]] | None = field(default=None, repr=False)
+    """Reads media records: ``rank -> entries`` (the run folder's; None for a run read from a server)."""
 
     def _all_points(self) -> list[MetricPoint]:
         if callable(self.points):
@@ -124,6 +154,14 @@ class RunRecord:
         for a marker of dropped output), of one rank in the order printed or of all ranks by time;
         ``tail`` keeps each rank's last lines. Empty when the run captured no output."""
         return [] if self.output is None else self.output(rank, tail)
+
+    def media(self, type: str | None = None, name: str | None = None, rank: int | None = None) -> list[MediaEntry]:
+        """Logged media values (histograms, images, tables, texts), rank by rank in the order logged.
+        Empty for a run read from a server (it stores no media yet)."""
+        if self.media_reader is None:
+            return []
+        return [m for m in self.media_reader(rank)
+                if (type is None or m.type == type) and (name is None or m.name == name)]
 
     def host_metrics(self, name: str | None = None) -> dict[str, list[MetricPoint]]:
         """The host metrics (``host_*``, ``disk_*``, ``net_*``; each host's local rank 0 samples them),

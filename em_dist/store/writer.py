@@ -39,13 +39,16 @@ from ..sink import CHUNK, Drops, EndReport, QueuedSink, Record
 from . import layout
 from .files import write_json_atomic
 from .journal import numbered
-from .lines import OUTPUT_MARK
+from .lines import MEDIA_MARK, OUTPUT_MARK
 from .logs import LogFile, log_file
+from .media import append_lines, media_file, stored_line
 from .summary import SUMMARY_FILE, RunSummary
 
 DEFAULT_FLUSH_INTERVAL = 0.5
 DEFAULT_MAX_PENDING = 1_000_000
 
+MAX_UNWRITTEN_MEDIA = 10_000
+"""Media records held in memory per rank while the disk refuses them (the oldest go first)."""
 MAX_UNWRITTEN_OUTPUT = 100_000
 """Captured lines held in memory per rank while the disk refuses them (the oldest go first)."""
 
@@ -97,6 +100,7 @@ class RunWriter(QueuedSink):
         self._meta_written: dict[str, Any] = {}  # the last version on disk, to recreate a deleted folder
         self._unwritten: dict[int, list[str]] = {}
         self._output: dict[int, list[str]] = {}  # rank -> captured lines not yet in logs/rank-<r>.log
+        self._media: dict[int, list[str]] = {}  # rank -> media records (mark taken off) not yet stored
         self._logs: dict[int, LogFile] = {}
         self._log_limit = _log_limit()
         self._dropped_output = 0
@@ -215,7 +219,9 @@ class RunWriter(QueuedSink):
         except OSError:
             pass
         output += [OUTPUT_MARK + line for line in self._output.pop(self._rank, [])]
-        return lines + pending + output  # what is still in ``buffer`` stays there: the next owner of the deque takes it
+        # media records not stored yet move too; those stored stay here (docs/known-gaps.md)
+        media = [MEDIA_MARK + line for line in self._media.pop(self._rank, [])]
+        return lines + pending + output + media  # what is still in ``buffer`` stays there: the next owner of the deque takes it
 
     def retire(self, timeout: float) -> None:
         """Write nothing more: another process continues this run folder (a forked rank 0,
@@ -262,15 +268,21 @@ class RunWriter(QueuedSink):
             pass  # the line and metadata writes above already warned about this disk
 
     def _queue_lines(self, rank: int, records: Sequence[Record], first: int | None = None) -> None:
-        if first is not None:  # a peer's numbered lines: each metric line carries its number
+        if first is not None:  # a peer's numbered lines: each metric (and media) line carries its number
             self._queued_n[rank] = first + len(records) - 1
             attempt = self.attempt
-            records = [numbered(r, first + i, attempt) if isinstance(r, str) and r[:1] != OUTPUT_MARK else r
+            records = [_numbered(r, first + i, attempt) if isinstance(r, str) and r[:1] != OUTPUT_MARK else r
                        for i, r in enumerate(records)]
         output = [r for r in records if isinstance(r, str) and r[:1] == OUTPUT_MARK]
         if output:  # the one rule (store.lines.is_output_record), inlined: this runs per record
             self._queue_output(rank, output)
             records = [r for r in records if not (isinstance(r, str) and r[:1] == OUTPUT_MARK)]
+            if not records:
+                return
+        media = [r for r in records if isinstance(r, str) and r[:1] == MEDIA_MARK]
+        if media:  # store.lines.is_media_record, inlined
+            self._queue_media(rank, media, numbered_already=first is not None)
+            records = [r for r in records if not (isinstance(r, str) and r[:1] == MEDIA_MARK)]
             if not records:
                 return
         if rank == self._rank:  # a peer summarises its own records (submit_summary)
@@ -285,6 +297,37 @@ class RunWriter(QueuedSink):
         self._unwritten_count += len(records)
         if self._unwritten_count > self._max_pending:
             self._drop_oldest()
+
+    def _queue_media(self, rank: int, records: list[str], numbered_already: bool) -> None:
+        prefix = "" if numbered_already else self._attempt_prefix
+        lines = self._media.setdefault(rank, [])
+        lines.extend(prefix + r[2:] if prefix else r[1:] for r in records)
+        if len(lines) > MAX_UNWRITTEN_MEDIA:
+            warn_once(f"media-full:{self.run_dir}", f"em_dist: more than {MAX_UNWRITTEN_MEDIA} media records of "
+                      f"rank {rank} could not be written to {self.run_dir}; the oldest are dropped (counted in the "
+                      "run's 'dropped').")
+            self._dropped += len(lines) - MAX_UNWRITTEN_MEDIA
+            del lines[:len(lines) - MAX_UNWRITTEN_MEDIA]
+
+    def _write_media(self, final: bool) -> bool:
+        """Store each rank's media records (images to their files first); False if the disk refused
+        some (kept, retried next cycle)."""
+        ok = True
+        for rank, lines in self._media.items():
+            if not lines:
+                continue
+            try:
+                stored = [stored_line(self.run_dir, line) for line in lines]
+                append_lines(media_file(self.run_dir, rank), stored, durable=final)
+                lines.clear()
+            except OSError as exc:
+                self._disk_trouble(exc)
+                ok = False
+            except ValueError as exc:  # not JSON: a record no em_dist made; never retried forever
+                warn_once(f"media-bad:{rank}", f"em_dist: rank {rank} sent a media record that is not JSON ({exc}); dropped")
+                self._dropped += len(lines)
+                lines.clear()
+        return ok
 
     def _queue_output(self, rank: int, records: list[str]) -> None:
         lines = self._output.setdefault(rank, [])
@@ -338,6 +381,7 @@ class RunWriter(QueuedSink):
     def _write_lines(self, final: bool) -> bool:
         """Append every unwritten line; False if the disk refused some (they stay queued)."""
         ok = self._write_output(final)
+        ok = self._write_media(final) and ok
         for rank, lines in self._unwritten.items():
             if not lines:
                 continue
@@ -499,6 +543,13 @@ class RunWriter(QueuedSink):
             f"em_dist: cannot write the run folder {self.run_dir} ({exc}); training goes on, "
             "the data is kept in memory and written when the disk allows.",
         )
+
+
+def _numbered(record: str, n: int, attempt: int) -> str:
+    """A peer's metric line, or media record (its mark kept in front), with its number."""
+    if record[:1] == MEDIA_MARK:
+        return MEDIA_MARK + numbered(record[1:], n, attempt)
+    return numbered(record, n, attempt)
 
 
 def _complete_size(fd: int, size: int) -> int:

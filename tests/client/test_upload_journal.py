@@ -7,6 +7,7 @@ there once. No one can add records to a run that is not theirs."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -17,10 +18,11 @@ import em_dist as em
 from em_dist.cli.main import main as cli_main
 from em_dist.client.upload_journal import upload_journal
 from em_dist.errors import ServerError
+from em_dist.media.encode import media_record
 from em_dist.store import journal as journals
 from em_dist.store import layout
 from em_dist.store.files import read_json, write_json_atomic
-from em_dist.store.lines import LineEncoder, output_record
+from em_dist.store.lines import MEDIA_MARK, LineEncoder, output_record
 
 STEPS = 100
 HELD = 60  # records of rank 1 that reached rank 0 before the link broke
@@ -28,12 +30,14 @@ HELD = 60  # records of rank 1 that reached rank 0 before the link broke
 
 def _records(first: int, last: int) -> list[str]:
     """Rank 1's records ``first..last`` as its journal holds them: a metric line each, every
-    tenth also a captured output line after it (numbers count both)."""
+    tenth also a captured output line after it, every 25th a media record (numbers count all)."""
     encode, out = LineEncoder(), []
     for step in range(STEPS):
         out.append(encode(("train", step, None, time.time(), {"loss": 1.0 / (step + 1)})))
         if step % 10 == 0:
             out.append(output_record(time.time(), "out", f"rank 1 at step {step}"))
+        if step % 25 == 0:  # media records: numbered and merged locally, skipped (counted as held) by the server
+            out.append(media_record("train", step, None, time.time(), "note", em.Text(f"rank 1 at step {step}")))
     return out[first - 1:last]
 
 
@@ -42,6 +46,7 @@ def _job(tmp_path: Path) -> tuple[Path, Path]:
     run = em.create_run(name="job", capture_output=False)
     for step in range(STEPS):
         run.log("train", {"loss": float(step)}, step=step)
+    run.log("train", {"note": em.Text("rank 0"), "h": em.Histogram([1.0, 2.0], bins=2)}, step=0)  # media stay local
     run.finish()
     run_dir = Path(run.path)
     total = len(_records(1, 10**6))
@@ -95,6 +100,10 @@ def test_a_journal_uploaded_from_its_own_host_lands_once_in_the_same_run(tmp_pat
     delivery = requests.get(f"{server.url}/api/v1/runs/{run_id}/delivery", headers={"Authorization": f"Bearer {key}"},
                             timeout=10).json()
     assert delivery["1"] == {"records": len(_records(1, 10**6)), "complete": True}
+    local = em.load_run(run_dir)  # rank 1's media records that reached rank 0 (before the link broke), once
+    held = [json.loads(r[1:])["text"] for r in _records(1, HELD) if r[:1] == MEDIA_MARK]
+    assert held and [m.text for m in local.media(rank=1)] == held
+    assert [m.kind for m in local.media(rank=0)] == ["text", "histogram"] and remote.media() == []
 
 
 def test_em_run_upload_on_the_journals_host_sends_it_and_says_so(tmp_path: Path, server, capsys) -> None:
@@ -107,7 +116,9 @@ def test_em_run_upload_on_the_journals_host_sends_it_and_says_so(tmp_path: Path,
     host_b = journal.parents[2]
     args = ["run", "upload", "-d", str(host_b), "-H", server.url, "-k", key, "--no-progress"]
     assert cli_main(args) == 0
-    assert f"rank 1 of run {run_id}: {len(_records(1, 10**6)) - HELD} records merged" in capsys.readouterr().out
+    stored = [r for r in _records(HELD + 1, 10**6) if r[:1] != MEDIA_MARK]  # the server keeps no media yet
+    assert f"rank 1 of run {run_id}: {len(stored)} records merged, the server holds 1..{len(_records(1, 10**6))}" \
+        in capsys.readouterr().out
     assert cli_main(["run", "upload", "-p", str(journal), *args[4:]]) == 0  # the journal named: nothing new
     assert f"rank 1 of run {run_id}: 0 records merged" in capsys.readouterr().out
     steps, _ = _rank1(em.Client(host=server.url, api_key=key), run_id)
