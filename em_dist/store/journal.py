@@ -297,7 +297,8 @@ def merge(run_dir: Path, journal: Path) -> Merged:
             _append(log_file(run_dir, rank), output)
         closed = bool(meta.get("closed"))
         delivery = dict(doc.get("delivery") or {})
-        delivery[str(rank)] = {"records": last, "complete": closed, **({"attempt": attempt} if attempt else {})}
+        if not known or int(known.get("attempt", 0)) <= attempt:  # a rank's delivery is its newest attempt's
+            delivery[str(rank)] = {"records": last, "complete": closed, **({"attempt": attempt} if attempt else {})}
         doc["delivery"] = delivery
         world = doc.get("world") or {}
         if rank in (world.get("absent_ranks") or []):  # it came after rank 0 ended: late, not absent

@@ -87,6 +87,22 @@ def test_the_watermark_is_per_attempt(tmp_path):
     assert [p["attempt"] for p in em.load_run(folder).metrics(rank=1)] == [0, 0, 0, 1, 1, 1]
 
 
+def test_an_earlier_attempts_journal_never_overwrites_the_current_attempts_delivery(tmp_path):
+    """A restarted job's run says how complete each rank is for its newest attempt. Merging a journal
+    an earlier attempt left (``em run merge`` later) adds that attempt's records, but the rank's
+    delivery stays the newest attempt's, not the old journal's."""
+    attempt1 = [journal.numbered(_line(100 + i), i, 1) for i in range(1, 4)]
+    folder = _finished_run(tmp_path, attempt1, restarts=1)
+    doc = json.loads((folder / layout.RUN_FILE).read_text())
+    doc["delivery"] = {"1": {"records": 3, "complete": True, "attempt": 1}}
+    (folder / layout.RUN_FILE).write_text(json.dumps(doc))
+    old = _journal(tmp_path, em.load_run(folder).id, [_line(i) for i in range(2)], closed=False, attempt=0)
+    assert journal.merge(folder, old).added == 2
+    rec = em.load_run(folder)
+    assert [p["attempt"] for p in rec.metrics(rank=1)] == [1, 1, 1, 0, 0]
+    assert rec.delivery == {"1": {"records": 3, "complete": True, "attempt": 1}}
+
+
 def test_em_run_merge_takes_a_spool_folder_from_elsewhere(tmp_path):
     folder = _finished_run(tmp_path)
     run_id = em.load_run(folder).id
