@@ -9,7 +9,7 @@ peer announced itself with a numbered ``hello#<n>`` key. The server thus never w
 a peer that did not come, reads only new hellos, and a dead peer breaks only its own
 pair. The store is the job's: torchrun's agent store (``TORCHELASTIC_USE_AGENT_STORE``,
 reached as a client at ``MASTER_ADDR:MASTER_PORT``) or the default group's store.
-Nothing here touches the user's groups; each pair is used from one thread only.
+Nothing here touches the user's groups; each pair is used by one thread at a time (handed over whole).
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ class GlooWire(Wire):
         self._acceptor: threading.Thread | None = None
         self._receiver: threading.Thread | None = None
         self._builders: list[threading.Thread] = []  # rank 0: pairs being built (see _build)
+        self._answering: list[threading.Thread] = []  # rank 0: goodbyes being answered (see _reply)
         self._quit = threading.Event()  # set at shutdown: the serving threads end (see shutdown)
         self._finished: set[int] = set()
         self._closed = False
@@ -371,11 +372,13 @@ class GlooWire(Wire):
                     busy = True
                     data = link.take()
                     reply = on_frame(peer, data)
-                    if reply is not None:  # small, into a socket the peer reads: bounded all the same
-                        _send(link.pg, 1, reply, self._tag, timeout=min(1.0, self._timings.silence))
+                    if reply is not None:  # the goodbye's answer: handed to a thread of its own (see _reply)
                         del links[peer]
-                        link.release()
-                        self._finished.add(peer)  # answered, and its pair destroyed
+                        answering = threading.Thread(target=self._reply, args=(link, reply, on_lost),
+                                                     name=f"em_dist-gloo-bye-{peer}", daemon=True)
+                        # a list of its own: only this thread appends to it (the acceptor to _builders)
+                        self._answering = [t for t in self._answering if t.is_alive()] + [answering]
+                        answering.start()
                         continue
                     link.post()
                 except Exception as exc:  # noqa: BLE001 - one peer's trouble never stops the others: a broken
@@ -397,6 +400,29 @@ class GlooWire(Wire):
         for link in links.values():
             link.close()
 
+    def _reply(self, link: _Link, reply: bytes, on_lost: OnLost) -> None:
+        """Send a goodbye's answer and destroy the pair, on a short-lived thread of its own.
+
+        gloo's send completes only once the peer posted its receive: a peer whose host drops
+        during its goodbye would hold the sender for the whole bound (1 s). On the receiving thread
+        that held up every other peer's frames, one goodbye after another. The receiving thread has
+        dropped the link (no receive of it is posted, it never touches the pair again), so the pair
+        is used, then destroyed, by this thread alone: still one thread at a time per pair. The
+        thread is joined (bounded) at :meth:`shutdown`, like the pair builders."""
+        answered = False
+        try:  # small, into a socket the peer reads: bounded all the same
+            _send(link.pg, 1, reply, self._tag, timeout=min(1.0, self._timings.silence))
+            answered = True
+        except Exception as exc:  # noqa: BLE001 - as on the receiving thread: the peer is let go
+            if not isinstance(exc, LINK_ERRORS):
+                warn_once(f"gloo-serve-{link.peer}", f"em_dist: rank 0 let rank {link.peer}'s link go after an "
+                          f"internal error ({exc!r}); its records stay in its journal.")
+        link.release()
+        if answered:
+            self._finished.add(link.peer)  # answered, and its pair destroyed (shutdown waits for this)
+        else:
+            on_lost(link.peer)  # the servers' on_lost take their own lock: safe from any thread
+
     def shutdown(self, finished: frozenset[int] = frozenset()) -> None:
         self._closed = True
         if self.rank == self.root and self._store is not None:
@@ -406,7 +432,7 @@ class GlooWire(Wire):
                 pass
         # A gloo group still alive when the interpreter exits can abort the process ("terminate
         # called without an active exception"): wait (bounded) until the receiving thread has
-        # answered and destroyed the pairs of the peers that finished.
+        # answered and destroyed the pairs of the peers that finished (on their answering threads).
         deadline = time.monotonic() + self._timings.release_wait
         while not finished <= self._finished and time.monotonic() < deadline:
             time.sleep(self._timings.poll / 10)
@@ -417,7 +443,7 @@ class GlooWire(Wire):
         # the links of late peers on its way out (their goodbye is no longer answered).
         self._quit.set()
         deadline = time.monotonic() + self._timings.release_wait
-        for thread in (self._acceptor, self._receiver, *self._builders):
+        for thread in (self._acceptor, self._receiver, *self._builders, *self._answering):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
 
@@ -517,7 +543,7 @@ class _Link:
         self.waited = True  # what it waited for did arrive meanwhile: arrived()/take() go on from there
 
     def release(self) -> None:
-        """Destroy the pair (on the receiving thread, which used it)."""
+        """Destroy the pair (on the thread that used it last: the receiving thread, or a goodbye's answering one)."""
         _forget(self.pg)
         self.pg = self.work = self.body_work = None
 
@@ -547,34 +573,36 @@ def _pid_space() -> str:
 
 
 class _Hellos:
-    """The numbered hellos under a server's prefix, read in order; a number taken by a peer that
-    died before writing its hello is skipped once a later one exists for ``accept_wait``."""
+    """The numbered hellos under a server's prefix. A number taken (``store.add``) whose hello is not
+    written yet (its rank was killed, or cut off between ``add`` and ``set`` in ``connect``) is a
+    hole: the hellos after it are read at once all the same, so one rank never holds up another's
+    hello (a relink, a late joiner). The hole is looked at again on each pass and read when its
+    hello shows up, or given up ``accept_wait`` after it was first seen (its rank stopped waiting by
+    then; it announces itself again under a new number)."""
 
     def __init__(self, store: Any, prefix: str, timings: RankTimings) -> None:
         self._store, self._prefix, self._timings = store, prefix, timings
-        self._next = 1
-        self._hole_since: float | None = None
+        self._next = 1  # the first number never looked at
+        self._holes: dict[int, float] = {}  # a number taken but not written yet -> when first seen
 
     def new(self) -> list[dict[str, Any]]:
+        """The hellos written since the last call (a late one after those that overtook it)."""
+        taken = int(self._store.add(f"{self._prefix}/hellos", 0))  # one store call while nothing is new
+        now = time.monotonic()
+        numbers = sorted(self._holes) + list(range(self._next, taken + 1))
+        self._next = max(self._next, taken + 1)
         docs = []
-        while True:
-            key = f"{self._prefix}/hello#{self._next}"
+        for number in numbers:
+            key = f"{self._prefix}/hello#{number}"
             if self._store.check([key]):
+                self._holes.pop(number, None)
                 try:
                     docs.append(json.loads(self._store.get(key)))
                 except ValueError:
                     pass
-                self._next += 1
-                self._hole_since = None
-                continue
-            if self._hole_since is None:
-                self._hole_since = time.monotonic()
-            elif time.monotonic() - self._hole_since > self._timings.accept_wait:
-                self._hole_since = None
-                if self._store.add(f"{self._prefix}/hellos", 0) >= self._next:
-                    self._next += 1
-                    continue
-            return docs
+            elif now - self._holes.setdefault(number, now) > self._timings.accept_wait:
+                del self._holes[number]
+        return docs
 
 
 def _local_pid(doc: dict[str, Any]) -> int | None:

@@ -242,7 +242,10 @@ class RelayPeer(PeerChannel):
             raise LinkClosed(f"node leader rank {self.rank} lost its link to rank 0")
         bye = len(data) < BYE_BYTES and "bye" in unpack(data)  # a goodbye is a small frame: only those are opened
         with self._cond:
-            # hold at most RELAY_BYTES: past it this thread waits, so the members' sends block
+            # hold at most RELAY_BYTES: past it this thread waits, so the members' sends block. This is
+            # the one wait of a serving thread that holds up every peer (all of this node's members, on
+            # the leader's one receiving thread): by design, the leader's memory stays bounded and the
+            # members' records wait in their own buffers until rank 0 drains it (docs/distributed.md)
             while self._held > RELAY_BYTES and not self._stop.is_set():
                 self._cond.wait(0.1)
             self._queue.append(Relayed(member, data))
