@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CommandError
-from ..interop.folder import ImportedRun, write_run
 from ..store.layout import run_parent_dir
 from .runs import find_run
 
 if TYPE_CHECKING:
+    from ..interop.folder import ImportedRun
     from . import Groups
 
 FORMATS = ("csv", "parquet", "tensorboard")
@@ -24,9 +24,9 @@ def register(groups: Groups) -> None:
                        description="Make local run folders from another tracker's files; upload them as any run.")
     sub = p.add_subparsers(dest="import_command", metavar="FORMAT")
     sub.required = True
-    tb = sub.add_parser("tensorboard", help="TensorBoard event files (scalars; rank-<r> folders are ranks)",
+    tb = sub.add_parser("tensorboard", help="TensorBoard event files (scalars, histograms, images, text; rank-<r> folders are ranks)",
                         description="One run per folder of event files under LOGDIR; a folder rank-<r> is rank r of "
-                                    "its parent's run. Scalars are imported with their steps and times.")
+                                    "its parent's run. Scalars, histograms, images and text are imported with their steps and times.")
     tb.add_argument("logdir", help="the TensorBoard log directory")
     tb.add_argument("--name", default=None, help="the runs' name (default: the log directory's name)")
     tb.add_argument("-d", "--dir", default=None, help="parent folder of the new runs (default $EM_RUN_PARENT_DIR or .em/runs)")
@@ -75,12 +75,16 @@ def _import_mlflow(args: argparse.Namespace) -> int:
 
 def _write(runs: list[ImportedRun], parent_dir: str | None) -> int:
     """Write each imported run as a local run folder; one line per run says where and what."""
+    from ..interop.folder import write_run  # the run-folder writer: not on every `em` command's start-up
+
     parent = Path(parent_dir) if parent_dir else run_parent_dir()
     for run in runs:
         path = write_run(run, parent)
         skipped = f"; not imported: {', '.join(f'{n} {k}' for k, n in sorted(run.skipped.items()))}" if run.skipped else ""
         points = sum(len(p) for p in run.points.values())
-        print(f"{path}  ranks {sorted(run.points)}, {points} points from {run.source}{skipped}")
+        media = sum(len(m) for m in run.media.values())
+        also = f" and {media} media" if media else ""
+        print(f"{path}  ranks {sorted(set(run.points) | set(run.media))}, {points} points{also} from {run.source}{skipped}")
     return 0
 
 
