@@ -41,7 +41,8 @@ def register(groups: Groups) -> None:
 
     p = top.add_parser("export", help="write a local run's metrics as CSV, Parquet or TensorBoard files",
                        description="Write every rank's metric points of a local run as a CSV or Parquet table "
-                                   "(a row per point) or as TensorBoard event files (a folder per rank).")
+                                   "(a row per point) or as TensorBoard event files (a folder per rank; "
+                                   "histograms, images and text too).")
     p.add_argument("run", help="run folder, its alternative name, or a run's name (its newest run)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("-o", "--out", default=None,
@@ -95,7 +96,8 @@ def _export(args: argparse.Namespace) -> int:
         from ..interop.tensorboard import export_run
 
         folders = export_run(run, out)
-        print(f"{out}  {len(folders)} rank folder(s), {len(run.metrics())} points")
+        media = [m for m in run.media() if m.kind != "table"]
+        print(f"{out}  {len(folders)} rank folder(s), {len(run.metrics())} points, {len(media)} media (tables left out)")
         return 0
     from ..interop.tables import export_csv, export_parquet
 

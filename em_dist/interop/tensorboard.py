@@ -10,7 +10,8 @@ images (PNG) and text come in as media of the run (``RunRecord.media()``) at the
 other kinds (audio, PR curves, meshes) are counted and skipped.
 
 Out: one event file per rank (``rank-<r>/`` when the run has several), every metric point a
-scalar ``<type>/<name>`` at its step and time. TensorBoard stores scalars as 32-bit floats.
+scalar ``<type>/<name>`` at its step and time (TensorBoard stores scalars as 32-bit floats);
+histograms, images and text as TensorBoard's own kinds under the same tags (tables left out).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from ..media import Text
 from ..media.encode import counts_payload, media_line, png_payload, text_payload
-from ..store.records import RunRecord
+from ..store.records import MediaEntry, RunRecord
 from .folder import ImportedRun
 from .tags import join_tag, split_tag
 
@@ -162,13 +163,15 @@ def read_logdir(logdir: str | Path, *, name: str | None = None) -> list[Imported
 
 
 def export_run(run: RunRecord, out: str | Path) -> list[Path]:
-    """Write ``run``'s metric points as TensorBoard scalars under ``out`` (``out/rank-<r>/`` per rank
-    when the run has several); returns the folders written."""
+    """Write ``run``'s metric points as TensorBoard scalars and its histograms, images and text as
+    TensorBoard's histograms, images and text under ``out`` (``out/rank-<r>/`` per rank when the
+    run has several); returns the folders written. Tables are left out."""
     writer_mod = _library("tensorboard.summary.writer.event_file_writer")
     event_pb2 = _library("tensorboard.compat.proto.event_pb2")
     summary_pb2 = _library("tensorboard.compat.proto.summary_pb2")
     root = Path(out)
-    ranks = run.ranks()
+    media = run.media()
+    ranks = sorted(set(run.ranks()) | {m.rank for m in media})
     folders: list[Path] = []
     for rank in ranks:
         folder = root / f"rank-{rank}" if len(ranks) > 1 else root
@@ -179,7 +182,36 @@ def export_run(run: RunRecord, out: str | Path) -> list[Path]:
                 value = summary_pb2.Summary.Value(tag=join_tag(p["type"], p["name"]), simple_value=float(p["value"]))
                 writer.add_event(event_pb2.Event(wall_time=p["time"] or 0.0, step=p["step"],
                                                  summary=summary_pb2.Summary(value=[value])))
+            for m in media:
+                if m.rank != rank:
+                    continue
+                value = _media_value(m, summary_pb2)
+                if value is not None:
+                    writer.add_event(event_pb2.Event(wall_time=m.time or 0.0, step=m.step, summary=summary_pb2.Summary(value=[value])))
         finally:
             writer.close()
         folders.append(folder)
     return folders
+
+
+def _media_value(m: MediaEntry, summary_pb2: Any) -> Any:
+    """A media entry as a TensorBoard summary value (None for a table, which TensorBoard has no kind for)."""
+    tag = join_tag(m.type, m.name)
+    if m.kind == "histogram" and m.bins and m.counts is not None:
+        # torch's layout: an empty bucket up to the first edge, then bucket i up to edge i + 1
+        histo = summary_pb2.HistogramProto(min=m.bins[0], max=m.bins[-1], num=sum(m.counts),
+                                           bucket_limit=list(m.bins), bucket=[0, *m.counts])
+        return summary_pb2.Summary.Value(tag=tag, histo=histo)
+    if m.kind == "image" and m.path:
+        image = summary_pb2.Summary.Image(height=m.height or 0, width=m.width or 0, colorspace=4,
+                                          encoded_image_string=Path(m.path).read_bytes())
+        return summary_pb2.Summary.Value(tag=tag, image=image)
+    if m.kind == "text" and m.text is not None:
+        tensor_pb2 = _library("tensorboard.compat.proto.tensor_pb2")
+        shape_pb2 = _library("tensorboard.compat.proto.tensor_shape_pb2")
+        types_pb2 = _library("tensorboard.compat.proto.types_pb2")
+        metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text"))
+        tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[m.text.encode("utf-8")],
+                                        tensor_shape=shape_pb2.TensorShapeProto(dim=[shape_pb2.TensorShapeProto.Dim(size=1)]))
+        return summary_pb2.Summary.Value(tag=tag + _TEXT_SUFFIX, metadata=metadata, tensor=tensor)
+    return None

@@ -137,6 +137,35 @@ def test_a_run_goes_out_to_tensorboard_and_comes_back(tmp_path: Path, run_parent
     assert sorted((key(p), p["value"]) for p in back.metrics()) == sorted((key(p), _f32(p["value"])) for p in rec.metrics())
 
 
+def test_media_go_out_to_tensorboard_and_come_back(tmp_path: Path, run_parent) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = em.create_run(name="media_out")
+    pixels = (np.random.default_rng(1).random((6, 5, 3)) * 255).astype(np.uint8)
+    run.log(type="train", metrics={"loss": 1.0, "h": em.Histogram(np.arange(10.0), bins=4)}, step=3)
+    run.log(type="val", metrics={"img": em.Image(pixels), "note": em.Text("hi"), "t": em.Table(["a"], [[1]])}, step=4)
+    run.finish()
+    rec = em.load_run(run.path)
+
+    out = _em("export", "media_out", "--format", "tensorboard", "-o", str(tmp_path / "out"), cwd=tmp_path).stdout
+    assert "1 points, 3 media" in out
+    acc = EventAccumulator(str(tmp_path / "out"), size_guidance={"tensors": 0})
+    acc.Reload()
+    [h] = acc.Histograms("train/h")
+    assert h.step == 3 and list(h.histogram_value.bucket) == [0, 3, 2, 2, 3]
+    [img] = acc.Images("val/img")
+    assert (img.step, img.width, img.height) == (4, 5, 6)
+    [text] = acc.Tensors("val/note/text_summary")
+    assert text.step == 4 and text.tensor_proto.string_val == [b"hi"]
+
+    _em("import", "tensorboard", str(tmp_path / "out"), "--name", "media_back", cwd=tmp_path)
+    [back] = [r for r in em.list_runs() if r.name == "media_back"]
+    fields = lambda m: (m.kind, m.type, m.name, m.step, m.bins, m.counts, m.width, m.height, m.text)  # noqa: E731
+    assert [fields(m) for m in em.load_run(back.path).media()] == [fields(m) for m in rec.media() if m.kind != "table"]
+    [img_back] = [m for m in em.load_run(back.path).media() if m.kind == "image"]
+    assert Path(img_back.path).read_bytes() == Path(rec.media(name="img")[0].path).read_bytes()
+
+
 def test_an_imported_run_uploads_with_every_rank(tmp_path: Path, run_parent, server) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
