@@ -61,8 +61,8 @@ def test_callback_records_every_rank_under_lightnings_launchers(tmp_path: Path, 
 
 def test_logger_and_callback_under_torchrun_with_the_scripts_run(tmp_path: Path) -> None:
     env = job_env(tmp_path)
-    proc = run_job(torchrun_cmd(2, "--strategy", "ddp", "--run-at-top", "--logger", "--root", str(tmp_path), script=WORKER),
-                   env, timeout=150)
+    proc = run_job(torchrun_cmd(2, "--strategy", "ddp", "--run-at-top", "--logger", "--root", str(tmp_path),
+                                "--histograms", "4", script=WORKER), env, timeout=150)
     _ok(proc)
     rec = the_run(tmp_path)
     assert rec.name == "lit-top" and rec.world["launcher"] == "torchrun"
@@ -71,6 +71,10 @@ def test_logger_and_callback_under_torchrun_with_the_scripts_run(tmp_path: Path)
     for r in (0, 1):
         assert {p["name"] for p in rec.metrics(type="train", rank=r)} == {"rank_value", "loss_step", "loss_epoch"}
         assert len(series(rec, "train", "loss_step", r)) == 8
+        # the callback beside the logger: each rank's own gradient and weight histograms every 4 steps
+        for type_ in ("gradients", "weights"):
+            assert sorted((m.step, m.name) for m in rec.media(type=type_, rank=r)) == [
+                (s, n) for s in (0, 4) for n in ("net.0.bias", "net.0.weight", "net.2.bias", "net.2.weight")], (type_, r)
 
 
 def test_split_by_type_and_alias() -> None:
