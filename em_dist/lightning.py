@@ -84,6 +84,7 @@ class EMCallback(Callback):
         self._metrics = True
         self._every = 1
         self._weights_at = -1
+        self._grads_at = -1
 
     @property
     def run(self) -> Run | None:
@@ -100,6 +101,7 @@ class EMCallback(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._run = run = self._target.get()
         self._metrics = not any(isinstance(lg, EMLogger) for lg in trainer.loggers)
+        self._weights_at = self._grads_at = -1  # the steps histograms were last logged at (this stage's)
         # log_every_n_steps: set on the Trainer by Lightning's logger connector, not declared on the class
         self._every = self.log_every_n_steps or trainer.log_every_n_steps or 1  # type: ignore[attr-defined]
         hparams = dict(pl_module.hparams)
@@ -108,9 +110,11 @@ class EMCallback(Callback):
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         # global_step is the index of the step about to be taken: the logger step after this batch
-        if due(self.histograms_every_n_steps, trainer.global_step):
+        step = trainer.global_step
+        if due(self.histograms_every_n_steps, step) and step != self._grads_at:
+            self._grads_at = step  # once per step (several optimizers: the first one's hook)
             grads = ((n, p.grad) for n, p in pl_module.named_parameters())
-            log_histograms(self._active(), GRADIENTS, grads, step=trainer.global_step, epoch=trainer.current_epoch)
+            log_histograms(self._active(), GRADIENTS, grads, step=step, epoch=trainer.current_epoch)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = _step(trainer)
