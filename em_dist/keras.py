@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from .integrations._histograms import WEIGHTS, check_every, due, log_histograms
 from .integrations._target import RunTarget
 from .run import Run
 from .trial import Trial
@@ -61,6 +62,9 @@ class EMFitCallback(_RunCallback):
     train metrics every n-th batch (0: only at the end of each epoch). Steps are the global
     batch count (continued across ``fit`` calls from the optimizer's iteration count); epochs
     count from 1, as Keras prints them. ``log_hparams=False`` leaves the hparams alone.
+    ``histograms_every_n_batches``: every n-th step, one ``em.Histogram`` per weight tensor
+    (named by its path, ``dense/kernel``) as type ``weights`` (None or 0, the default: none).
+    Keras hands callbacks no gradients, so there are no gradient histograms here.
 
     The batch hook may run on Keras's helper threads (``async_safe``), so it derives everything
     from its ``batch`` argument and state set by the epoch hooks, which Keras calls in order
@@ -74,9 +78,11 @@ class EMFitCallback(_RunCallback):
         log_hparams: bool = True,
         *,
         name: str = "keras",
+        histograms_every_n_batches: int | None = None,
     ) -> None:
         super().__init__(run_or_trial, log_every_n_batches, name)
         self.log_hparams = log_hparams
+        self.histograms_every_n_batches = check_every(histograms_every_n_batches, "histograms_every_n_batches")
         self._step = 0
         self._epoch = 1
         self._seen = 0
@@ -98,6 +104,9 @@ class EMFitCallback(_RunCallback):
         n = self.log_every_n_batches
         if logs and n and step % n == 0:
             self._active().log("train", logs, step=step, epoch=self._epoch)
+        if due(self.histograms_every_n_batches, step):
+            weights = ((v.path, _tensor(v.value)) for v in self.model.weights)
+            log_histograms(self._active(), WEIGHTS, weights, step=step, epoch=self._epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._step += self._seen
@@ -202,6 +211,14 @@ def _names(obj: Any) -> Any:
             return obj.get("config", {}).get("name") or obj["class_name"]
         return {str(k): _names(v) for k, v in obj.items()}
     return getattr(obj, "name", None) or getattr(obj, "__name__", None) or type(obj).__name__
+
+
+def _tensor(value: Any) -> Any:
+    """A variable's value as ``em.Histogram`` takes it: a torch tensor or a JAX array as it is (cloned there,
+    binned on the writer thread); a TensorFlow tensor, which it does not take, as a NumPy array."""
+    if callable(getattr(value, "numel", None)) or callable(getattr(value, "copy", None)):
+        return value
+    return keras.ops.convert_to_numpy(value)
 
 
 def _optimizer_iterations(model: Any) -> int:

@@ -29,6 +29,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from .artifact import create_artifact
+from .integrations._histograms import GRADIENTS, WEIGHTS, check_every, due, log_histograms
 from .integrations._target import RunTarget
 from .integrations._types import group_by_type
 from .run import Run
@@ -55,7 +56,13 @@ class EMCallback(Callback):
     LightningModule's ``save_hyperparameters()`` go into hparams; ``log_checkpoints=True``
     adds the checkpoint files rank 0 saved as an output artifact at the end of ``fit``.
     With an :class:`EMLogger` on the same Trainer, the logger records the metrics and this
-    callback only hparams and checkpoints, so nothing is recorded twice.
+    callback only hparams, checkpoints and histograms, so nothing is recorded twice.
+
+    ``histograms_every_n_steps``: at every n-th optimizer step (Lightning's logger step, as the
+    train metrics), one ``em.Histogram`` per parameter tensor (its name in ``named_parameters()``)
+    of the gradients before the optimizer step (type ``gradients``; parameters without a
+    gradient are left out) and of the weights after it (type ``weights``), on every rank. None
+    or 0 (the default): none.
     """
 
     def __init__(
@@ -65,15 +72,19 @@ class EMCallback(Callback):
         log_checkpoints: bool = False,
         *,
         name: str = "lightning",
+        histograms_every_n_steps: int | None = None,
     ) -> None:
         if log_every_n_steps is not None and (isinstance(log_every_n_steps, bool) or not isinstance(log_every_n_steps, int) or log_every_n_steps < 1):
             raise ValueError(f"log_every_n_steps must be a positive integer or None, got {log_every_n_steps!r}")
         self._target = RunTarget(run_or_trial, name)
         self.log_every_n_steps = log_every_n_steps
         self.log_checkpoints = log_checkpoints
+        self.histograms_every_n_steps = check_every(histograms_every_n_steps, "histograms_every_n_steps")
         self._run: Run | None = None
         self._metrics = True
         self._every = 1
+        self._weights_at = -1
+        self._grads_at = -1
 
     @property
     def run(self) -> Run | None:
@@ -90,16 +101,28 @@ class EMCallback(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._run = run = self._target.get()
         self._metrics = not any(isinstance(lg, EMLogger) for lg in trainer.loggers)
+        self._weights_at = self._grads_at = -1  # the steps histograms were last logged at (this stage's)
         # log_every_n_steps: set on the Trainer by Lightning's logger connector, not declared on the class
         self._every = self.log_every_n_steps or trainer.log_every_n_steps or 1  # type: ignore[attr-defined]
         hparams = dict(pl_module.hparams)
         if hparams:
             run.hparams.update(hparams)
 
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        # global_step is the index of the step about to be taken: the logger step after this batch
+        step = trainer.global_step
+        if due(self.histograms_every_n_steps, step) and step != self._grads_at:
+            self._grads_at = step  # once per step (several optimizers: the first one's hook)
+            grads = ((n, p.grad) for n, p in pl_module.named_parameters())
+            log_histograms(self._active(), GRADIENTS, grads, step=step, epoch=trainer.current_epoch)
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = _step(trainer)
+        if due(self.histograms_every_n_steps, step) and trainer.global_step > 0 and step != self._weights_at:
+            self._weights_at = step  # once per optimizer step (gradient accumulation: several batches per step)
+            log_histograms(self._active(), WEIGHTS, pl_module.named_parameters(), step=step, epoch=trainer.current_epoch)
         if not self._metrics:
             return
-        step = _step(trainer)
         if step % self._every:
             return
         values = {k: v for k, v in trainer.callback_metrics.items() if not k.endswith("_epoch")}

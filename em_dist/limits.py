@@ -64,6 +64,10 @@ MAX_IMAGE_PIXELS = 2048 * 2048
 rank 0 as one record."""
 MAX_IMAGE_FILE_BYTES = 32 * 1024 * 1024
 """An image file given by path (``em.Image("plot.png")``) is at most this many bytes."""
+MAX_HOOK_HISTOGRAMS = 256
+"""The framework hooks' weight and gradient histograms (``histograms_every_n_*``) cover at most
+this many parameter tensors per call: the first ones in the model's own order; the rest are
+skipped, with one warning naming how many and the first skipped."""
 
 
 def text_problem(text: str, *, max_chars: int | None = None) -> str | None:

@@ -146,3 +146,24 @@ def test_jax_backend(run_parent) -> None:
     assert [s for s, _, _ in series(rec, "val", "accuracy", 0)] == [3, 6]
     assert [s for s, _, _ in series(rec, "test", "loss", 0)] == [6]
     assert rec.hparams["optimizer"] == "SGD" and rec.hparams["learning_rate"] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("every", [None, 2])
+def test_fit_callback_weight_histograms_every_n_batches(keras, every) -> None:
+    from em_dist.keras import EMFitCallback
+
+    x, y = _data()
+    model = _model(keras)
+    run = em.create_run(name="keras_hist")
+    # 32 samples in batches of 8: steps 1..4
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[EMFitCallback(run, histograms_every_n_batches=every)], verbose=0)
+    run.finish()
+    media = em.load_run(run.path).media()
+    if every is None:
+        assert media == []
+        return
+    assert {m.type for m in media} == {"weights"}
+    names = [v.path for v in model.weights]
+    assert sorted((m.step, m.name) for m in media) == sorted((s, n) for s in (2, 4) for n in names)
+    kernel = [m for m in media if m.name == names[0] and m.step == 4][0]
+    assert kernel.kind == "histogram" and sum(kernel.counts) == 4 * 8 and kernel.nonfinite == 0

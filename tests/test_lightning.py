@@ -61,8 +61,8 @@ def test_callback_records_every_rank_under_lightnings_launchers(tmp_path: Path, 
 
 def test_logger_and_callback_under_torchrun_with_the_scripts_run(tmp_path: Path) -> None:
     env = job_env(tmp_path)
-    proc = run_job(torchrun_cmd(2, "--strategy", "ddp", "--run-at-top", "--logger", "--root", str(tmp_path), script=WORKER),
-                   env, timeout=150)
+    proc = run_job(torchrun_cmd(2, "--strategy", "ddp", "--run-at-top", "--logger", "--root", str(tmp_path),
+                                "--histograms", "4", script=WORKER), env, timeout=150)
     _ok(proc)
     rec = the_run(tmp_path)
     assert rec.name == "lit-top" and rec.world["launcher"] == "torchrun"
@@ -71,6 +71,10 @@ def test_logger_and_callback_under_torchrun_with_the_scripts_run(tmp_path: Path)
     for r in (0, 1):
         assert {p["name"] for p in rec.metrics(type="train", rank=r)} == {"rank_value", "loss_step", "loss_epoch"}
         assert len(series(rec, "train", "loss_step", r)) == 8
+        # the callback beside the logger: each rank's own gradient and weight histograms every 4 steps
+        for type_ in ("gradients", "weights"):
+            assert sorted((m.step, m.name) for m in rec.media(type=type_, rank=r)) == [
+                (s, n) for s in (0, 4) for n in ("net.0.bias", "net.0.weight", "net.2.bias", "net.2.weight")], (type_, r)
 
 
 def test_split_by_type_and_alias() -> None:
@@ -96,3 +100,38 @@ def test_ddp_spawn_with_the_run_made_in_the_main_process(tmp_path: Path) -> None
     assert rec.world["launcher"] == "lightning"
     outputs = [a for a in rec.artifacts if a.role == "output"]  # the logger's and the callback's
     assert outputs and all([f["path"] for f in em.load_artifact(a.path).files] == ["epoch=1-step=8.ckpt"] for a in outputs)
+
+
+@pytest.mark.parametrize("every", [None, 2])
+def test_callback_weight_and_gradient_histograms_every_n_steps(tmp_path: Path, every) -> None:
+    """In this process, one CPU device: 8 batches = optimizer steps 0..7 (Lightning's logger steps)."""
+    import lightning.pytorch as pl
+
+    sys.path.insert(0, str(WORKERS))
+    try:
+        from lightning_train import Tiny, loader
+    finally:
+        sys.path.remove(str(WORKERS))
+    from em_dist.lightning import EMCallback
+
+    run = em.create_run(name="lit_hist")
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=8, log_every_n_steps=1, logger=False,
+                         callbacks=[EMCallback(run, histograms_every_n_steps=every)], enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path),
+                         num_sanity_val_steps=0, limit_val_batches=0)
+    model = Tiny()
+    trainer.fit(model, loader(64, 1))
+    run.finish()
+    rec = em.load_run(run.path)
+    media = rec.media()
+    if every is None:
+        assert media == []
+        return
+    names = [n for n, _ in model.named_parameters()]
+    for type_ in ("weights", "gradients"):
+        got = sorted((m.step, m.name) for m in rec.media(type=type_))
+        assert got == sorted((s, n) for s in (0, 2, 4, 6) for n in names), type_
+    [w] = rec.media(type="weights", name="net.0.weight")[-1:]
+    assert sum(w.counts) == 8 * 8 and w.epoch is not None
+    # at the train metrics' steps
+    assert {m.step for m in rec.media(type="gradients")} == {p["step"] for p in rec.metrics(type="train", name="loss") if p["step"] % 2 == 0}

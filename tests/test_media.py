@@ -264,3 +264,12 @@ def test_two_ranks_under_torchrun_each_land_in_the_run_once(tmp_path):
             assert sum(m.counts) == 100 and m.bins[0] == r * 1000 + m.step - 0.5
         assert [m.text for m in rec.media(name="note", rank=r)] == [f"rank {r} step {s}" for s in range(3)]
         assert [p["step"] for p in rec.metrics(name="loss", rank=r)] == [0, 1, 2]
+
+
+def test_counts_payload_checks_a_histogram_binned_elsewhere():
+    from em_dist.media.encode import counts_payload
+
+    assert counts_payload([0, 1, 3], [2, 5]) == {"bins": [0.0, 1.0, 3.0], "counts": [2, 5], "nonfinite": 0}
+    for edges, counts in (([0, 1], [1, 2]), ([1, 0], [1]), ([0, float("inf")], [1]), ([0, 1], [-1]), ([0], [])):
+        with pytest.raises(ValueError):
+            counts_payload(edges, counts)

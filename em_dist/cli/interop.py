@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CommandError
-from ..interop.folder import ImportedRun, write_run
 from ..store.layout import run_parent_dir
 from .runs import find_run
 
 if TYPE_CHECKING:
+    from ..interop.folder import ImportedRun
     from . import Groups
 
 FORMATS = ("csv", "parquet", "tensorboard")
@@ -24,9 +24,9 @@ def register(groups: Groups) -> None:
                        description="Make local run folders from another tracker's files; upload them as any run.")
     sub = p.add_subparsers(dest="import_command", metavar="FORMAT")
     sub.required = True
-    tb = sub.add_parser("tensorboard", help="TensorBoard event files (scalars; rank-<r> folders are ranks)",
+    tb = sub.add_parser("tensorboard", help="TensorBoard event files (scalars, histograms, images, text; rank-<r> folders are ranks)",
                         description="One run per folder of event files under LOGDIR; a folder rank-<r> is rank r of "
-                                    "its parent's run. Scalars are imported with their steps and times.")
+                                    "its parent's run. Scalars, histograms, images and text are imported with their steps and times.")
     tb.add_argument("logdir", help="the TensorBoard log directory")
     tb.add_argument("--name", default=None, help="the runs' name (default: the log directory's name)")
     tb.add_argument("-d", "--dir", default=None, help="parent folder of the new runs (default $EM_RUN_PARENT_DIR or .em/runs)")
@@ -41,7 +41,8 @@ def register(groups: Groups) -> None:
 
     p = top.add_parser("export", help="write a local run's metrics as CSV, Parquet or TensorBoard files",
                        description="Write every rank's metric points of a local run as a CSV or Parquet table "
-                                   "(a row per point) or as TensorBoard event files (a folder per rank).")
+                                   "(a row per point) or as TensorBoard event files (a folder per rank; "
+                                   "histograms, images and text too).")
     p.add_argument("run", help="run folder, its alternative name, or a run's name (its newest run)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("-o", "--out", default=None,
@@ -75,12 +76,16 @@ def _import_mlflow(args: argparse.Namespace) -> int:
 
 def _write(runs: list[ImportedRun], parent_dir: str | None) -> int:
     """Write each imported run as a local run folder; one line per run says where and what."""
+    from ..interop.folder import write_run  # the run-folder writer: not on every `em` command's start-up
+
     parent = Path(parent_dir) if parent_dir else run_parent_dir()
     for run in runs:
         path = write_run(run, parent)
         skipped = f"; not imported: {', '.join(f'{n} {k}' for k, n in sorted(run.skipped.items()))}" if run.skipped else ""
         points = sum(len(p) for p in run.points.values())
-        print(f"{path}  ranks {sorted(run.points)}, {points} points from {run.source}{skipped}")
+        media = sum(len(m) for m in run.media.values())
+        also = f" and {media} media" if media else ""
+        print(f"{path}  ranks {sorted(set(run.points) | set(run.media))}, {points} points{also} from {run.source}{skipped}")
     return 0
 
 
@@ -91,7 +96,8 @@ def _export(args: argparse.Namespace) -> int:
         from ..interop.tensorboard import export_run
 
         folders = export_run(run, out)
-        print(f"{out}  {len(folders)} rank folder(s), {len(run.metrics())} points")
+        media = [m for m in run.media() if m.kind != "table"]
+        print(f"{out}  {len(folders)} rank folder(s), {len(run.metrics())} points, {len(media)} media (tables left out)")
         return 0
     from ..interop.tables import export_csv, export_parquet
 

@@ -25,6 +25,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from ..artifact import create_artifact
 from ..run import Run
 from ..trial import Trial
+from ._histograms import GRADIENTS, WEIGHTS, check_every, due, log_histograms
 from ._target import RunTarget
 from ._types import group_by_type
 
@@ -49,11 +50,19 @@ class EMCallback(TrainerCallback):
     config (``model_config``) go into hparams. ``log_checkpoints=True`` adds the last
     checkpoint folder the Trainer saved as an output artifact at the end of training
     (world process zero).
+
+    ``histograms_every_n_steps``: at every n-th ``global_step``, one ``em.Histogram`` per
+    parameter tensor (its name in ``named_parameters()``) of the gradients before the optimizer
+    step (type ``gradients``, after the Trainer clipped them; parameters without a gradient are
+    left out) and of the weights after it (type ``weights``), on every process. None or 0 (the
+    default): none.
     """
 
-    def __init__(self, run_or_trial: Run | Trial | None = None, log_checkpoints: bool = False, *, name: str = "transformers") -> None:
+    def __init__(self, run_or_trial: Run | Trial | None = None, log_checkpoints: bool = False, *, name: str = "transformers",
+                 histograms_every_n_steps: int | None = None) -> None:
         self._target = RunTarget(run_or_trial, name)
         self.log_checkpoints = log_checkpoints
+        self.histograms_every_n_steps = check_every(histograms_every_n_steps, "histograms_every_n_steps")
         self._last_checkpoint: Path | None = None
 
     @property
@@ -75,6 +84,16 @@ class EMCallback(TrainerCallback):
         run = self._target.get()
         for kind, values in split_logs(logs).items():
             run.log(kind, values, step=state.global_step, epoch=state.epoch)
+
+    def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any) -> None:
+        step = state.global_step + 1  # the step being taken: global_step counts it after the optimizer step
+        if model is not None and due(self.histograms_every_n_steps, step):
+            grads = ((n, p.grad) for n, p in model.named_parameters())
+            log_histograms(self._target.get(), GRADIENTS, grads, step=step, epoch=state.epoch)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any) -> None:
+        if model is not None and due(self.histograms_every_n_steps, state.global_step):
+            log_histograms(self._target.get(), WEIGHTS, model.named_parameters(), step=state.global_step, epoch=state.epoch)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if args.output_dir is not None:  # always set by then (TrainingArguments defaults it), typed optional

@@ -41,7 +41,9 @@ class ImportedRun:
     files: Path | None = None
     """A folder of the run's files, kept as its output artifact ``<name>-files``."""
     skipped: dict[str, int] = field(default_factory=dict)
-    """Values of kinds not imported (``histogram``, ``image``, ...): how many of each."""
+    """Values of kinds not imported (``audio``, ...): how many of each."""
+    media: dict[int, list[str]] = field(default_factory=dict)
+    """Rank -> its media records (:func:`em_dist.media.encode.media_line`), in order."""
 
 
 def write_run(run: ImportedRun, parent: Path) -> Path:
@@ -53,7 +55,7 @@ def write_run(run: ImportedRun, parent: Path) -> Path:
     ended = run.end if run.end is not None else max(times, default=started)
     alt = layout.alternative_name(layout.check_name(run.name), started)
     path = (parent / alt).resolve()
-    size = max(run.points, default=0) + 1
+    size = max([*run.points, *run.media], default=0) + 1
     doc: dict[str, Any] = {
         "format_version": layout.FORMAT_VERSION, "id": str(uuid.uuid4()), "name": run.name, "alternative_name": alt,
         "labels": ["imported", *run.labels], "description": f"imported from {run.source}", "status": run.status,
@@ -64,11 +66,11 @@ def write_run(run: ImportedRun, parent: Path) -> Path:
                       "status": run.status, "reason": run.status_reason}],
     }
     others: list[tuple[int, int, dict[str, Any]]] = []  # the other ranks' summaries, for rank 0's summary.json
-    for rank in sorted(set(run.points) - {0}):
-        writer = _writer(path, rank, run.points[rank])
+    for rank in sorted((set(run.points) | set(run.media)) - {0}):
+        writer = _writer(path, rank, run.points.get(rank, []), run.media.get(rank, []))
         writer.close()  # never started: its one cycle runs here
         others.append((rank, *writer.summary.rank(rank)))
-    writer = _writer(path, 0, run.points.get(0, []))  # rank 0's last: it writes the metadata and summary.json
+    writer = _writer(path, 0, run.points.get(0, []), run.media.get(0, []))  # rank 0's last: it writes the metadata and summary.json
     for summary in others:
         writer.submit_summary(*summary)
     writer.write_run(doc)
@@ -83,9 +85,11 @@ def write_run(run: ImportedRun, parent: Path) -> Path:
     return path
 
 
-def _writer(path: Path, rank: int, points: list[Point]) -> RunWriter:
-    """A writer of ``rank``'s lines in the run folder at ``path``, holding ``points`` as records."""
+def _writer(path: Path, rank: int, points: list[Point], media: list[str]) -> RunWriter:
+    """A writer of ``rank``'s lines in the run folder at ``path``, holding ``points`` as records and
+    ``media`` (media records) after them."""
     writer = RunWriter(path, rank=rank, heartbeat=rank == 0)
     records: list[RecordTuple] = [(t, step, None, wall, {name: value}) for t, name, step, wall, value in points]
     writer.buffer.extend(records)
+    writer.buffer.extend(media)
     return writer

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._warn import warn_once
+from ..limits import MAX_HISTOGRAM_BINS
 from ..store.lines import MEDIA_MARK
 from .values import Histogram, Image, Media, Table, Text
 
@@ -109,10 +110,31 @@ def image_payload(img: Image) -> dict[str, Any]:
             arr = arr[:, :, 0]
         png = _png(pil.fromarray(arr))
         height, width = int(arr.shape[0]), int(arr.shape[1])
+    return png_payload(png, int(width), int(height), img.caption)
+
+
+def png_payload(png: bytes, width: int, height: int, caption: str | None = None) -> dict[str, Any]:
+    """The payload of an image already encoded as PNG (an importer's): ``{png: base64, width, height, caption?}``."""
     doc: dict[str, Any] = {"png": base64.b64encode(png).decode("ascii"), "width": int(width), "height": int(height)}
-    if img.caption is not None:
-        doc["caption"] = img.caption
+    if caption is not None:
+        doc["caption"] = caption
     return doc
+
+
+def counts_payload(edges: list[float], counts: list[int], nonfinite: int = 0) -> dict[str, Any]:
+    """The payload of a histogram binned elsewhere (an importer's): ``edges`` (n + 1, finite, not
+    decreasing) and ``counts`` (n, 1 <= n <= MAX_HISTOGRAM_BINS). Raises ``ValueError`` otherwise."""
+    edges = [float(e) for e in edges]
+    counts = [int(c) for c in counts]
+    if not 1 <= len(counts) <= MAX_HISTOGRAM_BINS:
+        raise ValueError(f"a histogram has 1..{MAX_HISTOGRAM_BINS} bins, got {len(counts)}")
+    if len(edges) != len(counts) + 1:
+        raise ValueError(f"a histogram of {len(counts)} bins needs {len(counts) + 1} edges, got {len(edges)}")
+    if not all(math.isfinite(e) for e in edges) or any(b < a for a, b in zip(edges, edges[1:])):
+        raise ValueError("a histogram's edges must be finite and not decreasing")
+    if any(c < 0 for c in counts) or nonfinite < 0:
+        raise ValueError("a histogram's counts must not be negative")
+    return {"bins": edges, "counts": counts, "nonfinite": int(nonfinite)}
 
 
 def _to_hwc_uint8(data: Any) -> Any:
@@ -167,9 +189,14 @@ PAYLOADS: dict[type[Media], Callable[[Any], dict[str, Any]]] = {
 
 def media_record(type_: str, step: int, epoch: int | float | None, t: float, name: str, value: Media) -> str:
     """The media record of ``value``: :data:`MEDIA_MARK` and one JSON line (no NaN: strict JSON)."""
-    head = {"kind": value.kind, "type": type_, "step": step, "epoch": epoch, "time": t, "name": name}
-    doc = head | PAYLOADS[value.__class__](value)
-    return MEDIA_MARK + json.dumps(doc, separators=(",", ":"), allow_nan=False) + "\n"
+    return media_line(value.kind, type_, step, epoch, t, name, PAYLOADS[value.__class__](value))
+
+
+def media_line(kind: str, type_: str, step: int, epoch: int | float | None, t: float, name: str, payload: dict[str, Any]) -> str:
+    """The one definition of a media record: :data:`MEDIA_MARK` and one JSON line (no NaN: strict JSON),
+    the head (kind, type, step, epoch, time, name) then the kind's payload."""
+    head = {"kind": kind, "type": type_, "step": step, "epoch": epoch, "time": t, "name": name}
+    return MEDIA_MARK + json.dumps(head | payload, separators=(",", ":"), allow_nan=False) + "\n"
 
 
 def split_media(batch: list[Any], at: list[int]) -> list[Any]:

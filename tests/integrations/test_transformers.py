@@ -52,3 +52,36 @@ def test_split_logs() -> None:
 
     assert split_logs({"loss": 1.0, "eval_loss": 2.0, "test_acc": 3.0, "train_runtime": 4.0, "epoch": 0.5, "note": "x"}) == {
         "train": {"loss": 1.0}, "val": {"loss": 2.0}, "test": {"acc": 3.0}, "summary": {"train_runtime": 4.0}}
+
+
+@pytest.mark.parametrize("every", [None, 2])
+def test_callback_weight_and_gradient_histograms_every_n_steps(tmp_path: Path, every, monkeypatch) -> None:
+    """In this process on the CPU: the worker's 1-layer BERT, 4 steps."""
+    require("transformers")
+    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+
+    from em_dist.integrations.transformers import EMCallback
+
+    monkeypatch.syspath_prepend(str(WORKERS))
+    from transformers_train import Synthetic
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=16, max_position_embeddings=16, num_labels=2)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=4, per_device_train_batch_size=4, logging_steps=1,
+                             report_to="none", use_cpu=True, dataloader_num_workers=0, save_strategy="no", disable_tqdm=True)
+    run = em.create_run(name="hf_hist")
+    model = BertForSequenceClassification(config)
+    Trainer(model=model, args=args, train_dataset=Synthetic(16, 1),
+            callbacks=[EMCallback(run, histograms_every_n_steps=every)]).train()
+    run.finish()
+    rec = em.load_run(run.path)
+    if every is None:
+        assert rec.media() == []
+        return
+    names = [n for n, _ in model.named_parameters()]
+    assert sorted((m.step, m.name) for m in rec.media(type="weights")) == sorted((s, n) for s in (2, 4) for n in names)
+    grads = rec.media(type="gradients")
+    assert {m.step for m in grads} == {2, 4}
+    assert {m.name for m in grads} <= set(names) and "classifier.weight" in {m.name for m in grads}
+    [w] = rec.media(type="weights", name="classifier.weight", rank=0)[-1:]
+    assert sum(w.counts) == 16 * 2 and w.epoch == 1.0  # 4 steps of 4 samples: one epoch

@@ -46,13 +46,14 @@ def main() -> None:
     p.add_argument("--logger", action="store_true")
     p.add_argument("--checkpoints", action="store_true")
     p.add_argument("--root", default=".")
+    p.add_argument("--histograms", type=int, default=None, help="EMCallback(histograms_every_n_steps=...)")
     p.add_argument("--import-mpi", action="store_true", help="import mpi4py first (a singleton MPI init)")
     a = p.parse_args()
     if a.import_mpi:
         from mpi4py import MPI  # noqa: F401 - Open MPI then sets PMIX_* for the processes this one spawns
     torch.manual_seed(0)
     run = em.create_run(name="lit-top") if a.run_at_top else None
-    callbacks = [EMCallback(run, log_checkpoints=a.checkpoints, name="lit")]
+    callbacks = [EMCallback(run, log_checkpoints=a.checkpoints, name="lit", histograms_every_n_steps=a.histograms)]
     logger = EMLogger(run, log_checkpoints=a.checkpoints, name="lit") if a.logger else False
     trainer = pl.Trainer(
         accelerator="cpu", devices=a.devices, strategy=a.strategy, max_epochs=2, log_every_n_steps=1,
