@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from em_dist._warn import warn_once
 from em_dist.client.http import HttpClient
 from em_dist.errors import ServerError
 from em_dist.store.media import MEDIA_DIR, media_file
@@ -35,7 +36,12 @@ def upload_media(http: HttpClient, run_dir: Path, run_id: str) -> tuple[dict[int
     ranks = media_ranks(run_dir)
     if not ranks:
         return {}, 0, 0
-    held = {int(k): v for k, v in http.get_json(f"/runs/{run_id}/media/offsets").items()}
+    response = http.request("GET", f"/runs/{run_id}/media/offsets", accept=(404,))
+    if response.status_code == 404:  # the run was just stored: a server older than media (no such route)
+        warn_once(f"media-old-server:{http.host}", f"em_dist: the server at {http.host} stores no media "
+                  "(older than em_dist's media support); the run's media were not uploaded", 4)
+        return {}, 0, 0
+    held = {int(k): v for k, v in response.json().items()}
     offsets: dict[int, int] = {}
     sent = images = 0
     for rank in ranks:
