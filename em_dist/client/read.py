@@ -162,7 +162,7 @@ class Client:
             out.extend(self._media_entry(run_id, d) for d in page["records"])
             after = page.get("next_after")
             if after is None:
-                return out
+                return sorted(out, key=lambda m: m.rank)  # rank by rank, each in the order stored (a stable sort)
 
     def image(self, run_id: str, sha256: str) -> bytes:
         """The PNG of an image a run logged, by its ``sha256``."""

@@ -45,6 +45,8 @@ from em_dist.server.models import Blob, BlobOwner, MediaOffset, MediaRecord
 KINDS = ("histogram", "image", "table", "text")
 MAX_READ_RECORDS = 10_000
 """Media records one read returns at most."""
+MAX_READ_BYTES = 32 * 1024 * 1024
+"""About the most bytes of media records one read returns (the rest come with ``after``)."""
 
 
 class MissingBlobs(Exception):
@@ -253,8 +255,9 @@ def offsets(session: Session, run_id: str) -> dict[str, int]:
 
 def read(session: Session, run_id: str, *, type: str | None = None, name: str | None = None,
          rank: int | None = None, kind: str | None = None, after: int | None = None,
-         limit: int = MAX_READ_RECORDS) -> list[dict[str, Any]]:
-    """Media records ``{id, rank, ...document}``, rank by rank in the order stored (a peer's by number)."""
+         limit: int = MAX_READ_RECORDS, max_bytes: int = MAX_READ_BYTES) -> tuple[list[dict[str, Any]], bool]:
+    """Media records ``{id, rank, ...document}``, rank by rank in the order stored (a peer's by number),
+    at most ``limit`` of them and about ``max_bytes`` (at least one); True when more remain."""
     q = select(MediaRecord).where(MediaRecord.run_id == run_id)
     for column, value in ((MediaRecord.type, type), (MediaRecord.name, name), (MediaRecord.rank, rank),
                           (MediaRecord.kind, kind)):
@@ -262,8 +265,14 @@ def read(session: Session, run_id: str, *, type: str | None = None, name: str | 
             q = q.where(column == value)
     if after is not None:
         q = q.where(MediaRecord.id > after)
-    rows = session.scalars(q.order_by(MediaRecord.rank, MediaRecord.id).limit(limit)).all()
-    return [{**json.loads(r.doc), "id": r.id, "rank": r.rank} for r in rows]
+    out: list[dict[str, Any]] = []
+    size = 0
+    for r in session.scalars(q.order_by(MediaRecord.id).limit(limit + 1)):
+        if len(out) == limit or (out and size + len(r.doc) > max_bytes):
+            return out, True
+        out.append({**json.loads(r.doc), "id": r.id, "rank": r.rank})
+        size += len(r.doc)
+    return out, False
 
 
 def has_image(session: Session, run_id: str, sha256: str) -> bool:

@@ -189,3 +189,39 @@ def test_gc_keeps_the_images_runs_logged(fresh_server, tmp_path, monkeypatch) ->
     assert report.blobs == 0
     for m in em.Client(host=fresh_server.url, api_key=key).run(run_id).media(name="img"):
         assert m.image_bytes()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_reads_page_by_count_and_bytes(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> None:
+    from em_dist.server import admin, media_store, migrate
+    from em_dist.server.config import ServerConfig
+    from em_dist.server.db import open_database
+    from em_dist.server.models import Folder, Run, User
+    from tests.server.harness import database_url
+
+    config = ServerConfig.build(tmp_path / "server", database_url(kind, request))
+    migrate.upgrade(config)
+    db = open_database(config)
+    admin.add_user(db, "alice")
+    with db.write_session() as session:
+        user = session.query(User).filter_by(name="alice").one()
+        folder = Folder(owner_id=user.id, name="f", path="f")
+        session.add(folder)
+        session.flush()
+        session.add(Run(id="r1", folder_id=folder.id, owner_id=user.id, name="r", local_name="r",
+                        alternative_name="r", status="Running"))
+        session.flush()
+        docs = [{"kind": "text", "type": "v", "name": "s", "step": i, "text": "x" * 100} for i in range(7)]
+        media_store.insert_rows(session, [media_store.row_for("r1", i % 2, d) for i, d in enumerate(docs)])
+        session.commit()
+    with db.read_session() as session:
+        seen, after, pages = [], None, 0
+        while True:
+            page, more = media_store.read(session, "r1", after=after, limit=3, max_bytes=400)
+            seen += page
+            pages += 1
+            if not more:
+                break
+            after = page[-1]["id"]
+        assert [d["step"] for d in seen] == list(range(7)) and pages == 4  # two a page: about 150 bytes each, 400 at most
+        assert media_store.read(session, "r1", limit=3)[0][-1]["step"] == 2

@@ -74,14 +74,13 @@ def read_media(
     kind: str | None = Query(default=None, max_length=16),
     after: int | None = Query(default=None, ge=0, le=MAX_OFFSET),
 ) -> dict:
-    """The run's media records, rank by rank in the order logged: ``records`` (each its document:
+    """The run's media records in the order stored: ``records`` (each its document:
     ``kind, type, name, step, epoch, time, rank, id`` and the kind's fields; an image's PNG by
-    ``sha256``, fetched from ``/runs/{id}/media/images/{sha256}``) and ``next_after`` when more
-    remain (pass it as ``after``)."""
+    ``sha256``, fetched from ``/runs/{id}/media/images/{sha256}``), at most 10,000 or about 32 MiB,
+    and ``next_after`` when more remain (pass it as ``after``)."""
     get_run(session, user, run_id)
-    records = media_store.read(session, run_id, type=type, name=name, rank=rank, kind=kind, after=after)
-    full = len(records) == media_store.MAX_READ_RECORDS
-    return {"records": records, "next_after": records[-1]["id"] if full else None}
+    records, more = media_store.read(session, run_id, type=type, name=name, rank=rank, kind=kind, after=after)
+    return {"records": records, "next_after": records[-1]["id"] if more else None}
 
 
 @router.get("/runs/{run_id}/media/images/{sha256}")
