@@ -192,7 +192,9 @@ def store_png(session: Session, blobs: BlobStore, user_id: str, png: bytes) -> s
 def journal_doc(session: Session, blobs: BlobStore, user_id: str, text: str, where: str) -> dict[str, Any]:
     """A journal's media record (its mark taken off): checked, an image's inline PNG stored as a blob."""
     doc = parse(text, where)
-    if isinstance(doc.get("png"), str):
+    if doc["kind"] == "image":
+        if not isinstance(doc.get("png"), str):  # a hash alone would name a blob the sender may not hold
+            raise IngestError(f"{where}: a journal's image carries its PNG ('png', base64)")
         try:
             png = base64.b64decode(doc.pop("png"), validate=True)
         except (binascii.Error, ValueError):

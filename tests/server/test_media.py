@@ -72,6 +72,10 @@ def test_upload_reads_back_equal_once_and_only_for_the_owner(server, tmp_path, m
                  lambda: outsider.image(first.server_run_id, sha)):
         with pytest.raises(NotFoundError):
             call()
+    friend_name, friend = server.add_user()
+    client.share(first.folder_id, friend_name, "view")
+    shared = em.Client(host=server.url, api_key=friend).run(first.server_run_id).media(name="img", rank=1)
+    assert shared[0].image_bytes() == local.media(name="img", rank=1)[0].image_bytes()  # a viewer sees them
     other = em.create_run(name="other")
     other.finish()
     mine = em.upload(other.path, host=server.url, api_key=stranger)
@@ -173,6 +177,9 @@ def test_an_image_not_uploaded_is_a_409_naming_it(server, tmp_path) -> None:
     line = json.dumps({"kind": "image", "type": "v", "name": "x", "step": 0, "width": 1, "height": 1, "sha256": sha})
     answer = _post(server, key, f"/runs/{run_id}/media/0", line.encode() + b"\n", offset=0)
     assert answer.status_code == 409 and answer.json()["missing"] == [sha]
+    # a journal's image must carry its PNG: a bare hash would name a blob the sender may not hold
+    journal = _post(server, key, f"/runs/{run_id}/journal/1", b"1\t\x1d" + line.encode() + b"\n")
+    assert journal.status_code == 400 and "carries its PNG" in journal.json()["detail"]
 
 
 def test_gc_keeps_the_images_runs_logged(fresh_server, tmp_path, monkeypatch) -> None:
