@@ -11,6 +11,7 @@ document is checked against :mod:`em_dist.limits`; a bad one is an :class:`Inges
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import binascii
 import hashlib
 import json
@@ -174,15 +175,9 @@ def store_png(session: Session, blobs: BlobStore, user_id: str, png: bytes) -> s
         raise IngestError(f"an image's PNG is over {MAX_IMAGE_FILE_BYTES} bytes")
     digest = hashlib.sha256(png).hexdigest()
     blob_records.lock(session, digest)
-    if not blobs.exists(digest):
-        writer = blobs._writer(digest)
-        try:
-            writer.write(png)
-            writer.commit()
-        finally:
-            writer.abort()
+    blobs.write_bytes(digest, png)
     if session.get(Blob, digest) is None:
-        session.add(Blob(sha256=digest, size=len(png), last_upload=blob_records._now()))
+        session.add(Blob(sha256=digest, size=len(png), last_upload=dt.datetime.now(dt.timezone.utc)))
         session.flush()
     if session.get(BlobOwner, (digest, user_id)) is None:
         session.add(BlobOwner(sha256=digest, user_id=user_id))
