@@ -159,3 +159,7 @@ def log_max_bytes() -> int:
     if value < 1024:
         raise ValueError(f"EM_LOG_MAX_BYTES={raw!r}: it must be a whole number of bytes, at least 1024")
     return value
+
+MAX_MEDIA_RECORD_BYTES = 16 * 1024 * 1024
+"""The largest media record (one JSON line of ``media/rank-<r>.jsonl``, an image's PNG not counted)
+the server stores."""

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from em_dist.client.auth import client_for
 from em_dist.client.http import HttpClient
 from em_dist.store.lines import decode_number
-from em_dist.store.records import ArtifactRef, MetricPoint, RunRecord
+from em_dist.store.records import ArtifactRef, MediaEntry, MetricPoint, RunRecord
 
 
 
@@ -129,6 +129,7 @@ class Client:
             artifacts=[ArtifactRef(id=a["id"], name=a["name"], path=None, role=a["role"], files=a["files"]) for a in d["artifacts"]],
             points=self._points(run_id),
             output=lambda rank, tail: self.logs(run_id, rank=rank, tail=tail),
+            media_reader=lambda rank: self.media(run_id, rank=rank),
         )
 
     def metrics(self, run_id: str, *, type: str | None = None, name: str | None = None, rank: int | None = None,
@@ -149,6 +150,33 @@ class Client:
                 out.insert(0, {"rank": int(r), "time": first, "stream": "em",
                                "text": f"[em_dist] dropped {n} bytes of earlier output"})
         return out
+
+    def media(self, run_id: str, *, type: str | None = None, name: str | None = None,
+              rank: int | None = None) -> list[MediaEntry]:
+        """A run's media values as :meth:`RunRecord.media` lists them (``path`` None: an image's
+        :meth:`MediaEntry.image_bytes` fetches its PNG, :meth:`image` by hash)."""
+        out: list[MediaEntry] = []
+        after: int | None = None
+        while True:
+            page = self._http.get_object(f"/runs/{run_id}/media", type=type, name=name, rank=rank, after=after)
+            out.extend(self._media_entry(run_id, d) for d in page["records"])
+            after = page.get("next_after")
+            if after is None:
+                return sorted(out, key=lambda m: m.rank)  # rank by rank, each in the order stored (a stable sort)
+
+    def image(self, run_id: str, sha256: str) -> bytes:
+        """The PNG of an image a run logged, by its ``sha256``."""
+        return self._http.request("GET", f"/runs/{quote(run_id, safe='')}/media/images/{quote(sha256, safe='')}").content
+
+    def _media_entry(self, run_id: str, d: dict[str, Any]) -> MediaEntry:
+        sha = d.get("sha256") if d["kind"] == "image" else None
+        return MediaEntry(
+            kind=d["kind"], type=d["type"], name=d["name"], step=d["step"], epoch=d.get("epoch"), rank=d["rank"],
+            time=d.get("time"), sha256=sha, caption=d.get("caption"), width=d.get("width"), height=d.get("height"),
+            bins=d.get("bins"), counts=d.get("counts"), nonfinite=d.get("nonfinite"), columns=d.get("columns"),
+            rows=d.get("rows"), text=d.get("text"),
+            fetch=(lambda: self.image(run_id, sha)) if isinstance(sha, str) else None,
+        )
 
     def metric_names(self, run_id: str) -> list[dict[str, Any]]:
         """Every series of a run with count and last value."""

@@ -3,7 +3,8 @@
 A run upload is: ``PUT /runs/{id}`` (metadata; the answer says how many bytes of each
 rank's metrics the server holds), then each marked artifact (only the blobs the server
 lacks, streamed, then ``PUT /artifacts/{id}``), then the metric lines past the server's
-offset per rank in chunks of complete lines. Running it again sends only what is new.
+offset per rank in chunks of complete lines, then captured output and media records (images as
+blobs the server lacks). Running it again sends only what is new.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from em_dist._notice import console_url
 from em_dist._warn import warn_once
 from em_dist.client.http import HttpClient, raise_for_status
 from em_dist.client.upload_logs import upload_logs
+from em_dist.client.upload_media import upload_media
 from em_dist.client.snapshot import RunSnapshot, record_upload, resolve_artifact_path, take
 from em_dist.client.target import UploadTarget
 from em_dist.errors import RunFormatError, ServerError
@@ -39,6 +41,10 @@ class UploadResult:
     skipped: bool = False
     metrics_sent: int = 0
     logs_sent: int = 0
+    media_sent: int = 0
+    """Bytes of media records (``media/rank-<r>.jsonl``) sent."""
+    images_sent: int = 0
+    """Bytes of images (PNG blobs the server lacked) sent."""
     bytes_sent: int = 0
     folder_id: str | None = None
     name: str | None = None
@@ -301,12 +307,15 @@ def send_run(path: str | os.PathLike[str], target: UploadTarget, *, conflict_str
             bar.close()
         log_offsets, result.logs_sent = upload_logs(http, run_dir, snap.record.id)  # captured output
         result.bytes_sent += result.logs_sent
+        media_offsets, result.media_sent, result.images_sent = upload_media(http, run_dir, snap.record.id)
+        result.bytes_sent += result.media_sent + result.images_sent
         if record:
             record_upload(run_dir, {
                 "host": http.host, "server_run_id": result.server_run_id, "folder": result.folder,
                 "folder_id": result.folder_id, "name": result.name, "status": snap.record.status,
                 "offsets": {str(k): v for k, v in offsets.items()},
                 "log_offsets": {str(k): v for k, v in log_offsets.items()},
+                "media_offsets": {str(k): v for k, v in media_offsets.items()},
             })
         return result
     finally:

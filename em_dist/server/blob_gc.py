@@ -1,6 +1,6 @@
 """``em server gc``: remove blobs no artifact references, and uploads a dead server left.
 
-A blob is garbage when no artifact file references it and nobody uploaded or hash-checked
+A blob is garbage when no artifact file (nor a run's image, :mod:`em_dist.server.media_store`) references it and nobody uploaded or hash-checked
 it for ``grace_s`` (a client uploads an artifact's blobs first and registers the artifact
 after, so a fresh blob without references is an upload in flight, not garbage). Objects
 in the store without a database row (a server killed between storing and recording) are
@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from em_dist.server import blob_records
 from em_dist.server.blobs import STALE_UPLOAD_S, BlobStore
 from em_dist.server.db import Database
-from em_dist.server.models import ArtifactFile, Blob
+from em_dist.server.models import ArtifactFile, Blob, MediaRecord
 
 GRACE_S = 24 * 3600.0
 """Default grace period: an unreferenced blob younger than this is kept (an upload in flight)."""
@@ -39,7 +39,7 @@ class GcReport:
 
 
 def _unreferenced(sha256_col):  # type: ignore[no-untyped-def]
-    return ~exists().where(ArtifactFile.sha256 == sha256_col)
+    return ~exists().where(ArtifactFile.sha256 == sha256_col) & ~exists().where(MediaRecord.sha256 == sha256_col)
 
 
 def _collect_one(db: Database, store: BlobStore, sha256: str, cutoff: dt.datetime, dry_run: bool) -> int | None:
@@ -51,7 +51,8 @@ def _collect_one(db: Database, store: BlobStore, sha256: str, cutoff: dt.datetim
             last = row.last_upload or row.created
             if last.tzinfo is None:  # SQLite returns naive UTC
                 last = last.replace(tzinfo=dt.timezone.utc)
-            referenced = session.scalar(select(exists().where(ArtifactFile.sha256 == sha256)))
+            referenced = session.scalar(select(exists().where(ArtifactFile.sha256 == sha256))) \
+                or session.scalar(select(exists().where(MediaRecord.sha256 == sha256)))
             if referenced or last >= cutoff:
                 return None
             size = row.size

@@ -106,6 +106,18 @@ class BlobStore(ABC):
     def _writer(self, sha256: str) -> BlobWriter:
         """A writer whose commit stores the bytes as ``sha256``."""
 
+    def write_bytes(self, sha256: str, data: bytes) -> None:
+        """Store ``data`` (already hashed by the caller: ``sha256`` is its digest), unless it is stored.
+        Blocks; for small blobs only (a journal record's image)."""
+        if self.exists(sha256):
+            return
+        writer = self._writer(sha256)
+        try:
+            writer.write(data)
+            writer.commit()
+        finally:
+            writer.abort()
+
     async def write_stream(self, sha256: str, chunks: AsyncIterable[bytes]) -> int:
         """Store the streamed bytes as ``sha256``; returns the size. Raises DigestMismatch.
 

@@ -280,3 +280,39 @@ class RankRecords(Base):
     """The newest number of the rank's closed journal (all it ever logged), once one was uploaded."""
     journal: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     """``host:path`` of the journal holding the rest (rank 0's ``delivery``, or the last journal uploaded)."""
+
+
+class MediaRecord(Base):
+    """One logged media value (``em.Histogram``, ``em.Image``, ``em.Table``, ``em.Text``) of a rank:
+    its JSON document as the run folder's ``media/rank-<r>.jsonl`` holds it (an image names its PNG
+    by ``sha256``, a blob of the blob store). ``n``/``attempt``: a peer's record number, unique per
+    run and rank, so a record that comes by the folder and by the journal is stored once."""
+
+    __tablename__ = "media_records"
+    __table_args__ = (
+        UniqueConstraint("run_id", "rank", "attempt", "n", name="uq_media_number"),
+        Index("ix_media_run_rank", "run_id", "rank", "id"),
+        Index("ix_media_sha256", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    n: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(500))
+    step: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    doc: Mapped[str] = mapped_column(Text)
+
+
+class MediaOffset(Base):
+    """How many bytes of each rank's ``media/rank-<r>.jsonl`` a folder upload sent (its resume point)."""
+
+    __tablename__ = "media_offsets"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)

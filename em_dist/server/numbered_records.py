@@ -30,7 +30,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from em_dist.limits import text_problem
-from em_dist.server import metric_store
+from em_dist.server import media_store, metric_store
+from em_dist.server.blobs import BlobStore
 from em_dist.server.models import LogLine, RankRecords
 from em_dist.store.lines import MEDIA_MARK, OUTPUT_MARK, parse_output_line
 
@@ -131,14 +132,16 @@ class JournalMerge:
 
 
 def merge_journal(session: Session, run_id: str, rank: int, attempt: int, data: bytes, *,
-                  last: int | None, where: str | None) -> JournalMerge:
+                  last: int | None, where: str | None, blobs: BlobStore, user_id: str) -> JournalMerge:
     """Take the journal lines ``<n>\\t<record>`` of ``data`` past what the server holds of the rank.
-    ``last``: the journal's newest number when it is closed (the rank logged nothing more).
+    ``last``: the journal's newest number when it is closed (the rank logged nothing more). An image's
+    PNG becomes a blob of ``blobs`` owned by ``user_id``.
     Raises :class:`~em_dist.server.metric_store.IngestError` (nothing stored: the caller rolls back)."""
     r = row(session, run_id, rank, attempt)
     base = max(r.held, r.merged)
     metrics: list[dict] = []
     output: list[dict] = []
+    media: list[dict] = []
     newest = base
     for number, raw in enumerate(data.split(b"\n")[:-1], 1):
         head, sep, record = raw.partition(b"\t")
@@ -152,7 +155,8 @@ def merge_journal(session: Session, run_id: str, rank: int, attempt: int, data: 
         except UnicodeDecodeError:
             raise metric_store.IngestError(f"journal line {number} is not UTF-8") from None
         if text[:1] == MEDIA_MARK:
-            pass  # a media record (em.Histogram, em.Image, ...): not stored by the server yet, but counted as held
+            doc = media_store.journal_doc(session, blobs, user_id, text[1:], f"journal line {number}")
+            media.append(media_store.row_for(run_id, rank, {**doc, "n": n, "attempt": attempt}))
         elif text[:1] == OUTPUT_MARK:
             parsed = parse_output_line(text[1:] + "\n")
             if parsed is None or text_problem(parsed["text"]):
@@ -168,14 +172,15 @@ def merge_journal(session: Session, run_id: str, rank: int, attempt: int, data: 
         metric_store.store_points(session, run_id, rank, metrics)
     if output:
         session.execute(insert(LogLine), output)
+    media_store.insert_rows(session, media)
     r.merged = max(r.merged, newest)
     if last is not None:
         r.journal_last = max(r.journal_last or 0, last)
     if where:
         r.journal = where[:1024]
-    if metrics or output:
+    if metrics or output or media:
         metric_store.touch_run(session, run_id)
-    return JournalMerge(len(metrics) + len(output), max(r.held, r.merged))
+    return JournalMerge(len(metrics) + len(output) + len(media), max(r.held, r.merged))
 
 
 def completeness(session: Session, run_id: str) -> dict[str, dict[str, Any]]:

@@ -37,6 +37,8 @@ LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, str]]]] = 
         "RunLogs": ("get", _RUN + "/logs", {"run_id": "$response.body#/id"}),
         "SendLogs": ("post", _RUN + "/logs/{rank}", {"run_id": "$response.body#/id"}),
         "SendMetrics": ("post", _RUN + "/metrics/{rank}", {"run_id": "$response.body#/id"}),
+        "RunMedia": ("get", _RUN + "/media", {"run_id": "$response.body#/id"}),
+        "SendMedia": ("post", _RUN + "/media/{rank}", {"run_id": "$response.body#/id"}),
         "RunLineage": ("get", "/lineage/{node_id}", {"node_id": "$response.body#/id"}),
         "SearchFolder": ("get", "/runs", {"folder_id": "$response.body#/folder_id"}),
         "RunFolder": ("get", _FOLDER, {"folder_id": "$response.body#/folder_id"}),

@@ -120,7 +120,7 @@ def _entry(run_dir: Path, rank: int, doc: dict[str, Any]) -> MediaEntry:
         kind=doc["kind"], type=str(doc.get("type", "")), name=str(doc.get("name", "")),
         step=int(doc.get("step", 0)), epoch=doc.get("epoch"), rank=rank, time=doc.get("time"),
         path=str(run_dir / doc["path"]) if isinstance(doc.get("path"), str) else None,
-        caption=doc.get("caption"), width=doc.get("width"), height=doc.get("height"),
+        sha256=doc.get("sha256") if doc["kind"] == "image" else None, caption=doc.get("caption"), width=doc.get("width"), height=doc.get("height"),
         bins=doc.get("bins"), counts=doc.get("counts"), nonfinite=doc.get("nonfinite"),
         columns=doc.get("columns"), rows=doc.get("rows"), text=doc.get("text"),
     )

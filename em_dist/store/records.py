@@ -71,7 +71,10 @@ class MediaEntry:
     rank: int
     time: float | None
     path: str | None = None
-    """An image: its PNG file (``<run>/media/<sha256>.png``)."""
+    """An image: its PNG file (``<run>/media/<sha256>.png``); None for a run read from a server
+    (:meth:`image_bytes` fetches it)."""
+    sha256: str | None = None
+    """An image: the sha256 of its PNG."""
     caption: str | None = None
     width: int | None = None
     height: int | None = None
@@ -83,6 +86,20 @@ class MediaEntry:
     columns: list[str] | None = None
     rows: list[list[Any]] | None = None
     text: str | None = None
+    fetch: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)
+    """An image read from a server: what :meth:`image_bytes` calls (None otherwise)."""
+
+    def image_bytes(self) -> bytes:
+        """An image's PNG: read from the run folder, or fetched from the server (a run read with
+        ``em.Client``). ValueError for another kind."""
+        if self.kind != "image":
+            raise ValueError(f"a {self.kind} has no image bytes")
+        if self.path is not None:
+            with open(self.path, "rb") as f:
+                return f.read()
+        if self.fetch is None:
+            raise ValueError(f"image {self.name!r} has neither a file nor a server to fetch it from")
+        return self.fetch()
 
 
 @dataclass
@@ -123,7 +140,7 @@ class RunRecord:
     output: Callable[[int | None, int | None], list[dict[str, Any]]] | None = field(default=None, repr=False)
     """Reads captured output: ``(rank, tail) -> lines`` (the run folder's logs, or the server's)."""
     media_reader: Callable[[int | None], list[MediaEntry]] | None = field(default=None, repr=False)
-    """Reads media records: ``rank -> entries`` (the run folder's; None for a run read from a server)."""
+    """Reads media records: ``rank -> entries`` (the run folder's, or the server's)."""
 
     def _all_points(self) -> list[MetricPoint]:
         if callable(self.points):
@@ -157,7 +174,8 @@ class RunRecord:
 
     def media(self, type: str | None = None, name: str | None = None, rank: int | None = None) -> list[MediaEntry]:
         """Logged media values (histograms, images, tables, texts), rank by rank in the order logged.
-        Empty for a run read from a server (it stores no media yet)."""
+        For a run read from a server, what its uploads sent (an image's :meth:`MediaEntry.image_bytes`
+        fetches the PNG)."""
         if self.media_reader is None:
             return []
         return [m for m in self.media_reader(rank)

@@ -7,6 +7,7 @@ there once. No one can add records to a run that is not theirs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ def _records(first: int, last: int) -> list[str]:
         out.append(encode(("train", step, None, time.time(), {"loss": 1.0 / (step + 1)})))
         if step % 10 == 0:
             out.append(output_record(time.time(), "out", f"rank 1 at step {step}"))
-        if step % 25 == 0:  # media records: numbered and merged locally, skipped (counted as held) by the server
+        if step % 25 == 0:  # media records: numbered and merged like the rest, locally and by the server
             out.append(media_record("train", step, None, time.time(), "note", em.Text(f"rank 1 at step {step}")))
     return out[first - 1:last]
 
@@ -46,7 +47,7 @@ def _job(tmp_path: Path) -> tuple[Path, Path]:
     run = em.create_run(name="job", capture_output=False)
     for step in range(STEPS):
         run.log("train", {"loss": float(step)}, step=step)
-    run.log("train", {"note": em.Text("rank 0"), "h": em.Histogram([1.0, 2.0], bins=2)}, step=0)  # media stay local
+    run.log("train", {"note": em.Text("rank 0"), "h": em.Histogram([1.0, 2.0], bins=2)}, step=0)
     run.finish()
     run_dir = Path(run.path)
     total = len(_records(1, 10**6))
@@ -103,7 +104,10 @@ def test_a_journal_uploaded_from_its_own_host_lands_once_in_the_same_run(tmp_pat
     local = em.load_run(run_dir)  # rank 1's media records that reached rank 0 (before the link broke), once
     held = [json.loads(r[1:])["text"] for r in _records(1, HELD) if r[:1] == MEDIA_MARK]
     assert held and [m.text for m in local.media(rank=1)] == held
-    assert [m.kind for m in local.media(rank=0)] == ["text", "histogram"] and remote.media() == []
+    assert [m.kind for m in local.media(rank=0)] == ["text", "histogram"]
+    assert [dataclasses.replace(m, path=None) for m in remote.media(rank=0)] == local.media(rank=0)
+    # rank 1's media records on the server: every one, once, whichever way each came
+    assert [m.text for m in remote.media(rank=1)] == [f"rank 1 at step {s}" for s in range(0, STEPS, 25)]
 
 
 def test_em_run_upload_on_the_journals_host_sends_it_and_says_so(tmp_path: Path, server, capsys) -> None:
@@ -116,7 +120,7 @@ def test_em_run_upload_on_the_journals_host_sends_it_and_says_so(tmp_path: Path,
     host_b = journal.parents[2]
     args = ["run", "upload", "-d", str(host_b), "-H", server.url, "-k", key, "--no-progress"]
     assert cli_main(args) == 0
-    stored = [r for r in _records(HELD + 1, 10**6) if r[:1] != MEDIA_MARK]  # the server keeps no media yet
+    stored = _records(HELD + 1, 10**6)  # metric, output and media records alike
     assert f"rank 1 of run {run_id}: {len(stored)} records merged, the server holds 1..{len(_records(1, 10**6))}" \
         in capsys.readouterr().out
     assert cli_main(["run", "upload", "-p", str(journal), *args[4:]]) == 0  # the journal named: nothing new

@@ -46,7 +46,8 @@ def _merge(request: Request, user: User, run_id: str, rank: int, attempt: int, d
     with request.app.state.db.write_session() as session:
         get_run(session, user, run_id, need="edit")
         try:
-            done = numbered_records.merge_journal(session, run_id, rank, attempt, data, last=last, where=where)
+            done = numbered_records.merge_journal(session, run_id, rank, attempt, data, last=last, where=where,
+                                                  blobs=request.app.state.blobs, user_id=user.id)
         except metric_store.IngestError as exc:
             session.rollback()
             raise HTTPException(400, str(exc)) from None

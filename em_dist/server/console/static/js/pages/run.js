@@ -11,10 +11,11 @@ import { flatHparams } from '../runtable.js';
 import { renderPlatform } from './platform.js';
 import { renderRanks } from './ranks.js';
 import { lastLinesPanel, renderLogs } from './logs.js';
+import { renderMedia } from './media.js';
 
 const TABS = [
   ['overview', 'Overview'], ['platform', 'Platform'], ['metrics', 'Metrics'], ['system', 'System'], ['ranks', 'Ranks'],
-  ['hparams', 'Hparams'], ['artifacts', 'Artifacts'], ['dataflow', 'Dataflow'], ['logs', 'Logs'],
+  ['hparams', 'Hparams'], ['media', 'Media'], ['artifacts', 'Artifacts'], ['dataflow', 'Dataflow'], ['logs', 'Logs'],
 ];
 
 
@@ -60,6 +61,7 @@ export async function renderRun(page, ctx, runId, tab, params) {
     case 'artifacts': return renderArtifacts(body, run);
     case 'dataflow': return renderDataflow(body, runId);
     case 'logs': return renderLogs(body, ctx, run, params);
+    case 'media': return renderMedia(body, ctx, run, params);
     default: {
       renderOverview(body, run);
       const summary = await summaryPanel(run).catch(() => null);  // the run is shown even if this fails
