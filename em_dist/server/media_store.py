@@ -40,7 +40,7 @@ from em_dist.limits import (
 )
 from em_dist.server import blob_records
 from em_dist.server.blobs import BlobStore, is_sha256
-from em_dist.server.metric_store import IngestError, OffsetConflict, offset_row, touch_run
+from em_dist.server.metric_store import ChunkConflict, IngestError, OffsetConflict, offset_row, touch_run
 from em_dist.server.models import Blob, BlobOwner, MediaOffset, MediaRecord
 
 KINDS = ("histogram", "image", "table", "text")
@@ -50,12 +50,15 @@ MAX_READ_BYTES = 32 * 1024 * 1024
 """About the most bytes of media records one read returns (the rest come with ``after``)."""
 
 
-class MissingBlobs(Exception):
+class MissingBlobs(ChunkConflict):
     """Images of a chunk whose PNG the caller has not uploaded (HTTP 409 with ``missing``)."""
 
     def __init__(self, missing: list[str]) -> None:
         super().__init__(f"{len(missing)} image blob(s) not uploaded yet")
         self.missing = missing
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": str(self), "missing": self.missing}
 
 
 def _reject_constant(name: str) -> Any:

@@ -37,12 +37,24 @@ class IngestError(Exception):
     """A metrics chunk is malformed (HTTP 400); nothing of it was stored."""
 
 
-class OffsetConflict(Exception):
-    """The chunk starts past what the server holds, or raced another writer (HTTP 409)."""
+class ChunkConflict(Exception):
+    """A chunk the server can't take as it stands; the client fixes that and sends it again (HTTP 409
+    with :meth:`body`)."""
+
+    def body(self) -> dict[str, Any]:
+        """The 409 answer's JSON: ``detail``, and what the client needs to go on."""
+        return {"detail": str(self)}
+
+
+class OffsetConflict(ChunkConflict):
+    """The chunk starts past what the server holds, or raced another writer (409 with the server's ``offset``)."""
 
     def __init__(self, message: str, offset: int) -> None:
         super().__init__(message)
         self.offset = offset
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": str(self), "offset": self.offset}
 
 
 @dataclass

@@ -9,13 +9,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from em_dist.limits import MAX_NAME_CHARS, MAX_OFFSET, MAX_RANK, MAX_TYPE_CHARS
-from em_dist.server import blob_access, media_store, metric_store
+from em_dist.server import blob_access, media_store
 from em_dist.server.blob_download import blob_response
 from em_dist.server.blobs import is_sha256
 from em_dist.server.deps import Blobs, Config, CurrentUser, ReadSession
 from em_dist.server.lookup import get_run
 from em_dist.server.models import Blob, User
-from em_dist.server.routes.metrics import _read_limited, check_span
+from em_dist.server.routes.metrics import _read_limited, check_span, ingest_chunk
 
 router = APIRouter(tags=["media"])
 
@@ -39,23 +39,11 @@ async def ingest_media(run_id: str, rank: int, request: Request, user: CurrentUs
 
 def _ingest(request: Request, user: User, run_id: str, rank: int, offset: int, data: bytes) -> dict | JSONResponse:
     blobs = request.app.state.blobs
-    with request.app.state.db.write_session() as session:
-        get_run(session, user, run_id, need="edit")
-        hashes = media_store.image_hashes(data)
-        try:
-            result = media_store.ingest(session, run_id, rank, offset, data,
-                                        usable=blob_access.usable(session, user, hashes), blobs=blobs)
-        except metric_store.IngestError as exc:
-            session.rollback()
-            raise HTTPException(400, str(exc)) from None
-        except metric_store.OffsetConflict as exc:
-            session.rollback()
-            return JSONResponse(status_code=409, content={"detail": str(exc), "offset": exc.offset})
-        except media_store.MissingBlobs as exc:
-            session.rollback()
-            return JSONResponse(status_code=409, content={"detail": str(exc), "missing": exc.missing})
-        session.commit()
-    return {"offset": result.offset, "records": result.records}
+    hashes = media_store.image_hashes(data)
+    return ingest_chunk(request, user, run_id,
+                        lambda session: media_store.ingest(session, run_id, rank, offset, data,
+                                                           usable=blob_access.usable(session, user, hashes), blobs=blobs),
+                        lambda r: {"offset": r.offset, "records": r.records})
 
 
 @router.get("/runs/{run_id}/media/offsets")

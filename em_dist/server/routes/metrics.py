@@ -74,8 +74,9 @@ def _ingest_sync(request: Request, run_id: str, rank: int, offset: int, data: by
 
 def ingest_chunk(request: Request, user: User, run_id: str, ingest: Callable[[Any], Any],
                  answer: Callable[[Any], dict]) -> dict | JSONResponse:
-    """One offset-based chunk (metrics, captured output) in one transaction, if ``user`` may edit the run:
-    bad content is 400, a gap or race 409 with the server's ``offset``."""
+    """One offset-based chunk (metrics, captured output, media) in one transaction, if ``user`` may edit
+    the run: bad content is 400, a gap or race 409 with the server's ``offset`` (a media chunk naming
+    images not uploaded yet: 409 with ``missing``)."""
     with request.app.state.db.write_session() as session:
         get_run(session, user, run_id, need="edit")
         try:
@@ -83,9 +84,9 @@ def ingest_chunk(request: Request, user: User, run_id: str, ingest: Callable[[An
         except metric_store.IngestError as exc:
             session.rollback()
             raise HTTPException(400, str(exc)) from None
-        except metric_store.OffsetConflict as exc:
+        except metric_store.ChunkConflict as exc:
             session.rollback()
-            return JSONResponse(status_code=409, content={"detail": str(exc), "offset": exc.offset})
+            return JSONResponse(status_code=409, content=exc.body())
         session.commit()
     return answer(result)
 
