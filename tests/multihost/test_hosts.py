@@ -12,6 +12,7 @@ import time
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -243,6 +244,28 @@ def _output_lines(disk: Path, rank: int) -> int:
     return sum(1 for _n, r in journal.read_records(files[0]) if r[:1] == OUTPUT_MARK) if files else 0
 
 
+def _healed_job_ends_whole(c: Cluster, procs: list, go: Path) -> tuple[Job, Any]:
+    """After a partition healed: host 1's held-back records reach rank 0, then (``go``) the job ends
+    with every record once and no gap, Succeeded, no rank lost or late, every rank complete and no
+    journal left on any host. Returns the job and its run."""
+    try:
+        wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) >= _journaled(c.live_disk(procs[1]), r) - 40
+                             for r in (2, 3)), 30, "host 1's held-back records at rank 0")
+    except AssertionError:
+        counts = {r: (_lines(c.live_disk(procs[0]), r), _journaled(c.live_disk(procs[1]), r)) for r in (2, 3)}
+        raise AssertionError(f"rank: (at rank 0, journaled) {counts}\n{c.logs()}") from None
+    go.touch()
+    job = Job(c, c.wait_all(procs, LIMIT))
+    assert job.codes == [0, 0], c.logs()
+    rec = job.run()
+    check_gathered(rec, 4, steps=STEPS, extra=EXTRA)
+    _heartbeats_once(rec, 4)
+    assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.late_ranks == [], c.logs()
+    assert all(d["complete"] for d in rec.delivery.values()), rec.delivery
+    assert job.journals() == {h.name: [] for h in c.hosts}
+    return job, rec
+
+
 @pytest.mark.parametrize("relay", ["leader", "direct"])
 def test_a_partition_longer_than_the_silence_bound_loses_nothing(tmp_path: Path, relay: str) -> None:
     """Host 1 is cut off for well over ``EM_DIST_PEER_TIMEOUT`` while its ranks keep logging (through
@@ -263,21 +286,7 @@ def test_a_partition_longer_than_the_silence_bound_loses_nothing(tmp_path: Path,
             _journaled(c.live_disk(procs[1]), r) > _lines(c.live_disk(procs[0]), r) + 20 for r in (2, 3)), 30,
             "a partition twice the silence bound, records held back on host 1")
         c.set_link(h1, up=True)
-        try:
-            wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) >= _journaled(c.live_disk(procs[1]), r) - 40
-                                 for r in (2, 3)), 30, "host 1's held-back records at rank 0")
-        except AssertionError:
-            counts = {r: (_lines(c.live_disk(procs[0]), r), _journaled(c.live_disk(procs[1]), r)) for r in (2, 3)}
-            raise AssertionError(f"rank: (at rank 0, journaled) {counts}\n{c.logs()}") from None
-        go.touch()
-        job = Job(c, c.wait_all(procs, LIMIT))
-        assert job.codes == [0, 0], c.logs()
-        rec = job.run()
-        check_gathered(rec, 4, steps=STEPS, extra=EXTRA)
-        _heartbeats_once(rec, 4)
-        assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.late_ranks == [], c.logs()
-        assert all(d["complete"] for d in rec.delivery.values()), rec.delivery
-        assert job.journals() == {h.name: [] for h in c.hosts}
+        job, rec = _healed_job_ends_whole(c, procs, go)
         assert "the link to rank 0 is back" in h1.log.read_text(), c.logs()  # it was given up, and rebuilt
         if relay == "leader":  # its leader cut it off when it lost rank 0: it went to rank 0 directly
             assert "rank 3 goes to rank 0 directly" in h1.log.read_text(), c.logs()
@@ -310,21 +319,7 @@ def test_a_partition_shorter_than_the_silence_bound_loses_nothing(tmp_path: Path
         c.set_link(h1, up=True)
         cut_s = time.monotonic() - cut
         assert cut_s < silence - 3, cut_s  # else the test tested the other case
-        try:
-            wait_for(lambda: all(_lines(c.live_disk(procs[0]), r) >= _journaled(c.live_disk(procs[1]), r) - 40
-                                 for r in (2, 3)), 30, "host 1's held-back records at rank 0")
-        except AssertionError:
-            counts = {r: (_lines(c.live_disk(procs[0]), r), _journaled(c.live_disk(procs[1]), r)) for r in (2, 3)}
-            raise AssertionError(f"rank: (at rank 0, journaled) {counts}\n{c.logs()}") from None
-        go.touch()
-        job = Job(c, c.wait_all(procs, LIMIT))
-        assert job.codes == [0, 0], c.logs()
-        rec = job.run()
-        check_gathered(rec, 4, steps=STEPS, extra=EXTRA)
-        _heartbeats_once(rec, 4)
-        assert rec.status == "Succeeded" and rec.lost_ranks == [] and rec.late_ranks == [], c.logs()
-        assert all(d["complete"] for d in rec.delivery.values()), rec.delivery
-        assert job.journals() == {h.name: [] for h in c.hosts}
+        job, rec = _healed_job_ends_whole(c, procs, go)
         # the links were kept: none broke, none was rebuilt, the member stayed behind its leader
         for h in c.hosts:
             log = h.log.read_text()
