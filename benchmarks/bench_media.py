@@ -5,8 +5,9 @@ histogram of the same 1,000,000 float32 values (64 bins) at step i. Reported per
 in the call (median, p99, mean), the time of the final ``finish()``/``close()``, and the total from
 the first call until that returns (what the job waits for all histograms to be binned and on
 disk). em_dist copies the values in the call and bins them on its writer thread;
-``SummaryWriter.add_histogram`` bins them in the call. W&B is not installed here: its row is
-reported as not run. Not a test: run it by hand::
+``SummaryWriter.add_histogram`` bins them in the call, and so does ``wandb.Histogram`` (W&B
+offline, when wandb is installed: ``pip install -e .[bench]``; else its row is reported as not
+run). Not a test: run it by hand::
 
     /work/main/.venv/bin/python benchmarks/bench_media.py            # plain table
     /work/main/.venv/bin/python benchmarks/bench_media.py --steps 50 --values 1000000
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import Result, Workload, run_workload  # noqa: E402
-from bench_log import EM_ENV, machine_info  # noqa: E402
+from bench_log import EM_ENV, machine_info, wandb_workload  # noqa: E402
 
 HEADER = ["tracker", "steps", "median ms/call", "p99 ms/call", "mean ms/call", "finish s", "total s", "on disk"]
 
@@ -45,6 +46,19 @@ def tensorboard(values: str) -> Workload:
         step="w.add_histogram('train/weights', v, global_step=i, bins=64)",
         finish="w.close()",
         note="torch.utils.tensorboard: bins in the call (NumPy), the event file written by its thread",
+    )
+
+
+def wandb(values: str) -> Workload:
+    offline = wandb_workload()  # the same offline set-up as bench_log's W&B row
+    return Workload(
+        name="W&B wandb.Histogram (offline)",
+        setup=f"{values}\n{offline.setup}",
+        step="wr.log({'train/weights': wandb.Histogram(v, num_bins=64)}, step=i)",
+        after_loop=offline.after_loop,
+        finish=offline.finish,
+        env=offline.env,
+        note="wandb.Histogram bins in the call (NumPy); wandb-core writes the offline run",
     )
 
 
@@ -77,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         em("em_dist Histogram, torch CPU", torch_values, "cloned in the call, binned with torch.histc on the writer thread"),
         tensorboard(numpy_values),
     ]
+    has_wandb = importlib.util.find_spec("wandb") is not None
+    if has_wandb:
+        plan.append(wandb(numpy_values))
     results: list[Result] = []
     for w in plan:
         print(f"running {w.name} ({args.steps} steps of {args.values:,} values) ...", file=sys.stderr, flush=True)
@@ -92,13 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for r in results:
         print(f"- {r.name}: {r.note}" + (f" (error: {r.error})" if r.error else ""))
-    wandb = importlib.util.find_spec("wandb") is not None
-    print(f"- W&B wandb.Histogram: {'not measured by this script' if wandb else 'not run: wandb is not installed here'}")
+    if not has_wandb:
+        print("- W&B wandb.Histogram: not run: wandb is not installed here (pip install -e .[bench])")
     ok = [r for r in results if not r.error]
     if len(ok) == len(results):
-        em_np, em_t, tb = ok
-        print(f"- in the call, em_dist (NumPy) takes {em_np.mean_us / max(tb.mean_us, 1e-9):.2f}x "
-              f"TensorBoard's time; total until finish() returns: {(em_np.loop_s + em_np.finish_s) / max(tb.loop_s + tb.finish_s, 1e-9):.2f}x")
+        em_np = ok[0]
+        for peer in ok[2:]:
+            print(f"- in the call, em_dist (NumPy) takes {em_np.mean_us / max(peer.mean_us, 1e-9):.2f}x {peer.name}'s "
+                  f"time; total until finish() returns: "
+                  f"{(em_np.loop_s + em_np.finish_s) / max(peer.loop_s + peer.finish_s, 1e-9):.2f}x")
     return 0 if len(ok) == len(results) else 1
 
 
