@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import RunFormatError
 from ..observe.steps import describe_slowest
 from ..store.reader import list_runs, load_run, read_summary
-from ..store.records import MetricPoint, RunRecord
+from ..store.records import READER_FIELDS, MetricPoint, RunRecord
 
 if TYPE_CHECKING:
     from . import Groups
@@ -189,6 +189,6 @@ def _last_points(r: RunRecord) -> dict[tuple[str, str, int], MetricPoint]:
 
 
 def _summary(r: RunRecord) -> dict[str, Any]:
-    doc = {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name not in ("points", "output")}
+    doc = {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name not in READER_FIELDS}
     doc["artifacts"] = [dataclasses.asdict(a) for a in r.artifacts]
     return doc

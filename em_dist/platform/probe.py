@@ -106,7 +106,9 @@ def mpi_fields() -> dict[str, Any] | None:
         return None
     try:
         major, minor = mpi.Get_version()
-        return {"library": mpi.Get_library_version().strip().splitlines()[0], "standard": f"{major}.{minor}",
+        # a C string: Open MPI's ends in a NUL byte (and whatever follows it is not text)
+        library = mpi.Get_library_version().split("\x00", 1)[0].strip()
+        return {"library": library.splitlines()[0] if library else None, "standard": f"{major}.{minor}",
                 "mpi4py": getattr(sys.modules.get("mpi4py"), "__version__", None)}
     except Exception:  # noqa: BLE001
         return None

@@ -102,6 +102,11 @@ class MediaEntry:
         return self.fetch()
 
 
+READER_FIELDS = ("points", "output", "media_reader")
+"""The fields of :class:`RunRecord` that read data on demand (functions, or points read already):
+what a summary of the run's metadata (``em run list --json``, ``em run show --json``) leaves out."""
+
+
 @dataclass
 class RunRecord:
     """A saved run: metadata, hparams, platform, lineage and every metric point of every rank."""

@@ -13,6 +13,7 @@ import pytest
 from em_dist.platform import collect_platform
 from em_dist.platform import gpu
 from em_dist.platform.launcher import LAUNCHER_VARS, PRESENCE_VARS
+from tests.server.harness import fresh_server  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 ALLOWED = set(LAUNCHER_VARS) | set(PRESENCE_VARS)
@@ -162,3 +163,27 @@ def test_driver_version_from_proc_text() -> None:
     open_kernel = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  550.54.15  Release Build\n"
     assert gpu.parse_driver_version(open_kernel) == "550.54.15"
     assert gpu.parse_driver_version("garbage") is None
+
+
+def test_a_script_that_imported_mpi4py_uploads_its_run(fresh_server, tmp_path: Path) -> None:  # noqa: F811
+    """A script that imported mpi4py (Lightning's environment detection does, in-process) gets the MPI
+    library in its platform. Open MPI's version string ends in a NUL byte, which the server refuses in
+    any text: the probe keeps the text before it, so the run uploads."""
+    pytest.importorskip("mpi4py")
+    code = (
+        "import json\n"
+        "from mpi4py import MPI\n"
+        "import em_dist as em\n"
+        "run = em.create_run(name='with-mpi', capture_output=False, system_metrics_interval=0)\n"
+        "run.log(type='train', metrics={'loss': 1.0}, step=0)\n"
+        "run.finish()\n"
+        "print(json.dumps({'path': str(run.path), 'mpi': run.platform.get('mpi')}))\n"
+    )
+    result = _probe_in_subprocess(code)
+    mpi = result["mpi"]
+    assert mpi and mpi["library"].startswith("Open MPI") and "\x00" not in mpi["library"], mpi
+    _, key = fresh_server.add_user()
+    import em_dist as em
+
+    uploaded = em.upload(result["path"], host=fresh_server.url, api_key=key)
+    assert uploaded.server_run_id  # type: ignore[union-attr]
