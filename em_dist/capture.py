@@ -244,7 +244,15 @@ class OutputCapture:
         self._close(self._ctl_w)  # the pass-through process stops forwarding; the thread sees the end
         # it ends when every writer closed the pipes: now, unless subprocesses still hold them
         # (persistent DataLoader workers): then it lives as long as they do, and this wait is short
+        until = time.monotonic() + min(timeout, PASSTHROUGH_END_WAIT)
         self._thread.join(min(timeout, PASSTHROUGH_END_WAIT))
+        if not self._thread.is_alive() and self.pid:
+            # The thread saw the pipes close, which the pass-through process does on its way out, and a
+            # loaded machine may take a while to end it after that. It is nobody's child here (no
+            # waitpid): look until it has exited, within the same bound, so that a script that leaves
+            # by os._exit right after finish() leaves no process behind it even for a moment.
+            while _running(self.pid) and time.monotonic() < until:
+                time.sleep(0.005)
 
     # -- the thread -----------------------------------------------------------------
     def _loop(self) -> None:
@@ -445,6 +453,16 @@ def stop(deliver: Deliver, timeout: float) -> None:
     except ValueError:
         return  # another thread is stopping it
     capture.stop(timeout)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` is still running: not exited (a zombie has) and not gone (Linux /proc;
+    elsewhere, never known to run)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def passthrough_pid(timeout: float = 5.0) -> int:
