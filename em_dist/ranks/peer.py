@@ -66,6 +66,11 @@ class PeerSink(QueuedSink):
         self._own_place = own_place
         self._flush_interval = flush_interval
         self._joined = threading.Event()
+        self._decided = threading.Event()
+        """Set when rank 0 accepted this rank, or at the end: then where this rank's records are is known."""
+        self._landed: Path | None = None
+        """The run folder that took this rank's records at the end without a link (rank 0's ended run,
+        or a stand-in): where :meth:`rank0_run` says the run is once rank 0 never answered."""
         self._run_doc: dict[str, Any] = {}
         self._local: RunWriter | None = None
         """A writer into rank 0's own folder, when the script started no engine (a shared filesystem)."""
@@ -109,9 +114,13 @@ class PeerSink(QueuedSink):
         self._failure = doc.get("status_reason") if doc.get("status") == "Failed" else None
 
     def rank0_run(self, wait: float) -> dict[str, Any] | None:
-        if self.channel is None or not self._joined.wait(wait):
-            return None
-        return self.channel.rank0_run
+        """Rank 0's run once it accepted this rank; after the end without a link, the run folder that
+        took this rank's records (no wait then: the end decided it)."""
+        if self.channel is not None:
+            self._decided.wait(wait)
+        if self.channel is not None and self._joined.is_set():
+            return self.channel.rank0_run
+        return _folder_doc(self._landed) if self._landed is not None and self._decided.is_set() else None
 
     def write_hparams(self, hparams: dict[str, Any]) -> None:
         with self._lock:
@@ -146,6 +155,7 @@ class PeerSink(QueuedSink):
         if not self._stop(timeout + self._release_reserve()):
             warn_once("peer-end", f"em_dist: rank {self.rank} could not hand its last records to rank 0 "
                       f"within {timeout:.0f}s; they stay in its journal {self._journal_path()}.")
+        self._decided.set()  # a read of run.path after the end waits no more for rank 0
         return EndReport()
 
     def close(self, timeout: float) -> bool:
@@ -367,6 +377,7 @@ class PeerSink(QueuedSink):
     def _joined_rank0(self, channel: PeerChannel) -> None:
         """Rank 0 accepted this rank: the journal learns whose run it feeds; rank 0 learns where it is."""
         self._joined.set()
+        self._decided.set()
         doc = channel.rank0_run or {}
         with self._unsent_lock:
             journal = self._open_journal()
@@ -485,6 +496,7 @@ class PeerSink(QueuedSink):
             try:
                 merged = journals.merge(folder, journal.path)
                 self._handed_off = merged.removed
+                self._landed = folder
                 return
             except journals.MERGE_ERRORS as exc:  # the journal stays; the warning below says where
                 why = f"{why}; merging it into {folder} failed ({exc!r})".lstrip("; ")
@@ -542,6 +554,7 @@ class PeerSink(QueuedSink):
                 warn_once(f"peer-merge:{folder}", f"em_dist: rank {self.rank} could not merge its journal into "
                           f"{folder} ({exc!r})")
                 return False
+            self._landed = folder
             warn_once(f"peer-direct:{folder}", f"em_dist: rank {self.rank}: rank 0's run {folder} had ended "
                       "without this rank (no engine connects them); its records are merged there now")
             return True
@@ -551,6 +564,7 @@ class PeerSink(QueuedSink):
             self._local.buffer.extend(record for _n, record in journals.read_records(self._journal.path))
         self._local.start()
         self._direct = True
+        self._landed = folder
         if self._journal is not None:
             self._journal.remove()  # the local writer holds them now, and writes them before close
         warn_once(f"peer-direct:{folder}", f"em_dist: rank {self.rank}: the script started no engine "
@@ -582,6 +596,20 @@ class PeerSink(QueuedSink):
                     channel.send([msg])
             except OSError as exc:
                 warn_once(f"ship:{path}", f"em_dist: could not send artifact {path} to rank 0 ({exc})")
+
+
+def _folder_doc(folder: Path) -> dict[str, Any] | None:
+    """A run folder's identity as rank 0 announces its run (``id``, ``alternative_name``, ``path``)."""
+    from ..store.files import read_json
+
+    try:
+        doc = read_json(folder / layout.RUN_FILE, {})
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not doc.get("id"):
+        return None
+    return {"id": doc["id"], "alternative_name": doc.get("alternative_name"), "path": str(folder),
+            "restarts": doc.get("restarts", 0)}
 
 
 def launch_folder(job_key: str, name: str | None, parent: Path, rank: int) -> tuple[Path, bool] | None:

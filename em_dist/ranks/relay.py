@@ -314,8 +314,8 @@ class ViaLeader(Wire):
             try:
                 if self._leader.connect(wait):
                     return True
-            except LinkClosed:  # the leader finished this run before this rank joined
-                self._switch("it finished before this rank joined")
+            except LinkClosed as exc:  # the leader finished this run before this rank joined
+                self._switch(f"it finished before this rank joined ({exc})")
                 return self.wire.connect(wait)
             since = self._leader.ready_since
             if since is not None and time.monotonic() - since > self._timings.peer_join_grace:

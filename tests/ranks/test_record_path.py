@@ -6,6 +6,7 @@ other, so that rank 0 has finished it before the others reach it (mpirun, horovo
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -77,6 +78,10 @@ def _check_in_turn(tmp_path: Path, proc, ranks: int) -> None:
         assert [p["step"] for p in points] == list(range(500)), f"rank {rank}: {len(points)} points"
         assert {p["value"] for p in rec.metrics(name="rank", rank=rank)} == {rank}
     assert {r: rec.delivery[str(r)]["complete"] for r in range(1, ranks)} == {r: True for r in range(1, ranks)}
+    # run.path on a rank that came after rank 0 ended names the run its records went to (not a folder
+    # that was never made), and reading it after finish() waits for no rank 0
+    said = {r: json.loads((tmp_path / "out" / f"rank-{r}.json").read_text()) for r in range(ranks)}
+    assert {r: Path(s["path"]) for r, s in said.items()} == {r: Path(rec.path or "") for r in range(ranks)}
     _no_journal_left(tmp_path)
 
 
