@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,21 @@ def read_json_in(folder: Path, name: str | Path, default: Any = None) -> Any:
     if path.is_symlink() and not contained(folder, path):
         raise RunFormatError(f"{path} links outside its folder {folder}; em_dist reads only files inside it")
     return read_json(path, default)
+
+
+def complete_lines(path: Path, errors: str = "replace") -> Iterator[str]:
+    """The lines of a text file that its writer finished (each ends in a newline): a torn last line,
+    from a crash mid-write, is left out; nothing when the file is absent. ``errors`` says what stands
+    for bytes that are not UTF-8 (:func:`open`'s meaning)."""
+    try:
+        f = open(path, encoding="utf-8", errors=errors)
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            if not line.endswith("\n"):
+                return
+            yield line
 
 
 def read_json(path: Path, default: Any = None) -> Any:

@@ -33,7 +33,7 @@ from typing import Any
 from filelock import FileLock
 
 from . import layout
-from .files import read_json, write_json_atomic
+from .files import complete_lines, read_json, write_json_atomic
 from .lines import MEDIA_MARK, OUTPUT_MARK
 from .media import media_file, stored_line
 
@@ -192,20 +192,13 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 def read_records(path: Path, after: int = 0) -> Iterator[tuple[int, str]]:
     """``(n, record)`` of a journal, from number ``after + 1`` on; a torn last line is left out."""
-    try:
-        f = open(path, encoding="utf-8", errors="backslashreplace")
-    except FileNotFoundError:
-        return
-    with f:
-        for line in f:
-            if not line.endswith("\n"):
-                break
-            number, sep, record = line.partition("\t")
-            if not sep or not number.isdigit():
-                continue
-            n = int(number)
-            if n > after:
-                yield n, record
+    for line in complete_lines(path, errors="backslashreplace"):
+        number, sep, record = line.partition("\t")
+        if not sep or not number.isdigit():
+            continue
+        n = int(number)
+        if n > after:
+            yield n, record
 
 
 def journals_of(run_id: str, runs_parent: Path, extra: list[Path] | None = None) -> list[Path]:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .files import complete_lines
 from .records import MediaEntry
 
 MEDIA_DIR = "media"
@@ -81,20 +82,13 @@ def _ranks(run_dir: Path) -> list[int]:
 
 
 def _docs(path: Path) -> Iterator[dict[str, Any]]:
-    try:
-        f = open(path, encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return
-    with f:
-        for line in f:
-            if not line.endswith("\n"):
-                break  # a torn last line (a crash mid-write)
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(doc, dict) and isinstance(doc.get("kind"), str):
-                yield doc
+    for line in complete_lines(path):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("kind"), str):
+            yield doc
 
 
 def read_media(run_dir: Path, rank: int | None = None) -> list[MediaEntry]:
