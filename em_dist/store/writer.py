@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -300,14 +300,9 @@ class RunWriter(QueuedSink):
 
     def _queue_media(self, rank: int, records: list[str], numbered_already: bool) -> None:
         prefix = "" if numbered_already else self._attempt_prefix
-        lines = self._media.setdefault(rank, [])
-        lines.extend(prefix + r[2:] if prefix else r[1:] for r in records)
-        if len(lines) > MAX_UNWRITTEN_MEDIA:
-            warn_once(f"media-full:{self.run_dir}", f"em_dist: more than {MAX_UNWRITTEN_MEDIA} media records of "
-                      f"rank {rank} could not be written to {self.run_dir}; the oldest are dropped (counted in the "
-                      "run's 'dropped').")
-            self._dropped += len(lines) - MAX_UNWRITTEN_MEDIA
-            del lines[:len(lines) - MAX_UNWRITTEN_MEDIA]
+        self._dropped += self._hold(self._media.setdefault(rank, []),
+                                    (prefix + r[2:] if prefix else r[1:] for r in records), MAX_UNWRITTEN_MEDIA,
+                                    f"media records of rank {rank}", "")
 
     def _write_media(self, final: bool) -> bool:
         """Store each rank's media records (images to their files first); False if the disk refused
@@ -330,14 +325,21 @@ class RunWriter(QueuedSink):
         return ok
 
     def _queue_output(self, rank: int, records: list[str]) -> None:
-        lines = self._output.setdefault(rank, [])
-        lines.extend(r[1:] for r in records)
-        if len(lines) > MAX_UNWRITTEN_OUTPUT:
-            warn_once(f"output-full:{self.run_dir}", f"em_dist: more than {MAX_UNWRITTEN_OUTPUT} captured lines of "
-                      f"rank {rank} could not be written to {self.run_dir}; the oldest are dropped (counted in the "
-                      "run's 'dropped'; the terminal still showed them).")
-            self._dropped_output += len(lines) - MAX_UNWRITTEN_OUTPUT
-            del lines[:len(lines) - MAX_UNWRITTEN_OUTPUT]
+        self._dropped_output += self._hold(self._output.setdefault(rank, []), (r[1:] for r in records),
+                                           MAX_UNWRITTEN_OUTPUT, f"captured lines of rank {rank}",
+                                           "; the terminal still showed them")
+
+    def _hold(self, lines: list[str], new: Iterable[str], bound: int, what: str, note: str) -> int:
+        """Add ``new`` to ``lines`` that the disk has not taken yet, keeping the newest ``bound``; how
+        many of the oldest were dropped (warned once per run folder and kind, counted by the caller)."""
+        lines.extend(new)
+        over = len(lines) - bound
+        if over <= 0:
+            return 0
+        warn_once(f"unwritten-full:{what.split()[0]}:{self.run_dir}", f"em_dist: more than {bound} {what} could "
+                  f"not be written to {self.run_dir}; the oldest are dropped (counted in the run's 'dropped'{note}).")
+        del lines[:over]
+        return over
 
     def _write_output(self, final: bool) -> bool:
         """Append the captured lines to each rank's log file; False if the disk refused some (kept)."""

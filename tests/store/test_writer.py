@@ -53,3 +53,29 @@ def test_a_runs_folder_that_cannot_be_made_is_refused_at_create_run(monkeypatch)
     monkeypatch.setenv("EM_RUN_PARENT_DIR", "/proc/em_dist_cannot_write_here")
     with pytest.raises(OSError, match="cannot write in /proc/em_dist_cannot_write_here"):
         em.create_run(name="readonly")
+
+
+def test_unwritable_captured_output_is_bounded_counted_and_keeps_the_newest(tmp_path, monkeypatch) -> None:
+    """Captured lines the disk refuses wait in memory up to their own bound; past it the oldest go,
+    each counted in the writer's drops (which finish() and the run report), with one warning."""
+    from em_dist.store import writer as writer_mod
+    from em_dist.store.lines import OUTPUT_MARK
+    from em_dist.store.logs import log_file
+
+    monkeypatch.setattr(writer_mod, "MAX_UNWRITTEN_OUTPUT", 40)  # the bound, small enough to pass here
+    w = writer_mod.RunWriter(tmp_path / "run", flush_interval=30)
+    path = log_file(w.run_dir, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink("/dev/full", path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        w.start()
+        for batch in range(3):
+            w.buffer.extend(OUTPUT_MARK + f"line {batch * 30 + i}\n" for i in range(30))
+            assert w.flush()
+    said = [str(c.message) for c in caught if issubclass(c.category, em.EMWarning)]
+    assert sum("more than 40 captured lines of rank 0" in m for m in said) == 1, said
+    assert w.drops().output_lines == 50
+    os.unlink(path)  # the disk is back: the newest 40 are written
+    assert w.close()
+    assert path.read_text().splitlines() == [f"line {i}" for i in range(50, 90)]
