@@ -16,6 +16,11 @@ import pytest
 
 WORKER = Path(__file__).parent / "workers" / "train.py"
 REPO = Path(__file__).resolve().parents[2]
+_BESIDE = Path(sys.executable).with_name("horovodrun")
+HOROVODRUN = str(_BESIDE) if _BESIDE.is_file() else (shutil.which("horovodrun") or str(_BESIDE))
+"""The horovodrun of the environment running the tests (the one Horovod was built into), before any
+other on PATH: a stray one elsewhere (another Python's, left behind by an old install) launches
+another interpreter's Horovod, or nothing."""
 
 
 def job_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PYTHON, REPO, python_env
+from tests.ranks._launch import HOROVODRUN
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,7 +33,6 @@ if not _HAVE_HOROVOD:
     pytest.skip("horovod is not installed (run .ci/horovod.sh)", allow_module_level=True)
 
 CONTRACT = Path(__file__).parent / "workers" / "contract.py"
-HOROVODRUN = shutil.which("horovodrun") or str(Path(PYTHON).with_name("horovodrun"))
 CONTROLLERS = ["gloo", "mpi"]
 TRANSPORT = {"gloo": "gloo", "mpi": "mpi"}
 """What carries the records beside Horovod's cycle (issue 8, item 9): gloo pairs on a store found

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import subprocess
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 import em_dist as em
 
-from ._launch import job_env, mpirun_cmd, require_mpirun, result, run_job, torchrun_cmd
+from ._launch import HOROVODRUN, job_env, mpirun_cmd, require_mpirun, result, run_job, torchrun_cmd
 
 pytestmark = pytest.mark.timeout(240)
 SWEEP = Path(__file__).parent / "workers" / "sweep.py"
@@ -68,10 +67,9 @@ def test_mixed_runs_never_exchange_records_under_horovodrun(tmp_path):
     pytest.importorskip("horovod.torch")
     from tests.conftest import PYTHON
 
-    horovodrun = shutil.which("horovodrun") or str(Path(PYTHON).with_name("horovodrun"))
     env = job_env(tmp_path, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     env["PATH"] = str(Path(PYTHON).parent) + os.pathsep + env.get("PATH", "")
-    cmd = [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", PYTHON, str(SWEEP), "--engine", "horovod"]
+    cmd = [HOROVODRUN, "-np", "2", "-H", "localhost:2", "--gloo", PYTHON, str(SWEEP), "--engine", "horovod"]
     _check_sweep(tmp_path, run_job(cmd, env, timeout=200))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PYTHON
-from tests.ranks._launch import job_env, mpirun_cmd, the_run
+from tests.ranks._launch import HOROVODRUN, job_env, mpirun_cmd, the_run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,7 +44,6 @@ SCRIPT = textwrap.dedent(
     """
 )
 
-HOROVODRUN = shutil.which("horovodrun") or str(Path(PYTHON).with_name("horovodrun"))
 _TRACEBACKS = ("Exception ignored", "_del_library", "can't register atexit")
 
 

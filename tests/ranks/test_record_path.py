@@ -20,7 +20,7 @@ import pytest
 
 import em_dist as em
 from tests.poll import wait_for
-from tests.ranks._launch import job_env, mpirun_cmd, run_job, torchrun_cmd
+from tests.ranks._launch import HOROVODRUN, job_env, mpirun_cmd, run_job, torchrun_cmd
 from tests.server.harness import fresh_server  # noqa: F401  (fixture)
 
 WORKER = Path(__file__).parent / "workers" / "record_path.py"
@@ -94,10 +94,8 @@ def test_ranks_making_the_same_run_one_after_another_under_mpirun_land_in_it(tmp
 
 def test_ranks_making_the_same_run_one_after_another_under_horovodrun_land_in_it(tmp_path):
     pytest.importorskip("horovod.torch")
-    from tests.conftest import PYTHON
 
-    horovodrun = shutil.which("horovodrun") or str(Path(PYTHON).with_name("horovodrun"))
-    cmd = [horovodrun, "-np", "3", "-H", "localhost:3", "--gloo", sys.executable, str(WORKER), "in-turn",
+    cmd = [HOROVODRUN, "-np", "3", "-H", "localhost:3", "--gloo", sys.executable, str(WORKER), "in-turn",
            "--engine", "horovod"]
     proc = run_job(cmd, job_env(tmp_path), timeout=180)
     _check_in_turn(tmp_path, proc, 3)
