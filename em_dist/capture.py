@@ -71,6 +71,7 @@ from typing import Callable
 
 from ._warn import warn_once
 from .limits import MAX_OUTPUT_LINE_CHARS
+from .platform.host import process_running
 from .store.lines import output_record
 
 Deliver = Callable[[str], None]
@@ -251,7 +252,7 @@ class OutputCapture:
             # loaded machine may take a while to end it after that. It is nobody's child here (no
             # waitpid): look until it has exited, within the same bound, so that a script that leaves
             # by os._exit right after finish() leaves no process behind it even for a moment.
-            while _running(self.pid) and time.monotonic() < until:
+            while process_running(self.pid) and time.monotonic() < until:
                 time.sleep(0.005)
 
     # -- the thread -----------------------------------------------------------------
@@ -453,16 +454,6 @@ def stop(deliver: Deliver, timeout: float) -> None:
     except ValueError:
         return  # another thread is stopping it
     capture.stop(timeout)
-
-
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` is still running: not exited (a zombie has) and not gone (Linux /proc;
-    elsewhere, never known to run)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return False
 
 
 def passthrough_pid(timeout: float = 5.0) -> int:

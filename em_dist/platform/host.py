@@ -15,6 +15,26 @@ _PROC_CPUINFO = "/proc/cpuinfo"
 _PROC_MEMINFO = "/proc/meminfo"
 
 
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` of this host (and pid namespace) still runs. One that exited is not
+    running even while it waits, a zombie, for its parent to reap it; a process of another user is
+    (it exists). Without /proc (not Linux) only whether the pid exists is known."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's: it exists
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[-1].split()[0]
+    except FileNotFoundError:
+        return not os.path.isdir("/proc")  # it ended since the kill above, or this system has no /proc
+    except (OSError, IndexError):
+        return True  # it exists; whether it already exited can't be read
+    return state not in (b"Z", b"X")
+
+
 def hostname() -> str | None:
     """Return this host's name."""
     try:

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from .._warn import warn_once
 from ..errors import LINK_ERRORS, WireVersionError
+from ..platform.host import process_running
 from . import bind
 from .bind import Bind
 from .channel import LinkClosed
@@ -512,7 +513,7 @@ class _Link:
             return False
         self.checked = now
         if self.dead_since is None:
-            if _alive(self.pid):
+            if process_running(self.pid):
                 return False
             self.dead_since = now
         return now - self.dead_since >= GONE_CHECK
@@ -612,17 +613,6 @@ def _local_pid(doc: dict[str, Any]) -> int | None:
         return int(doc["pid"]) if space and doc.get("pids") == space else None
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, killed but not yet reaped by its launcher, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[-1].split()[0] not in (b"Z", b"X")
-    except FileNotFoundError:
-        return False
-    except (OSError, IndexError):
-        return True  # can't tell: the silence bound still applies
 
 
 def _send(pg: Any, dst: int, data: bytes, tag: int, timeout: float | None = None) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._warn import warn_once
+from ..platform.host import process_running
 from ..errors import RunFormatError
 from .lines import decode_number
 from . import layout
@@ -209,25 +210,11 @@ def effective_status(run_dir: Path, meta: dict[str, Any]) -> tuple[str, str | No
     # or the program's own re-raise of the default action) was ended by that signal.
     signals = meta.get("signals") or []
     dead = ("Failed", f"signal: {signals[-1]}") if signals else ("Failed", "crashed")
-    if host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+    if host == socket.gethostname() and isinstance(pid, int) and not process_running(pid):
         return dead
     if time.time() - last > STALE_HEARTBEAT_S:
         return dead
     return status, reason
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped) is dead for our purposes
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _mtime(path: Path) -> float:
