@@ -302,7 +302,7 @@ class RunWriter(QueuedSink):
         prefix = "" if numbered_already else self._attempt_prefix
         self._dropped += self._hold(self._media.setdefault(rank, []),
                                     (prefix + r[2:] if prefix else r[1:] for r in records), MAX_UNWRITTEN_MEDIA,
-                                    f"media records of rank {rank}", "")
+                                    "media-full", f"media records of rank {rank}", "")
 
     def _write_media(self, final: bool) -> bool:
         """Store each rank's media records (images to their files first); False if the disk refused
@@ -326,17 +326,17 @@ class RunWriter(QueuedSink):
 
     def _queue_output(self, rank: int, records: list[str]) -> None:
         self._dropped_output += self._hold(self._output.setdefault(rank, []), (r[1:] for r in records),
-                                           MAX_UNWRITTEN_OUTPUT, f"captured lines of rank {rank}",
+                                           MAX_UNWRITTEN_OUTPUT, "output-full", f"captured lines of rank {rank}",
                                            "; the terminal still showed them")
 
-    def _hold(self, lines: list[str], new: Iterable[str], bound: int, what: str, note: str) -> int:
+    def _hold(self, lines: list[str], new: Iterable[str], bound: int, kind: str, what: str, note: str) -> int:
         """Add ``new`` to ``lines`` that the disk has not taken yet, keeping the newest ``bound``; how
-        many of the oldest were dropped (warned once per run folder and kind, counted by the caller)."""
+        many of the oldest were dropped (warned once per run folder and ``kind``, counted by the caller)."""
         lines.extend(new)
         over = len(lines) - bound
         if over <= 0:
             return 0
-        warn_once(f"unwritten-full:{what.split()[0]}:{self.run_dir}", f"em_dist: more than {bound} {what} could "
+        warn_once(f"{kind}:{self.run_dir}", f"em_dist: more than {bound} {what} could "
                   f"not be written to {self.run_dir}; the oldest are dropped (counted in the run's 'dropped'{note}).")
         del lines[:over]
         return over
